@@ -1,0 +1,72 @@
+// Strata configuration: which executor compiles this translation unit, the host/device
+// qualifiers every pure function carries, and the feature macros kernels branch on.
+//
+// One kernel source, two executors (DESIGN.md section 1):
+//  * nvcc (`__CUDACC__`): the real product, with `__CUDA_ARCH__` set in the device pass;
+//  * the SIMT simulator (any other compiler): the same CUDA C++ runs on the CPU, a fiber per
+//    CUDA thread. `STRATA_SIM` is 1 there.
+// Kernels never test `__CUDA_ARCH__` themselves: they test the feature macros below, which are
+// defined so that the simulator executes the path sm_80 and sm_90 compile.
+#pragma once
+
+#if defined(__CUDACC__)
+#define STRATA_SIM 0
+#else
+/// 1 when this translation unit runs kernels in the CPU SIMT simulator (no nvcc).
+#define STRATA_SIM 1
+#endif
+
+#if defined(__CUDA_ARCH__)
+#define STRATA_DEVICE_PASS 1
+#else
+/// 1 in nvcc's device compilation pass only.
+#define STRATA_DEVICE_PASS 0
+#endif
+
+#if STRATA_SIM
+#define STRATA_HOST_DEVICE inline
+#define STRATA_DEVICE inline
+#define STRATA_FORCEINLINE inline __attribute__((always_inline))
+#else
+/// Qualifier of every pure function: callable from host code, device code and the simulator.
+#define STRATA_HOST_DEVICE __host__ __device__ __forceinline__
+/// Qualifier of device-only functions (kernel helpers, arch ops).
+#define STRATA_DEVICE __device__ __forceinline__
+#define STRATA_FORCEINLINE __forceinline__
+#endif
+
+// Feature macros. The simulator emulates the sm_80 warp-level tensor-core path, so it takes
+// the same branch as an sm_80/sm_90 device pass.
+#if STRATA_SIM || (defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800)
+/// mma.sync m16n8k16 (f16/bf16 -> f32), ldmatrix and cp.async are available.
+#define STRATA_HAS_MMA_SM80 1
+#else
+#define STRATA_HAS_MMA_SM80 0
+#endif
+
+// Call-site capture. In the simulator every synchronising operation records the kernel's
+// file:line, so a fault names the line of the kernel, not a line of a helper. Helpers that
+// synchronise take `STRATA_SITE_DECL` as their last parameter and pass `STRATA_SITE_ARG` on.
+// Under nvcc the parameter does not exist, so the PTX is unaffected.
+#if STRATA_SIM
+#include <source_location>
+#define STRATA_SITE_DECL , ::std::source_location strata_site_ = ::std::source_location::current()
+#define STRATA_SITE_DECL0 ::std::source_location strata_site_ = ::std::source_location::current()
+#define STRATA_SITE_ARG , strata_site_
+#define STRATA_SITE_ARG0 strata_site_
+#else
+#define STRATA_SITE_DECL
+#define STRATA_SITE_DECL0
+#define STRATA_SITE_ARG
+#define STRATA_SITE_ARG0
+#endif
+
+/// `#pragma unroll` for nvcc; nothing for the simulator's host compiler.
+#if STRATA_SIM
+#define STRATA_UNROLL
+#else
+#define STRATA_UNROLL _Pragma("unroll")
+#endif
+
+#define STRATA_STRINGIFY_IMPL(x) #x
+#define STRATA_STRINGIFY(x) STRATA_STRINGIFY_IMPL(x)

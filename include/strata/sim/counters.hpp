@@ -1,0 +1,83 @@
+// Simulator counters: what a launch did, for performance work and for tests that assert on it
+// (e.g. that a kernel issued the analytic number of mma instructions).
+#pragma once
+
+#include <cstdint>
+#include <mutex>
+
+namespace strata::sim {
+
+/// Event counts of one launch (or, summed, of many).
+struct Counters {
+  uint64_t launches = 0;          ///< kernel launches
+  uint64_t blocks = 0;            ///< thread blocks executed
+  uint64_t threads = 0;           ///< CUDA threads executed
+  uint64_t barriers = 0;          ///< completed block-wide barriers (__syncthreads)
+  uint64_t barrier_arrivals = 0;  ///< thread arrivals at block-wide barriers
+  uint64_t warp_collectives = 0;  ///< completed warp collectives of any kind
+  uint64_t shuffles = 0;          ///< completed __shfl*_sync collectives
+  uint64_t votes = 0;             ///< completed __ballot/__any/__all collectives
+  uint64_t syncwarps = 0;         ///< completed __syncwarp collectives
+  uint64_t ldmatrix = 0;          ///< emulated ldmatrix (warp-level)
+  uint64_t mma = 0;               ///< emulated mma.sync (warp-level)
+  uint64_t cp_async = 0;          ///< cp.async copies issued (per thread)
+  uint64_t cp_async_bytes = 0;    ///< bytes requested by those copies
+  uint64_t fiber_switches = 0;    ///< context switches between fibers
+
+  Counters& operator+=(const Counters& o) {
+    launches += o.launches;
+    blocks += o.blocks;
+    threads += o.threads;
+    barriers += o.barriers;
+    barrier_arrivals += o.barrier_arrivals;
+    warp_collectives += o.warp_collectives;
+    shuffles += o.shuffles;
+    votes += o.votes;
+    syncwarps += o.syncwarps;
+    ldmatrix += o.ldmatrix;
+    mma += o.mma;
+    cp_async += o.cp_async;
+    cp_async_bytes += o.cp_async_bytes;
+    fiber_switches += o.fiber_switches;
+    return *this;
+  }
+};
+
+namespace detail {
+struct CounterStore {
+  std::mutex mu;
+  Counters last, total;
+};
+inline CounterStore& counter_store() {
+  static CounterStore s;
+  return s;
+}
+inline void publish_launch_counters(const Counters& c) {
+  auto& s = counter_store();
+  std::lock_guard<std::mutex> lk(s.mu);
+  s.last = c;
+  s.total += c;
+}
+}  // namespace detail
+
+/// Counters of the most recent launch (complete once strata::launch has returned).
+inline Counters last_launch_counters() {
+  auto& s = detail::counter_store();
+  std::lock_guard<std::mutex> lk(s.mu);
+  return s.last;
+}
+/// Counters summed over all launches since the start or the last reset_counters().
+inline Counters total_counters() {
+  auto& s = detail::counter_store();
+  std::lock_guard<std::mutex> lk(s.mu);
+  return s.total;
+}
+/// Zeroes both the last-launch and the total counters.
+inline void reset_counters() {
+  auto& s = detail::counter_store();
+  std::lock_guard<std::mutex> lk(s.mu);
+  s.last = Counters{};
+  s.total = Counters{};
+}
+
+}  // namespace strata::sim

@@ -1,0 +1,137 @@
+// Running a launch in the simulator: blocks are spread over worker OS threads, each block runs
+// to completion on one of them, and the first fault aborts the launch.
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <tuple>
+#include <type_traits>
+#include <vector>
+
+#include "strata/sim/counters.hpp"
+#include "strata/sim/options.hpp"
+#include "strata/sim/runtime.hpp"
+#include "strata/status.hpp"
+
+namespace strata::sim::detail {
+
+/// Per-OS-thread simulator state, kept between launches so stacks and arenas are reused.
+inline Block& worker_block() {
+  thread_local Block b;
+  return b;
+}
+
+/// Prepares `b` for blocks of shape `block` with `smem` bytes of dynamic shared memory.
+inline bool prepare_worker(Block& b, dim3 grid, dim3 block, size_t smem, const Options& o) {
+  const int n = int(block.x * block.y * block.z);
+  b.bdim = block;
+  b.gdim = grid;
+  b.n = n;
+  b.order = o.schedule.kind;
+  b.defer_cp_async = o.defer_cp_async;
+  b.ctr = Counters{};
+  if (!b.stacks.ensure(size_t(n), o.stack_bytes)) return false;
+  if (!b.dyn.reserve(smem)) return false;
+  b.th.resize(size_t(n));
+  b.rq.assign(size_t(n), 0);
+  b.warps.assign(size_t((n + 31) / 32), Warp{});
+  for (int i = 0; i < n; ++i) {
+    Thread& t = b.th[size_t(i)];
+    t.linear = i;
+    t.tid = make_uint3(unsigned(i) % block.x, unsigned(i) / block.x % block.y, unsigned(i) / (block.x * block.y));
+    t.lane = i % 32;
+    t.warp = i / 32;
+    b.warps[size_t(i / 32)].present |= 1u << (i % 32);
+  }
+  install_segv_handler();
+  return true;
+}
+
+/// Runs every block of a launch whose kernel body is `body(arg)`.
+inline Status run_launch(dim3 grid, dim3 block, size_t smem, void (*body)(void*), void* arg) {
+  const Options o = options();
+  if (!o.env_error.empty()) return Status::InvalidArgument(o.env_error);
+  const unsigned long long nblocks = 1ull * grid.x * grid.y * grid.z;
+  std::atomic<unsigned long long> next{0};
+  std::atomic<bool> stop{false};
+  std::mutex mu;
+  std::string first_fault;
+  Counters total;
+  total.launches = 1;
+
+  auto worker = [&] {
+    Block& b = worker_block();
+    if (!prepare_worker(b, grid, block, smem, o)) {
+      std::lock_guard<std::mutex> lk(mu);
+      if (first_fault.empty()) first_fault = "simulator could not map fiber stacks or shared memory";
+      stop = true;
+      return;
+    }
+    b.body = body;
+    b.body_arg = arg;
+    const StaticSmemRange st = static_smem_range();
+    for (;;) {
+      if (stop.load(std::memory_order_relaxed)) break;
+      const unsigned long long id = next.fetch_add(1);
+      if (id >= nblocks) break;
+      b.bid = dim3(unsigned(id % grid.x), unsigned(id / grid.x % grid.y), unsigned(id / (1ull * grid.x * grid.y)));
+      // the random schedule of a block depends only on the seed and the block id
+      b.rng.seed(o.schedule.seed * 0x9E3779B97F4A7C15ull + id + 1);
+      b.dyn.start_block(o.poison_smem);
+      if (o.poison_smem && st.bytes) std::memset(st.lo, 0xFF, st.bytes);
+      if (!run_block(b)) {
+        std::lock_guard<std::mutex> lk(mu);
+        if (first_fault.empty()) first_fault = b.fault;
+        stop = true;
+        break;
+      }
+    }
+    std::lock_guard<std::mutex> lk(mu);
+    total += b.ctr;
+  };
+
+  unsigned nw = o.workers;
+  if (nw > nblocks) nw = unsigned(nblocks);
+#if STRATA_SIM_ASAN
+  nw = 1;  // static shared memory is a plain static under ASan (see sim/smem.hpp)
+#endif
+  if (nw <= 1) {
+    worker();
+  } else {
+    std::vector<std::thread> pool;
+    pool.reserve(nw);
+    for (unsigned w = 0; w < nw; ++w) pool.emplace_back(worker);
+    for (auto& t : pool) t.join();
+  }
+  publish_launch_counters(total);
+  if (!first_fault.empty()) return Status::KernelFault("strata::sim: " + first_fault);
+  return Status::Ok();
+}
+
+}  // namespace strata::sim::detail
+
+namespace strata::sim {
+
+/// Runs `kernel` over `grid` x `block` threads in the simulator, with `smem_bytes` of dynamic
+/// shared memory. The arguments are converted to the kernel's parameter types once and each
+/// CUDA thread receives its own copy, as on the GPU. Returns the first fault, if any. The launch
+/// configuration is validated by strata::launch, not here.
+template <class... Params, class... Args>
+Status run(void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem_bytes, Args&&... args) {
+  static_assert(sizeof...(Params) == sizeof...(Args), "wrong number of kernel arguments");
+  struct Body {
+    void (*kernel)(Params...);
+    std::tuple<std::decay_t<Params>...> params;
+    static void run(void* self) {
+      auto* b = static_cast<Body*>(self);
+      std::apply(b->kernel, b->params);
+    }
+  };
+  Body body{kernel, std::tuple<std::decay_t<Params>...>(std::forward<Args>(args)...)};
+  return detail::run_launch(grid, block, smem_bytes, &Body::run, &body);
+}
+
+}  // namespace strata::sim

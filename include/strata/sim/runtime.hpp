@@ -1,0 +1,617 @@
+// The simulator's executor: a fiber per CUDA thread, a run queue, block-wide barriers and warp
+// collectives, and the faults they detect.
+//
+// Scheduling. Every CUDA thread of a block is a fiber (Boost.Context fcontext) on the worker OS
+// thread that runs the block. A fiber runs until it reaches a synchronisation point
+// (__syncthreads, a warp collective, exit); then it hands control directly to the next fiber of
+// the run queue, without going through a scheduler context. The last thread to arrive at a
+// barrier, or the last lane of a warp collective, completes it and appends the released threads
+// to the run queue in the order of the schedule: ascending (forward), descending (reverse), or
+// shuffled by a seeded generator (random). When the queue runs dry the worker's main context
+// takes over: either every thread has exited, or the block is deadlocked.
+//
+// Faults (barrier divergence, deadlock, warp-collective mask errors, misaligned ldmatrix,
+// shared-memory overruns, ...) are reported with the kernel's file:line and abort the launch.
+#pragma once
+
+#include <boost/context/detail/fcontext.hpp>
+#include <csignal>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <random>
+#include <source_location>
+#include <string>
+#include <vector>
+
+#include <cuda_runtime.h>  // dim3, uint3 (host use only; libcudart is not linked)
+
+#include "strata/sim/counters.hpp"
+#include "strata/sim/options.hpp"
+#include "strata/sim/sanitizers.hpp"
+#include "strata/sim/smem.hpp"
+
+namespace strata::sim::detail {
+
+namespace bctx = boost::context::detail;
+using Site = std::source_location;
+
+enum class ThreadState : uint8_t { kRunnable, kAtBarrier, kAtWarp, kDone };
+
+/// One cp.async copy in flight: lands (zero-filled past src_bytes) at wait_group.
+struct PendingCopy {
+  void* dst;
+  const void* src;
+  uint32_t bytes;
+  uint32_t src_bytes;
+};
+
+struct Thread {
+  bctx::fcontext_t ctx = nullptr;  // suspended context (valid while not running)
+  uint3 tid{};
+  int linear = 0, lane = 0, warp = 0;
+  ThreadState st = ThreadState::kRunnable;
+  Site site{};              // last synchronisation point reached
+  void* wio = nullptr;      // operand record of the pending warp collective (on this stack)
+  void* tsan_sync = nullptr;  // sync object of the pending warp collective
+  unsigned bar_epoch = 0;
+  std::vector<PendingCopy> cp_open;               // issued, not yet committed
+  std::vector<std::vector<PendingCopy>> cp_groups;  // committed groups, oldest first
+  void* tsan_fiber = nullptr;
+  void* asan_fake_stack = nullptr;
+};
+
+struct Block;
+/// Executes a completed warp collective: `lanes` is the warp's first thread, `mask` its members.
+using WarpFn = void (*)(Thread* lanes, unsigned mask);
+
+enum WarpKind : int { kSyncWarp = 1, kShflIdx, kShflUp, kShflDown, kShflXor, kVote, kLdmatrix, kMma };
+
+inline const char* warp_kind_name(int k) {
+  switch (k) {
+    case kSyncWarp: return "__syncwarp";
+    case kShflIdx: return "__shfl_sync";
+    case kShflUp: return "__shfl_up_sync";
+    case kShflDown: return "__shfl_down_sync";
+    case kShflXor: return "__shfl_xor_sync";
+    case kVote: return "__ballot_sync/__any_sync/__all_sync";
+    case kLdmatrix: return "ldmatrix";
+    case kMma: return "mma.sync";
+  }
+  return "warp op";
+}
+
+struct Collective {
+  unsigned mask = 0, arrived = 0;
+  int kind = 0;
+  WarpFn fn = nullptr;
+  Site site{};
+  void* tsan_sync = nullptr;
+};
+
+struct Warp {
+  Collective open[32];
+  int nopen = 0;
+  unsigned present = 0;  // lanes that exist in this block
+  unsigned exited = 0;
+  uint32_t seq = 0;
+  char tsan_sync[64] = {};
+};
+
+/// Fiber stacks of one worker, reused across blocks and launches; a guard page below each.
+struct StackPool {
+  struct Stack {
+    char* lo = nullptr;  // usable [lo, lo + size)
+    size_t size = 0;
+    void* map = nullptr;
+    size_t map_bytes = 0;
+  };
+  std::vector<Stack> stacks;
+  ~StackPool() { clear(); }
+  void clear() {
+    for (auto& s : stacks) munmap(s.map, s.map_bytes);
+    stacks.clear();
+  }
+  bool ensure(size_t n, size_t size) {
+    if (!stacks.empty() && stacks[0].size != size) clear();
+    const size_t page = size_t(sysconf(_SC_PAGESIZE));
+    while (stacks.size() < n) {
+      const size_t total = (size + page - 1) / page * page + page;
+      void* p = mmap(nullptr, total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+                     -1, 0);
+      if (p == MAP_FAILED) return false;
+      mprotect(p, page, PROT_NONE);
+      stacks.push_back({static_cast<char*>(p) + page, total - page, p, total});
+    }
+    return true;
+  }
+};
+
+struct Block {
+  // launch geometry
+  dim3 bid, bdim, gdim;
+  int n = 0;
+  std::vector<Thread> th;
+  std::vector<Warp> warps;
+  // run queue: ring buffer of thread indices, each thread at most once
+  std::vector<int> rq;
+  int rq_head = 0, rq_count = 0;
+  // block-wide barrier
+  int bar_arrived = 0;
+  Site bar_site{};
+  int bar_accum_count = 0, bar_accum_and = 1, bar_accum_or = 0;
+  int bar_result[2][3] = {};
+  char tsan_bar[2] = {};
+  char tsan_end = 0;
+  int done = 0;
+  // contexts
+  bctx::fcontext_t main_ctx = nullptr;
+  bctx::fcontext_t dead_slot = nullptr;
+  void* main_tsan_fiber = nullptr;
+  const void* main_stack_lo = nullptr;
+  size_t main_stack_size = 0;
+  void* main_fake_stack = nullptr;
+  // kernel
+  void (*body)(void*) = nullptr;
+  void* body_arg = nullptr;
+  // schedule
+  ScheduleKind order = ScheduleKind::kForward;
+  std::mt19937_64 rng;
+  // memory
+  DynamicSmemArena dyn;
+  StackPool stacks;
+  size_t stack_bytes = 0;
+  bool defer_cp_async = true;
+  // outcome
+  bool faulted = false;
+  bool aborted_fibers = false;
+  std::string fault;
+  Counters ctr;
+};
+
+inline thread_local Block* g_block = nullptr;
+inline thread_local Thread* g_cur = nullptr;
+
+inline std::string site_str(const Site& s) {
+  return std::string(s.file_name()) + ":" + std::to_string(s.line());
+}
+
+inline std::string who(const Thread& t) {
+  const Block& b = *g_block;
+  char buf[160];
+  std::snprintf(buf, sizeof buf, "thread (%u,%u,%u) of block (%u,%u,%u)", t.tid.x, t.tid.y, t.tid.z,
+                b.bid.x, b.bid.y, b.bid.z);
+  return buf;
+}
+
+// ------------------------------------------------------------------------------ switching
+inline void rq_push(Block& b, int i) {
+  int pos = b.rq_head + b.rq_count;
+  if (pos >= b.n) pos -= b.n;
+  b.rq[size_t(pos)] = i;
+  ++b.rq_count;
+}
+inline int rq_pop(Block& b) {
+  if (b.rq_count == 0) return -1;
+  const int i = b.rq[size_t(b.rq_head)];
+  if (++b.rq_head == b.n) b.rq_head = 0;
+  --b.rq_count;
+  return i;
+}
+
+/// Appends the threads `ids[0..count)` (ascending) to the run queue in schedule order.
+inline void release_in_order(Block& b, int* ids, int count) {
+  switch (b.order) {
+    case ScheduleKind::kForward: break;
+    case ScheduleKind::kReverse:
+      for (int i = 0, j = count - 1; i < j; ++i, --j) std::swap(ids[i], ids[j]);
+      break;
+    case ScheduleKind::kRandom:
+      for (int i = count - 1; i > 0; --i) std::swap(ids[i], ids[int(b.rng() % uint64_t(i + 1))]);
+      break;
+  }
+  for (int i = 0; i < count; ++i) {
+    b.th[size_t(ids[i])].st = ThreadState::kRunnable;
+    rq_push(b, ids[i]);
+  }
+}
+
+/// Jumps from the running fiber (or the main context) to `target`. `save` receives the context
+/// we leave; whoever resumes us writes our context into the slot we passed.
+STRATA_SIM_NO_TSAN inline void jump(bctx::fcontext_t target, bctx::fcontext_t* save,
+                                    [[maybe_unused]] void** fake_save,
+                                    [[maybe_unused]] const void* target_lo,
+                                    [[maybe_unused]] size_t target_size,
+                                    [[maybe_unused]] void* target_tsan) {
+#if STRATA_SIM_ASAN
+  __sanitizer_start_switch_fiber(fake_save, target_lo, target_size);
+#endif
+#if STRATA_SIM_TSAN
+  __tsan_switch_to_fiber(target_tsan, 1 /* no synchronisation */);
+#endif
+  bctx::transfer_t tr = bctx::jump_fcontext(target, save);
+  *static_cast<bctx::fcontext_t*>(tr.data) = tr.fctx;
+#if STRATA_SIM_ASAN
+  __sanitizer_finish_switch_fiber(fake_save ? *fake_save : nullptr, nullptr, nullptr);
+#endif
+}
+
+/// The running thread gives up the CPU: the next thread of the run queue runs, or the main
+/// context when the queue is empty. Returns when this thread is resumed (never, if it is done).
+STRATA_SIM_NO_TSAN inline void switch_out(Thread& self) {
+  Block& b = *g_block;
+  const bool dying = self.st == ThreadState::kDone;
+  bctx::fcontext_t* save = dying ? &b.dead_slot : &self.ctx;
+  void** fake = dying ? nullptr : &self.asan_fake_stack;
+  const int next = rq_pop(b);
+  ++b.ctr.fiber_switches;
+  if (next < 0) {
+    g_cur = nullptr;
+    jump(b.main_ctx, save, fake, b.main_stack_lo, b.main_stack_size, b.main_tsan_fiber);
+  } else {
+    Thread& t = b.th[size_t(next)];
+    if (&t == &self) return;  // we released ourselves and nobody else is runnable
+    g_cur = &t;
+    const auto& stk = b.stacks.stacks[size_t(next)];
+    jump(t.ctx, save, fake, stk.lo, stk.size, t.tsan_fiber);
+  }
+  g_cur = &self;
+}
+
+/// Aborts the block with a fault message; the fiber is abandoned and never resumed.
+[[noreturn]] STRATA_SIM_NO_TSAN inline void fault(std::string msg) {
+  Block& b = *g_block;
+  if (!b.faulted) {
+    b.faulted = true;
+    b.fault = std::move(msg);
+  }
+  b.aborted_fibers = true;
+  g_cur = nullptr;
+  jump(b.main_ctx, &b.dead_slot, nullptr, b.main_stack_lo, b.main_stack_size, b.main_tsan_fiber);
+  __builtin_unreachable();
+}
+
+[[noreturn]] inline void fault_at(const Thread& t, const Site& s, const std::string& what) {
+  fault(what + " (" + who(t) + " at " + site_str(s) + ")");
+}
+
+// ----------------------------------------------------------------------- block-wide barrier
+enum class BarrierOp { kPlain, kCount, kAnd, kOr };
+
+/// __syncthreads and its reducing forms. Every thread of the block must reach the same call
+/// site; a thread that has exited makes the barrier impossible (divergence).
+STRATA_SIM_NO_TSAN inline int block_barrier(const Site& site, int pred, BarrierOp op) {
+  Block& b = *g_block;
+  Thread& t = *g_cur;
+  if (b.done > 0) {
+    for (const Thread& o : b.th)
+      if (o.st == ThreadState::kDone)
+        fault_at(t, site,
+                 "__syncthreads divergence: this thread waits at a barrier that " + who(o) +
+                     " can never reach because it has exited");
+  }
+  if (b.bar_arrived == 0) {
+    b.bar_site = site;
+  } else if (b.bar_site.line() != site.line() ||
+             std::strcmp(b.bar_site.file_name(), site.file_name()) != 0) {
+    fault_at(t, site,
+             "__syncthreads divergence: threads of one block wait at different barriers, this "
+             "one and " + site_str(b.bar_site));
+  }
+  const Warp& w = b.warps[size_t(t.warp)];
+  for (int i = 0; i < w.nopen; ++i)
+    if (w.open[i].mask >> t.lane & 1u)
+      fault_at(t, site,
+               std::string("deadlock: this thread reached __syncthreads while lanes of its warp "
+                           "wait for it at ") +
+                   warp_kind_name(w.open[i].kind) + " at " + site_str(w.open[i].site));
+  t.st = ThreadState::kAtBarrier;
+  t.site = site;
+  const int parity = int(t.bar_epoch & 1u);
+  tsan_release(&b.tsan_bar[parity]);
+  ++b.ctr.barrier_arrivals;
+  b.bar_accum_count += pred != 0;
+  b.bar_accum_and &= pred != 0;
+  b.bar_accum_or |= pred != 0;
+  if (++b.bar_arrived == b.n) {
+    b.bar_result[parity][0] = b.bar_accum_count;
+    b.bar_result[parity][1] = b.bar_accum_and;
+    b.bar_result[parity][2] = b.bar_accum_or;
+    b.bar_accum_count = 0;
+    b.bar_accum_and = 1;
+    b.bar_accum_or = 0;
+    b.bar_arrived = 0;
+    ++b.ctr.barriers;
+    thread_local std::vector<int> ids;
+    ids.resize(size_t(b.n));
+    for (int i = 0; i < b.n; ++i) ids[size_t(i)] = i;
+    release_in_order(b, ids.data(), b.n);
+  }
+  switch_out(t);
+  tsan_acquire(&b.tsan_bar[parity]);
+  ++t.bar_epoch;
+  switch (op) {
+    case BarrierOp::kPlain: return 0;
+    case BarrierOp::kCount: return b.bar_result[parity][0];
+    case BarrierOp::kAnd: return b.bar_result[parity][1];
+    case BarrierOp::kOr: return b.bar_result[parity][2];
+  }
+  return 0;
+}
+
+// -------------------------------------------------------------------------- warp collectives
+/// Joins (or opens) the warp collective `kind` over `mask`. The last lane to arrive runs `fn`
+/// for all lanes, counts the op in `counter` and releases the lanes. `orders_memory`: creates a happens-before edge among the
+/// lanes (for ThreadSanitizer), as __syncwarp does.
+STRATA_SIM_NO_TSAN inline void warp_collective(int kind, unsigned mask, WarpFn fn, void* io,
+                                               const Site& site, bool orders_memory,
+                                               uint64_t Counters::*counter) {
+  Block& b = *g_block;
+  Thread& t = *g_cur;
+  Warp& w = b.warps[size_t(t.warp)];
+  const unsigned bit = 1u << t.lane;
+  if (!(mask & bit))
+    fault_at(t, site,
+             std::string(warp_kind_name(kind)) + " executed by lane " + std::to_string(t.lane) +
+                 ", which is not in its member mask");
+  if (mask & ~w.present)
+    fault_at(t, site,
+             std::string(warp_kind_name(kind)) + " member mask names lane " +
+                 std::to_string(__builtin_ctz(mask & ~w.present)) +
+                 ", which does not exist in this block");
+  if (mask & w.exited)
+    fault_at(t, site,
+             std::string(warp_kind_name(kind)) + " waits for lane " +
+                 std::to_string(__builtin_ctz(mask & w.exited)) + ", which has exited");
+  Collective* c = nullptr;
+  for (int i = 0; i < w.nopen; ++i)
+    if (w.open[i].mask & mask) {
+      c = &w.open[i];
+      break;
+    }
+  if (c) {
+    if (c->mask != mask || c->kind != kind) {
+      char m[64];
+      std::snprintf(m, sizeof m, "0x%08x", mask);
+      char cm[64];
+      std::snprintf(cm, sizeof cm, "0x%08x", c->mask);
+      fault_at(t, site,
+               std::string("warp collective mismatch: ") + warp_kind_name(kind) + " with mask " + m +
+                   " while lanes of the warp wait at " + warp_kind_name(c->kind) + " with mask " + cm +
+                   " at " + site_str(c->site));
+    }
+  } else {
+    c = &w.open[w.nopen++];
+    c->mask = mask;
+    c->arrived = 0;
+    c->kind = kind;
+    c->fn = fn;
+    c->site = site;
+    c->tsan_sync = &w.tsan_sync[w.seq++ % 64];
+  }
+  c->arrived |= bit;
+  t.st = ThreadState::kAtWarp;
+  t.site = site;
+  t.wio = io;
+  t.tsan_sync = orders_memory ? c->tsan_sync : nullptr;
+  if (t.tsan_sync) tsan_release(t.tsan_sync);
+  if (c->arrived == mask) {
+    const WarpFn f = c->fn;
+    *c = w.open[--w.nopen];  // remove before running f: f may fault
+    Thread* lanes = &b.th[size_t(t.warp) * 32];
+    f(lanes, mask);
+    ++b.ctr.warp_collectives;
+    ++(b.ctr.*counter);
+    int ids[32];
+    int count = 0;
+    for (unsigned m = mask; m; m &= m - 1) ids[count++] = t.warp * 32 + __builtin_ctz(m);
+    release_in_order(b, ids, count);
+  }
+  switch_out(t);
+  if (t.tsan_sync) tsan_acquire(t.tsan_sync);
+}
+
+// ------------------------------------------------------------------------------ fiber life
+STRATA_SIM_NO_TSAN inline void thread_exit(Thread& t) {
+  Block& b = *g_block;
+  // cp.async copies still in flight complete, as on the hardware
+  t.cp_groups.push_back(std::move(t.cp_open));
+  t.cp_open.clear();
+  for (auto& g : t.cp_groups)
+    for (auto& c : g) {
+      std::memset(c.dst, 0, c.bytes);
+      if (c.src_bytes) std::memcpy(c.dst, c.src, c.src_bytes);
+    }
+  t.cp_groups.clear();
+  Warp& w = b.warps[size_t(t.warp)];
+  for (int i = 0; i < w.nopen; ++i)
+    if (w.open[i].mask >> t.lane & 1u)
+      fault_at(t, t.site.line() ? t.site : w.open[i].site,
+               std::string("lane ") + std::to_string(t.lane) + " exited while lanes of its warp wait for it at " +
+                   warp_kind_name(w.open[i].kind) + " at " + site_str(w.open[i].site));
+  if (b.bar_arrived > 0)
+    fault(std::string("__syncthreads divergence: ") + who(t) + " exited while " +
+          std::to_string(b.bar_arrived) + " thread(s) wait at the barrier at " + site_str(b.bar_site));
+  t.st = ThreadState::kDone;
+  w.exited |= 1u << t.lane;
+  ++b.done;
+  tsan_release(&b.tsan_end);
+  switch_out(t);
+  __builtin_unreachable();
+}
+
+[[noreturn]] STRATA_SIM_NO_TSAN inline void fiber_entry(bctx::transfer_t tr) {
+  *static_cast<bctx::fcontext_t*>(tr.data) = tr.fctx;
+  Block& b = *g_block;
+#if STRATA_SIM_ASAN
+  {
+    const void* lo = nullptr;
+    size_t sz = 0;
+    __sanitizer_finish_switch_fiber(nullptr, &lo, &sz);
+    if (!b.main_stack_lo) {  // the first fiber of a block is always entered from main
+      b.main_stack_lo = lo;
+      b.main_stack_size = sz;
+    }
+  }
+#endif
+  Thread& t = *g_cur;
+  std::string err;
+  try {
+    b.body(b.body_arg);
+  } catch (const std::exception& e) {
+    err = std::string("C++ exception escaped the kernel: ") + e.what();
+  } catch (...) {
+    err = "C++ exception of unknown type escaped the kernel";
+  }
+  if (!err.empty()) fault_at(t, t.site, err);
+  thread_exit(t);
+  __builtin_unreachable();
+}
+
+// ------------------------------------------------------------------- guard-page faults
+// A read or write past the dynamic shared memory of a launch hits the arena's guard page. The
+// SIGSEGV handler turns it into a fault of the running CUDA thread and leaves the signal
+// handler by switching to the worker's main context (the fiber is abandoned).
+inline thread_local char* g_sigstack = nullptr;
+
+inline void segv_handler(int sig, siginfo_t* info, void* uctx);
+
+inline struct sigaction& previous_segv_action() {
+  static struct sigaction a{};
+  return a;
+}
+
+inline void install_segv_handler() {
+#if !STRATA_SIM_ASAN && !STRATA_SIM_TSAN
+  static const bool installed = [] {
+    struct sigaction sa{};
+    sa.sa_sigaction = &segv_handler;
+    sa.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_NODEFER;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGSEGV, &sa, &previous_segv_action());
+    sigaction(SIGBUS, &sa, nullptr);
+    return true;
+  }();
+  (void)installed;
+  if (!g_sigstack) {
+    const size_t sz = 64 * 1024;
+    g_sigstack = static_cast<char*>(std::malloc(sz));
+    stack_t ss{};
+    ss.ss_sp = g_sigstack;
+    ss.ss_size = sz;
+    sigaltstack(&ss, nullptr);
+  }
+#endif
+}
+
+inline void segv_handler(int sig, siginfo_t* info, void* uctx) {
+  Block* b = g_block;
+  Thread* t = g_cur;
+  if (b && t && b->dyn.in_guard(info->si_addr)) {
+    const long off = static_cast<unsigned char*>(info->si_addr) - b->dyn.data();
+    fault("dynamic shared memory overrun: access at byte offset " + std::to_string(off) +
+          " of a launch with " + std::to_string(b->dyn.bytes()) + " bytes of dynamic shared memory (" +
+          who(*t) + ", after its last synchronisation at " + site_str(t->site) + ")");
+  }
+  // not ours: restore the previous disposition and let the fault happen again
+  sigaction(SIGSEGV, &previous_segv_action(), nullptr);
+  signal(SIGBUS, SIG_DFL);
+  (void)sig;
+  (void)uctx;
+}
+
+// ------------------------------------------------------------------------------ one block
+inline std::string blocked_threads_dump(const Block& b) {
+  std::string s;
+  int shown = 0;
+  for (const Thread& t : b.th) {
+    if (t.st == ThreadState::kDone || t.st == ThreadState::kRunnable) continue;
+    if (shown++ == 6) {
+      s += "\n  ...";
+      break;
+    }
+    s += "\n  " + who(t) + " waits at " +
+         (t.st == ThreadState::kAtBarrier ? std::string("__syncthreads") : std::string("a warp collective")) +
+         " at " + site_str(t.site);
+  }
+  return s;
+}
+
+/// Runs block `bid` of the current launch on this OS thread. Returns false on a fault.
+STRATA_SIM_NO_TSAN inline bool run_block(Block& b) {
+  g_block = &b;
+  b.faulted = false;
+  b.fault.clear();
+  b.done = 0;
+  b.bar_arrived = 0;
+  b.bar_accum_count = 0;
+  b.bar_accum_and = 1;
+  b.bar_accum_or = 0;
+  b.rq_head = b.rq_count = 0;
+#if STRATA_SIM_TSAN
+  b.main_tsan_fiber = __tsan_get_current_fiber();
+#endif
+  if (b.aborted_fibers) {  // fibers of a faulted block left frames behind on their stacks
+    for (auto& s : b.stacks.stacks) asan_unpoison(s.lo, s.size);
+    b.aborted_fibers = false;
+  }
+  for (auto& w : b.warps) {
+    w.nopen = 0;
+    w.exited = 0;
+  }
+  for (int i = 0; i < b.n; ++i) {
+    Thread& t = b.th[size_t(i)];
+    t.st = ThreadState::kRunnable;
+    t.site = Site{};
+    t.bar_epoch = 0;
+    t.cp_open.clear();
+    t.cp_groups.clear();
+    t.asan_fake_stack = nullptr;
+    const auto& stk = b.stacks.stacks[size_t(i)];
+    t.ctx = bctx::make_fcontext(stk.lo + stk.size, stk.size, &fiber_entry);
+#if STRATA_SIM_TSAN
+    t.tsan_fiber = __tsan_create_fiber(0);
+#endif
+  }
+  thread_local std::vector<int> ids;
+  ids.resize(size_t(b.n));
+  for (int i = 0; i < b.n; ++i) ids[size_t(i)] = i;
+  release_in_order(b, ids.data(), b.n);
+
+  const int first = rq_pop(b);
+  Thread& t0 = b.th[size_t(first)];
+  g_cur = &t0;
+  const auto& stk0 = b.stacks.stacks[size_t(first)];
+  ++b.ctr.fiber_switches;
+  jump(t0.ctx, &b.main_ctx, &b.main_fake_stack, stk0.lo, stk0.size, t0.tsan_fiber);
+  g_cur = nullptr;
+
+  if (!b.faulted && b.done != b.n) {
+    b.faulted = true;
+    b.aborted_fibers = true;
+    b.fault = "deadlock: no CUDA thread can run, " + std::to_string(b.n - b.done) +
+              " wait forever:" + blocked_threads_dump(b);
+  }
+  if (!b.faulted) {
+    if (const long off = b.dyn.canary_damage(); off >= 0) {
+      b.faulted = true;
+      b.fault = "dynamic shared memory overrun: a thread of block (" + std::to_string(b.bid.x) + "," +
+                std::to_string(b.bid.y) + "," + std::to_string(b.bid.z) + ") wrote byte offset " +
+                std::to_string(off) + " of a launch with " + std::to_string(b.dyn.bytes()) +
+                " bytes of dynamic shared memory";
+    }
+  }
+#if STRATA_SIM_TSAN
+  for (auto& t : b.th) {
+    __tsan_destroy_fiber(t.tsan_fiber);
+    t.tsan_fiber = nullptr;
+  }
+  __tsan_acquire(&b.tsan_end);  // the host sees everything the block did
+#endif
+  ++b.ctr.blocks;
+  b.ctr.threads += uint64_t(b.n);
+  g_block = nullptr;
+  return !b.faulted;
+}
+
+}  // namespace strata::sim::detail
