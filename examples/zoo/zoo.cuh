@@ -18,11 +18,13 @@ using strata::arch::kFullMask;
 
 /// Per-block sum of `x[0..n)`: grid-stride loads, warp butterflies, static shared memory.
 template <int kBlock>
-__global__ void __launch_bounds__(kBlock) block_sum(const float* __restrict__ x, float* __restrict__ partial, int n) {
+__global__ void __launch_bounds__(kBlock)
+    block_sum(const float* __restrict__ x, float* __restrict__ partial, int n) {
   static_assert(kBlock % 32 == 0 && kBlock <= 1024, "whole warps");
   __shared__ float warp_sums[kBlock / 32];
   float v = 0.f;
-  for (int i = int(blockIdx.x) * kBlock + int(threadIdx.x); i < n; i += int(gridDim.x) * kBlock) v += x[i];
+  for (int i = int(blockIdx.x) * kBlock + int(threadIdx.x); i < n; i += int(gridDim.x) * kBlock)
+    v += x[i];
   v = strata::arch::warp_sum(v);
   const int lane = int(threadIdx.x) % 32, warp = int(threadIdx.x) / 32;
   if (lane == 0) warp_sums[warp] = v;
@@ -60,7 +62,8 @@ __global__ void sgemm_tiled(const float* A, const float* B, float* C, int M, int
 /// Bug 1: A fragment registers 1 and 2 swapped. Bug 2: no cp.async.wait_group. Bug 3: B
 /// fragment registers of the first n8 tile swapped.
 template <class T, int Bug = 0>
-__global__ void __launch_bounds__(128) mma_gemm_tn(const T* A, const T* Bt, float* C, int M, int N, int K) {
+__global__ void __launch_bounds__(128)
+    mma_gemm_tn(const T* A, const T* Bt, float* C, int M, int N, int K) {
   constexpr int BM = 64, BN = 16, BK = 32, LD = BK + 8;  // +8 elements: rows stay 16-byte aligned
   STRATA_DYNAMIC_SMEM(T, As);                            // [2][BM][LD]
   T* Bs = As + 2 * BM * LD;                              // [2][BN][LD]
@@ -70,12 +73,14 @@ __global__ void __launch_bounds__(128) mma_gemm_tn(const T* A, const T* Bt, floa
     for (int c = tid; c < BM * BK / 8; c += 128) {
       const int r = c / (BK / 8), kc = (c % (BK / 8)) * 8, gr = m0 + r, gk = k0 + kc;
       const bool ok = gr < M && gk < K;
-      strata::arch::cp_async<16>(&As[(stage * BM + r) * LD + kc], ok ? &A[size_t(gr) * K + gk] : A, ok ? 16 : 0);
+      strata::arch::cp_async<16>(&As[(stage * BM + r) * LD + kc], ok ? &A[size_t(gr) * K + gk] : A,
+                                 ok ? 16 : 0);
     }
     for (int c = tid; c < BN * BK / 8; c += 128) {
       const int r = c / (BK / 8), kc = (c % (BK / 8)) * 8, gn = n0 + r, gk = k0 + kc;
       const bool ok = gn < N && gk < K;
-      strata::arch::cp_async<16>(&Bs[(stage * BN + r) * LD + kc], ok ? &Bt[size_t(gn) * K + gk] : Bt, ok ? 16 : 0);
+      strata::arch::cp_async<16>(&Bs[(stage * BN + r) * LD + kc],
+                                 ok ? &Bt[size_t(gn) * K + gk] : Bt, ok ? 16 : 0);
     }
     strata::arch::cp_async_commit();
   };
@@ -91,10 +96,11 @@ __global__ void __launch_bounds__(128) mma_gemm_tn(const T* A, const T* Bt, floa
     }
     __syncthreads();
     const int s = kt & 1;
-STRATA_UNROLL
+    STRATA_UNROLL
     for (int kk = 0; kk < BK; kk += 16) {
       uint32_t a[4], b[4];
-      strata::arch::ldmatrix_x4(a, &As[(s * BM + warp * 16 + (lane % 16)) * LD + kk + (lane / 16) * 8]);
+      strata::arch::ldmatrix_x4(
+          a, &As[(s * BM + warp * 16 + (lane % 16)) * LD + kk + (lane / 16) * 8]);
       // matrices (n0-7,k0-7) (n0-7,k8-15) (n8-15,k0-7) (n8-15,k8-15)
       const int bi = lane / 8, br = lane % 8;
       strata::arch::ldmatrix_x4(b, &Bs[(s * BN + (bi / 2) * 8 + br) * LD + kk + (bi % 2) * 8]);
@@ -164,7 +170,8 @@ __global__ void mma_tile_nn(const T* A, const T* B, float* C) {
 /// off by one.
 template <int D, bool kCausal, int Bug = 0>
 __global__ void __launch_bounds__(128)
-    flash_fwd_simt(const float* Q, const float* K, const float* V, float* O, float* lse, int S, float scale) {
+    flash_fwd_simt(const float* Q, const float* K, const float* V, float* O, float* lse, int S,
+                   float scale) {
   static_assert(D % 32 == 0, "D: multiple of 32");
   constexpr int BM = 16, BN = 32, NW = 4, RPW = BM / NW, NT = NW * 32;
   __shared__ float Qs[BM][D];
@@ -192,7 +199,8 @@ __global__ void __launch_bounds__(128)
       Vs[r][c] = ok ? V[off + size_t(k0 + r) * D + c] : 0.f;
     }
     __syncthreads();
-    for (int rr = 0; rr < RPW; ++rr) {
+    STRATA_UNROLL  // m, l and acc must stay in registers: every index a compile-time constant
+        for (int rr = 0; rr < RPW; ++rr) {
       const int qr = warp * RPW + rr, qi = q0 + qr, kj = k0 + lane;
       float s = 0.f;
       for (int c = 0; c < D; ++c) s += Qs[qr][c] * Ks[lane][c];
@@ -205,6 +213,7 @@ __global__ void __launch_bounds__(128)
       l[rr] = l[rr] * alpha + strata::arch::warp_sum(p);
       m[rr] = m_new;
       for (int c = 0; c < D / 32; ++c) acc[rr][c] *= alpha;
+      STRATA_UNROLL_N(4)
       for (int j = 0; j < BN; ++j) {
         const float pj = strata::arch::shfl(p, j);
         for (int c = 0; c < D / 32; ++c) acc[rr][c] += pj * Vs[j][lane + 32 * c];
@@ -212,6 +221,7 @@ __global__ void __launch_bounds__(128)
     }
     if (Bug != 1) __syncthreads();
   }
+  STRATA_UNROLL
   for (int rr = 0; rr < RPW; ++rr) {
     const int qi = q0 + warp * RPW + rr;
     if (qi < S) {
@@ -223,9 +233,11 @@ __global__ void __launch_bounds__(128)
 }
 
 /// Histogram with global atomics: blocks on several simulator workers must not lose updates.
-__global__ void histogram(const int* x, int n, int* bins, int nbins, float* total) {
-  for (int i = int(blockIdx.x * blockDim.x + threadIdx.x); i < n; i += int(gridDim.x * blockDim.x)) {
-    atomicAdd(&bins[x[i] % nbins], 1);
+template <class Int>
+__global__ void histogram(const Int* x, int n, Int* bins, int nbins, float* total) {
+  for (int i = int(blockIdx.x * blockDim.x + threadIdx.x); i < n;
+       i += int(gridDim.x * blockDim.x)) {
+    atomicAdd(&bins[x[i] % nbins], Int(1));
     atomicAdd(total, 1.0f);
   }
 }

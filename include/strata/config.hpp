@@ -62,10 +62,13 @@
 #endif
 
 /// `#pragma unroll` for nvcc; nothing for the simulator's host compiler.
+/// `#pragma unroll N` likewise.
 #if STRATA_SIM
 #define STRATA_UNROLL
+#define STRATA_UNROLL_N(n)
 #else
 #define STRATA_UNROLL _Pragma("unroll")
+#define STRATA_UNROLL_N(n) _Pragma(STRATA_STRINGIFY(unroll n))
 #endif
 
 #define STRATA_STRINGIFY_IMPL(x) #x

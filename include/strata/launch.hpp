@@ -53,9 +53,9 @@ inline Status validate_launch(dim3 grid, dim3 block, size_t smem_bytes) {
     return Status::InvalidLaunch("block " + dim3_str(block) + " has " + std::to_string(threads) +
                                  " threads, more than 1024");
   if (smem_bytes > max_dynamic_smem_bytes())
-    return Status::InvalidLaunch("smem_bytes " + std::to_string(smem_bytes) +
-                                 " exceeds the limit of " + std::to_string(max_dynamic_smem_bytes()) +
-                                 " bytes of dynamic shared memory per block");
+    return Status::InvalidLaunch(
+        "smem_bytes " + std::to_string(smem_bytes) + " exceeds the limit of " +
+        std::to_string(max_dynamic_smem_bytes()) + " bytes of dynamic shared memory per block");
   return Status::Ok();
 }
 
@@ -73,13 +73,16 @@ Status launch(void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem_byte
   return sim::run(kernel, grid, block, smem_bytes, std::forward<Args>(args)...);
 #else
   if (smem_bytes > 48 * 1024) {
-    const cudaError_t e = cudaFuncSetAttribute(reinterpret_cast<const void*>(kernel),
-                                               cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem_bytes));
-    if (e != cudaSuccess) return Status::CudaError(std::string("cudaFuncSetAttribute: ") + cudaGetErrorString(e));
+    const cudaError_t e =
+        cudaFuncSetAttribute(reinterpret_cast<const void*>(kernel),
+                             cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem_bytes));
+    if (e != cudaSuccess)
+      return Status::CudaError(std::string("cudaFuncSetAttribute: ") + cudaGetErrorString(e));
   }
   kernel<<<grid, block, smem_bytes, stream>>>(Params(std::forward<Args>(args))...);  // the launch
   const cudaError_t e = cudaGetLastError();
-  if (e != cudaSuccess) return Status::CudaError(std::string("kernel launch: ") + cudaGetErrorString(e));
+  if (e != cudaSuccess)
+    return Status::CudaError(std::string("kernel launch: ") + cudaGetErrorString(e));
   return Status::Ok();
 #endif
 }

@@ -26,7 +26,9 @@ class Status {
   Status(StatusCode code, std::string message) : code_(code), message_(std::move(message)) {}
 
   static Status Ok() { return Status(); }
-  static Status InvalidArgument(std::string m) { return {StatusCode::kInvalidArgument, std::move(m)}; }
+  static Status InvalidArgument(std::string m) {
+    return {StatusCode::kInvalidArgument, std::move(m)};
+  }
   static Status InvalidLaunch(std::string m) { return {StatusCode::kInvalidLaunch, std::move(m)}; }
   static Status KernelFault(std::string m) { return {StatusCode::kKernelFault, std::move(m)}; }
   static Status CudaError(std::string m) { return {StatusCode::kCudaError, std::move(m)}; }
@@ -47,12 +49,18 @@ class Status {
 /// Name of a status code, e.g. "kernel fault".
 inline const char* to_string(StatusCode c) {
   switch (c) {
-    case StatusCode::kOk: return "ok";
-    case StatusCode::kInvalidArgument: return "invalid argument";
-    case StatusCode::kInvalidLaunch: return "invalid launch";
-    case StatusCode::kKernelFault: return "kernel fault";
-    case StatusCode::kCudaError: return "CUDA error";
-    case StatusCode::kUnsupported: return "unsupported";
+    case StatusCode::kOk:
+      return "ok";
+    case StatusCode::kInvalidArgument:
+      return "invalid argument";
+    case StatusCode::kInvalidLaunch:
+      return "invalid launch";
+    case StatusCode::kKernelFault:
+      return "kernel fault";
+    case StatusCode::kCudaError:
+      return "CUDA error";
+    case StatusCode::kUnsupported:
+      return "unsupported";
   }
   return "unknown";
 }

@@ -36,20 +36,30 @@ int main(int argc, char** argv) {
   const std::string k = argc > 1 ? argv[1] : "";
   std::vector<float> in(4, 1.f), out(4 * 64);
   strata::Status s;
-  if (k == "broadcast_ok") s = strata::launch(smem_broadcast<0>, dim3(4), dim3(64), 0, 0, in.data(), out.data());
-  else if (k == "broadcast_race") s = strata::launch(smem_broadcast<1>, dim3(4), dim3(64), 0, 0, in.data(), out.data());
-  else if (k == "syncwarp_ok") s = strata::launch(warp_exchange, dim3(1), dim3(32), 0, 0, out.data(), 0);
-  else if (k == "syncwarp_race") s = strata::launch(warp_exchange, dim3(1), dim3(32), 0, 0, out.data(), 1);
-  else if (k == "static_smem_oob") s = strata::launch(static_smem_oob, dim3(1), dim3(64), 0, 0, out.data());
+  if (k == "broadcast_ok")
+    s = strata::launch(smem_broadcast<0>, dim3(4), dim3(64), 0, 0, in.data(), out.data());
+  else if (k == "broadcast_race")
+    s = strata::launch(smem_broadcast<1>, dim3(4), dim3(64), 0, 0, in.data(), out.data());
+  else if (k == "syncwarp_ok")
+    s = strata::launch(warp_exchange, dim3(1), dim3(32), 0, 0, out.data(), 0);
+  else if (k == "syncwarp_race")
+    s = strata::launch(warp_exchange, dim3(1), dim3(32), 0, 0, out.data(), 1);
+  else if (k == "static_smem_oob")
+    s = strata::launch(static_smem_oob, dim3(1), dim3(64), 0, 0, out.data());
   else if (k == "sgemm_ok" || k == "sgemm_war") {
     std::vector<float> A(48 * 48, 1.f), B(48 * 48, 1.f), C(48 * 48);
-    s = k == "sgemm_ok" ? strata::launch(zoo::sgemm_tiled<16, 0>, dim3(3, 3), dim3(16, 16), 0, 0, A.data(), B.data(), C.data(), 48, 48, 48)
-                        : strata::launch(zoo::sgemm_tiled<16, 2>, dim3(3, 3), dim3(16, 16), 0, 0, A.data(), B.data(), C.data(), 48, 48, 48);
+    s = k == "sgemm_ok" ? strata::launch(zoo::sgemm_tiled<16, 0>, dim3(3, 3), dim3(16, 16), 0, 0,
+                                         A.data(), B.data(), C.data(), 48, 48, 48)
+                        : strata::launch(zoo::sgemm_tiled<16, 2>, dim3(3, 3), dim3(16, 16), 0, 0,
+                                         A.data(), B.data(), C.data(), 48, 48, 48);
   } else if (k == "flash_ok" || k == "flash_war") {
     const int S = 64, D = 64;
     std::vector<float> Q(S * D, .1f), K(S * D, .2f), V(S * D, .3f), O(S * D), L(S);
-    s = k == "flash_ok" ? strata::launch(zoo::flash_fwd_simt<64, true, 0>, dim3(S / 16, 1), dim3(128), 0, 0, Q.data(), K.data(), V.data(), O.data(), L.data(), S, .125f)
-                        : strata::launch(zoo::flash_fwd_simt<64, false, 1>, dim3(S / 16, 1), dim3(128), 0, 0, Q.data(), K.data(), V.data(), O.data(), L.data(), S, .125f);
+    s = k == "flash_ok"
+            ? strata::launch(zoo::flash_fwd_simt<64, true, 0>, dim3(S / 16, 1), dim3(128), 0, 0,
+                             Q.data(), K.data(), V.data(), O.data(), L.data(), S, .125f)
+            : strata::launch(zoo::flash_fwd_simt<64, false, 1>, dim3(S / 16, 1), dim3(128), 0, 0,
+                             Q.data(), K.data(), V.data(), O.data(), L.data(), S, .125f);
   } else {
     std::fprintf(stderr, "unknown probe '%s'\n", k.c_str());
     return 2;

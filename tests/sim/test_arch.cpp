@@ -12,9 +12,10 @@ using strata_test::Rng;
 
 // ---------------------------------------------------------------- CuTe's layouts, evaluated
 // cute/atom/mma_traits_sm80.hpp, SM80_16x8x16_F32{BF16,F16}..._TN:
-//   ALayout = Layout<Shape<Shape<_4,_8>,Shape<_2,_2,_2>>, Stride<Stride<_32,_1>,Stride<_16,_8,_128>>>
-//   BLayout = Layout<Shape<Shape<_4,_8>,Shape<_2,_2>>,    Stride<Stride<_16,_1>,Stride<_8,_64>>>
-//   CLayout = Layout<Shape<Shape<_4,_8>,Shape<_2,_2>>,    Stride<Stride<_32,_1>,Stride<_16,_8>>>
+//   ALayout = Layout<Shape<Shape<_4,_8>,Shape<_2,_2,_2>>,
+//   Stride<Stride<_32,_1>,Stride<_16,_8,_128>>> BLayout = Layout<Shape<Shape<_4,_8>,Shape<_2,_2>>,
+//   Stride<Stride<_16,_1>,Stride<_8,_64>>> CLayout = Layout<Shape<Shape<_4,_8>,Shape<_2,_2>>,
+//   Stride<Stride<_32,_1>,Stride<_16,_8>>>
 // (thread, value) -> column-major index into (M,K) = (16,16), (N,K) = (8,16), (M,N) = (16,8).
 int cute_eval(int t, int v, const int* vshape, const int* vstride, int nv, int tstride0) {
   int idx = (t % 4) * tstride0 + (t / 4) * 1;
@@ -88,7 +89,11 @@ __global__ void mma_probe(const T* A, const T* B, const float* C, float* D, cons
   const int lane = int(threadIdx.x);
   uint32_t a[4], b[2];
   float c[4], d[4];
-  auto bits = [](T x) { uint16_t u; std::memcpy(&u, &x, 2); return uint32_t(u); };
+  auto bits = [](T x) {
+    uint16_t u;
+    std::memcpy(&u, &x, 2);
+    return uint32_t(u);
+  };
   for (int r = 0; r < 4; ++r)
     a[r] = bits(A[maps->a[lane][2 * r][0] * 16 + maps->a[lane][2 * r][1]]) |
            bits(A[maps->a[lane][2 * r + 1][0] * 16 + maps->a[lane][2 * r + 1][1]]) << 16;
@@ -110,18 +115,22 @@ void check_mma(T (*from_float)(float), float (*to_float)(T)) {
     for (auto& x : A) x = from_float(rng.uniform() * (seed == 4 ? 60.f : 2.f));
     for (auto& x : B) x = from_float(rng.uniform() * 2.f);
     for (auto& x : C) x = rng.uniform();
-    ASSERT_TRUE(strata::launch(mma_probe<T>, dim3(1), dim3(32), 0, 0, A.data(), B.data(), C.data(), D.data(), &maps).ok());
+    ASSERT_TRUE(strata::launch(mma_probe<T>, dim3(1), dim3(32), 0, 0, A.data(), B.data(), C.data(),
+                               D.data(), &maps)
+                    .ok());
     for (int m = 0; m < 16; ++m)
       for (int n = 0; n < 8; ++n) {
         double ref = C[size_t(m * 8 + n)];
         double mag = std::fabs(ref);
         for (int k = 0; k < 16; ++k) {
-          const double p = double(to_float(A[size_t(m * 16 + k)])) * double(to_float(B[size_t(k * 8 + n)]));
+          const double p =
+              double(to_float(A[size_t(m * 16 + k)])) * double(to_float(B[size_t(k * 8 + n)]));
           ref += p;
           mag += std::fabs(p);
         }
         // one rounding to f32 of the exact sum
-        EXPECT_LE(std::fabs(D[size_t(m * 8 + n)] - ref), std::ldexp(mag, -23) + 1e-30) << m << "," << n;
+        EXPECT_LE(std::fabs(D[size_t(m * 8 + n)] - ref), std::ldexp(mag, -23) + 1e-30)
+            << m << "," << n;
       }
   }
 }
@@ -132,7 +141,8 @@ TEST(EmulatedMma, Bf16MatchesFp64ProductPlacedByCuteMaps) {
   EXPECT_EQ(strata::sim::last_launch_counters().mma, 1u);
 }
 TEST(EmulatedMma, F16MatchesFp64ProductPlacedByCuteMaps) {
-  check_mma<__half>([](float x) { return __float2half_rn(x); }, [](__half x) { return __half2float(x); });
+  check_mma<__half>([](float x) { return __float2half_rn(x); },
+                    [](__half x) { return __half2float(x); });
 }
 
 // ------------------------------------------------------------------------------ ldmatrix
@@ -169,12 +179,24 @@ void check_ldmatrix() {
       EXPECT_EQ(out[size_t(t * 4 + i)], lo | hi << 16) << "lane " << t << " matrix " << i;
     }
 }
-TEST(Ldmatrix, X1) { check_ldmatrix<1, false>(); }
-TEST(Ldmatrix, X2) { check_ldmatrix<2, false>(); }
-TEST(Ldmatrix, X4) { check_ldmatrix<4, false>(); }
-TEST(Ldmatrix, X1Trans) { check_ldmatrix<1, true>(); }
-TEST(Ldmatrix, X2Trans) { check_ldmatrix<2, true>(); }
-TEST(Ldmatrix, X4Trans) { check_ldmatrix<4, true>(); }
+TEST(Ldmatrix, X1) {
+  check_ldmatrix<1, false>();
+}
+TEST(Ldmatrix, X2) {
+  check_ldmatrix<2, false>();
+}
+TEST(Ldmatrix, X4) {
+  check_ldmatrix<4, false>();
+}
+TEST(Ldmatrix, X1Trans) {
+  check_ldmatrix<1, true>();
+}
+TEST(Ldmatrix, X2Trans) {
+  check_ldmatrix<2, true>();
+}
+TEST(Ldmatrix, X4Trans) {
+  check_ldmatrix<4, true>();
+}
 
 // ------------------------------------------------------------------------------ cp.async
 // Thread t copies 4, 8 and 16 bytes with src_bytes = t % (size + 1): the tail is zero-filled.
@@ -201,7 +223,8 @@ __global__ void cp_async_probe(const uint8_t* src, uint8_t* out) {
 TEST(CpAsync, SizesZeroFillAndGroupLanding) {
   std::vector<uint8_t> src(32 * 32), out(32 * 32 + 64, 0);
   for (size_t i = 0; i < src.size(); ++i) src[i] = uint8_t(1 + i % 250);
-  const strata::Status st = strata::launch(cp_async_probe, dim3(1), dim3(32), 2 * 32 * 32, 0, src.data(), out.data());
+  const strata::Status st =
+      strata::launch(cp_async_probe, dim3(1), dim3(32), 2 * 32 * 32, 0, src.data(), out.data());
   ASSERT_TRUE(st.ok()) << st.message();
   for (int t = 0; t < 32; ++t) {
     const int seg[3][2] = {{0, 4}, {8, 8}, {16, 16}};
@@ -209,7 +232,8 @@ TEST(CpAsync, SizesZeroFillAndGroupLanding) {
     for (int k = 0; k < 3; ++k)
       for (int i = 0; i < seg[k][1]; ++i) {
         const size_t at = size_t(t * 32 + seg[k][0] + i);
-        EXPECT_EQ(out[at], i < srcb[k] ? src[at] : 0) << "thread " << t << " copy " << k << " byte " << i;
+        EXPECT_EQ(out[at], i < srcb[k] ? src[at] : 0)
+            << "thread " << t << " copy " << k << " byte " << i;
       }
     EXPECT_EQ(out[size_t(32 * 32 + t)], 0xFF);
     EXPECT_EQ(out[size_t(32 * 32 + 32 + t)], src[size_t(t * 32 + 16)]);

@@ -44,7 +44,7 @@ __global__ void lane_not_in_mask(float* out) {
 }
 
 MARK(kMissingLaneLine);
-__global__ void mask_names_missing_lane(float* out) {  // launched with 48 threads
+__global__ void mask_names_missing_lane(float* out) {    // launched with 48 threads
   out[threadIdx.x] = float(strata::arch::ballot(true));  // warp 1 has only 16 lanes
 }
 
@@ -91,7 +91,9 @@ __global__ void dynamic_smem_overrun_write(float* out, int n) {
 }
 
 MARK(kTrapLine);
-__global__ void trapping(float*) { __trap(); }
+__global__ void trapping(float*) {
+  __trap();
+}
 
 MARK(kWaitLine);
 __global__ void shuffle_then_exit(float* out) {
@@ -130,7 +132,9 @@ void expect_fault(const Status& s, const char* needle, int line) {
 
 class Faults : public ::testing::TestWithParam<int> {
  protected:
-  void SetUp() override { strata::sim::set_schedule(strata_test::all_schedules()[size_t(GetParam())]); }
+  void SetUp() override {
+    strata::sim::set_schedule(strata_test::all_schedules()[size_t(GetParam())]);
+  }
   strata_test::SimGuard guard_;
   std::vector<float> out_ = std::vector<float>(4096, 0.f);
 };
@@ -138,8 +142,8 @@ class Faults : public ::testing::TestWithParam<int> {
 TEST_P(Faults, BarrierDivergence) {
   expect_fault(run1(divergent_barrier, 64, 0, out_.data()), "divergence", 0);
   // the message names the barrier's line (as the waiting threads' site)
-  EXPECT_TRUE(strata_test::names_line(run1(divergent_barrier, 64, 0, out_.data()).message(), "test_faults.cpp",
-                                      kDivergentLine + 1));
+  EXPECT_TRUE(strata_test::names_line(run1(divergent_barrier, 64, 0, out_.data()).message(),
+                                      "test_faults.cpp", kDivergentLine + 1));
 }
 TEST_P(Faults, BarrierAtTwoSites) {
   const Status s = run1(two_barrier_sites, 64, 0, out_.data());
@@ -153,13 +157,15 @@ TEST_P(Faults, WarpCollectiveWithExitedLane) {
   expect_fault(run1(partial_warp_shuffle, 64, 0, out_.data()), "exited", kExitedLaneLine + 2);
 }
 TEST_P(Faults, ShuffleReadsLaneOutsideMask) {
-  expect_fault(run1(shuffle_outside_mask, 32, 0, out_.data()), "not in the member mask", kOutsideMaskLine + 2);
+  expect_fault(run1(shuffle_outside_mask, 32, 0, out_.data()), "not in the member mask",
+               kOutsideMaskLine + 2);
 }
 TEST_P(Faults, LaneNotInItsOwnMask) {
   expect_fault(run1(lane_not_in_mask, 32, 0, out_.data()), "member mask", kNotInMaskLine + 1);
 }
 TEST_P(Faults, MaskNamesMissingLane) {
-  expect_fault(run1(mask_names_missing_lane, 48, 0, out_.data()), "does not exist", kMissingLaneLine + 1);
+  expect_fault(run1(mask_names_missing_lane, 48, 0, out_.data()), "does not exist",
+               kMissingLaneLine + 1);
 }
 TEST_P(Faults, CollectiveMismatch) {
   expect_fault(run1(collective_mismatch, 32, 0, out_.data()), "mismatch", 0);
@@ -177,12 +183,18 @@ TEST_P(Faults, LdmatrixMisaligned) {
   expect_fault(run1(ldmatrix_misaligned, 32, 0, o.data()), "16-byte aligned", kLdmatrixLine + 5);
 }
 TEST_P(Faults, DynamicSmemOverrunRead) {
+  if (STRATA_SIM_ASAN || STRATA_SIM_TSAN)
+    GTEST_SKIP() << "the sanitizer owns SIGSEGV and reports the overrun itself";
   expect_fault(run1(dynamic_smem_overrun_read, 32, 256, out_.data(), 64), "overrun", 0);
 }
 TEST_P(Faults, DynamicSmemOverrunWrite) {
-  expect_fault(run1(dynamic_smem_overrun_write, 32, 40 * sizeof(float) + 4, out_.data(), 41), "overrun", 0);
+  if (STRATA_SIM_ASAN) GTEST_SKIP() << "ASan reports the overrun itself (the slack is poisoned)";
+  expect_fault(run1(dynamic_smem_overrun_write, 32, 40 * sizeof(float) + 4, out_.data(), 41),
+               "overrun", 0);
 }
-TEST_P(Faults, Trap) { expect_fault(run1(trapping, 32, 0, out_.data()), "__trap", kTrapLine); }
+TEST_P(Faults, Trap) {
+  expect_fault(run1(trapping, 32, 0, out_.data()), "__trap", kTrapLine);
+}
 TEST_P(Faults, LaneExitsWhileOthersWait) {
   expect_fault(run1(shuffle_then_exit, 32, 0, out_.data()), "exited", kWaitLine + 2);
 }
@@ -200,10 +212,12 @@ TEST(Faults, OutputsBeforeTheFaultAreNotRolledBackButLaunchStops) {
 TEST(Poison, StaticAndDynamicSharedMemoryStartAsNaN) {
   std::vector<float> out(64, 0.f);
   // a previous block leaves values behind; the next block must see poison, not stale data
-  ASSERT_TRUE(run1(write_static_smem, 64, 0, out.data(), 3.f).ok());
-  ASSERT_TRUE(run1(read_uninitialised_static_smem, 64, 0, out.data()).ok());
-  for (float v : out) EXPECT_TRUE(std::isnan(v));
-  std::fill(out.begin(), out.end(), 0.f);
+  if (!STRATA_SIM_ASAN && !STRATA_SIM_TSAN) {  // sanitizer builds: plain statics, not poisoned
+    ASSERT_TRUE(run1(write_static_smem, 64, 0, out.data(), 3.f).ok());
+    ASSERT_TRUE(run1(read_uninitialised_static_smem, 64, 0, out.data()).ok());
+    for (float v : out) EXPECT_TRUE(std::isnan(v));
+    std::fill(out.begin(), out.end(), 0.f);
+  }
   ASSERT_TRUE(run1(read_uninitialised_dynamic_smem, 64, 64 * sizeof(float), out.data()).ok());
   for (float v : out) EXPECT_TRUE(std::isnan(v));
 }
@@ -237,7 +251,8 @@ TEST(Environment, ScheduleAndWorkersParsing) {
   Schedule s;
   EXPECT_TRUE(Schedule::parse("forward", &s) && s.kind == strata::sim::ScheduleKind::kForward);
   EXPECT_TRUE(Schedule::parse("reverse", &s) && s.kind == strata::sim::ScheduleKind::kReverse);
-  EXPECT_TRUE(Schedule::parse("random:42", &s) && s.kind == strata::sim::ScheduleKind::kRandom && s.seed == 42);
+  EXPECT_TRUE(Schedule::parse("random:42", &s) && s.kind == strata::sim::ScheduleKind::kRandom &&
+              s.seed == 42);
   EXPECT_FALSE(Schedule::parse("random:", &s));
   EXPECT_FALSE(Schedule::parse("random:4x", &s));
   EXPECT_FALSE(Schedule::parse("sideways", &s));

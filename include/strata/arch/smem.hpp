@@ -13,7 +13,7 @@
 #define STRATA_DYNAMIC_SMEM(T, name) \
   T* name = reinterpret_cast<T*>(::strata::sim::detail::g_block->dyn.data())
 #else
-#define STRATA_DYNAMIC_SMEM(T, name)                                  \
+#define STRATA_DYNAMIC_SMEM(T, name)                                     \
   extern __shared__ __align__(128) unsigned char strata_dynamic_smem_[]; \
   T* name = reinterpret_cast<T*>(strata_dynamic_smem_)
 #endif

@@ -22,17 +22,20 @@ STRATA_DEVICE T shfl(T v, int src, int width = 32, unsigned mask = kFullMask STR
 }
 /// Value of `v` held by lane (this lane - delta); lanes below keep their own.
 template <class T>
-STRATA_DEVICE T shfl_up(T v, unsigned delta, int width = 32, unsigned mask = kFullMask STRATA_SITE_DECL) {
+STRATA_DEVICE T shfl_up(T v, unsigned delta, int width = 32,
+                        unsigned mask = kFullMask STRATA_SITE_DECL) {
   return __shfl_up_sync(mask, v, delta, width STRATA_SITE_ARG);
 }
 /// Value of `v` held by lane (this lane + delta); lanes past the segment keep their own.
 template <class T>
-STRATA_DEVICE T shfl_down(T v, unsigned delta, int width = 32, unsigned mask = kFullMask STRATA_SITE_DECL) {
+STRATA_DEVICE T shfl_down(T v, unsigned delta, int width = 32,
+                          unsigned mask = kFullMask STRATA_SITE_DECL) {
   return __shfl_down_sync(mask, v, delta, width STRATA_SITE_ARG);
 }
 /// Value of `v` held by lane (this lane ^ lane_mask): the butterfly of reductions.
 template <class T>
-STRATA_DEVICE T shfl_xor(T v, int lane_mask, int width = 32, unsigned mask = kFullMask STRATA_SITE_DECL) {
+STRATA_DEVICE T shfl_xor(T v, int lane_mask, int width = 32,
+                         unsigned mask = kFullMask STRATA_SITE_DECL) {
   return __shfl_xor_sync(mask, v, lane_mask, width STRATA_SITE_ARG);
 }
 /// Bit i set iff lane i of `mask` has `pred` true.
@@ -48,7 +51,9 @@ STRATA_DEVICE bool all(bool pred, unsigned mask = kFullMask STRATA_SITE_DECL) {
   return __all_sync(mask, pred STRATA_SITE_ARG) != 0;
 }
 /// Synchronises the lanes of `mask` and orders their memory accesses.
-STRATA_DEVICE void syncwarp(unsigned mask = kFullMask STRATA_SITE_DECL) { __syncwarp(mask STRATA_SITE_ARG); }
+STRATA_DEVICE void syncwarp(unsigned mask = kFullMask STRATA_SITE_DECL) {
+  __syncwarp(mask STRATA_SITE_ARG);
+}
 
 /// Sum functor for warp reductions.
 struct SumOp {
@@ -76,8 +81,9 @@ struct MinOp {
 /// every lane of the segment receives the result.
 template <int Width = 32, class T, class Op>
 STRATA_DEVICE T warp_allreduce(T v, Op op, unsigned mask = kFullMask STRATA_SITE_DECL) {
-  static_assert(Width >= 1 && Width <= 32 && (Width & (Width - 1)) == 0, "Width: power of two <= 32");
-STRATA_UNROLL
+  static_assert(Width >= 1 && Width <= 32 && (Width & (Width - 1)) == 0,
+                "Width: power of two <= 32");
+  STRATA_UNROLL
   for (int offset = Width / 2; offset > 0; offset /= 2)
     v = op(v, shfl_xor(v, offset, Width, mask STRATA_SITE_ARG));
   return v;

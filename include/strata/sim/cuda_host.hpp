@@ -21,8 +21,10 @@
 
 // ------------------------------------------------------------------------------- keywords
 #undef __shared__
-#if STRATA_SIM_ASAN
-// ASan puts red zones around statics but not thread-locals: ASan builds run one block at a time.
+#if STRATA_SIM_ASAN || STRATA_SIM_TSAN
+// ASan puts red zones around statics but not thread-locals, and ThreadSanitizer understands the
+// initialisation guard of a static (not of a thread-local) as synchronisation: sanitizer builds
+// use plain statics and run one block at a time.
 #define __shared__ static __attribute__((aligned(16)))
 #else
 // One instance per worker OS thread, i.e. per running block; the section lets the simulator
@@ -84,7 +86,8 @@ STRATA_SIM_NO_TSAN void shfl_fn(Thread* lanes, unsigned mask) {
     auto* io = static_cast<ShflIO<T>*>(lanes[l].wio);
     const int w = io->width;
     if (w <= 0 || w > 32 || (w & (w - 1)))
-      fault_at(lanes[l], lanes[l].site, "shuffle width " + std::to_string(w) + " is not a power of two <= 32");
+      fault_at(lanes[l], lanes[l].site,
+               "shuffle width " + std::to_string(w) + " is not a power of two <= 32");
     const int base = l & ~(w - 1);
     int src = l;
     if constexpr (Kind == kShflIdx) src = base + (io->arg & (w - 1));
@@ -96,13 +99,15 @@ STRATA_SIM_NO_TSAN void shfl_fn(Thread* lanes, unsigned mask) {
     }
     if (!(mask >> src & 1u))
       fault_at(lanes[l], lanes[l].site,
-               "shuffle reads lane " + std::to_string(src) + ", which is not in the member mask (undefined value)");
+               "shuffle reads lane " + std::to_string(src) +
+                   ", which is not in the member mask (undefined value)");
     io->out = static_cast<ShflIO<T>*>(lanes[src].wio)->in;
   }
 }
 
 template <class T, int Kind>
-inline T shfl(unsigned mask, T v, int arg, int width, const std::source_location& s) {
+STRATA_SIM_NO_TSAN inline T shfl(unsigned mask, T v, int arg, int width,
+                                 const std::source_location& s) {
   static_assert(std::is_trivially_copyable_v<T>, "a shuffled value must be trivially copyable");
   ShflIO<T> io{v, v, arg, width};
   warp_collective(Kind, mask, &shfl_fn<T, Kind>, &io, s, false, &Counters::shuffles);
@@ -119,7 +124,7 @@ STRATA_SIM_NO_TSAN inline void vote_fn(Thread* lanes, unsigned mask) {
     if (static_cast<VoteIO*>(lanes[__builtin_ctz(m)].wio)->pred) r |= 1u << __builtin_ctz(m);
   for (unsigned m = mask; m; m &= m - 1) static_cast<VoteIO*>(lanes[__builtin_ctz(m)].wio)->out = r;
 }
-inline unsigned vote(unsigned mask, int pred, const std::source_location& s) {
+STRATA_SIM_NO_TSAN inline unsigned vote(unsigned mask, int pred, const std::source_location& s) {
   VoteIO io{pred, 0};
   warp_collective(kVote, mask, &vote_fn, &io, s, false, &Counters::votes);
   return io.out;
@@ -131,31 +136,37 @@ inline void nop_fn(Thread*, unsigned) {}
 template <class T>
 inline T __shfl_sync(unsigned mask, T v, int src_lane, int width = 32,
                      std::source_location s = std::source_location::current()) {
-  return ::strata::sim::detail::shfl<T, ::strata::sim::detail::kShflIdx>(mask, v, src_lane, width, s);
+  return ::strata::sim::detail::shfl<T, ::strata::sim::detail::kShflIdx>(mask, v, src_lane, width,
+                                                                         s);
 }
 template <class T>
 inline T __shfl_up_sync(unsigned mask, T v, unsigned delta, int width = 32,
                         std::source_location s = std::source_location::current()) {
-  return ::strata::sim::detail::shfl<T, ::strata::sim::detail::kShflUp>(mask, v, int(delta), width, s);
+  return ::strata::sim::detail::shfl<T, ::strata::sim::detail::kShflUp>(mask, v, int(delta), width,
+                                                                        s);
 }
 template <class T>
 inline T __shfl_down_sync(unsigned mask, T v, unsigned delta, int width = 32,
                           std::source_location s = std::source_location::current()) {
-  return ::strata::sim::detail::shfl<T, ::strata::sim::detail::kShflDown>(mask, v, int(delta), width, s);
+  return ::strata::sim::detail::shfl<T, ::strata::sim::detail::kShflDown>(mask, v, int(delta),
+                                                                          width, s);
 }
 template <class T>
 inline T __shfl_xor_sync(unsigned mask, T v, int lane_mask, int width = 32,
                          std::source_location s = std::source_location::current()) {
-  return ::strata::sim::detail::shfl<T, ::strata::sim::detail::kShflXor>(mask, v, lane_mask, width, s);
+  return ::strata::sim::detail::shfl<T, ::strata::sim::detail::kShflXor>(mask, v, lane_mask, width,
+                                                                         s);
 }
 inline unsigned __ballot_sync(unsigned mask, int pred,
                               std::source_location s = std::source_location::current()) {
   return ::strata::sim::detail::vote(mask, pred, s);
 }
-inline int __any_sync(unsigned mask, int pred, std::source_location s = std::source_location::current()) {
+inline int __any_sync(unsigned mask, int pred,
+                      std::source_location s = std::source_location::current()) {
   return ::strata::sim::detail::vote(mask, pred, s) != 0;
 }
-inline int __all_sync(unsigned mask, int pred, std::source_location s = std::source_location::current()) {
+inline int __all_sync(unsigned mask, int pred,
+                      std::source_location s = std::source_location::current()) {
   return ::strata::sim::detail::vote(mask, pred, s) == mask;
 }
 inline void __syncwarp(unsigned mask = 0xffffffffu,
@@ -206,8 +217,12 @@ template <class T>
 inline T atomicExch(T* p, T v) {
   return std::atomic_ref<T>(*p).exchange(v, std::memory_order_relaxed);
 }
-inline void __threadfence_block() { std::atomic_thread_fence(std::memory_order_seq_cst); }
-inline void __threadfence() { std::atomic_thread_fence(std::memory_order_seq_cst); }
+inline void __threadfence_block() {
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+}
+inline void __threadfence() {
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+}
 
 /// A kernel's `__trap()` aborts the launch with a fault at the calling line.
 inline void __trap(std::source_location s = std::source_location::current()) {
@@ -217,20 +232,48 @@ inline void __trap(std::source_location s = std::source_location::current()) {
 // ------------------------------------------------------------------- math and bit intrinsics
 // The fast-math intrinsics are computed exactly here; on the GPU they carry the documented
 // error of the CUDA Math API (e.g. __expf: 2 + 1.16*|1.16*x| ulp).
-inline float __expf(float x) { return std::exp(x); }
-inline float __logf(float x) { return std::log(x); }
-inline float __fdividef(float a, float b) { return a / b; }
-inline float __frcp_rn(float x) { return 1.0f / x; }
-inline float rsqrtf(float x) { return 1.0f / std::sqrt(x); }
-inline float __saturatef(float x) { return x < 0.f ? 0.f : (x > 1.f ? 1.f : x); }
-inline float __int_as_float(int x) { return std::bit_cast<float>(x); }
-inline int __float_as_int(float x) { return std::bit_cast<int>(x); }
-inline float __uint_as_float(unsigned x) { return std::bit_cast<float>(x); }
-inline unsigned __float_as_uint(float x) { return std::bit_cast<unsigned>(x); }
-inline int __popc(unsigned x) { return __builtin_popcount(x); }
-inline int __popcll(unsigned long long x) { return __builtin_popcountll(x); }
-inline int __ffs(int x) { return __builtin_ffs(x); }
-inline int __clz(int x) { return x == 0 ? 32 : __builtin_clz(unsigned(x)); }
+inline float __expf(float x) {
+  return std::exp(x);
+}
+inline float __logf(float x) {
+  return std::log(x);
+}
+inline float __fdividef(float a, float b) {
+  return a / b;
+}
+inline float __frcp_rn(float x) {
+  return 1.0f / x;
+}
+inline float rsqrtf(float x) {
+  return 1.0f / std::sqrt(x);
+}
+inline float __saturatef(float x) {
+  return x < 0.f ? 0.f : (x > 1.f ? 1.f : x);
+}
+inline float __int_as_float(int x) {
+  return std::bit_cast<float>(x);
+}
+inline int __float_as_int(float x) {
+  return std::bit_cast<int>(x);
+}
+inline float __uint_as_float(unsigned x) {
+  return std::bit_cast<float>(x);
+}
+inline unsigned __float_as_uint(float x) {
+  return std::bit_cast<unsigned>(x);
+}
+inline int __popc(unsigned x) {
+  return __builtin_popcount(x);
+}
+inline int __popcll(unsigned long long x) {
+  return __builtin_popcountll(x);
+}
+inline int __ffs(int x) {
+  return __builtin_ffs(x);
+}
+inline int __clz(int x) {
+  return x == 0 ? 32 : __builtin_clz(unsigned(x));
+}
 inline unsigned __brev(unsigned x) {
   x = ((x >> 1) & 0x55555555u) | ((x & 0x55555555u) << 1);
   x = ((x >> 2) & 0x33333333u) | ((x & 0x33333333u) << 2);

@@ -37,7 +37,8 @@ STRATA_SIM_NO_TSAN inline void ldmatrix_fn(Thread* lanes, unsigned mask) {
   const bool trans = io(0)->trans;
   for (int l = 0; l < 32; ++l)
     if (io(l)->num != num || io(l)->trans != trans)
-      detail::fault_at(lanes[l], lanes[l].site, "ldmatrix shape (.x1/.x2/.x4, .trans) differs across lanes");
+      detail::fault_at(lanes[l], lanes[l].site,
+                       "ldmatrix shape (.x1/.x2/.x4, .trans) differs across lanes");
   for (int l = 0; l < 8 * num; ++l)
     if (reinterpret_cast<uintptr_t>(io(l)->addr) % 16)
       detail::fault_at(lanes[l], lanes[l].site, "ldmatrix row address is not 16-byte aligned");
@@ -58,10 +59,12 @@ STRATA_SIM_NO_TSAN inline void ldmatrix_fn(Thread* lanes, unsigned mask) {
 }
 
 template <int N, bool Trans>
-inline void ldmatrix(uint32_t (&r)[N], const void* smem_row, const std::source_location& s) {
+STRATA_SIM_NO_TSAN inline void ldmatrix(uint32_t (&r)[N], const void* smem_row,
+                                        const std::source_location& s) {
   static_assert(N == 1 || N == 2 || N == 4, "ldmatrix loads 1, 2 or 4 matrices");
   LdmatrixIO io{static_cast<const unsigned char*>(smem_row), {}, N, Trans};
-  detail::warp_collective(detail::kLdmatrix, 0xffffffffu, &ldmatrix_fn, &io, s, false, &Counters::ldmatrix);
+  detail::warp_collective(detail::kLdmatrix, 0xffffffffu, &ldmatrix_fn, &io, s, false,
+                          &Counters::ldmatrix);
   for (int i = 0; i < N; ++i) r[i] = io.out[i];
 }
 
@@ -95,7 +98,8 @@ STRATA_SIM_NO_TSAN inline void mma_fn(Thread* lanes, unsigned mask) {
   double A[16][16], B[16][8], D[16][8];
   for (int l = 0; l < 32; ++l) {
     const MmaIO& x = *io(l);
-    if (x.type != type) detail::fault_at(lanes[l], lanes[l].site, "mma input types differ across lanes");
+    if (x.type != type)
+      detail::fault_at(lanes[l], lanes[l].site, "mma input types differ across lanes");
     // A: registers a0..a3 hold elements (0,1) (2,3) (4,5) (6,7)
     const int g = l >> 2, t2 = 2 * (l & 3);
     for (int r = 0; r < 4; ++r) {
@@ -127,8 +131,9 @@ STRATA_SIM_NO_TSAN inline void mma_fn(Thread* lanes, unsigned mask) {
   }
 }
 
-inline void mma_m16n8k16(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2],
-                         const float (&c)[4], MmaType type, const std::source_location& s) {
+STRATA_SIM_NO_TSAN inline void mma_m16n8k16(float (&d)[4], const uint32_t (&a)[4],
+                                            const uint32_t (&b)[2], const float (&c)[4],
+                                            MmaType type, const std::source_location& s) {
   MmaIO io;
   std::memcpy(io.a, a, sizeof a);
   std::memcpy(io.b, b, sizeof b);
@@ -142,12 +147,17 @@ inline void mma_m16n8k16(float (&d)[4], const uint32_t (&a)[4], const uint32_t (
 /// cp.async of `bytes` (4, 8 or 16): `src_bytes` < `bytes` zero-fills the rest. The copy is
 /// deferred to cp.async.wait_group; until then the destination reads as NaN (0xFF bytes), so a
 /// kernel that forgets to wait computes garbage.
-inline void cp_async(void* smem, const void* gmem, int bytes, int src_bytes, const std::source_location& s) {
+STRATA_SIM_NO_TSAN inline void cp_async(void* smem, const void* gmem, int bytes, int src_bytes,
+                                        const std::source_location& s) {
   Thread& t = *detail::g_cur;
-  if (reinterpret_cast<uintptr_t>(smem) % unsigned(bytes) || reinterpret_cast<uintptr_t>(gmem) % unsigned(bytes))
-    detail::fault_at(t, s, "cp.async of " + std::to_string(bytes) + " bytes with a misaligned address");
+  if (reinterpret_cast<uintptr_t>(smem) % unsigned(bytes) ||
+      reinterpret_cast<uintptr_t>(gmem) % unsigned(bytes))
+    detail::fault_at(t, s,
+                     "cp.async of " + std::to_string(bytes) + " bytes with a misaligned address");
   if (src_bytes < 0 || src_bytes > bytes)
-    detail::fault_at(t, s, "cp.async src-size " + std::to_string(src_bytes) + " outside [0, " + std::to_string(bytes) + "]");
+    detail::fault_at(t, s,
+                     "cp.async src-size " + std::to_string(src_bytes) + " outside [0, " +
+                         std::to_string(bytes) + "]");
   auto& b = *detail::g_block;
   ++b.ctr.cp_async;
   b.ctr.cp_async_bytes += unsigned(bytes);
@@ -160,14 +170,14 @@ inline void cp_async(void* smem, const void* gmem, int bytes, int src_bytes, con
   t.cp_open.push_back({smem, gmem, uint32_t(bytes), uint32_t(src_bytes)});
 }
 
-inline void cp_async_commit() {
+STRATA_SIM_NO_TSAN inline void cp_async_commit() {
   Thread& t = *detail::g_cur;
   t.cp_groups.push_back(std::move(t.cp_open));
   t.cp_open.clear();
 }
 
 /// cp.async.wait_group N: all but the N most recent committed groups have landed.
-inline void cp_async_wait(int n) {
+STRATA_SIM_NO_TSAN inline void cp_async_wait(int n) {
   Thread& t = *detail::g_cur;
   if (t.cp_groups.size() <= size_t(n)) return;
   const size_t land = t.cp_groups.size() - size_t(n);
@@ -180,7 +190,7 @@ inline void cp_async_wait(int n) {
 }
 
 /// cp.async.wait_all: every issued copy, committed or not, has landed.
-inline void cp_async_wait_all() {
+STRATA_SIM_NO_TSAN inline void cp_async_wait_all() {
   cp_async_commit();
   cp_async_wait(0);
 }

@@ -37,15 +37,22 @@ inline bool prepare_worker(Block& b, dim3 grid, dim3 block, size_t smem, const O
   if (!b.dyn.reserve(smem)) return false;
   b.th.resize(size_t(n));
   b.rq.assign(size_t(n), 0);
+  b.ids.assign(size_t(n), 0);
   b.warps.assign(size_t((n + 31) / 32), Warp{});
   for (int i = 0; i < n; ++i) {
     Thread& t = b.th[size_t(i)];
     t.linear = i;
-    t.tid = make_uint3(unsigned(i) % block.x, unsigned(i) / block.x % block.y, unsigned(i) / (block.x * block.y));
+    t.tid = make_uint3(unsigned(i) % block.x, unsigned(i) / block.x % block.y,
+                       unsigned(i) / (block.x * block.y));
     t.lane = i % 32;
     t.warp = i / 32;
     b.warps[size_t(i / 32)].present |= 1u << (i % 32);
   }
+  b.tp = b.th.data();
+  b.wp = b.warps.data();
+  b.rqp = b.rq.data();
+  b.idp = b.ids.data();
+  b.sp = b.stacks.stacks.data();
   install_segv_handler();
   return true;
 }
@@ -66,7 +73,8 @@ inline Status run_launch(dim3 grid, dim3 block, size_t smem, void (*body)(void*)
     Block& b = worker_block();
     if (!prepare_worker(b, grid, block, smem, o)) {
       std::lock_guard<std::mutex> lk(mu);
-      if (first_fault.empty()) first_fault = "simulator could not map fiber stacks or shared memory";
+      if (first_fault.empty())
+        first_fault = "simulator could not map fiber stacks or shared memory";
       stop = true;
       return;
     }
@@ -77,9 +85,10 @@ inline Status run_launch(dim3 grid, dim3 block, size_t smem, void (*body)(void*)
       if (stop.load(std::memory_order_relaxed)) break;
       const unsigned long long id = next.fetch_add(1);
       if (id >= nblocks) break;
-      b.bid = dim3(unsigned(id % grid.x), unsigned(id / grid.x % grid.y), unsigned(id / (1ull * grid.x * grid.y)));
+      b.bid = dim3(unsigned(id % grid.x), unsigned(id / grid.x % grid.y),
+                   unsigned(id / (1ull * grid.x * grid.y)));
       // the random schedule of a block depends only on the seed and the block id
-      b.rng.seed(o.schedule.seed * 0x9E3779B97F4A7C15ull + id + 1);
+      b.rng = o.schedule.seed * 0xD1B54A32D192ED03ull + id + 1;
       b.dyn.start_block(o.poison_smem);
       if (o.poison_smem && st.bytes) std::memset(st.lo, 0xFF, st.bytes);
       if (!run_block(b)) {
@@ -95,8 +104,8 @@ inline Status run_launch(dim3 grid, dim3 block, size_t smem, void (*body)(void*)
 
   unsigned nw = o.workers;
   if (nw > nblocks) nw = unsigned(nblocks);
-#if STRATA_SIM_ASAN
-  nw = 1;  // static shared memory is a plain static under ASan (see sim/smem.hpp)
+#if STRATA_SIM_ASAN || STRATA_SIM_TSAN
+  nw = 1;  // static shared memory is a plain static under the sanitizers (see sim/cuda_host.hpp)
 #endif
   if (nw <= 1) {
     worker();

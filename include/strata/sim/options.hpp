@@ -26,9 +26,12 @@ struct Schedule {
   /// "forward", "reverse" or "random:SEED", the syntax of STRATA_SIM_SCHEDULE.
   std::string to_string() const {
     switch (kind) {
-      case ScheduleKind::kForward: return "forward";
-      case ScheduleKind::kReverse: return "reverse";
-      case ScheduleKind::kRandom: return "random:" + std::to_string(seed);
+      case ScheduleKind::kForward:
+        return "forward";
+      case ScheduleKind::kReverse:
+        return "reverse";
+      case ScheduleKind::kRandom:
+        return "random:" + std::to_string(seed);
     }
     return "?";
   }
@@ -71,8 +74,8 @@ inline Options load_options_from_env() {
   Options o;
   if (const char* s = std::getenv("STRATA_SIM_SCHEDULE"); s && *s) {
     if (!Schedule::parse(s, &o.schedule))
-      o.env_error = std::string("STRATA_SIM_SCHEDULE='") + s +
-                    "' is not forward, reverse or random:SEED";
+      o.env_error =
+          std::string("STRATA_SIM_SCHEDULE='") + s + "' is not forward, reverse or random:SEED";
   }
   if (const char* s = std::getenv("STRATA_SIM_WORKERS"); s && *s) {
     char* end = nullptr;
@@ -101,8 +104,12 @@ inline Options& options() {
 }
 
 /// Sets the thread schedule of the following launches.
-inline void set_schedule(Schedule s) { options().schedule = s; }
+inline void set_schedule(Schedule s) {
+  options().schedule = s;
+}
 /// Sets how many OS threads run the blocks of the following launches (at least 1).
-inline void set_workers(unsigned n) { options().workers = n < 1 ? 1 : n; }
+inline void set_workers(unsigned n) {
+  options().workers = n < 1 ? 1 : n;
+}
 
 }  // namespace strata::sim

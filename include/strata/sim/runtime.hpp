@@ -14,6 +14,7 @@
 // shared-memory overruns, ...) are reported with the kernel's file:line and abort the launch.
 #pragma once
 
+#include <algorithm>
 #include <boost/context/detail/fcontext.hpp>
 #include <csignal>
 #include <cstdint>
@@ -51,11 +52,11 @@ struct Thread {
   uint3 tid{};
   int linear = 0, lane = 0, warp = 0;
   ThreadState st = ThreadState::kRunnable;
-  Site site{};              // last synchronisation point reached
-  void* wio = nullptr;      // operand record of the pending warp collective (on this stack)
+  Site site{};                // last synchronisation point reached
+  void* wio = nullptr;        // operand record of the pending warp collective (on this stack)
   void* tsan_sync = nullptr;  // sync object of the pending warp collective
   unsigned bar_epoch = 0;
-  std::vector<PendingCopy> cp_open;               // issued, not yet committed
+  std::vector<PendingCopy> cp_open;                 // issued, not yet committed
   std::vector<std::vector<PendingCopy>> cp_groups;  // committed groups, oldest first
   void* tsan_fiber = nullptr;
   void* asan_fake_stack = nullptr;
@@ -65,18 +66,35 @@ struct Block;
 /// Executes a completed warp collective: `lanes` is the warp's first thread, `mask` its members.
 using WarpFn = void (*)(Thread* lanes, unsigned mask);
 
-enum WarpKind : int { kSyncWarp = 1, kShflIdx, kShflUp, kShflDown, kShflXor, kVote, kLdmatrix, kMma };
+enum WarpKind : int {
+  kSyncWarp = 1,
+  kShflIdx,
+  kShflUp,
+  kShflDown,
+  kShflXor,
+  kVote,
+  kLdmatrix,
+  kMma
+};
 
-inline const char* warp_kind_name(int k) {
+STRATA_SIM_NO_TSAN inline const char* warp_kind_name(int k) {
   switch (k) {
-    case kSyncWarp: return "__syncwarp";
-    case kShflIdx: return "__shfl_sync";
-    case kShflUp: return "__shfl_up_sync";
-    case kShflDown: return "__shfl_down_sync";
-    case kShflXor: return "__shfl_xor_sync";
-    case kVote: return "__ballot_sync/__any_sync/__all_sync";
-    case kLdmatrix: return "ldmatrix";
-    case kMma: return "mma.sync";
+    case kSyncWarp:
+      return "__syncwarp";
+    case kShflIdx:
+      return "__shfl_sync";
+    case kShflUp:
+      return "__shfl_up_sync";
+    case kShflDown:
+      return "__shfl_down_sync";
+    case kShflXor:
+      return "__shfl_xor_sync";
+    case kVote:
+      return "__ballot_sync/__any_sync/__all_sync";
+    case kLdmatrix:
+      return "ldmatrix";
+    case kMma:
+      return "mma.sync";
   }
   return "warp op";
 }
@@ -117,8 +135,8 @@ struct StackPool {
     const size_t page = size_t(sysconf(_SC_PAGESIZE));
     while (stacks.size() < n) {
       const size_t total = (size + page - 1) / page * page + page;
-      void* p = mmap(nullptr, total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
-                     -1, 0);
+      void* p = mmap(nullptr, total, PROT_READ | PROT_WRITE,
+                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
       if (p == MAP_FAILED) return false;
       mprotect(p, page, PROT_NONE);
       stacks.push_back({static_cast<char*>(p) + page, total - page, p, total});
@@ -135,6 +153,7 @@ struct Block {
   std::vector<Warp> warps;
   // run queue: ring buffer of thread indices, each thread at most once
   std::vector<int> rq;
+  std::vector<int> ids;  // scratch: threads released by a barrier
   int rq_head = 0, rq_count = 0;
   // block-wide barrier
   int bar_arrived = 0;
@@ -143,6 +162,7 @@ struct Block {
   int bar_result[2][3] = {};
   char tsan_bar[2] = {};
   char tsan_end = 0;
+  char tsan_start = 0;
   int done = 0;
   // contexts
   bctx::fcontext_t main_ctx = nullptr;
@@ -156,12 +176,19 @@ struct Block {
   void* body_arg = nullptr;
   // schedule
   ScheduleKind order = ScheduleKind::kForward;
-  std::mt19937_64 rng;
+  uint64_t rng = 0;  // splitmix64 state (a plain integer: fibers use it, see `tp` below)
   // memory
   DynamicSmemArena dyn;
   StackPool stacks;
   size_t stack_bytes = 0;
   bool defer_cp_async = true;
+  // raw views of the vectors above, set by prepare_worker: the fibers' bookkeeping must not go
+  // through instrumented std::vector accessors (ThreadSanitizer would see races between fibers)
+  Thread* tp = nullptr;
+  Warp* wp = nullptr;
+  int* rqp = nullptr;
+  int* idp = nullptr;
+  StackPool::Stack* sp = nullptr;
   // outcome
   bool faulted = false;
   bool aborted_fibers = false;
@@ -172,11 +199,11 @@ struct Block {
 inline thread_local Block* g_block = nullptr;
 inline thread_local Thread* g_cur = nullptr;
 
-inline std::string site_str(const Site& s) {
+STRATA_SIM_NO_TSAN inline std::string site_str(const Site& s) {
   return std::string(s.file_name()) + ":" + std::to_string(s.line());
 }
 
-inline std::string who(const Thread& t) {
+STRATA_SIM_NO_TSAN inline std::string who(const Thread& t) {
   const Block& b = *g_block;
   char buf[160];
   std::snprintf(buf, sizeof buf, "thread (%u,%u,%u) of block (%u,%u,%u)", t.tid.x, t.tid.y, t.tid.z,
@@ -185,33 +212,51 @@ inline std::string who(const Thread& t) {
 }
 
 // ------------------------------------------------------------------------------ switching
-inline void rq_push(Block& b, int i) {
+STRATA_SIM_NO_TSAN inline void rq_push(Block& b, int i) {
   int pos = b.rq_head + b.rq_count;
   if (pos >= b.n) pos -= b.n;
-  b.rq[size_t(pos)] = i;
+  b.rqp[(pos)] = i;
   ++b.rq_count;
 }
-inline int rq_pop(Block& b) {
+STRATA_SIM_NO_TSAN inline int rq_pop(Block& b) {
   if (b.rq_count == 0) return -1;
-  const int i = b.rq[size_t(b.rq_head)];
+  const int i = b.rqp[(b.rq_head)];
   if (++b.rq_head == b.n) b.rq_head = 0;
   --b.rq_count;
   return i;
 }
 
+/// splitmix64: a small, good generator for shuffles.
+STRATA_SIM_NO_TSAN inline uint64_t next_random(uint64_t& state) {
+  uint64_t z = (state += 0x9E3779B97F4A7C15ull);
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+
 /// Appends the threads `ids[0..count)` (ascending) to the run queue in schedule order.
-inline void release_in_order(Block& b, int* ids, int count) {
+STRATA_SIM_NO_TSAN inline void release_in_order(Block& b, int* ids, int count) {
   switch (b.order) {
-    case ScheduleKind::kForward: break;
+    case ScheduleKind::kForward:
+      break;
     case ScheduleKind::kReverse:
-      for (int i = 0, j = count - 1; i < j; ++i, --j) std::swap(ids[i], ids[j]);
+      for (int i = 0, j = count - 1; i < j; ++i, --j) {
+        const int x = ids[i];
+        ids[i] = ids[j];
+        ids[j] = x;
+      }
       break;
     case ScheduleKind::kRandom:
-      for (int i = count - 1; i > 0; --i) std::swap(ids[i], ids[int(b.rng() % uint64_t(i + 1))]);
+      for (int i = count - 1; i > 0; --i) {  // Fisher-Yates
+        const int j = int(next_random(b.rng) % uint64_t(i + 1));
+        const int x = ids[i];
+        ids[i] = ids[j];
+        ids[j] = x;
+      }
       break;
   }
   for (int i = 0; i < count; ++i) {
-    b.th[size_t(ids[i])].st = ThreadState::kRunnable;
+    b.tp[(ids[i])].st = ThreadState::kRunnable;
     rq_push(b, ids[i]);
   }
 }
@@ -247,12 +292,13 @@ STRATA_SIM_NO_TSAN inline void switch_out(Thread& self) {
   ++b.ctr.fiber_switches;
   if (next < 0) {
     g_cur = nullptr;
+    tsan_release(&b.tsan_end);  // the main context sees everything the fibers did
     jump(b.main_ctx, save, fake, b.main_stack_lo, b.main_stack_size, b.main_tsan_fiber);
   } else {
-    Thread& t = b.th[size_t(next)];
+    Thread& t = b.tp[(next)];
     if (&t == &self) return;  // we released ourselves and nobody else is runnable
     g_cur = &t;
-    const auto& stk = b.stacks.stacks[size_t(next)];
+    const auto& stk = b.sp[(next)];
     jump(t.ctx, save, fake, stk.lo, stk.size, t.tsan_fiber);
   }
   g_cur = &self;
@@ -267,11 +313,13 @@ STRATA_SIM_NO_TSAN inline void switch_out(Thread& self) {
   }
   b.aborted_fibers = true;
   g_cur = nullptr;
+  tsan_release(&b.tsan_end);
   jump(b.main_ctx, &b.dead_slot, nullptr, b.main_stack_lo, b.main_stack_size, b.main_tsan_fiber);
   __builtin_unreachable();
 }
 
-[[noreturn]] inline void fault_at(const Thread& t, const Site& s, const std::string& what) {
+STRATA_SIM_NO_TSAN [[noreturn]] inline void fault_at(const Thread& t, const Site& s,
+                                                     const std::string& what) {
   fault(what + " (" + who(t) + " at " + site_str(s) + ")");
 }
 
@@ -296,9 +344,10 @@ STRATA_SIM_NO_TSAN inline int block_barrier(const Site& site, int pred, BarrierO
              std::strcmp(b.bar_site.file_name(), site.file_name()) != 0) {
     fault_at(t, site,
              "__syncthreads divergence: threads of one block wait at different barriers, this "
-             "one and " + site_str(b.bar_site));
+             "one and " +
+                 site_str(b.bar_site));
   }
-  const Warp& w = b.warps[size_t(t.warp)];
+  const Warp& w = b.wp[(t.warp)];
   for (int i = 0; i < w.nopen; ++i)
     if (w.open[i].mask >> t.lane & 1u)
       fault_at(t, site,
@@ -322,33 +371,35 @@ STRATA_SIM_NO_TSAN inline int block_barrier(const Site& site, int pred, BarrierO
     b.bar_accum_or = 0;
     b.bar_arrived = 0;
     ++b.ctr.barriers;
-    thread_local std::vector<int> ids;
-    ids.resize(size_t(b.n));
-    for (int i = 0; i < b.n; ++i) ids[size_t(i)] = i;
-    release_in_order(b, ids.data(), b.n);
+    for (int i = 0; i < b.n; ++i) b.idp[i] = i;
+    release_in_order(b, b.idp, b.n);
   }
   switch_out(t);
   tsan_acquire(&b.tsan_bar[parity]);
   ++t.bar_epoch;
   switch (op) {
-    case BarrierOp::kPlain: return 0;
-    case BarrierOp::kCount: return b.bar_result[parity][0];
-    case BarrierOp::kAnd: return b.bar_result[parity][1];
-    case BarrierOp::kOr: return b.bar_result[parity][2];
+    case BarrierOp::kPlain:
+      return 0;
+    case BarrierOp::kCount:
+      return b.bar_result[parity][0];
+    case BarrierOp::kAnd:
+      return b.bar_result[parity][1];
+    case BarrierOp::kOr:
+      return b.bar_result[parity][2];
   }
   return 0;
 }
 
 // -------------------------------------------------------------------------- warp collectives
 /// Joins (or opens) the warp collective `kind` over `mask`. The last lane to arrive runs `fn`
-/// for all lanes, counts the op in `counter` and releases the lanes. `orders_memory`: creates a happens-before edge among the
-/// lanes (for ThreadSanitizer), as __syncwarp does.
+/// for all lanes, counts the op in `counter` and releases the lanes. `orders_memory`: creates a
+/// happens-before edge among the lanes (for ThreadSanitizer), as __syncwarp does.
 STRATA_SIM_NO_TSAN inline void warp_collective(int kind, unsigned mask, WarpFn fn, void* io,
                                                const Site& site, bool orders_memory,
                                                uint64_t Counters::*counter) {
   Block& b = *g_block;
   Thread& t = *g_cur;
-  Warp& w = b.warps[size_t(t.warp)];
+  Warp& w = b.wp[(t.warp)];
   const unsigned bit = 1u << t.lane;
   if (!(mask & bit))
     fault_at(t, site,
@@ -376,9 +427,9 @@ STRATA_SIM_NO_TSAN inline void warp_collective(int kind, unsigned mask, WarpFn f
       char cm[64];
       std::snprintf(cm, sizeof cm, "0x%08x", c->mask);
       fault_at(t, site,
-               std::string("warp collective mismatch: ") + warp_kind_name(kind) + " with mask " + m +
-                   " while lanes of the warp wait at " + warp_kind_name(c->kind) + " with mask " + cm +
-                   " at " + site_str(c->site));
+               std::string("warp collective mismatch: ") + warp_kind_name(kind) + " with mask " +
+                   m + " while lanes of the warp wait at " + warp_kind_name(c->kind) +
+                   " with mask " + cm + " at " + site_str(c->site));
     }
   } else {
     c = &w.open[w.nopen++];
@@ -398,7 +449,7 @@ STRATA_SIM_NO_TSAN inline void warp_collective(int kind, unsigned mask, WarpFn f
   if (c->arrived == mask) {
     const WarpFn f = c->fn;
     *c = w.open[--w.nopen];  // remove before running f: f may fault
-    Thread* lanes = &b.th[size_t(t.warp) * 32];
+    Thread* lanes = &b.tp[(t.warp) * 32];
     f(lanes, mask);
     ++b.ctr.warp_collectives;
     ++(b.ctr.*counter);
@@ -415,7 +466,7 @@ STRATA_SIM_NO_TSAN inline void warp_collective(int kind, unsigned mask, WarpFn f
 STRATA_SIM_NO_TSAN inline void thread_exit(Thread& t) {
   Block& b = *g_block;
   // cp.async copies still in flight complete, as on the hardware
-  t.cp_groups.push_back(std::move(t.cp_open));
+  if (!t.cp_open.empty()) t.cp_groups.push_back(std::move(t.cp_open));
   t.cp_open.clear();
   for (auto& g : t.cp_groups)
     for (auto& c : g) {
@@ -423,19 +474,21 @@ STRATA_SIM_NO_TSAN inline void thread_exit(Thread& t) {
       if (c.src_bytes) std::memcpy(c.dst, c.src, c.src_bytes);
     }
   t.cp_groups.clear();
-  Warp& w = b.warps[size_t(t.warp)];
+  Warp& w = b.wp[(t.warp)];
   for (int i = 0; i < w.nopen; ++i)
     if (w.open[i].mask >> t.lane & 1u)
       fault_at(t, t.site.line() ? t.site : w.open[i].site,
-               std::string("lane ") + std::to_string(t.lane) + " exited while lanes of its warp wait for it at " +
+               std::string("lane ") + std::to_string(t.lane) +
+                   " exited while lanes of its warp wait for it at " +
                    warp_kind_name(w.open[i].kind) + " at " + site_str(w.open[i].site));
   if (b.bar_arrived > 0)
     fault(std::string("__syncthreads divergence: ") + who(t) + " exited while " +
-          std::to_string(b.bar_arrived) + " thread(s) wait at the barrier at " + site_str(b.bar_site));
+          std::to_string(b.bar_arrived) + " thread(s) wait at the barrier at " +
+          site_str(b.bar_site));
   t.st = ThreadState::kDone;
   w.exited |= 1u << t.lane;
   ++b.done;
-  tsan_release(&b.tsan_end);
+  tsan_release(&b.tsan_end);  // everything this thread did happens before the block's end
   switch_out(t);
   __builtin_unreachable();
 }
@@ -455,6 +508,7 @@ STRATA_SIM_NO_TSAN inline void thread_exit(Thread& t) {
   }
 #endif
   Thread& t = *g_cur;
+  tsan_acquire(&b.tsan_start);  // the block start (poisoning, earlier launches) happens before
   std::string err;
   try {
     b.body(b.body_arg);
@@ -477,14 +531,14 @@ inline thread_local char* g_sigstack = nullptr;
 inline void segv_handler(int sig, siginfo_t* info, void* uctx);
 
 inline struct sigaction& previous_segv_action() {
-  static struct sigaction a{};
+  static struct sigaction a {};
   return a;
 }
 
 inline void install_segv_handler() {
 #if !STRATA_SIM_ASAN && !STRATA_SIM_TSAN
   static const bool installed = [] {
-    struct sigaction sa{};
+    struct sigaction sa {};
     sa.sa_sigaction = &segv_handler;
     sa.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_NODEFER;
     sigemptyset(&sa.sa_mask);
@@ -504,14 +558,15 @@ inline void install_segv_handler() {
 #endif
 }
 
-inline void segv_handler(int sig, siginfo_t* info, void* uctx) {
+STRATA_SIM_NO_TSAN inline void segv_handler(int sig, siginfo_t* info, void* uctx) {
   Block* b = g_block;
   Thread* t = g_cur;
   if (b && t && b->dyn.in_guard(info->si_addr)) {
     const long off = static_cast<unsigned char*>(info->si_addr) - b->dyn.data();
     fault("dynamic shared memory overrun: access at byte offset " + std::to_string(off) +
-          " of a launch with " + std::to_string(b->dyn.bytes()) + " bytes of dynamic shared memory (" +
-          who(*t) + ", after its last synchronisation at " + site_str(t->site) + ")");
+          " of a launch with " + std::to_string(b->dyn.bytes()) +
+          " bytes of dynamic shared memory (" + who(*t) + ", after its last synchronisation at " +
+          site_str(t->site) + ")");
   }
   // not ours: restore the previous disposition and let the fault happen again
   sigaction(SIGSEGV, &previous_segv_action(), nullptr);
@@ -521,7 +576,7 @@ inline void segv_handler(int sig, siginfo_t* info, void* uctx) {
 }
 
 // ------------------------------------------------------------------------------ one block
-inline std::string blocked_threads_dump(const Block& b) {
+STRATA_SIM_NO_TSAN inline std::string blocked_threads_dump(const Block& b) {
   std::string s;
   int shown = 0;
   for (const Thread& t : b.th) {
@@ -531,7 +586,8 @@ inline std::string blocked_threads_dump(const Block& b) {
       break;
     }
     s += "\n  " + who(t) + " waits at " +
-         (t.st == ThreadState::kAtBarrier ? std::string("__syncthreads") : std::string("a warp collective")) +
+         (t.st == ThreadState::kAtBarrier ? std::string("__syncthreads")
+                                          : std::string("a warp collective")) +
          " at " + site_str(t.site);
   }
   return s;
@@ -551,40 +607,46 @@ STRATA_SIM_NO_TSAN inline bool run_block(Block& b) {
 #if STRATA_SIM_TSAN
   b.main_tsan_fiber = __tsan_get_current_fiber();
 #endif
-  if (b.aborted_fibers) {  // fibers of a faulted block left frames behind on their stacks
-    for (auto& s : b.stacks.stacks) asan_unpoison(s.lo, s.size);
-    b.aborted_fibers = false;
+  // Fibers never return: their last frames (and, after a fault, whole call chains) stay
+  // poisoned in ASan's shadow memory. Clear it before the stacks are reused.
+#if STRATA_SIM_ASAN
+  for (int i = 0; i < b.n; ++i) {
+    auto& s = b.sp[(i)];
+    const size_t top = b.aborted_fibers ? s.size : std::min<size_t>(s.size, 64 * 1024);
+    asan_unpoison(s.lo + s.size - top, top);
   }
+#endif
+  b.aborted_fibers = false;
   for (auto& w : b.warps) {
     w.nopen = 0;
     w.exited = 0;
   }
   for (int i = 0; i < b.n; ++i) {
-    Thread& t = b.th[size_t(i)];
+    Thread& t = b.tp[(i)];
     t.st = ThreadState::kRunnable;
     t.site = Site{};
     t.bar_epoch = 0;
     t.cp_open.clear();
     t.cp_groups.clear();
     t.asan_fake_stack = nullptr;
-    const auto& stk = b.stacks.stacks[size_t(i)];
+    const auto& stk = b.sp[(i)];
     t.ctx = bctx::make_fcontext(stk.lo + stk.size, stk.size, &fiber_entry);
 #if STRATA_SIM_TSAN
     t.tsan_fiber = __tsan_create_fiber(0);
 #endif
   }
-  thread_local std::vector<int> ids;
-  ids.resize(size_t(b.n));
-  for (int i = 0; i < b.n; ++i) ids[size_t(i)] = i;
-  release_in_order(b, ids.data(), b.n);
+  for (int i = 0; i < b.n; ++i) b.idp[i] = i;
+  release_in_order(b, b.idp, b.n);
 
+  tsan_release(&b.tsan_start);
   const int first = rq_pop(b);
-  Thread& t0 = b.th[size_t(first)];
+  Thread& t0 = b.tp[(first)];
   g_cur = &t0;
-  const auto& stk0 = b.stacks.stacks[size_t(first)];
+  const auto& stk0 = b.sp[(first)];
   ++b.ctr.fiber_switches;
   jump(t0.ctx, &b.main_ctx, &b.main_fake_stack, stk0.lo, stk0.size, t0.tsan_fiber);
   g_cur = nullptr;
+  tsan_acquire(&b.tsan_end);
 
   if (!b.faulted && b.done != b.n) {
     b.faulted = true;
@@ -595,18 +657,27 @@ STRATA_SIM_NO_TSAN inline bool run_block(Block& b) {
   if (!b.faulted) {
     if (const long off = b.dyn.canary_damage(); off >= 0) {
       b.faulted = true;
-      b.fault = "dynamic shared memory overrun: a thread of block (" + std::to_string(b.bid.x) + "," +
-                std::to_string(b.bid.y) + "," + std::to_string(b.bid.z) + ") wrote byte offset " +
-                std::to_string(off) + " of a launch with " + std::to_string(b.dyn.bytes()) +
-                " bytes of dynamic shared memory";
+      b.fault = "dynamic shared memory overrun: a thread of block (" + std::to_string(b.bid.x) +
+                "," + std::to_string(b.bid.y) + "," + std::to_string(b.bid.z) +
+                ") wrote byte offset " + std::to_string(off) + " of a launch with " +
+                std::to_string(b.dyn.bytes()) + " bytes of dynamic shared memory";
     }
   }
 #if STRATA_SIM_TSAN
+  // Abandoned fibers (after a fault) never released: release on their behalf, so that what they
+  // did (e.g. reading the kernel arguments on the launching stack) happens before the host
+  // continues.
+  for (auto& t : b.th)
+    if (t.st != ThreadState::kDone && t.tsan_fiber) {
+      __tsan_switch_to_fiber(t.tsan_fiber, 1);
+      __tsan_release(&b.tsan_end);
+      __tsan_switch_to_fiber(b.main_tsan_fiber, 1);
+    }
+  __tsan_acquire(&b.tsan_end);
   for (auto& t : b.th) {
     __tsan_destroy_fiber(t.tsan_fiber);
     t.tsan_fiber = nullptr;
   }
-  __tsan_acquire(&b.tsan_end);  // the host sees everything the block did
 #endif
   ++b.ctr.blocks;
   b.ctr.threads += uint64_t(b.n);

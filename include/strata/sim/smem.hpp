@@ -3,8 +3,9 @@
 // Static `__shared__` variables become thread-local statics (a block runs on one worker OS
 // thread, so each concurrently running block has its own copy), placed in the section
 // `strata_sim_smem` so that the simulator can find and poison them at every block start.
-// Under ASan they are plain statics instead: ASan puts red zones around globals but not around
-// thread-locals, so ASan builds run one block at a time.
+// Under ASan and TSan they are plain statics instead (red zones; initialisation guards TSan
+// understands), so sanitizer builds run one block at a time and do not poison static shared
+// memory.
 //
 // Caveat: g++ ignores the section attribute for statics of template instantiations (it puts
 // them in COMDAT sections), so with g++ only static shared memory of non-template kernels is
@@ -12,8 +13,8 @@
 //
 // Dynamic shared memory is an arena that ends 16-byte aligned right below 1 MiB of PROT_NONE
 // address space: a kernel that reads or writes past the bytes its launch requested gets a fault
-// naming the thread and byte offset; the (< 16-byte) slack before the guard page holds a canary checked at block
-// end.
+// naming the thread and byte offset; the (< 16-byte) slack before the guard page holds a canary
+// checked at block end.
 #pragma once
 
 #include <link.h>
@@ -52,11 +53,12 @@ inline int find_static_smem_cb(dl_phdr_info* info, size_t, void* data) {
   return 0;
 }
 
-/// Static shared memory of the calling OS thread (empty under ASan, or when no kernel has any).
+/// Static shared memory of the calling OS thread (empty under the sanitizers, or when no kernel
+/// has any).
 inline StaticSmemRange static_smem_range() {
   thread_local StaticSmemRange r = [] {
     StaticSmemRange out;
-#if !STRATA_SIM_ASAN
+#if !STRATA_SIM_ASAN && !STRATA_SIM_TSAN
     if (__start_strata_sim_smem && (__stop_strata_sim_smem - __start_strata_sim_smem) > 0)
       dl_iterate_phdr(&find_static_smem_cb, &out);
 #endif
@@ -82,7 +84,8 @@ class DynamicSmemArena {
     const size_t need = (bytes + 16 + page - 1) / page * page + kGuardBytes;  // data + guard
     if (need > mapped_) {
       release();
-      void* p = mmap(nullptr, need, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+      void* p = mmap(nullptr, need, PROT_READ | PROT_WRITE,
+                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
       if (p == MAP_FAILED) return false;
       base_ = static_cast<unsigned char*>(p);
       mapped_ = need;
