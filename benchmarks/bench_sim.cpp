@@ -51,7 +51,7 @@ void report(benchmark::State& state, uint64_t strata::sim::Counters::*field, con
 
 void BM_FiberSwitches(benchmark::State& state) {
   const int threads = int(state.range(0)), iters = 2000;
-  std::vector<int> out(size_t(threads));
+  std::vector<int> out(static_cast<size_t>(threads));
   strata::sim::reset_counters();
   for (auto _ : state)
     if (!strata::launch(syncwarp_loop, dim3(1), dim3(unsigned(threads)), 0, 0, out.data(), iters)
@@ -63,7 +63,7 @@ BENCHMARK(BM_FiberSwitches)->Arg(32)->Arg(128)->Arg(256)->Unit(benchmark::kMilli
 
 void BM_SyncthreadsArrivals(benchmark::State& state) {
   const int threads = int(state.range(0)), iters = 1000;
-  std::vector<int> out(size_t(threads));
+  std::vector<int> out(static_cast<size_t>(threads));
   strata::sim::reset_counters();
   for (auto _ : state)
     if (!strata::launch(barrier_loop, dim3(1), dim3(unsigned(threads)), 0, 0, out.data(), iters)

@@ -127,7 +127,9 @@ void expect_fault(const Status& s, const char* needle, int line) {
   EXPECT_EQ(s.code(), StatusCode::kKernelFault);
   const std::string m = s.message();
   EXPECT_NE(m.find(needle), std::string::npos) << m;
-  if (line > 0) EXPECT_TRUE(strata_test::names_line(m, "test_faults.cpp", line)) << m;
+  if (line > 0) {
+    EXPECT_TRUE(strata_test::names_line(m, "test_faults.cpp", line)) << m;
+  }
 }
 
 class Faults : public ::testing::TestWithParam<int> {

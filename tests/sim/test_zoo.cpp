@@ -11,9 +11,10 @@ namespace {
 
 // Racy by design: under ThreadSanitizer these are checked by tests/sanitizer (TSan must report
 // them), not here.
-#define SKIP_RACY_UNDER_TSAN()                                                                     \
-  if (STRATA_SIM_TSAN) GTEST_SKIP() << "racy by design; tests/sanitizer checks that TSan reports " \
-                                       "it"
+#define SKIP_RACY_UNDER_TSAN()                                                \
+  if (STRATA_SIM_TSAN)                                                        \
+  GTEST_SKIP() << "racy by design; tests/sanitizer checks that TSan reports " \
+                  "it"
 
 using strata_test::all_schedules;
 using strata_test::Rng;

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <cstring>
 #include <source_location>
+#include <vector>
 
 #include "strata/config.hpp"
 #include "strata/sim/runtime.hpp"
@@ -79,56 +80,115 @@ struct MmaIO {
   MmaType type;
 };
 
-inline float half_bits_to_float(uint16_t h, MmaType t) {
-  if (t == MmaType::kBF16) return std::bit_cast<float>(uint32_t(h) << 16);
-  __half_raw raw;
-  raw.x = h;
-  return __half2float(__half(raw));
+/// f16 bits -> float for all 65536 encodings, built once (the host conversion is software).
+inline const float* f16_table() {
+  static const std::vector<float> table = [] {
+    std::vector<float> t(65536);
+    for (uint32_t h = 0; h < 65536; ++h) {
+      __half_raw raw;
+      raw.x = uint16_t(h);
+      t[h] = __half2float(__half(raw));
+    }
+    return t;
+  }();
+  return table.data();
+}
+
+/// D[16][8] += A[16][16] * B[16][8], inputs exact in f32, sums in double. Rows of B and D as
+/// 4-wide vectors so the compiler emits SIMD code (AVX+FMA when the CPU has them, SSE2
+/// otherwise; the products are exact, so fused and unfused multiply-adds agree).
+using Double4 = double __attribute__((vector_size(32)));
+using Float4 = float __attribute__((vector_size(16)));
+__attribute__((target_clones("fma", "default"))) inline void mma_core(const float (&A)[16][16],
+                                                                      const float (&B)[16][8],
+                                                                      double (&D)[16][8]) {
+  Double4 b[16][2];
+  for (int k = 0; k < 16; ++k)
+    for (int j = 0; j < 2; ++j) {
+      Float4 f;
+      std::memcpy(&f, &B[k][4 * j], sizeof f);
+      b[k][j] = __builtin_convertvector(f, Double4);
+    }
+  // four rows at a time: eight independent accumulator chains hide the multiply-add latency
+  for (int m = 0; m < 16; m += 4) {
+    Double4 d[4][2];
+    std::memcpy(d, D[m], sizeof d);
+    for (int k = 0; k < 16; ++k)
+      for (int r = 0; r < 4; ++r) {
+        const double a = A[m + r][k];
+        d[r][0] += a * b[k][0];
+        d[r][1] += a * b[k][1];
+      }
+    std::memcpy(D[m], d, sizeof d);
+  }
+}
+
+template <MmaType T>
+inline float mma_elem(uint32_t bits16) {
+  if constexpr (T == MmaType::kBF16)
+    return std::bit_cast<float>(bits16 << 16);
+  else
+    return f16_table()[bits16];
+}
+
+/// Gathers the warp's fragments into whole matrices (PTX ISA maps: groupID g = lane / 4,
+/// t = lane % 4), multiplies, and scatters D back.
+template <MmaType T>
+STRATA_SIM_NO_TSAN inline void mma_warp(Thread* lanes) {
+  alignas(32) float A[16][16];
+  alignas(32) float B[16][8];
+  alignas(32) double D[16][8];
+  for (int l = 0; l < 32; ++l) {
+    const MmaIO& x = *static_cast<const MmaIO*>(lanes[l].wio);
+    const int g = l >> 2, t2 = 2 * (l & 3);
+    // a0: (g, 2t..2t+1)  a1: (g+8, 2t..)  a2: (g, 2t+8..)  a3: (g+8, 2t+8..)
+    float* r0 = &A[g][t2];
+    float* r1 = &A[g + 8][t2];
+    r0[0] = mma_elem<T>(x.a[0] & 0xffffu);
+    r0[1] = mma_elem<T>(x.a[0] >> 16);
+    r1[0] = mma_elem<T>(x.a[1] & 0xffffu);
+    r1[1] = mma_elem<T>(x.a[1] >> 16);
+    r0[8] = mma_elem<T>(x.a[2] & 0xffffu);
+    r0[9] = mma_elem<T>(x.a[2] >> 16);
+    r1[8] = mma_elem<T>(x.a[3] & 0xffffu);
+    r1[9] = mma_elem<T>(x.a[3] >> 16);
+    // b0: (2t..2t+1, g)  b1: (2t+8.., g)
+    B[t2][g] = mma_elem<T>(x.b[0] & 0xffffu);
+    B[t2 + 1][g] = mma_elem<T>(x.b[0] >> 16);
+    B[t2 + 8][g] = mma_elem<T>(x.b[1] & 0xffffu);
+    B[t2 + 9][g] = mma_elem<T>(x.b[1] >> 16);
+    // c0, c1: (g, 2t..2t+1)  c2, c3: (g+8, 2t..)
+    D[g][t2] = x.c[0];
+    D[g][t2 + 1] = x.c[1];
+    D[g + 8][t2] = x.c[2];
+    D[g + 8][t2 + 1] = x.c[3];
+  }
+  mma_core(A, B, D);
+  for (int l = 0; l < 32; ++l) {
+    MmaIO& x = *static_cast<MmaIO*>(lanes[l].wio);
+    const int g = l >> 2, t2 = 2 * (l & 3);
+    x.d[0] = float(D[g][t2]);
+    x.d[1] = float(D[g][t2 + 1]);
+    x.d[2] = float(D[g + 8][t2]);
+    x.d[3] = float(D[g + 8][t2 + 1]);
+  }
 }
 
 /// D = A * B + C with f16/bf16 inputs and f32 accumulators. The products are exact; the sum of
 /// each dot product and its accumulator is formed in double and rounded once to f32 (the
 /// hardware truncates differently; both are within f32 rounding of the exact result).
 STRATA_SIM_NO_TSAN inline void mma_fn(Thread* lanes, unsigned mask) {
-  auto io = [&](int l) { return static_cast<MmaIO*>(lanes[l].wio); };
   if (mask != 0xffffffffu)
     detail::fault_at(lanes[__builtin_ctz(mask)], lanes[__builtin_ctz(mask)].site,
                      "mma.sync.aligned needs all 32 lanes of the warp");
-  const MmaType type = io(0)->type;
-  double A[16][16], B[16][8], D[16][8];
-  for (int l = 0; l < 32; ++l) {
-    const MmaIO& x = *io(l);
-    if (x.type != type)
+  const MmaType type = static_cast<MmaIO*>(lanes[0].wio)->type;
+  for (int l = 1; l < 32; ++l)
+    if (static_cast<MmaIO*>(lanes[l].wio)->type != type)
       detail::fault_at(lanes[l], lanes[l].site, "mma input types differ across lanes");
-    // A: registers a0..a3 hold elements (0,1) (2,3) (4,5) (6,7)
-    const int g = l >> 2, t2 = 2 * (l & 3);
-    for (int r = 0; r < 4; ++r) {
-      const int row = g + 8 * (r & 1), col = t2 + 8 * (r >> 1);
-      A[row][col] = half_bits_to_float(uint16_t(x.a[r]), type);
-      A[row][col + 1] = half_bits_to_float(uint16_t(x.a[r] >> 16), type);
-    }
-    for (int r = 0; r < 2; ++r) {
-      B[t2 + 8 * r][g] = half_bits_to_float(uint16_t(x.b[r]), type);
-      B[t2 + 8 * r + 1][g] = half_bits_to_float(uint16_t(x.b[r] >> 16), type);
-    }
-    for (int r = 0; r < 2; ++r) {
-      D[g + 8 * r][t2] = x.c[2 * r];
-      D[g + 8 * r][t2 + 1] = x.c[2 * r + 1];
-    }
-  }
-  for (int m = 0; m < 16; ++m)
-    for (int k = 0; k < 16; ++k) {
-      const double a = A[m][k];
-      for (int n = 0; n < 8; ++n) D[m][n] += a * B[k][n];
-    }
-  for (int l = 0; l < 32; ++l) {
-    MmaIO& x = *io(l);
-    const int g = l >> 2, t2 = 2 * (l & 3);
-    for (int r = 0; r < 2; ++r) {
-      x.d[2 * r] = float(D[g + 8 * r][t2]);
-      x.d[2 * r + 1] = float(D[g + 8 * r][t2 + 1]);
-    }
-  }
+  if (type == MmaType::kBF16)
+    mma_warp<MmaType::kBF16>(lanes);
+  else
+    mma_warp<MmaType::kF16>(lanes);
 }
 
 STRATA_SIM_NO_TSAN inline void mma_m16n8k16(float (&d)[4], const uint32_t (&a)[4],

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <atomic>
+#include <bit>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -36,7 +37,8 @@ inline bool prepare_worker(Block& b, dim3 grid, dim3 block, size_t smem, const O
   if (!b.stacks.ensure(size_t(n), o.stack_bytes)) return false;
   if (!b.dyn.reserve(smem)) return false;
   b.th.resize(size_t(n));
-  b.rq.assign(size_t(n), 0);
+  b.rq_mask = int(std::bit_ceil(unsigned(n))) - 1;
+  b.rq.assign(size_t(b.rq_mask) + 1, 0);
   b.ids.assign(size_t(n), 0);
   b.warps.assign(size_t((n + 31) / 32), Warp{});
   for (int i = 0; i < n; ++i) {

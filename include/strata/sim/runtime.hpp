@@ -153,8 +153,8 @@ struct Block {
   std::vector<Warp> warps;
   // run queue: ring buffer of thread indices, each thread at most once
   std::vector<int> rq;
-  std::vector<int> ids;  // scratch: threads released by a barrier
-  int rq_head = 0, rq_count = 0;
+  std::vector<int> ids;                        // scratch: threads released by a barrier
+  int rq_head = 0, rq_count = 0, rq_mask = 0;  // capacity: a power of two >= n
   // block-wide barrier
   int bar_arrived = 0;
   Site bar_site{};
@@ -213,15 +213,13 @@ STRATA_SIM_NO_TSAN inline std::string who(const Thread& t) {
 
 // ------------------------------------------------------------------------------ switching
 STRATA_SIM_NO_TSAN inline void rq_push(Block& b, int i) {
-  int pos = b.rq_head + b.rq_count;
-  if (pos >= b.n) pos -= b.n;
-  b.rqp[(pos)] = i;
+  b.rqp[(b.rq_head + b.rq_count) & b.rq_mask] = i;
   ++b.rq_count;
 }
 STRATA_SIM_NO_TSAN inline int rq_pop(Block& b) {
   if (b.rq_count == 0) return -1;
-  const int i = b.rqp[(b.rq_head)];
-  if (++b.rq_head == b.n) b.rq_head = 0;
+  const int i = b.rqp[b.rq_head];
+  b.rq_head = (b.rq_head + 1) & b.rq_mask;
   --b.rq_count;
   return i;
 }
@@ -391,6 +389,35 @@ STRATA_SIM_NO_TSAN inline int block_barrier(const Site& site, int pred, BarrierO
 }
 
 // -------------------------------------------------------------------------- warp collectives
+/// Cold path of warp_collective: which mask rule the arriving lane broke.
+[[noreturn, gnu::cold, gnu::noinline]] STRATA_SIM_NO_TSAN inline void collective_mask_fault(
+    const Thread& t, const Warp& w, int kind, unsigned mask, const Site& site) {
+  const std::string op = warp_kind_name(kind);
+  if (!(mask >> t.lane & 1u))
+    fault_at(
+        t, site,
+        op + " executed by lane " + std::to_string(t.lane) + ", which is not in its member mask");
+  if (mask & ~w.present)
+    fault_at(t, site,
+             op + " member mask names lane " + std::to_string(__builtin_ctz(mask & ~w.present)) +
+                 ", which does not exist in this block");
+  fault_at(t, site,
+           op + " waits for lane " + std::to_string(__builtin_ctz(mask & w.exited)) +
+               ", which has exited");
+}
+
+/// Cold path of warp_collective: lanes of the warp wait at another collective.
+[[noreturn, gnu::cold, gnu::noinline]] STRATA_SIM_NO_TSAN inline void collective_mismatch_fault(
+    const Thread& t, const Collective& c, int kind, unsigned mask, const Site& site) {
+  char m[16], cm[16];
+  std::snprintf(m, sizeof m, "0x%08x", mask);
+  std::snprintf(cm, sizeof cm, "0x%08x", c.mask);
+  fault_at(t, site,
+           std::string("warp collective mismatch: ") + warp_kind_name(kind) + " with mask " + m +
+               " while lanes of the warp wait at " + warp_kind_name(c.kind) + " with mask " + cm +
+               " at " + site_str(c.site));
+}
+
 /// Joins (or opens) the warp collective `kind` over `mask`. The last lane to arrive runs `fn`
 /// for all lanes, counts the op in `counter` and releases the lanes. `orders_memory`: creates a
 /// happens-before edge among the lanes (for ThreadSanitizer), as __syncwarp does.
@@ -399,40 +426,18 @@ STRATA_SIM_NO_TSAN inline void warp_collective(int kind, unsigned mask, WarpFn f
                                                uint64_t Counters::*counter) {
   Block& b = *g_block;
   Thread& t = *g_cur;
-  Warp& w = b.wp[(t.warp)];
+  Warp& w = b.wp[t.warp];
   const unsigned bit = 1u << t.lane;
-  if (!(mask & bit))
-    fault_at(t, site,
-             std::string(warp_kind_name(kind)) + " executed by lane " + std::to_string(t.lane) +
-                 ", which is not in its member mask");
-  if (mask & ~w.present)
-    fault_at(t, site,
-             std::string(warp_kind_name(kind)) + " member mask names lane " +
-                 std::to_string(__builtin_ctz(mask & ~w.present)) +
-                 ", which does not exist in this block");
-  if (mask & w.exited)
-    fault_at(t, site,
-             std::string(warp_kind_name(kind)) + " waits for lane " +
-                 std::to_string(__builtin_ctz(mask & w.exited)) + ", which has exited");
-  Collective* c = nullptr;
-  for (int i = 0; i < w.nopen; ++i)
-    if (w.open[i].mask & mask) {
-      c = &w.open[i];
-      break;
-    }
-  if (c) {
-    if (c->mask != mask || c->kind != kind) {
-      char m[64];
-      std::snprintf(m, sizeof m, "0x%08x", mask);
-      char cm[64];
-      std::snprintf(cm, sizeof cm, "0x%08x", c->mask);
-      fault_at(t, site,
-               std::string("warp collective mismatch: ") + warp_kind_name(kind) + " with mask " +
-                   m + " while lanes of the warp wait at " + warp_kind_name(c->kind) +
-                   " with mask " + cm + " at " + site_str(c->site));
-    }
+  if (__builtin_expect(!(mask & bit) || (mask & (~w.present | w.exited)), 0))
+    collective_mask_fault(t, w, kind, mask, site);
+  Collective* c = w.open;
+  Collective* const end = w.open + w.nopen;
+  while (c != end && !(c->mask & mask)) ++c;
+  if (c != end) {
+    if (__builtin_expect(c->mask != mask || c->kind != kind, 0))
+      collective_mismatch_fault(t, *c, kind, mask, site);
   } else {
-    c = &w.open[w.nopen++];
+    ++w.nopen;
     c->mask = mask;
     c->arrived = 0;
     c->kind = kind;
@@ -445,12 +450,11 @@ STRATA_SIM_NO_TSAN inline void warp_collective(int kind, unsigned mask, WarpFn f
   t.site = site;
   t.wio = io;
   t.tsan_sync = orders_memory ? c->tsan_sync : nullptr;
-  if (t.tsan_sync) tsan_release(t.tsan_sync);
+  if (STRATA_SIM_TSAN && t.tsan_sync) tsan_release(t.tsan_sync);
   if (c->arrived == mask) {
     const WarpFn f = c->fn;
     *c = w.open[--w.nopen];  // remove before running f: f may fault
-    Thread* lanes = &b.tp[(t.warp) * 32];
-    f(lanes, mask);
+    f(&b.tp[t.warp * 32], mask);
     ++b.ctr.warp_collectives;
     ++(b.ctr.*counter);
     int ids[32];
@@ -459,7 +463,7 @@ STRATA_SIM_NO_TSAN inline void warp_collective(int kind, unsigned mask, WarpFn f
     release_in_order(b, ids, count);
   }
   switch_out(t);
-  if (t.tsan_sync) tsan_acquire(t.tsan_sync);
+  if (STRATA_SIM_TSAN && t.tsan_sync) tsan_acquire(t.tsan_sync);
 }
 
 // ------------------------------------------------------------------------------ fiber life
@@ -630,7 +634,10 @@ STRATA_SIM_NO_TSAN inline bool run_block(Block& b) {
     t.cp_groups.clear();
     t.asan_fake_stack = nullptr;
     const auto& stk = b.sp[(i)];
-    t.ctx = bctx::make_fcontext(stk.lo + stk.size, stk.size, &fiber_entry);
+    // Colour the stack tops: stacks are page aligned, so without an offset every fiber's hot
+    // frames would map to the same L1 sets and evict each other at every switch.
+    const size_t colour = size_t(i % 61) * 64;
+    t.ctx = bctx::make_fcontext(stk.lo + stk.size - colour, stk.size - colour, &fiber_entry);
 #if STRATA_SIM_TSAN
     t.tsan_fiber = __tsan_create_fiber(0);
 #endif
