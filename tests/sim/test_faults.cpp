@@ -7,6 +7,8 @@ namespace {
 using strata::Status;
 using strata::StatusCode;
 
+// The kernels below report their own lines: keep clang-format from moving them.
+// clang-format off
 #define MARK(name) constexpr int name = __LINE__ + 1
 
 MARK(kDivergentLine);
@@ -91,9 +93,7 @@ __global__ void dynamic_smem_overrun_write(float* out, int n) {
 }
 
 MARK(kTrapLine);
-__global__ void trapping(float*) {
-  __trap();
-}
+__global__ void trapping(float*) { __trap(); }
 
 MARK(kWaitLine);
 __global__ void shuffle_then_exit(float* out) {
@@ -116,6 +116,8 @@ __global__ void write_static_smem(float* out, float v) {
   s[threadIdx.x] = v;
   out[threadIdx.x] = s[threadIdx.x];
 }
+
+// clang-format on
 
 template <class... P, class... A>
 Status run1(void (*k)(P...), unsigned threads, size_t smem, A... a) {

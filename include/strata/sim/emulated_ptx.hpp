@@ -98,8 +98,13 @@ inline const float* f16_table() {
 /// 4-wide vectors so the compiler emits SIMD code (AVX+FMA when the CPU has them, SSE2
 /// otherwise; the products are exact, so fused and unfused multiply-adds agree).
 using Double4 = double __attribute__((vector_size(32)));
+#if STRATA_SIM_TSAN || STRATA_SIM_ASAN
+#define STRATA_SIM_MMA_CLONES  // ifunc resolvers run before the sanitizer runtime is up
+#else
+#define STRATA_SIM_MMA_CLONES __attribute__((target_clones("fma", "default")))
+#endif
 using Float4 = float __attribute__((vector_size(16)));
-__attribute__((target_clones("fma", "default"))) inline void mma_core(const float (&A)[16][16],
+STRATA_SIM_MMA_CLONES inline void mma_core(const float (&A)[16][16],
                                                                       const float (&B)[16][8],
                                                                       double (&D)[16][8]) {
   Double4 b[16][2];

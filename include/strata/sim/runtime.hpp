@@ -302,18 +302,33 @@ STRATA_SIM_NO_TSAN inline void switch_out(Thread& self) {
   g_cur = &self;
 }
 
-/// Aborts the block with a fault message; the fiber is abandoned and never resumed.
-[[noreturn]] STRATA_SIM_NO_TSAN inline void fault(std::string msg) {
+/// Thrown by fault() to unwind the faulting fiber's stack (destroying its temporaries) up to
+/// fiber_entry, which then abandons the fiber. Kernels must not swallow it with `catch (...)`.
+struct FiberAbort {};
+
+/// Records the first fault of the block.
+STRATA_SIM_NO_TSAN inline void record_fault(std::string msg) {
   Block& b = *g_block;
   if (!b.faulted) {
     b.faulted = true;
     b.fault = std::move(msg);
   }
+}
+
+/// Leaves the current fiber for good and returns to the worker's main context.
+[[noreturn]] STRATA_SIM_NO_TSAN inline void abandon_fiber() {
+  Block& b = *g_block;
   b.aborted_fibers = true;
   g_cur = nullptr;
   tsan_release(&b.tsan_end);
   jump(b.main_ctx, &b.dead_slot, nullptr, b.main_stack_lo, b.main_stack_size, b.main_tsan_fiber);
   __builtin_unreachable();
+}
+
+/// Aborts the block with a fault message: unwinds the faulting fiber and abandons it.
+[[noreturn]] STRATA_SIM_NO_TSAN inline void fault(std::string msg) {
+  record_fault(std::move(msg));
+  throw FiberAbort{};
 }
 
 STRATA_SIM_NO_TSAN [[noreturn]] inline void fault_at(const Thread& t, const Site& s,
@@ -467,7 +482,9 @@ STRATA_SIM_NO_TSAN inline void warp_collective(int kind, unsigned mask, WarpFn f
 }
 
 // ------------------------------------------------------------------------------ fiber life
-STRATA_SIM_NO_TSAN inline void thread_exit(Thread& t) {
+/// A thread leaves the kernel: its cp.async copies land, and it must not leave a barrier or a
+/// warp collective waiting for it (those are faults, thrown as FiberAbort).
+STRATA_SIM_NO_TSAN inline void thread_exit_checks(Thread& t) {
   Block& b = *g_block;
   // cp.async copies still in flight complete, as on the hardware
   if (!t.cp_open.empty()) t.cp_groups.push_back(std::move(t.cp_open));
@@ -489,6 +506,12 @@ STRATA_SIM_NO_TSAN inline void thread_exit(Thread& t) {
     fault(std::string("__syncthreads divergence: ") + who(t) + " exited while " +
           std::to_string(b.bar_arrived) + " thread(s) wait at the barrier at " +
           site_str(b.bar_site));
+}
+
+/// Marks the thread done and runs the next one; never returns.
+[[noreturn]] STRATA_SIM_NO_TSAN inline void thread_exit(Thread& t) {
+  Block& b = *g_block;
+  Warp& w = b.wp[t.warp];
   t.st = ThreadState::kDone;
   w.exited |= 1u << t.lane;
   ++b.done;
@@ -513,17 +536,22 @@ STRATA_SIM_NO_TSAN inline void thread_exit(Thread& t) {
 #endif
   Thread& t = *g_cur;
   tsan_acquire(&b.tsan_start);  // the block start (poisoning, earlier launches) happens before
-  std::string err;
+  bool aborted = false;
   try {
     b.body(b.body_arg);
+    thread_exit_checks(t);
+  } catch (const FiberAbort&) {
+    aborted = true;
   } catch (const std::exception& e) {
-    err = std::string("C++ exception escaped the kernel: ") + e.what();
+    record_fault(std::string("C++ exception escaped the kernel: ") + e.what() + " (" + who(t) +
+                 ")");
+    aborted = true;
   } catch (...) {
-    err = "C++ exception of unknown type escaped the kernel";
+    record_fault("C++ exception of unknown type escaped the kernel (" + who(t) + ")");
+    aborted = true;
   }
-  if (!err.empty()) fault_at(t, t.site, err);
+  if (aborted) abandon_fiber();
   thread_exit(t);
-  __builtin_unreachable();
 }
 
 // ------------------------------------------------------------------- guard-page faults
@@ -567,10 +595,11 @@ STRATA_SIM_NO_TSAN inline void segv_handler(int sig, siginfo_t* info, void* uctx
   Thread* t = g_cur;
   if (b && t && b->dyn.in_guard(info->si_addr)) {
     const long off = static_cast<unsigned char*>(info->si_addr) - b->dyn.data();
-    fault("dynamic shared memory overrun: access at byte offset " + std::to_string(off) +
-          " of a launch with " + std::to_string(b->dyn.bytes()) +
-          " bytes of dynamic shared memory (" + who(*t) + ", after its last synchronisation at " +
-          site_str(t->site) + ")");
+    record_fault("dynamic shared memory overrun: access at byte offset " + std::to_string(off) +
+                 " of a launch with " + std::to_string(b->dyn.bytes()) +
+                 " bytes of dynamic shared memory (" + who(*t) +
+                 ", after its last synchronisation at " + site_str(t->site) + ")");
+    abandon_fiber();  // no unwinding through the signal frame; the message strings leak
   }
   // not ours: restore the previous disposition and let the fault happen again
   sigaction(SIGSEGV, &previous_segv_action(), nullptr);
