@@ -49,9 +49,21 @@
 // synchronise take `STRATA_SITE_DECL` as their last parameter and pass `STRATA_SITE_ARG` on.
 // Under nvcc the parameter does not exist, so the PTX is unaffected.
 #if STRATA_SIM
-#include <source_location>
-#define STRATA_SITE_DECL , ::std::source_location strata_site_ = ::std::source_location::current()
-#define STRATA_SITE_DECL0 ::std::source_location strata_site_ = ::std::source_location::current()
+namespace strata {
+/// A source location (file and line), captured as a defaulted argument at the caller. Not
+/// std::source_location: clang 14 cannot provide that with libstdc++.
+struct Site {
+  const char* file = "";
+  unsigned line_no = 0;
+  static constexpr Site current(const char* f = __builtin_FILE(), unsigned l = __builtin_LINE()) {
+    return {f, l};
+  }
+  constexpr const char* file_name() const { return file; }
+  constexpr unsigned line() const { return line_no; }
+};
+}  // namespace strata
+#define STRATA_SITE_DECL , ::strata::Site strata_site_ = ::strata::Site::current()
+#define STRATA_SITE_DECL0 ::strata::Site strata_site_ = ::strata::Site::current()
 #define STRATA_SITE_ARG , strata_site_
 #define STRATA_SITE_ARG0 strata_site_
 #else

@@ -106,6 +106,19 @@ __global__ void read_uninitialised_static_smem(float* out) {
   out[threadIdx.x] = s[threadIdx.x];
 }
 
+template <int N>
+__global__ void read_uninitialised_static_smem_tpl(float* out) {
+  __shared__ float s[N];
+  out[threadIdx.x] = s[threadIdx.x];
+}
+
+template <int N>
+__global__ void write_static_smem_tpl(float* out, float v) {
+  __shared__ float s[N];
+  s[threadIdx.x] = v;
+  out[threadIdx.x] = s[threadIdx.x];
+}
+
 __global__ void read_uninitialised_dynamic_smem(float* out) {
   STRATA_DYNAMIC_SMEM(float, s);
   out[threadIdx.x] = s[threadIdx.x];
@@ -224,6 +237,18 @@ TEST(Poison, StaticAndDynamicSharedMemoryStartAsNaN) {
   }
   ASSERT_TRUE(run1(read_uninitialised_dynamic_smem, 64, 64 * sizeof(float), out.data()).ok());
   for (float v : out) EXPECT_TRUE(std::isnan(v));
+}
+
+TEST(Poison, StaticSharedMemoryOfTemplateKernels) {
+#if !defined(__clang__)
+  GTEST_SKIP() << "g++ ignores section attributes of template statics (see sim/smem.hpp)";
+#else
+  if (STRATA_SIM_ASAN || STRATA_SIM_TSAN) GTEST_SKIP() << "sanitizer builds use plain statics";
+  std::vector<float> out(64, 0.f);
+  ASSERT_TRUE(run1(write_static_smem_tpl<64>, 64, 0, out.data(), 3.f).ok());
+  ASSERT_TRUE(run1(read_uninitialised_static_smem_tpl<64>, 64, 0, out.data()).ok());
+  for (float v : out) EXPECT_TRUE(std::isnan(v));
+#endif
 }
 
 TEST(InvalidLaunch, RejectedBeforeRunningWithFieldNamed) {

@@ -2,7 +2,7 @@
 // onto the simulator. Included (through <strata/strata.cuh>) by translation units that g++ or
 // clang compile; never under nvcc.
 //
-// Every synchronising built-in takes a defaulted std::source_location, so a fault names the line
+// Every synchronising built-in takes a defaulted ::strata::Site, so a fault names the line
 // of the kernel that called it.
 #pragma once
 
@@ -11,12 +11,13 @@
 #include <cuda_runtime.h>
 
 #include <atomic>
+#include <bit>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
-#include <source_location>
 #include <type_traits>
 
+#include "strata/config.hpp"
 #include "strata/sim/runtime.hpp"
 
 // ------------------------------------------------------------------------------- keywords
@@ -25,11 +26,13 @@
 // ASan puts red zones around statics but not thread-locals, and ThreadSanitizer understands the
 // initialisation guard of a static (not of a thread-local) as synchronisation: sanitizer builds
 // use plain statics and run one block at a time.
-#define __shared__ static __attribute__((aligned(16)))
+#define __shared__ static __attribute__((aligned(16), used))
 #else
 // One instance per worker OS thread, i.e. per running block; the section lets the simulator
-// poison it at block start (see sim/smem.hpp).
-#define __shared__ static thread_local __attribute__((section("strata_sim_smem"), aligned(16)))
+// poison it at block start (see sim/smem.hpp). `used`: without it clang folds loads from a
+// never-written static to 0, but the simulator writes it behind the compiler's back.
+#define __shared__ \
+  static thread_local __attribute__((section("strata_sim_smem"), aligned(16), used))
 #endif
 #undef __global__
 #define __global__
@@ -52,16 +55,16 @@ static constexpr int warpSize = 32;
 #endif
 
 // ----------------------------------------------------------------------------- barriers
-inline void __syncthreads(std::source_location s = std::source_location::current()) {
+inline void __syncthreads(::strata::Site s = ::strata::Site::current()) {
   ::strata::sim::detail::block_barrier(s, 1, ::strata::sim::detail::BarrierOp::kPlain);
 }
-inline int __syncthreads_count(int pred, std::source_location s = std::source_location::current()) {
+inline int __syncthreads_count(int pred, ::strata::Site s = ::strata::Site::current()) {
   return ::strata::sim::detail::block_barrier(s, pred, ::strata::sim::detail::BarrierOp::kCount);
 }
-inline int __syncthreads_and(int pred, std::source_location s = std::source_location::current()) {
+inline int __syncthreads_and(int pred, ::strata::Site s = ::strata::Site::current()) {
   return ::strata::sim::detail::block_barrier(s, pred, ::strata::sim::detail::BarrierOp::kAnd);
 }
-inline int __syncthreads_or(int pred, std::source_location s = std::source_location::current()) {
+inline int __syncthreads_or(int pred, ::strata::Site s = ::strata::Site::current()) {
   return ::strata::sim::detail::block_barrier(s, pred, ::strata::sim::detail::BarrierOp::kOr);
 }
 
@@ -106,8 +109,7 @@ STRATA_SIM_NO_TSAN void shfl_fn(Thread* lanes, unsigned mask) {
 }
 
 template <class T, int Kind>
-STRATA_SIM_NO_TSAN inline T shfl(unsigned mask, T v, int arg, int width,
-                                 const std::source_location& s) {
+STRATA_SIM_NO_TSAN inline T shfl(unsigned mask, T v, int arg, int width, const ::strata::Site& s) {
   static_assert(std::is_trivially_copyable_v<T>, "a shuffled value must be trivially copyable");
   ShflIO<T> io{v, v, arg, width};
   warp_collective(Kind, mask, &shfl_fn<T, Kind>, &io, s, false, &Counters::shuffles);
@@ -124,7 +126,7 @@ STRATA_SIM_NO_TSAN inline void vote_fn(Thread* lanes, unsigned mask) {
     if (static_cast<VoteIO*>(lanes[__builtin_ctz(m)].wio)->pred) r |= 1u << __builtin_ctz(m);
   for (unsigned m = mask; m; m &= m - 1) static_cast<VoteIO*>(lanes[__builtin_ctz(m)].wio)->out = r;
 }
-STRATA_SIM_NO_TSAN inline unsigned vote(unsigned mask, int pred, const std::source_location& s) {
+STRATA_SIM_NO_TSAN inline unsigned vote(unsigned mask, int pred, const ::strata::Site& s) {
   VoteIO io{pred, 0};
   warp_collective(kVote, mask, &vote_fn, &io, s, false, &Counters::votes);
   return io.out;
@@ -135,42 +137,39 @@ inline void nop_fn(Thread*, unsigned) {}
 
 template <class T>
 inline T __shfl_sync(unsigned mask, T v, int src_lane, int width = 32,
-                     std::source_location s = std::source_location::current()) {
+                     ::strata::Site s = ::strata::Site::current()) {
   return ::strata::sim::detail::shfl<T, ::strata::sim::detail::kShflIdx>(mask, v, src_lane, width,
                                                                          s);
 }
 template <class T>
 inline T __shfl_up_sync(unsigned mask, T v, unsigned delta, int width = 32,
-                        std::source_location s = std::source_location::current()) {
+                        ::strata::Site s = ::strata::Site::current()) {
   return ::strata::sim::detail::shfl<T, ::strata::sim::detail::kShflUp>(mask, v, int(delta), width,
                                                                         s);
 }
 template <class T>
 inline T __shfl_down_sync(unsigned mask, T v, unsigned delta, int width = 32,
-                          std::source_location s = std::source_location::current()) {
+                          ::strata::Site s = ::strata::Site::current()) {
   return ::strata::sim::detail::shfl<T, ::strata::sim::detail::kShflDown>(mask, v, int(delta),
                                                                           width, s);
 }
 template <class T>
 inline T __shfl_xor_sync(unsigned mask, T v, int lane_mask, int width = 32,
-                         std::source_location s = std::source_location::current()) {
+                         ::strata::Site s = ::strata::Site::current()) {
   return ::strata::sim::detail::shfl<T, ::strata::sim::detail::kShflXor>(mask, v, lane_mask, width,
                                                                          s);
 }
 inline unsigned __ballot_sync(unsigned mask, int pred,
-                              std::source_location s = std::source_location::current()) {
+                              ::strata::Site s = ::strata::Site::current()) {
   return ::strata::sim::detail::vote(mask, pred, s);
 }
-inline int __any_sync(unsigned mask, int pred,
-                      std::source_location s = std::source_location::current()) {
+inline int __any_sync(unsigned mask, int pred, ::strata::Site s = ::strata::Site::current()) {
   return ::strata::sim::detail::vote(mask, pred, s) != 0;
 }
-inline int __all_sync(unsigned mask, int pred,
-                      std::source_location s = std::source_location::current()) {
+inline int __all_sync(unsigned mask, int pred, ::strata::Site s = ::strata::Site::current()) {
   return ::strata::sim::detail::vote(mask, pred, s) == mask;
 }
-inline void __syncwarp(unsigned mask = 0xffffffffu,
-                       std::source_location s = std::source_location::current()) {
+inline void __syncwarp(unsigned mask = 0xffffffffu, ::strata::Site s = ::strata::Site::current()) {
   ::strata::sim::detail::warp_collective(::strata::sim::detail::kSyncWarp, mask,
                                          &::strata::sim::detail::nop_fn, nullptr, s, true,
                                          &::strata::sim::Counters::syncwarps);
@@ -225,7 +224,7 @@ inline void __threadfence() {
 }
 
 /// A kernel's `__trap()` aborts the launch with a fault at the calling line.
-inline void __trap(std::source_location s = std::source_location::current()) {
+inline void __trap(::strata::Site s = ::strata::Site::current()) {
   ::strata::sim::detail::fault_at(*::strata::sim::detail::g_cur, s, "__trap() called");
 }
 

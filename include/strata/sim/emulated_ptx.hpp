@@ -6,9 +6,9 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
+#include <bit>
 #include <cstdint>
 #include <cstring>
-#include <source_location>
 #include <vector>
 
 #include "strata/config.hpp"
@@ -61,7 +61,7 @@ STRATA_SIM_NO_TSAN inline void ldmatrix_fn(Thread* lanes, unsigned mask) {
 
 template <int N, bool Trans>
 STRATA_SIM_NO_TSAN inline void ldmatrix(uint32_t (&r)[N], const void* smem_row,
-                                        const std::source_location& s) {
+                                        const ::strata::Site& s) {
   static_assert(N == 1 || N == 2 || N == 4, "ldmatrix loads 1, 2 or 4 matrices");
   LdmatrixIO io{static_cast<const unsigned char*>(smem_row), {}, N, Trans};
   detail::warp_collective(detail::kLdmatrix, 0xffffffffu, &ldmatrix_fn, &io, s, false,
@@ -98,15 +98,10 @@ inline const float* f16_table() {
 /// 4-wide vectors so the compiler emits SIMD code (AVX+FMA when the CPU has them, SSE2
 /// otherwise; the products are exact, so fused and unfused multiply-adds agree).
 using Double4 = double __attribute__((vector_size(32)));
-#if STRATA_SIM_TSAN || STRATA_SIM_ASAN
-#define STRATA_SIM_MMA_CLONES  // ifunc resolvers run before the sanitizer runtime is up
-#else
-#define STRATA_SIM_MMA_CLONES __attribute__((target_clones("fma", "default")))
-#endif
 using Float4 = float __attribute__((vector_size(16)));
-STRATA_SIM_MMA_CLONES inline void mma_core(const float (&A)[16][16],
-                                                                      const float (&B)[16][8],
-                                                                      double (&D)[16][8]) {
+__attribute__((always_inline)) inline void mma_core_body(const float (&A)[16][16],
+                                                         const float (&B)[16][8],
+                                                         double (&D)[16][8]) {
   Double4 b[16][2];
   for (int k = 0; k < 16; ++k)
     for (int j = 0; j < 2; ++j) {
@@ -126,6 +121,24 @@ STRATA_SIM_MMA_CLONES inline void mma_core(const float (&A)[16][16],
       }
     std::memcpy(D[m], d, sizeof d);
   }
+}
+__attribute__((target("avx,fma"))) inline void mma_core_fma(const float (&A)[16][16],
+                                                            const float (&B)[16][8],
+                                                            double (&D)[16][8]) {
+  mma_core_body(A, B, D);
+}
+inline void mma_core_generic(const float (&A)[16][16], const float (&B)[16][8],
+                             double (&D)[16][8]) {
+  mma_core_body(A, B, D);
+}
+/// Picks the AVX+FMA build on CPUs that have it (a runtime check, not an ifunc: ifunc resolvers
+/// run before the sanitizer runtimes are up, and clang 14 emits them without COMDAT).
+inline void mma_core(const float (&A)[16][16], const float (&B)[16][8], double (&D)[16][8]) {
+  static const bool fma = __builtin_cpu_supports("fma") && __builtin_cpu_supports("avx");
+  if (fma)
+    mma_core_fma(A, B, D);
+  else
+    mma_core_generic(A, B, D);
 }
 
 template <MmaType T>
@@ -198,7 +211,7 @@ STRATA_SIM_NO_TSAN inline void mma_fn(Thread* lanes, unsigned mask) {
 
 STRATA_SIM_NO_TSAN inline void mma_m16n8k16(float (&d)[4], const uint32_t (&a)[4],
                                             const uint32_t (&b)[2], const float (&c)[4],
-                                            MmaType type, const std::source_location& s) {
+                                            MmaType type, const ::strata::Site& s) {
   MmaIO io;
   std::memcpy(io.a, a, sizeof a);
   std::memcpy(io.b, b, sizeof b);
@@ -213,7 +226,7 @@ STRATA_SIM_NO_TSAN inline void mma_m16n8k16(float (&d)[4], const uint32_t (&a)[4
 /// deferred to cp.async.wait_group; until then the destination reads as NaN (0xFF bytes), so a
 /// kernel that forgets to wait computes garbage.
 STRATA_SIM_NO_TSAN inline void cp_async(void* smem, const void* gmem, int bytes, int src_bytes,
-                                        const std::source_location& s) {
+                                        const ::strata::Site& s) {
   Thread& t = *detail::g_cur;
   if (reinterpret_cast<uintptr_t>(smem) % unsigned(bytes) ||
       reinterpret_cast<uintptr_t>(gmem) % unsigned(bytes))

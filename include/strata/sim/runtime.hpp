@@ -20,13 +20,12 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
-#include <random>
-#include <source_location>
 #include <string>
 #include <vector>
 
 #include <cuda_runtime.h>  // dim3, uint3 (host use only; libcudart is not linked)
 
+#include "strata/config.hpp"
 #include "strata/sim/counters.hpp"
 #include "strata/sim/options.hpp"
 #include "strata/sim/sanitizers.hpp"
@@ -35,7 +34,7 @@
 namespace strata::sim::detail {
 
 namespace bctx = boost::context::detail;
-using Site = std::source_location;
+using Site = ::strata::Site;
 
 enum class ThreadState : uint8_t { kRunnable, kAtBarrier, kAtWarp, kDone };
 

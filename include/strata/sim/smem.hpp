@@ -27,8 +27,11 @@
 
 #include "strata/sim/sanitizers.hpp"
 
+#ifndef DOXYGEN
+// Bounds of the static-shared-memory section, defined by the linker (weak: absent if unused).
 extern "C" char __start_strata_sim_smem[] __attribute__((weak));
 extern "C" char __stop_strata_sim_smem[] __attribute__((weak));
+#endif
 
 namespace strata::sim::detail {
 
