@@ -3,6 +3,7 @@
 // g++/clang it runs the kernel in the SIMT simulator, in order, on the calling thread.
 #pragma once
 
+#include <cstdio>
 #include <string>
 #include <utility>
 
@@ -19,7 +20,9 @@ namespace strata {
 
 namespace detail {
 inline std::string dim3_str(dim3 d) {
-  return "(" + std::to_string(d.x) + "," + std::to_string(d.y) + "," + std::to_string(d.z) + ")";
+  char buf[48];
+  std::snprintf(buf, sizeof buf, "(%u,%u,%u)", d.x, d.y, d.z);
+  return buf;
 }
 }  // namespace detail
 

@@ -27,7 +27,7 @@ STRATA_DEVICE void mma_m16n8k16_bf16(float (&d)[4], const uint32_t (&a)[4], cons
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]), "f"(c[0]), "f"(c[1]),
         "f"(c[2]), "f"(c[3]));
 #elif STRATA_SIM
-  sim::emu::mma_m16n8k16(d, a, b, c, sim::emu::MmaType::kBF16, strata_site_);
+  sim::emu::mma_m16n8k16<sim::emu::MmaType::kBF16>(d, a, b, c, strata_site_);
 #endif
 }
 
@@ -42,7 +42,7 @@ STRATA_DEVICE void mma_m16n8k16_f16(float (&d)[4], const uint32_t (&a)[4], const
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]), "f"(c[0]), "f"(c[1]),
         "f"(c[2]), "f"(c[3]));
 #elif STRATA_SIM
-  sim::emu::mma_m16n8k16(d, a, b, c, sim::emu::MmaType::kF16, strata_site_);
+  sim::emu::mma_m16n8k16<sim::emu::MmaType::kF16>(d, a, b, c, strata_site_);
 #endif
 }
 

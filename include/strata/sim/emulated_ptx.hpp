@@ -19,42 +19,35 @@ namespace strata::sim::emu {
 using detail::Thread;
 
 // ------------------------------------------------------------------------------- ldmatrix
-struct LdmatrixIO {
-  const unsigned char* addr;
-  uint32_t out[4];
-  int num;
-  bool trans;
-};
-
 /// ldmatrix.sync.aligned.m8n8.x{1,2,4}[.trans].shared.b16: lanes 8i..8i+7 give the row
 /// addresses of matrix i. Without .trans lane l receives row l/4, columns 2(l%4), 2(l%4)+1 of
 /// each matrix; with .trans it receives (row 2(l%4), col l/4) and (row 2(l%4)+1, col l/4).
 STRATA_SIM_NO_TSAN inline void ldmatrix_fn(Thread* lanes, unsigned mask) {
-  auto io = [&](int l) { return static_cast<LdmatrixIO*>(lanes[l].wio); };
+  auto& st = *static_cast<detail::LdmatrixStage*>(lanes[__builtin_ctz(mask)].wio);
   if (mask != 0xffffffffu)
     detail::fault_at(lanes[__builtin_ctz(mask)], lanes[__builtin_ctz(mask)].site,
                      "ldmatrix.sync.aligned needs all 32 lanes of the warp");
-  const int num = io(0)->num;
-  const bool trans = io(0)->trans;
-  for (int l = 0; l < 32; ++l)
-    if (io(l)->num != num || io(l)->trans != trans)
+  const int num = st.shape[0] & 7;
+  const bool trans = st.shape[0] & 8;
+  for (int l = 1; l < 32; ++l)
+    if (st.shape[l] != st.shape[0])
       detail::fault_at(lanes[l], lanes[l].site,
                        "ldmatrix shape (.x1/.x2/.x4, .trans) differs across lanes");
   for (int l = 0; l < 8 * num; ++l)
-    if (reinterpret_cast<uintptr_t>(io(l)->addr) % 16)
+    if (reinterpret_cast<uintptr_t>(st.addr[l]) % 16)
       detail::fault_at(lanes[l], lanes[l].site, "ldmatrix row address is not 16-byte aligned");
   for (int l = 0; l < 32; ++l) {
     for (int i = 0; i < num; ++i) {
       uint16_t lo, hi;
       if (!trans) {
-        const unsigned char* row = io(8 * i + l / 4)->addr;
+        const unsigned char* row = st.addr[8 * i + l / 4];
         std::memcpy(&lo, row + 4 * (l % 4), 2);
         std::memcpy(&hi, row + 4 * (l % 4) + 2, 2);
       } else {
-        std::memcpy(&lo, io(8 * i + 2 * (l % 4))->addr + 2 * (l / 4), 2);
-        std::memcpy(&hi, io(8 * i + 2 * (l % 4) + 1)->addr + 2 * (l / 4), 2);
+        std::memcpy(&lo, st.addr[8 * i + 2 * (l % 4)] + 2 * (l / 4), 2);
+        std::memcpy(&hi, st.addr[8 * i + 2 * (l % 4) + 1] + 2 * (l / 4), 2);
       }
-      io(l)->out[i] = uint32_t(lo) | (uint32_t(hi) << 16);
+      st.out[l][i] = uint32_t(lo) | (uint32_t(hi) << 16);
     }
   }
 }
@@ -63,22 +56,18 @@ template <int N, bool Trans>
 STRATA_SIM_NO_TSAN inline void ldmatrix(uint32_t (&r)[N], const void* smem_row,
                                         const ::strata::Site& s) {
   static_assert(N == 1 || N == 2 || N == 4, "ldmatrix loads 1, 2 or 4 matrices");
-  LdmatrixIO io{static_cast<const unsigned char*>(smem_row), {}, N, Trans};
-  detail::warp_collective(detail::kLdmatrix, 0xffffffffu, &ldmatrix_fn, &io, s, false,
+  Thread& t = *detail::g_cur;
+  detail::LdmatrixStage& st = detail::g_block->wp[t.warp].ldsm[t.ldsm_seq & 1];
+  st.addr[t.lane] = static_cast<const unsigned char*>(smem_row);
+  st.shape[t.lane] = uint8_t(N | (Trans ? 8 : 0));
+  detail::warp_collective(detail::kLdmatrix, 0xffffffffu, &ldmatrix_fn, &st, s, false,
                           &Counters::ldmatrix);
-  for (int i = 0; i < N; ++i) r[i] = io.out[i];
+  for (int i = 0; i < N; ++i) r[i] = st.out[t.lane][i];
+  ++t.ldsm_seq;
 }
 
 // ------------------------------------------------------------------------------- mma.sync
 enum class MmaType { kF16, kBF16 };
-
-struct MmaIO {
-  uint32_t a[4];
-  uint32_t b[2];
-  float c[4];
-  float d[4];
-  MmaType type;
-};
 
 /// f16 bits -> float for all 65536 encodings, built once (the host conversion is software).
 inline const float* f16_table() {
@@ -109,17 +98,27 @@ __attribute__((always_inline)) inline void mma_core_body(const float (&A)[16][16
       std::memcpy(&f, &B[k][4 * j], sizeof f);
       b[k][j] = __builtin_convertvector(f, Double4);
     }
-  // four rows at a time: eight independent accumulator chains hide the multiply-add latency
+  // Four rows at a time: eight accumulator chains (in registers) hide the multiply-add latency;
+  // rows of B stream from memory. Full unrolling over k would spill the accumulators.
   for (int m = 0; m < 16; m += 4) {
-    Double4 d[4][2];
-    std::memcpy(d, D[m], sizeof d);
-    for (int k = 0; k < 16; ++k)
+    Double4 d0[4], d1[4];
+    for (int r = 0; r < 4; ++r) {
+      std::memcpy(&d0[r], &D[m + r][0], sizeof(Double4));
+      std::memcpy(&d1[r], &D[m + r][4], sizeof(Double4));
+    }
+#pragma GCC unroll 2
+    for (int k = 0; k < 16; ++k) {
+      const Double4 b0 = b[k][0], b1 = b[k][1];
       for (int r = 0; r < 4; ++r) {
         const double a = A[m + r][k];
-        d[r][0] += a * b[k][0];
-        d[r][1] += a * b[k][1];
+        d0[r] += a * b0;
+        d1[r] += a * b1;
       }
-    std::memcpy(D[m], d, sizeof d);
+    }
+    for (int r = 0; r < 4; ++r) {
+      std::memcpy(&D[m + r][0], &d0[r], sizeof(Double4));
+      std::memcpy(&D[m + r][4], &d1[r], sizeof(Double4));
+    }
   }
 }
 __attribute__((target("avx,fma"))) inline void mma_core_fma(const float (&A)[16][16],
@@ -149,76 +148,59 @@ inline float mma_elem(uint32_t bits16) {
     return f16_table()[bits16];
 }
 
-/// Gathers the warp's fragments into whole matrices (PTX ISA maps: groupID g = lane / 4,
-/// t = lane % 4), multiplies, and scatters D back.
-template <MmaType T>
-STRATA_SIM_NO_TSAN inline void mma_warp(Thread* lanes) {
-  alignas(32) float A[16][16];
-  alignas(32) float B[16][8];
-  alignas(32) double D[16][8];
-  for (int l = 0; l < 32; ++l) {
-    const MmaIO& x = *static_cast<const MmaIO*>(lanes[l].wio);
-    const int g = l >> 2, t2 = 2 * (l & 3);
-    // a0: (g, 2t..2t+1)  a1: (g+8, 2t..)  a2: (g, 2t+8..)  a3: (g+8, 2t+8..)
-    float* r0 = &A[g][t2];
-    float* r1 = &A[g + 8][t2];
-    r0[0] = mma_elem<T>(x.a[0] & 0xffffu);
-    r0[1] = mma_elem<T>(x.a[0] >> 16);
-    r1[0] = mma_elem<T>(x.a[1] & 0xffffu);
-    r1[1] = mma_elem<T>(x.a[1] >> 16);
-    r0[8] = mma_elem<T>(x.a[2] & 0xffffu);
-    r0[9] = mma_elem<T>(x.a[2] >> 16);
-    r1[8] = mma_elem<T>(x.a[3] & 0xffffu);
-    r1[9] = mma_elem<T>(x.a[3] >> 16);
-    // b0: (2t..2t+1, g)  b1: (2t+8.., g)
-    B[t2][g] = mma_elem<T>(x.b[0] & 0xffffu);
-    B[t2 + 1][g] = mma_elem<T>(x.b[0] >> 16);
-    B[t2 + 8][g] = mma_elem<T>(x.b[1] & 0xffffu);
-    B[t2 + 9][g] = mma_elem<T>(x.b[1] >> 16);
-    // c0, c1: (g, 2t..2t+1)  c2, c3: (g+8, 2t..)
-    D[g][t2] = x.c[0];
-    D[g][t2 + 1] = x.c[1];
-    D[g + 8][t2] = x.c[2];
-    D[g + 8][t2 + 1] = x.c[3];
-  }
-  mma_core(A, B, D);
-  for (int l = 0; l < 32; ++l) {
-    MmaIO& x = *static_cast<MmaIO*>(lanes[l].wio);
-    const int g = l >> 2, t2 = 2 * (l & 3);
-    x.d[0] = float(D[g][t2]);
-    x.d[1] = float(D[g][t2 + 1]);
-    x.d[2] = float(D[g + 8][t2]);
-    x.d[3] = float(D[g + 8][t2 + 1]);
-  }
-}
-
-/// D = A * B + C with f16/bf16 inputs and f32 accumulators. The products are exact; the sum of
-/// each dot product and its accumulator is formed in double and rounded once to f32 (the
-/// hardware truncates differently; both are within f32 rounding of the exact result).
+/// Completes an mma of the warp: all lanes have written their fragments into the stage.
 STRATA_SIM_NO_TSAN inline void mma_fn(Thread* lanes, unsigned mask) {
+  auto& st = *static_cast<detail::MmaStage*>(lanes[__builtin_ctz(mask)].wio);
   if (mask != 0xffffffffu)
     detail::fault_at(lanes[__builtin_ctz(mask)], lanes[__builtin_ctz(mask)].site,
                      "mma.sync.aligned needs all 32 lanes of the warp");
-  const MmaType type = static_cast<MmaIO*>(lanes[0].wio)->type;
-  for (int l = 1; l < 32; ++l)
-    if (static_cast<MmaIO*>(lanes[l].wio)->type != type)
-      detail::fault_at(lanes[l], lanes[l].site, "mma input types differ across lanes");
-  if (type == MmaType::kBF16)
-    mma_warp<MmaType::kBF16>(lanes);
-  else
-    mma_warp<MmaType::kF16>(lanes);
+  if (st.lanes_bf16 && st.lanes_f16)
+    detail::fault_at(lanes[__builtin_ctz(st.lanes_f16)], lanes[__builtin_ctz(st.lanes_f16)].site,
+                     "mma input types differ across lanes (f16 here, bf16 on others)");
+  st.lanes_bf16 = st.lanes_f16 = 0;
+  mma_core(st.A, st.B, st.D);
 }
 
+/// D = A * B + C with f16/bf16 inputs and f32 accumulators. Each lane places its fragments by
+/// the PTX ISA maps (groupID g = lane / 4, t = lane % 4) into the warp's stage; the products
+/// are exact, and the sum of each dot product and its accumulator is formed in double and
+/// rounded once to f32 (the hardware truncates differently; both are within f32 rounding of
+/// the exact result).
+template <MmaType T>
 STRATA_SIM_NO_TSAN inline void mma_m16n8k16(float (&d)[4], const uint32_t (&a)[4],
                                             const uint32_t (&b)[2], const float (&c)[4],
-                                            MmaType type, const ::strata::Site& s) {
-  MmaIO io;
-  std::memcpy(io.a, a, sizeof a);
-  std::memcpy(io.b, b, sizeof b);
-  std::memcpy(io.c, c, sizeof c);
-  io.type = type;
-  detail::warp_collective(detail::kMma, 0xffffffffu, &mma_fn, &io, s, false, &Counters::mma);
-  std::memcpy(d, io.d, sizeof d);
+                                            const ::strata::Site& s) {
+  Thread& t = *detail::g_cur;
+  detail::MmaStage& st = detail::g_block->wp[t.warp].mma[t.mma_seq & 1];
+  const int g = t.lane >> 2, t2 = 2 * (t.lane & 3);
+  // a0: (g, 2t..2t+1)  a1: (g+8, 2t..)  a2: (g, 2t+8..)  a3: (g+8, 2t+8..)
+  float* r0 = &st.A[g][t2];
+  float* r1 = &st.A[g + 8][t2];
+  r0[0] = mma_elem<T>(a[0] & 0xffffu);
+  r0[1] = mma_elem<T>(a[0] >> 16);
+  r1[0] = mma_elem<T>(a[1] & 0xffffu);
+  r1[1] = mma_elem<T>(a[1] >> 16);
+  r0[8] = mma_elem<T>(a[2] & 0xffffu);
+  r0[9] = mma_elem<T>(a[2] >> 16);
+  r1[8] = mma_elem<T>(a[3] & 0xffffu);
+  r1[9] = mma_elem<T>(a[3] >> 16);
+  // b0: (2t..2t+1, g)  b1: (2t+8.., g)
+  st.B[t2][g] = mma_elem<T>(b[0] & 0xffffu);
+  st.B[t2 + 1][g] = mma_elem<T>(b[0] >> 16);
+  st.B[t2 + 8][g] = mma_elem<T>(b[1] & 0xffffu);
+  st.B[t2 + 9][g] = mma_elem<T>(b[1] >> 16);
+  // c0, c1: (g, 2t..2t+1)  c2, c3: (g+8, 2t..)
+  st.D[g][t2] = c[0];
+  st.D[g][t2 + 1] = c[1];
+  st.D[g + 8][t2] = c[2];
+  st.D[g + 8][t2 + 1] = c[3];
+  (T == MmaType::kBF16 ? st.lanes_bf16 : st.lanes_f16) |= 1u << t.lane;
+  detail::warp_collective(detail::kMma, 0xffffffffu, &mma_fn, &st, s, false, &Counters::mma);
+  d[0] = float(st.D[g][t2]);
+  d[1] = float(st.D[g][t2 + 1]);
+  d[2] = float(st.D[g + 8][t2]);
+  d[3] = float(st.D[g + 8][t2 + 1]);
+  ++t.mma_seq;
 }
 
 // ------------------------------------------------------------------------------- cp.async

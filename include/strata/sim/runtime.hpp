@@ -1,7 +1,7 @@
 // The simulator's executor: a fiber per CUDA thread, a run queue, block-wide barriers and warp
 // collectives, and the faults they detect.
 //
-// Scheduling. Every CUDA thread of a block is a fiber (Boost.Context fcontext) on the worker OS
+// Scheduling. Every CUDA thread of a block is a fiber (sim/context.hpp) on the worker OS
 // thread that runs the block. A fiber runs until it reaches a synchronisation point
 // (__syncthreads, a warp collective, exit); then it hands control directly to the next fiber of
 // the run queue, without going through a scheduler context. The last thread to arrive at a
@@ -15,7 +15,6 @@
 #pragma once
 
 #include <algorithm>
-#include <boost/context/detail/fcontext.hpp>
 #include <csignal>
 #include <cstdint>
 #include <cstdio>
@@ -26,6 +25,7 @@
 #include <cuda_runtime.h>  // dim3, uint3 (host use only; libcudart is not linked)
 
 #include "strata/config.hpp"
+#include "strata/sim/context.hpp"
 #include "strata/sim/counters.hpp"
 #include "strata/sim/options.hpp"
 #include "strata/sim/sanitizers.hpp"
@@ -33,7 +33,6 @@
 
 namespace strata::sim::detail {
 
-namespace bctx = boost::context::detail;
 using Site = ::strata::Site;
 
 enum class ThreadState : uint8_t { kRunnable, kAtBarrier, kAtWarp, kDone };
@@ -47,7 +46,7 @@ struct PendingCopy {
 };
 
 struct Thread {
-  bctx::fcontext_t ctx = nullptr;  // suspended context (valid while not running)
+  Context ctx = nullptr;  // suspended context (valid while not running)
   uint3 tid{};
   int linear = 0, lane = 0, warp = 0;
   ThreadState st = ThreadState::kRunnable;
@@ -55,7 +54,8 @@ struct Thread {
   void* wio = nullptr;        // operand record of the pending warp collective (on this stack)
   void* tsan_sync = nullptr;  // sync object of the pending warp collective
   unsigned bar_epoch = 0;
-  std::vector<PendingCopy> cp_open;                 // issued, not yet committed
+  uint32_t mma_seq = 0, ldsm_seq = 0;  // completed mma / ldmatrix ops: index the warp's stages
+  std::vector<PendingCopy> cp_open;    // issued, not yet committed
   std::vector<std::vector<PendingCopy>> cp_groups;  // committed groups, oldest first
   void* tsan_fiber = nullptr;
   void* asan_fake_stack = nullptr;
@@ -106,7 +106,26 @@ struct Collective {
   void* tsan_sync = nullptr;
 };
 
+/// Per-warp staging of the emulated tensor-core ops: each lane writes its operands here when it
+/// arrives (while they are hot in its cache) and reads its results here when it resumes, so the
+/// lane that completes the op touches one compact block instead of 32 fiber stacks. Two buffers
+/// alternate: a fast lane may start the next op before a slow one has read its result, but never
+/// the one after (that needs the slow lane to arrive).
+struct MmaStage {
+  alignas(32) float A[16][16];
+  alignas(32) float B[16][8];
+  alignas(32) double D[16][8];
+  unsigned lanes_bf16 = 0, lanes_f16 = 0;
+};
+struct LdmatrixStage {
+  const unsigned char* addr[32];
+  uint32_t out[32][4];
+  uint8_t shape[32];  // number of matrices | 8 if .trans
+};
+
 struct Warp {
+  MmaStage mma[2];
+  LdmatrixStage ldsm[2];
   Collective open[32];
   int nopen = 0;
   unsigned present = 0;  // lanes that exist in this block
@@ -164,8 +183,8 @@ struct Block {
   char tsan_start = 0;
   int done = 0;
   // contexts
-  bctx::fcontext_t main_ctx = nullptr;
-  bctx::fcontext_t dead_slot = nullptr;
+  Context main_ctx = nullptr;
+  Context dead_slot = nullptr;
   void* main_tsan_fiber = nullptr;
   const void* main_stack_lo = nullptr;
   size_t main_stack_size = 0;
@@ -260,7 +279,7 @@ STRATA_SIM_NO_TSAN inline void release_in_order(Block& b, int* ids, int count) {
 
 /// Jumps from the running fiber (or the main context) to `target`. `save` receives the context
 /// we leave; whoever resumes us writes our context into the slot we passed.
-STRATA_SIM_NO_TSAN inline void jump(bctx::fcontext_t target, bctx::fcontext_t* save,
+STRATA_SIM_NO_TSAN inline void jump(Context target, Context* save,
                                     [[maybe_unused]] void** fake_save,
                                     [[maybe_unused]] const void* target_lo,
                                     [[maybe_unused]] size_t target_size,
@@ -271,8 +290,7 @@ STRATA_SIM_NO_TSAN inline void jump(bctx::fcontext_t target, bctx::fcontext_t* s
 #if STRATA_SIM_TSAN
   __tsan_switch_to_fiber(target_tsan, 1 /* no synchronisation */);
 #endif
-  bctx::transfer_t tr = bctx::jump_fcontext(target, save);
-  *static_cast<bctx::fcontext_t*>(tr.data) = tr.fctx;
+  context_switch(save, target);
 #if STRATA_SIM_ASAN
   __sanitizer_finish_switch_fiber(fake_save ? *fake_save : nullptr, nullptr, nullptr);
 #endif
@@ -283,7 +301,7 @@ STRATA_SIM_NO_TSAN inline void jump(bctx::fcontext_t target, bctx::fcontext_t* s
 STRATA_SIM_NO_TSAN inline void switch_out(Thread& self) {
   Block& b = *g_block;
   const bool dying = self.st == ThreadState::kDone;
-  bctx::fcontext_t* save = dying ? &b.dead_slot : &self.ctx;
+  Context* save = dying ? &b.dead_slot : &self.ctx;
   void** fake = dying ? nullptr : &self.asan_fake_stack;
   const int next = rq_pop(b);
   ++b.ctr.fiber_switches;
@@ -519,8 +537,7 @@ STRATA_SIM_NO_TSAN inline void thread_exit_checks(Thread& t) {
   __builtin_unreachable();
 }
 
-[[noreturn]] STRATA_SIM_NO_TSAN inline void fiber_entry(bctx::transfer_t tr) {
-  *static_cast<bctx::fcontext_t*>(tr.data) = tr.fctx;
+[[noreturn]] STRATA_SIM_NO_TSAN inline void fiber_entry() {
   Block& b = *g_block;
 #if STRATA_SIM_ASAN
   {
@@ -652,12 +669,14 @@ STRATA_SIM_NO_TSAN inline bool run_block(Block& b) {
   for (auto& w : b.warps) {
     w.nopen = 0;
     w.exited = 0;
+    w.mma[0].lanes_bf16 = w.mma[0].lanes_f16 = w.mma[1].lanes_bf16 = w.mma[1].lanes_f16 = 0;
   }
   for (int i = 0; i < b.n; ++i) {
     Thread& t = b.tp[(i)];
     t.st = ThreadState::kRunnable;
     t.site = Site{};
     t.bar_epoch = 0;
+    t.mma_seq = t.ldsm_seq = 0;
     t.cp_open.clear();
     t.cp_groups.clear();
     t.asan_fake_stack = nullptr;
@@ -665,7 +684,7 @@ STRATA_SIM_NO_TSAN inline bool run_block(Block& b) {
     // Colour the stack tops: stacks are page aligned, so without an offset every fiber's hot
     // frames would map to the same L1 sets and evict each other at every switch.
     const size_t colour = size_t(i % 61) * 64;
-    t.ctx = bctx::make_fcontext(stk.lo + stk.size - colour, stk.size - colour, &fiber_entry);
+    t.ctx = context_make(stk.lo + stk.size - colour, stk.size - colour, &fiber_entry);
 #if STRATA_SIM_TSAN
     t.tsan_fiber = __tsan_create_fiber(0);
 #endif
