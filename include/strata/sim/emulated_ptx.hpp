@@ -194,7 +194,10 @@ STRATA_SIM_NO_TSAN inline void mma_m16n8k16(float (&d)[4], const uint32_t (&a)[4
   st.D[g][t2 + 1] = c[1];
   st.D[g + 8][t2] = c[2];
   st.D[g + 8][t2 + 1] = c[3];
-  (T == MmaType::kBF16 ? st.lanes_bf16 : st.lanes_f16) |= 1u << t.lane;
+  if constexpr (T == MmaType::kBF16)
+    st.lanes_bf16 |= 1u << t.lane;
+  else
+    st.lanes_f16 |= 1u << t.lane;
   detail::warp_collective(detail::kMma, 0xffffffffu, &mma_fn, &st, s, false, &Counters::mma);
   d[0] = float(st.D[g][t2]);
   d[1] = float(st.D[g][t2 + 1]);
@@ -221,13 +224,10 @@ STRATA_SIM_NO_TSAN inline void cp_async(void* smem, const void* gmem, int bytes,
   auto& b = *detail::g_block;
   ++b.ctr.cp_async;
   b.ctr.cp_async_bytes += unsigned(bytes);
-  if (!b.defer_cp_async) {
-    std::memset(smem, 0, size_t(bytes));
-    if (src_bytes) std::memcpy(smem, gmem, size_t(src_bytes));
-    return;
-  }
+  const detail::PendingCopy copy{smem, gmem, uint32_t(bytes), uint32_t(src_bytes)};
+  if (!b.defer_cp_async) return copy.land();
   std::memset(smem, 0xFF, size_t(bytes));
-  t.cp_open.push_back({smem, gmem, uint32_t(bytes), uint32_t(src_bytes)});
+  t.cp_open.push_back(copy);
 }
 
 STRATA_SIM_NO_TSAN inline void cp_async_commit() {
@@ -242,10 +242,7 @@ STRATA_SIM_NO_TSAN inline void cp_async_wait(int n) {
   if (t.cp_groups.size() <= size_t(n)) return;
   const size_t land = t.cp_groups.size() - size_t(n);
   for (size_t g = 0; g < land; ++g)
-    for (auto& c : t.cp_groups[g]) {
-      std::memset(c.dst, 0, c.bytes);
-      if (c.src_bytes) std::memcpy(c.dst, c.src, c.src_bytes);
-    }
+    for (const auto& c : t.cp_groups[g]) c.land();
   t.cp_groups.erase(t.cp_groups.begin(), t.cp_groups.begin() + long(land));
 }
 

@@ -43,6 +43,11 @@ struct PendingCopy {
   const void* src;
   uint32_t bytes;
   uint32_t src_bytes;
+  /// Performs the copy: `src_bytes` from global memory, zeros for the rest.
+  void land() const {
+    std::memset(dst, 0, bytes);
+    if (src_bytes) std::memcpy(dst, src, src_bytes);
+  }
 };
 
 struct Thread {
@@ -51,7 +56,7 @@ struct Thread {
   int linear = 0, lane = 0, warp = 0;
   ThreadState st = ThreadState::kRunnable;
   Site site{};                // last synchronisation point reached
-  void* wio = nullptr;        // operand record of the pending warp collective (on this stack)
+  void* wio = nullptr;        // operands of the pending warp collective (its stack or a stage)
   void* tsan_sync = nullptr;  // sync object of the pending warp collective
   unsigned bar_epoch = 0;
   uint32_t mma_seq = 0, ldsm_seq = 0;  // completed mma / ldmatrix ops: index the warp's stages
@@ -371,7 +376,8 @@ STRATA_SIM_NO_TSAN inline int block_barrier(const Site& site, int pred, BarrierO
   if (b.bar_arrived == 0) {
     b.bar_site = site;
   } else if (b.bar_site.line() != site.line() ||
-             std::strcmp(b.bar_site.file_name(), site.file_name()) != 0) {
+             (b.bar_site.file_name() != site.file_name() &&  // literals are usually merged
+              std::strcmp(b.bar_site.file_name(), site.file_name()) != 0)) {
     fault_at(t, site,
              "__syncthreads divergence: threads of one block wait at different barriers, this "
              "one and " +
@@ -506,11 +512,8 @@ STRATA_SIM_NO_TSAN inline void thread_exit_checks(Thread& t) {
   // cp.async copies still in flight complete, as on the hardware
   if (!t.cp_open.empty()) t.cp_groups.push_back(std::move(t.cp_open));
   t.cp_open.clear();
-  for (auto& g : t.cp_groups)
-    for (auto& c : g) {
-      std::memset(c.dst, 0, c.bytes);
-      if (c.src_bytes) std::memcpy(c.dst, c.src, c.src_bytes);
-    }
+  for (const auto& g : t.cp_groups)
+    for (const auto& c : g) c.land();
   t.cp_groups.clear();
   Warp& w = b.wp[(t.warp)];
   for (int i = 0; i < w.nopen; ++i)
