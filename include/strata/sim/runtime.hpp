@@ -684,9 +684,11 @@ STRATA_SIM_NO_TSAN inline bool run_block(Block& b) {
     t.cp_groups.clear();
     t.asan_fake_stack = nullptr;
     const auto& stk = b.sp[(i)];
-    // Colour the stack tops: stacks are page aligned, so without an offset every fiber's hot
-    // frames would map to the same L1 sets and evict each other at every switch.
-    const size_t colour = size_t(i % 61) * 64;
+    // Colour the stack tops: the stacks are page aligned and equally spaced, so without an
+    // offset every fiber's hot frames would map to the same L1 and L2 sets and evict each other
+    // at every switch. Steps of a page plus a line spread them over both caches' set indices.
+    const size_t span = std::min<size_t>(64 * 1024, stk.size / 4);
+    const size_t colour = (size_t(i) * (4096 + 64)) % span & ~size_t(63);
     t.ctx = context_make(stk.lo + stk.size - colour, stk.size - colour, &fiber_entry);
 #if STRATA_SIM_TSAN
     t.tsan_fiber = __tsan_create_fiber(0);
