@@ -33,7 +33,7 @@ __global__ void barrier_loop(int* out, int iters) {
   out[blockIdx.x * blockDim.x + threadIdx.x] = acc;
 }
 
-// Register-resident mma chain: 4 warps each issue `iters` dependent mma.sync.
+// Register-resident mma chain: every warp issues `iters` dependent mma.sync.
 __global__ void mma_loop(float* out, int iters) {
   uint32_t a[4], b[2];
   for (int i = 0; i < 4; ++i) a[i] = 0x3f803f80u + threadIdx.x;  // bf16 pairs near 1.0
@@ -74,15 +74,15 @@ void BM_SyncthreadsArrivals(benchmark::State& state) {
 BENCHMARK(BM_SyncthreadsArrivals)->Arg(128)->Arg(256)->Unit(benchmark::kMillisecond);
 
 void BM_EmulatedMma(benchmark::State& state) {
-  const int iters = 2000;
-  std::vector<float> out(128);
+  const int threads = int(state.range(0)), iters = 2000;
+  std::vector<float> out(static_cast<size_t>(threads));
   strata::sim::reset_counters();
   for (auto _ : state)
-    if (!strata::launch(mma_loop, dim3(1), dim3(128), 0, 0, out.data(), iters).ok())
+    if (!strata::launch(mma_loop, dim3(1), dim3(unsigned(threads)), 0, 0, out.data(), iters).ok())
       state.SkipWithError("launch failed");
   report(state, &strata::sim::Counters::mma, "mma/s");
 }
-BENCHMARK(BM_EmulatedMma)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_EmulatedMma)->Arg(32)->Arg(128)->Unit(benchmark::kMillisecond);
 
 void BM_MmaGemm(benchmark::State& state) {
   const int M = 256, N = 256, K = 256;

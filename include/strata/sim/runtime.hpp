@@ -50,17 +50,21 @@ struct PendingCopy {
   }
 };
 
-struct Thread {
+struct alignas(64) Thread {
+  // hot: touched at every synchronisation point (the first cache line)
   Context ctx = nullptr;  // suspended context (valid while not running)
-  uint3 tid{};
-  int linear = 0, lane = 0, warp = 0;
-  ThreadState st = ThreadState::kRunnable;
-  Site site{};                // last synchronisation point reached
-  void* wio = nullptr;        // operands of the pending warp collective (its stack or a stage)
-  void* tsan_sync = nullptr;  // sync object of the pending warp collective
-  unsigned bar_epoch = 0;
+  void* wio = nullptr;    // operands of the pending warp collective (its stack or a stage)
+  Site site{};            // last synchronisation point reached
+  int lane = 0, warp = 0;
   uint32_t mma_seq = 0, ldsm_seq = 0;  // completed mma / ldmatrix ops: index the warp's stages
-  std::vector<PendingCopy> cp_open;    // issued, not yet committed
+  ThreadState st = ThreadState::kRunnable;
+  // warm: built-in variables and barriers
+  uint3 tid{};
+  int linear = 0;
+  unsigned bar_epoch = 0;
+  // cold
+  void* tsan_sync = nullptr;                        // sync object of the pending warp collective
+  std::vector<PendingCopy> cp_open;                 // issued, not yet committed
   std::vector<std::vector<PendingCopy>> cp_groups;  // committed groups, oldest first
   void* tsan_fiber = nullptr;
   void* asan_fake_stack = nullptr;
@@ -487,8 +491,10 @@ STRATA_SIM_NO_TSAN inline void warp_collective(int kind, unsigned mask, WarpFn f
   t.st = ThreadState::kAtWarp;
   t.site = site;
   t.wio = io;
-  t.tsan_sync = orders_memory ? c->tsan_sync : nullptr;
-  if (STRATA_SIM_TSAN && t.tsan_sync) tsan_release(t.tsan_sync);
+  if constexpr (STRATA_SIM_TSAN) {
+    t.tsan_sync = orders_memory ? c->tsan_sync : nullptr;
+    if (t.tsan_sync) tsan_release(t.tsan_sync);
+  }
   if (c->arrived == mask) {
     const WarpFn f = c->fn;
     *c = w.open[--w.nopen];  // remove before running f: f may fault
@@ -501,7 +507,8 @@ STRATA_SIM_NO_TSAN inline void warp_collective(int kind, unsigned mask, WarpFn f
     release_in_order(b, ids, count);
   }
   switch_out(t);
-  if (STRATA_SIM_TSAN && t.tsan_sync) tsan_acquire(t.tsan_sync);
+  if constexpr (STRATA_SIM_TSAN)
+    if (t.tsan_sync) tsan_acquire(t.tsan_sync);
 }
 
 // ------------------------------------------------------------------------------ fiber life
