@@ -18,6 +18,7 @@
 #include <csignal>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -584,12 +585,39 @@ STRATA_SIM_NO_TSAN inline void thread_exit_checks(Thread& t) {
 // A read or write past the dynamic shared memory of a launch hits the arena's guard page. The
 // SIGSEGV handler turns it into a fault of the running CUDA thread and leaves the signal
 // handler by switching to the worker's main context (the fiber is abandoned).
-inline thread_local char* g_sigstack = nullptr;
+// The handler runs on an alternate signal stack (a fiber's own stack may be the one that broke);
+// one per OS thread that runs blocks, installed only if the thread has none, freed at its exit.
+struct SignalStack {
+  char* mem = nullptr;
+  SignalStack() {
+    stack_t old{};
+    if (sigaltstack(nullptr, &old) != 0 || !(old.ss_flags & SS_DISABLE)) return;  // keep the user's
+    const size_t size = 64 * 1024;
+    mem = static_cast<char*>(std::malloc(size));
+    stack_t ss{};
+    ss.ss_sp = mem;
+    ss.ss_size = size;
+    if (!mem || sigaltstack(&ss, nullptr) != 0) {
+      std::free(mem);
+      mem = nullptr;
+    }
+  }
+  ~SignalStack() {
+    if (!mem) return;
+    stack_t ss{};
+    ss.ss_flags = SS_DISABLE;
+    sigaltstack(&ss, nullptr);
+    std::free(mem);
+  }
+  SignalStack(const SignalStack&) = delete;
+  SignalStack& operator=(const SignalStack&) = delete;
+};
 
 inline void segv_handler(int sig, siginfo_t* info, void* uctx);
 
-inline struct sigaction& previous_segv_action() {
-  static struct sigaction a {};
+/// The dispositions the simulator replaced: SIGSEGV ([0]) and SIGBUS ([1]).
+inline struct sigaction* previous_fault_actions() {
+  static struct sigaction a[2]{};
   return a;
 }
 
@@ -600,19 +628,13 @@ inline void install_segv_handler() {
     sa.sa_sigaction = &segv_handler;
     sa.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_NODEFER;
     sigemptyset(&sa.sa_mask);
-    sigaction(SIGSEGV, &sa, &previous_segv_action());
-    sigaction(SIGBUS, &sa, nullptr);
+    sigaction(SIGSEGV, &sa, &previous_fault_actions()[0]);
+    sigaction(SIGBUS, &sa, &previous_fault_actions()[1]);
     return true;
   }();
   (void)installed;
-  if (!g_sigstack) {
-    const size_t sz = 64 * 1024;
-    g_sigstack = static_cast<char*>(std::malloc(sz));
-    stack_t ss{};
-    ss.ss_sp = g_sigstack;
-    ss.ss_size = sz;
-    sigaltstack(&ss, nullptr);
-  }
+  thread_local SignalStack signal_stack;
+  (void)signal_stack;
 #endif
 }
 
@@ -628,8 +650,8 @@ STRATA_SIM_NO_TSAN inline void segv_handler(int sig, siginfo_t* info, void* uctx
     abandon_fiber();  // no unwinding through the signal frame; the message strings leak
   }
   // not ours: restore the previous disposition and let the fault happen again
-  sigaction(SIGSEGV, &previous_segv_action(), nullptr);
-  signal(SIGBUS, SIG_DFL);
+  sigaction(SIGSEGV, &previous_fault_actions()[0], nullptr);
+  sigaction(SIGBUS, &previous_fault_actions()[1], nullptr);
   (void)sig;
   (void)uctx;
 }
