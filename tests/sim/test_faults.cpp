@@ -132,6 +132,37 @@ __global__ void write_static_smem(float* out, float v) {
 
 // clang-format on
 
+// A fault inside a noexcept helper must still become a Status (the fiber is not unwound).
+__device__ float shuffle_noexcept(float v) noexcept {
+  return strata::arch::shfl_xor(v, 1);
+}
+__global__ void fault_in_noexcept_helper(float* out) {
+  float v = float(threadIdx.x);
+  if (threadIdx.x % 32 < 16) v = shuffle_noexcept(v);  // half the warp: lanes exit
+  out[threadIdx.x] = v;
+}
+
+__global__ void mixed_type_shuffle(float* out) {
+  if (threadIdx.x % 2) {
+    out[threadIdx.x] = strata::arch::shfl(float(threadIdx.x), 0);
+  } else {
+    out[threadIdx.x] = float(strata::arch::shfl(double(threadIdx.x), 0));
+  }
+}
+
+__global__ void huge_frame(float* out, int i) {
+  volatile char frame[1 << 20];  // 1 MiB: far more than the default 256 KiB fiber stack
+  frame[i] = 1;
+  out[threadIdx.x] = frame[i];
+}
+
+__global__ void shuffle_wide_deltas(int* out) {
+  const int l = int(threadIdx.x);
+  out[l * 3 + 0] = strata::arch::shfl_up(l, 33u);            // low five bits: delta 1
+  out[l * 3 + 1] = strata::arch::shfl_down(l, 0xffffffffu);  // delta 31
+  out[l * 3 + 2] = strata::arch::shfl_xor(l, 32 + 3);        // lane mask 3
+}
+
 template <class... P, class... A>
 Status run1(void (*k)(P...), unsigned threads, size_t smem, A... a) {
   return strata::launch(k, dim3(1), dim3(threads), smem, 0, a...);
@@ -224,6 +255,42 @@ TEST(Faults, OutputsBeforeTheFaultAreNotRolledBackButLaunchStops) {
   const Status s = strata::launch(divergent_barrier, dim3(8), dim3(64), 0, 0, out.data());
   EXPECT_FALSE(s.ok());
   EXPECT_EQ(strata::sim::last_launch_counters().blocks, 1u);
+}
+
+TEST(Faults, FaultInsideNoexceptHelperIsReported) {
+  std::vector<float> out(64);
+  expect_fault(run1(fault_in_noexcept_helper, 64, 0, out.data()), "exited", 0);
+}
+
+TEST(Faults, CollectiveOfDifferentOperandTypesIsAMismatch) {
+  std::vector<float> out(32);
+  expect_fault(run1(mixed_type_shuffle, 32, 0, out.data()), "another type", 0);
+}
+
+TEST(Faults, FiberStackOverflowIsReported) {
+  if (STRATA_SIM_ASAN || STRATA_SIM_TSAN) GTEST_SKIP() << "the sanitizer owns SIGSEGV";
+  std::vector<float> out(32);
+  expect_fault(run1(huge_frame, 32, 0, out.data(), 5), "fiber stack overflow", 0);
+  std::vector<float> o2(64);  // the simulator stays usable after the fault
+  EXPECT_TRUE(run1(write_static_smem, 64, 0, o2.data(), 2.f).ok());
+  for (float v : o2) EXPECT_EQ(v, 2.f);
+}
+
+TEST(WarpSemantics, ShuffleLaneOperandUsesItsLowFiveBits) {
+  std::vector<int> out(96, -1);
+  ASSERT_TRUE(run1(shuffle_wide_deltas, 32, 0, out.data()).ok());
+  for (int l = 0; l < 32; ++l) {
+    EXPECT_EQ(out[size_t(l * 3 + 0)], l >= 1 ? l - 1 : l);
+    EXPECT_EQ(out[size_t(l * 3 + 1)], l + 31 < 32 ? l + 31 : l);
+    EXPECT_EQ(out[size_t(l * 3 + 2)], l ^ 3);
+  }
+}
+
+TEST(InvalidLaunch, SimRunGuardsItsOwnCallers) {
+  std::vector<float> out(32, 4.f);
+  const Status s = strata::sim::run(write_static_smem, dim3(1), dim3(0), 0, out.data(), 1.f);
+  EXPECT_EQ(s.code(), StatusCode::kInvalidLaunch);
+  for (float v : out) EXPECT_EQ(v, 4.f);
 }
 
 TEST(Poison, StaticAndDynamicSharedMemoryStartAsNaN) {

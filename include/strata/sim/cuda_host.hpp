@@ -92,12 +92,13 @@ STRATA_SIM_NO_TSAN void shfl_fn(Thread* lanes, unsigned mask) {
       fault_at(lanes[l], lanes[l].site,
                "shuffle width " + std::to_string(w) + " is not a power of two <= 32");
     const int base = l & ~(w - 1);
+    const int arg = io->arg & 31;  // shfl.sync uses the low five bits of the lane operand
     int src = l;
-    if constexpr (Kind == kShflIdx) src = base + (io->arg & (w - 1));
-    if constexpr (Kind == kShflUp) src = (l - base - io->arg >= 0) ? l - io->arg : l;
-    if constexpr (Kind == kShflDown) src = (l - base + io->arg < w) ? l + io->arg : l;
+    if constexpr (Kind == kShflIdx) src = base + (arg & (w - 1));
+    if constexpr (Kind == kShflUp) src = (l - base - arg >= 0) ? l - arg : l;
+    if constexpr (Kind == kShflDown) src = (l - base + arg < w) ? l + arg : l;
     if constexpr (Kind == kShflXor) {
-      src = l ^ (io->arg & 31);
+      src = l ^ arg;
       if (src >= base + w) src = l;
     }
     if (!(mask >> src & 1u))

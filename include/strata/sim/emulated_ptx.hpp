@@ -60,6 +60,8 @@ STRATA_SIM_NO_TSAN inline void ldmatrix(uint32_t (&r)[N], const void* smem_row,
   detail::LdmatrixStage& st = detail::g_block->wp[t.warp].ldsm[t.ldsm_seq & 1];
   st.addr[t.lane] = static_cast<const unsigned char*>(smem_row);
   st.shape[t.lane] = uint8_t(N | (Trans ? 8 : 0));
+  // the completing lane copies the rows; the read belongs to the lane that named the row
+  if (t.lane < 8 * N) detail::tsan_read(smem_row, 16);
   detail::warp_collective(detail::kLdmatrix, 0xffffffffu, &ldmatrix_fn, &st, s, false,
                           &Counters::ldmatrix);
   for (int i = 0; i < N; ++i) r[i] = st.out[t.lane][i];

@@ -63,6 +63,10 @@ inline bool prepare_worker(Block& b, dim3 grid, dim3 block, size_t smem, const O
 inline Status run_launch(dim3 grid, dim3 block, size_t smem, void (*body)(void*), void* arg) {
   const Options o = options();
   if (!o.env_error.empty()) return Status::InvalidArgument(o.env_error);
+  // strata::launch validates fully; this guards direct callers of sim::run
+  const unsigned long long threads = 1ull * block.x * block.y * block.z;
+  if (threads == 0 || threads > 1024 || grid.x == 0 || grid.y == 0 || grid.z == 0)
+    return Status::InvalidLaunch("strata::sim: empty grid or block, or more than 1024 threads");
   const unsigned long long nblocks = 1ull * grid.x * grid.y * grid.z;
   std::atomic<unsigned long long> next{0};
   std::atomic<bool> stop{false};

@@ -144,8 +144,11 @@ struct Warp {
   char tsan_sync[64] = {};
 };
 
-/// Fiber stacks of one worker, reused across blocks and launches; a guard page below each.
+/// Fiber stacks of one worker, reused across blocks and launches. Below each, 64 KiB of
+/// PROT_NONE address space: a frame larger than one page must not jump over the guard into the
+/// neighbouring fiber's stack (strata::sim also compiles with -fstack-clash-protection).
 struct StackPool {
+  static constexpr size_t kGuardBytes = 64 * 1024;
   struct Stack {
     char* lo = nullptr;  // usable [lo, lo + size)
     size_t size = 0;
@@ -162,12 +165,12 @@ struct StackPool {
     if (!stacks.empty() && stacks[0].size != size) clear();
     const size_t page = size_t(sysconf(_SC_PAGESIZE));
     while (stacks.size() < n) {
-      const size_t total = (size + page - 1) / page * page + page;
+      const size_t total = (size + page - 1) / page * page + kGuardBytes;
       void* p = mmap(nullptr, total, PROT_READ | PROT_WRITE,
                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
       if (p == MAP_FAILED) return false;
-      mprotect(p, page, PROT_NONE);
-      stacks.push_back({static_cast<char*>(p) + page, total - page, p, total});
+      mprotect(p, kGuardBytes, PROT_NONE);
+      stacks.push_back({static_cast<char*>(p) + kGuardBytes, total - kGuardBytes, p, total});
     }
     return true;
   }
@@ -329,10 +332,6 @@ STRATA_SIM_NO_TSAN inline void switch_out(Thread& self) {
   g_cur = &self;
 }
 
-/// Thrown by fault() to unwind the faulting fiber's stack (destroying its temporaries) up to
-/// fiber_entry, which then abandons the fiber. Kernels must not swallow it with `catch (...)`.
-struct FiberAbort {};
-
 /// Records the first fault of the block.
 STRATA_SIM_NO_TSAN inline void record_fault(std::string msg) {
   Block& b = *g_block;
@@ -352,10 +351,12 @@ STRATA_SIM_NO_TSAN inline void record_fault(std::string msg) {
   __builtin_unreachable();
 }
 
-/// Aborts the block with a fault message: unwinds the faulting fiber and abandons it.
+/// Aborts the block with a fault message and abandons the faulting fiber. It is not unwound:
+/// unwinding would call std::terminate through any `noexcept` kernel helper, so the faulting
+/// call chain's temporaries (the message pieces) are leaked, a few hundred bytes per fault.
 [[noreturn]] STRATA_SIM_NO_TSAN inline void fault(std::string msg) {
   record_fault(std::move(msg));
-  throw FiberAbort{};
+  abandon_fiber();
 }
 
 STRATA_SIM_NO_TSAN [[noreturn]] inline void fault_at(const Thread& t, const Site& s,
@@ -455,10 +456,11 @@ STRATA_SIM_NO_TSAN inline int block_barrier(const Site& site, int pred, BarrierO
   char m[16], cm[16];
   std::snprintf(m, sizeof m, "0x%08x", mask);
   std::snprintf(cm, sizeof cm, "0x%08x", c.mask);
+  const char* what = c.kind == kind && c.mask == mask ? " (operands of another type)" : "";
   fault_at(t, site,
-           std::string("warp collective mismatch: ") + warp_kind_name(kind) + " with mask " + m +
-               " while lanes of the warp wait at " + warp_kind_name(c.kind) + " with mask " + cm +
-               " at " + site_str(c.site));
+           std::string("warp collective mismatch") + what + ": " + warp_kind_name(kind) +
+               " with mask " + m + " while lanes of the warp wait at " + warp_kind_name(c.kind) +
+               " with mask " + cm + " at " + site_str(c.site));
 }
 
 /// Joins (or opens) the warp collective `kind` over `mask`. The last lane to arrive runs `fn`
@@ -477,7 +479,7 @@ STRATA_SIM_NO_TSAN inline void warp_collective(int kind, unsigned mask, WarpFn f
   Collective* const end = w.open + w.nopen;
   while (c != end && !(c->mask & mask)) ++c;
   if (c != end) {
-    if (__builtin_expect(c->mask != mask || c->kind != kind, 0))
+    if (__builtin_expect(c->mask != mask || c->kind != kind || c->fn != fn, 0))
       collective_mismatch_fault(t, *c, kind, mask, site);
   } else {
     ++w.nopen;
@@ -514,7 +516,7 @@ STRATA_SIM_NO_TSAN inline void warp_collective(int kind, unsigned mask, WarpFn f
 
 // ------------------------------------------------------------------------------ fiber life
 /// A thread leaves the kernel: its cp.async copies land, and it must not leave a barrier or a
-/// warp collective waiting for it (those are faults, thrown as FiberAbort).
+/// warp collective waiting for it (those are faults).
 STRATA_SIM_NO_TSAN inline void thread_exit_checks(Thread& t) {
   Block& b = *g_block;
   // cp.async copies still in flight complete, as on the hardware
@@ -567,8 +569,6 @@ STRATA_SIM_NO_TSAN inline void thread_exit_checks(Thread& t) {
   try {
     b.body(b.body_arg);
     thread_exit_checks(t);
-  } catch (const FiberAbort&) {
-    aborted = true;
   } catch (const std::exception& e) {
     record_fault(std::string("C++ exception escaped the kernel: ") + e.what() + " (" + who(t) +
                  ")");
@@ -649,11 +649,27 @@ STRATA_SIM_NO_TSAN inline void segv_handler(int sig, siginfo_t* info, void* uctx
                  ", after its last synchronisation at " + site_str(t->site) + ")");
     abandon_fiber();  // no unwinding through the signal frame; the message strings leak
   }
-  // not ours: restore the previous disposition and let the fault happen again
-  sigaction(SIGSEGV, &previous_fault_actions()[0], nullptr);
-  sigaction(SIGBUS, &previous_fault_actions()[1], nullptr);
-  (void)sig;
-  (void)uctx;
+  if (b && t) {
+    const auto* a = static_cast<const char*>(info->si_addr);
+    for (int i = 0; i < b->n; ++i) {
+      const auto& stk = b->sp[i];
+      if (a >= static_cast<const char*>(stk.map) && a < stk.lo) {
+        record_fault("fiber stack overflow (" + who(*t) + ", after its last synchronisation at " +
+                     site_str(t->site) + "): raise STRATA_SIM_STACK_KB (now " +
+                     std::to_string(stk.size / 1024) + ")");
+        abandon_fiber();
+      }
+    }
+  }
+  // Not ours: hand it to the previous handler, or restore the previous disposition and let the
+  // fault happen again (the default action then ends the process as usual).
+  const struct sigaction& prev = previous_fault_actions()[sig == SIGBUS ? 1 : 0];
+  if (prev.sa_flags & SA_SIGINFO) {
+    if (prev.sa_sigaction) return prev.sa_sigaction(sig, info, uctx);
+  } else if (prev.sa_handler != SIG_DFL && prev.sa_handler != SIG_IGN) {
+    return prev.sa_handler(sig);
+  }
+  sigaction(sig, &prev, nullptr);
 }
 
 // ------------------------------------------------------------------------------ one block

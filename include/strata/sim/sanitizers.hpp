@@ -40,6 +40,9 @@ void __tsan_destroy_fiber(void* fiber);
 void __tsan_switch_to_fiber(void* fiber, unsigned flags);
 void __tsan_acquire(void* addr);
 void __tsan_release(void* addr);
+#if defined(__clang__)  // a g++ built-in under -fsanitize=thread
+void __tsan_read_range(void* addr, unsigned long size);
+#endif
 }
 #else
 #define STRATA_SIM_NO_TSAN
@@ -65,6 +68,13 @@ inline void tsan_release([[maybe_unused]] void* addr) {
 inline void tsan_acquire([[maybe_unused]] void* addr) {
 #if STRATA_SIM_TSAN
   __tsan_acquire(addr);
+#endif
+}
+/// Tells ThreadSanitizer that the running CUDA thread reads [p, p + n) (for memory that the
+/// simulator reads on its behalf, e.g. ldmatrix rows read by the lane completing the op).
+inline void tsan_read([[maybe_unused]] const void* p, [[maybe_unused]] size_t n) {
+#if STRATA_SIM_TSAN
+  __tsan_read_range(const_cast<void*>(p), static_cast<long>(n));
 #endif
 }
 inline void asan_poison([[maybe_unused]] const void* p, [[maybe_unused]] size_t n) {
