@@ -26,13 +26,11 @@
 #if STRATA_SIM
 #define STRATA_HOST_DEVICE inline
 #define STRATA_DEVICE inline
-#define STRATA_FORCEINLINE inline __attribute__((always_inline))
 #else
 /// Qualifier of every pure function: callable from host code, device code and the simulator.
 #define STRATA_HOST_DEVICE __host__ __device__ __forceinline__
 /// Qualifier of device-only functions (kernel helpers, arch ops).
 #define STRATA_DEVICE __device__ __forceinline__
-#define STRATA_FORCEINLINE __forceinline__
 #endif
 
 // Feature macros. The simulator emulates the sm_80 warp-level tensor-core path, so it takes
@@ -63,14 +61,10 @@ struct Site {
 };
 }  // namespace strata
 #define STRATA_SITE_DECL , ::strata::Site strata_site_ = ::strata::Site::current()
-#define STRATA_SITE_DECL0 ::strata::Site strata_site_ = ::strata::Site::current()
 #define STRATA_SITE_ARG , strata_site_
-#define STRATA_SITE_ARG0 strata_site_
 #else
 #define STRATA_SITE_DECL
-#define STRATA_SITE_DECL0
 #define STRATA_SITE_ARG
-#define STRATA_SITE_ARG0
 #endif
 
 /// `#pragma unroll` for nvcc; nothing for the simulator's host compiler.

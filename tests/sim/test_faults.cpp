@@ -249,8 +249,8 @@ TEST_P(Faults, LaneExitsWhileOthersWait) {
 
 INSTANTIATE_TEST_SUITE_P(AllSchedules, Faults, ::testing::Range(0, 5));
 
-TEST(Faults, OutputsBeforeTheFaultAreNotRolledBackButLaunchStops) {
-  // a fault stops the launch: later blocks do not run
+TEST(Faults, AFaultStopsTheLaunch) {
+  // later blocks do not run
   std::vector<float> out(64 * 8, 0.f);
   const Status s = strata::launch(divergent_barrier, dim3(8), dim3(64), 0, 0, out.data());
   EXPECT_FALSE(s.ok());

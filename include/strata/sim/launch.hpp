@@ -43,7 +43,6 @@ inline bool prepare_worker(Block& b, dim3 grid, dim3 block, size_t smem, const O
   b.warps.assign(size_t((n + 31) / 32), Warp{});
   for (int i = 0; i < n; ++i) {
     Thread& t = b.th[size_t(i)];
-    t.linear = i;
     t.tid = make_uint3(unsigned(i) % block.x, unsigned(i) / block.x % block.y,
                        unsigned(i) / (block.x * block.y));
     t.lane = i % 32;

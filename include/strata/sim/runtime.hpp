@@ -61,7 +61,6 @@ struct alignas(64) Thread {
   ThreadState st = ThreadState::kRunnable;
   // warm: built-in variables and barriers
   uint3 tid{};
-  int linear = 0;
   unsigned bar_epoch = 0;
   // cold
   void* tsan_sync = nullptr;                        // sync object of the pending warp collective
@@ -211,7 +210,6 @@ struct Block {
   // memory
   DynamicSmemArena dyn;
   StackPool stacks;
-  size_t stack_bytes = 0;
   bool defer_cp_async = true;
   // raw views of the vectors above, set by prepare_worker: the fibers' bookkeeping must not go
   // through instrumented std::vector accessors (ThreadSanitizer would see races between fibers)
