@@ -10,6 +10,6 @@
 #include "strata/sim/sim.hpp"
 #endif
 #include "strata/arch/arch.hpp"
-#include "strata/core/online_softmax.hpp"
+#include "strata/core/core.hpp"
 #include "strata/launch.hpp"
 #include "strata/status.hpp"

@@ -1,0 +1,125 @@
+// Depth softmax of Depth-Attention (SPEC §1a steps 5-7, §1e; decisions §7.2): at one token and
+// KV head, the group-mean query q^ attends over the layer axis — the stored keys k^_j / mixed
+// values v^_j of the source layers j in ascending order, then the layer's own (k^_l, raw v_l):
+//   z_c = q^ . kappa_c / sqrt(d),   alpha = softmax(z),   v^_l = sum_c alpha_c nu_c.
+// The forward streams candidates through an fp32 online softmax (the official "stream" mix), so
+// registers do not grow with the number of sources. The backward takes two passes over the
+// candidates: scores and delta_c = g . nu_c first, then per candidate
+//   dz_c = alpha_c (delta_c - sum_c' alpha_c' delta_c'),
+//   dq^ += dz_c kappa_c / sqrt(d),   dkappa_c = dz_c q^ / sqrt(d),   dnu_c = alpha_c g,
+// and the caller scatters dq^ / G to each query head of the group.
+#pragma once
+
+#include "strata/core/numeric.hpp"
+#include "strata/core/online_softmax.hpp"
+
+namespace strata::core {
+
+/// The depth softmax's scale: 1/sqrt(d), no temperature (SPEC §1a step 7).
+STRATA_HOST_DEVICE float depth_scale(int head_dim) {
+  return 1.f / sqrtf(float(head_dim));
+}
+
+/// Adds q_h / G of one query head of the group to the group-mean depth query q^.
+template <int N>
+STRATA_HOST_DEVICE void depth_query_add(const float (&q)[N], float inv_group, float (&qbar)[N]) {
+  STRATA_UNROLL
+  for (int i = 0; i < N; ++i) qbar[i] += q[i] * inv_group;
+}
+
+/// Forward state of one (token, KV head): candidates are added one at a time in order.
+template <int N>
+struct DepthMix {
+  OnlineSoftmax softmax;  ///< over base-2 logits z_c log2(e)
+  float acc[N];           ///< sum_c 2^(z_c - m) nu_c
+
+  STRATA_HOST_DEVICE DepthMix() {
+    STRATA_UNROLL
+    for (int i = 0; i < N; ++i) acc[i] = 0.f;
+  }
+
+  /// Adds candidate (kappa, nu); returns its base-2 logit. `scale` is depth_scale(d).
+  template <class Sum = LocalSum>
+  STRATA_HOST_DEVICE float add(const float (&qbar)[N], const float (&kappa)[N],
+                               const float (&nu)[N], float scale, Sum sum = {}) {
+    float dot = 0.f;
+    STRATA_UNROLL
+    for (int i = 0; i < N; ++i) dot += qbar[i] * kappa[i];
+    const float z = sum(dot) * (scale * kLog2e);
+    float p;
+    const float rescale = softmax.update(z, p);
+    STRATA_UNROLL
+    for (int i = 0; i < N; ++i) acc[i] = acc[i] * rescale + p * nu[i];
+    return z;
+  }
+
+  /// The mixed value v^ (zero if no candidate was added).
+  STRATA_HOST_DEVICE void finalize(float (&vhat)[N]) const {
+    const float inv = softmax.inv_sum();
+    STRATA_UNROLL
+    for (int i = 0; i < N; ++i) vhat[i] = acc[i] * inv;
+  }
+  /// alpha of a candidate from its base-2 logit, after all candidates were added.
+  STRATA_HOST_DEVICE float alpha(float z) const { return softmax.weight(z) * softmax.inv_sum(); }
+};
+
+/// Backward state of one (token, KV head) for at most kMaxCandidates candidates (sources + self).
+template <int kMaxCandidates>
+struct DepthMixGrad {
+  float z[kMaxCandidates];      ///< base-2 logits
+  float delta[kMaxCandidates];  ///< g . nu_c
+  float a[kMaxCandidates];      ///< alpha_c, after finish()
+  float delta_bar = 0.f;        ///< sum_c alpha_c delta_c = g . v^
+  int n = 0;
+
+  /// Pass 1: candidate c = n (in forward order). `g` is dL/dv^.
+  template <int N, class Sum = LocalSum>
+  STRATA_HOST_DEVICE void add(const float (&qbar)[N], const float (&kappa)[N], const float (&nu)[N],
+                              const float (&g)[N], float scale, Sum sum = {}) {
+    float dot = 0.f, dg = 0.f;
+    STRATA_UNROLL
+    for (int i = 0; i < N; ++i) {
+      dot += qbar[i] * kappa[i];
+      dg += g[i] * nu[i];
+    }
+    z[n] = sum(dot) * (scale * kLog2e);
+    delta[n] = sum(dg);
+    ++n;
+  }
+
+  /// Softmax of the stored logits and delta_bar; call once after the last add().
+  STRATA_HOST_DEVICE void finish() {
+    float m = -INFINITY;
+    for (int c = 0; c < n; ++c) m = m > z[c] ? m : z[c];
+    float l = 0.f;
+    for (int c = 0; c < n; ++c) {
+      a[c] = m == -INFINITY ? 0.f : exp2_or_zero(z[c] - m);
+      l += a[c];
+    }
+    const float inv = l > 0.f ? 1.f / l : 0.f;
+    delta_bar = 0.f;
+    for (int c = 0; c < n; ++c) {
+      a[c] *= inv;
+      delta_bar += a[c] * delta[c];
+    }
+  }
+
+  /// dL/dz_c (natural-unit logit).
+  STRATA_HOST_DEVICE float dz(int c) const { return a[c] * (delta[c] - delta_bar); }
+
+  /// Pass 2 for candidate c: adds to dq^, writes dkappa_c and dnu_c.
+  template <int N>
+  STRATA_HOST_DEVICE void candidate_grads(int c, const float (&qbar)[N], const float (&kappa)[N],
+                                          const float (&g)[N], float scale, float (&dqbar)[N],
+                                          float (&dkappa)[N], float (&dnu)[N]) const {
+    const float dzs = dz(c) * scale;
+    STRATA_UNROLL
+    for (int i = 0; i < N; ++i) {
+      dqbar[i] += dzs * kappa[i];
+      dkappa[i] = dzs * qbar[i];
+      dnu[i] = a[c] * g[i];
+    }
+  }
+};
+
+}  // namespace strata::core
