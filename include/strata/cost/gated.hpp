@@ -1,0 +1,82 @@
+// Gated Attention (Qiu et al., arXiv 2505.06708; SPEC section 5): FLOPs, bytes, cache and
+// parameters of the output gate Y' = Y ⊙ σ(X·W_θ) at position G1 (per head, before W_O).
+#pragma once
+
+#include <cstdint>
+
+#include "strata/cost/model.hpp"
+#include "strata/cost/traffic.hpp"
+
+namespace strata::cost {
+
+/// The gate's shape (SPEC 5a, 7.6).
+enum class GateKind {
+  Elementwise,  ///< one logit per head and dimension, [H, d] per token (the paper's best)
+  Headwise,     ///< one logit per head, [H] per token
+};
+
+/// Gate logits per token: H·d elementwise, H headwise.
+constexpr int64_t gate_width(const ModelShape& m, GateKind k) {
+  return k == GateKind::Elementwise ? m.num_heads * m.head_dim : m.num_heads;
+}
+
+/// Extra forward FLOPs per token of one layer (SPEC 5d): the gate projection 2·C·(gate width),
+/// ≈ 4 per logit for the sigmoid and 1 per output element for the product; elementwise that is
+/// 2·C·H·d + 5·H·d.
+constexpr int64_t gated_extra_forward_flops_layer(const ModelShape& m, GateKind k) {
+  const int64_t w = gate_width(m, k);
+  return 2 * m.hidden * w + 4 * w + m.num_heads * m.head_dim;
+}
+/// Extra forward FLOPs per token of the model: L layers.
+constexpr int64_t gated_extra_forward_flops_per_token(const ModelShape& m,
+                                                      GateKind k = GateKind::Elementwise) {
+  return m.num_layers * gated_extra_forward_flops_layer(m, k);
+}
+/// Extra backward FLOPs per token of the model: ≈ 2 × the forward (SPEC 5e: dW_θ and dX GEMMs).
+constexpr int64_t gated_extra_backward_flops_per_token(const ModelShape& m,
+                                                       GateKind k = GateKind::Elementwise) {
+  return 2 * gated_extra_forward_flops_per_token(m, k);
+}
+/// Parameters added per layer (SPEC 5b): C·H·d elementwise, C·H headwise (no bias).
+constexpr int64_t gated_extra_params_layer(const ModelShape& m, GateKind k) {
+  return m.hidden * gate_width(m, k);
+}
+/// Parameters added to the model.
+constexpr int64_t gated_extra_params(const ModelShape& m, GateKind k = GateKind::Elementwise) {
+  return m.num_layers * gated_extra_params_layer(m, k);
+}
+/// KV-cache bytes per token: unchanged, the gate depends on the current token only (SPEC 5c).
+constexpr int64_t gated_kv_cache_bytes_per_token(const ModelShape& m, int64_t elem_bytes) {
+  return kv_cache_bytes_per_token(m, elem_bytes);
+}
+
+/// Extra traffic per token of the gate fused into the attention epilogue (SPEC 5e, 7.6): read the
+/// gate logits (gate width); O' is written instead of O, no extra write.
+constexpr Traffic gated_epilogue_forward_traffic(const ModelShape& m, GateKind k,
+                                                 const Storage& s) {
+  Traffic t;
+  t.read = s.act * gate_width(m, k);
+  return t;
+}
+/// Minimum traffic per token of a standalone gate pass: read O (H·d) and the logits, write O'.
+constexpr Traffic gated_forward_traffic(const ModelShape& m, GateKind k, const Storage& s) {
+  const int64_t hd = m.num_heads * m.head_dim;
+  Traffic t;
+  t.read = s.act * (hd + gate_width(m, k));
+  t.write = s.act * hd;
+  return t;
+}
+/// Minimum traffic per token of a standalone gate backward pass (SPEC 5e): read dO' and O (H·d
+/// each) and the logits; write dO = dO'⊙σ(g) (H·d, the attention backward's "dO") and dg.
+/// Fused into the attention backward's preprocessing, which reads O and dO' anyway (for
+/// rowsum(dO⊙O)), the extra is one read of the logits and the writes of dO and dg.
+constexpr Traffic gated_backward_traffic(const ModelShape& m, GateKind k, const Storage& s) {
+  const int64_t hd = m.num_heads * m.head_dim;
+  const int64_t w = gate_width(m, k);
+  Traffic t;
+  t.read = s.act * (2 * hd + w);
+  t.write = s.act * (hd + w);
+  return t;
+}
+
+}  // namespace strata::cost
