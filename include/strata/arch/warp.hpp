@@ -104,4 +104,11 @@ STRATA_DEVICE T warp_min(T v, unsigned mask = kFullMask STRATA_SITE_DECL) {
   return warp_allreduce<Width>(v, MinOp{}, mask STRATA_SITE_ARG);
 }
 
+/// Row-sum reducer for strata/core functions when a row is split over aligned groups of `Width`
+/// lanes: every lane of the warp must call it (rows past the end compute on a clamped row).
+template <int Width>
+struct LaneGroupSum {
+  STRATA_DEVICE float operator()(float x) const { return warp_sum<Width>(x); }
+};
+
 }  // namespace strata::arch

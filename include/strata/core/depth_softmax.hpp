@@ -64,12 +64,14 @@ struct DepthMix {
 };
 
 /// Backward state of one (token, KV head) for at most kMaxCandidates candidates (sources + self).
+/// The per-candidate arrays are only indexed through unrolled loops with constant indices
+/// (select/put), so they stay in registers: a runtime index would put them in local memory.
 template <int kMaxCandidates>
 struct DepthMixGrad {
-  float z[kMaxCandidates];      ///< base-2 logits
-  float delta[kMaxCandidates];  ///< g . nu_c
-  float a[kMaxCandidates];      ///< alpha_c, after finish()
-  float delta_bar = 0.f;        ///< sum_c alpha_c delta_c = g . v^
+  float z[kMaxCandidates] = {};      ///< base-2 logits
+  float delta[kMaxCandidates] = {};  ///< g . nu_c
+  float a[kMaxCandidates] = {};      ///< alpha_c, after finish()
+  float delta_bar = 0.f;             ///< sum_c alpha_c delta_c = g . v^
   int n = 0;
 
   /// Pass 1: candidate c = n (in forward order). `g` is dL/dv^.
@@ -82,43 +84,61 @@ struct DepthMixGrad {
       dot += qbar[i] * kappa[i];
       dg += g[i] * nu[i];
     }
-    z[n] = sum(dot) * (scale * kLog2e);
-    delta[n] = sum(dg);
+    put(z, n, sum(dot) * (scale * kLog2e));
+    put(delta, n, sum(dg));
     ++n;
   }
 
   /// Softmax of the stored logits and delta_bar; call once after the last add().
   STRATA_HOST_DEVICE void finish() {
     float m = -INFINITY;
-    for (int c = 0; c < n; ++c) m = m > z[c] ? m : z[c];
+    STRATA_UNROLL
+    for (int c = 0; c < kMaxCandidates; ++c)
+      if (c < n) m = m > z[c] ? m : z[c];
     float l = 0.f;
-    for (int c = 0; c < n; ++c) {
-      a[c] = m == -INFINITY ? 0.f : exp2_or_zero(z[c] - m);
+    STRATA_UNROLL
+    for (int c = 0; c < kMaxCandidates; ++c) {
+      a[c] = c < n && m != -INFINITY ? exp2_or_zero(z[c] - m) : 0.f;
       l += a[c];
     }
     const float inv = l > 0.f ? 1.f / l : 0.f;
     delta_bar = 0.f;
-    for (int c = 0; c < n; ++c) {
+    STRATA_UNROLL
+    for (int c = 0; c < kMaxCandidates; ++c) {
       a[c] *= inv;
-      delta_bar += a[c] * delta[c];
+      if (c < n) delta_bar += a[c] * delta[c];
     }
   }
 
+  /// alpha_c, after finish().
+  STRATA_HOST_DEVICE float alpha(int c) const { return select(a, c); }
   /// dL/dz_c (natural-unit logit).
-  STRATA_HOST_DEVICE float dz(int c) const { return a[c] * (delta[c] - delta_bar); }
+  STRATA_HOST_DEVICE float dz(int c) const { return select(a, c) * (select(delta, c) - delta_bar); }
 
   /// Pass 2 for candidate c: adds to dq^, writes dkappa_c and dnu_c.
   template <int N>
   STRATA_HOST_DEVICE void candidate_grads(int c, const float (&qbar)[N], const float (&kappa)[N],
                                           const float (&g)[N], float scale, float (&dqbar)[N],
                                           float (&dkappa)[N], float (&dnu)[N]) const {
-    const float dzs = dz(c) * scale;
+    const float dzs = dz(c) * scale, ac = alpha(c);
     STRATA_UNROLL
     for (int i = 0; i < N; ++i) {
       dqbar[i] += dzs * kappa[i];
       dkappa[i] = dzs * qbar[i];
-      dnu[i] = a[c] * g[i];
+      dnu[i] = ac * g[i];
     }
+  }
+
+ private:
+  STRATA_HOST_DEVICE static float select(const float (&v)[kMaxCandidates], int c) {
+    float r = 0.f;
+    STRATA_UNROLL
+    for (int k = 0; k < kMaxCandidates; ++k) r = k == c ? v[k] : r;
+    return r;
+  }
+  STRATA_HOST_DEVICE static void put(float (&v)[kMaxCandidates], int c, float x) {
+    STRATA_UNROLL
+    for (int k = 0; k < kMaxCandidates; ++k) v[k] = k == c ? x : v[k];
   }
 };
 

@@ -10,25 +10,32 @@
 
 namespace strata::core {
 
-/// Composite head h from the H_c component rows `kc` (each N elements of one token).
-template <int N>
+/// Composite head h from the `components` (<= kMaxComponents) component rows `kc` (N elements of
+/// one token each). The loops run to the compile-time maximum so that `kc` stays in registers.
+template <int kMaxComponents, int N>
 STRATA_HOST_DEVICE void head_compose_forward(const float* a, int heads, int components, int h,
-                                             const float (*kc)[N], float (&out)[N]) {
+                                             const float (&kc)[kMaxComponents][N],
+                                             float (&out)[N]) {
   STRATA_UNROLL
   for (int i = 0; i < N; ++i) out[i] = 0.f;
-  for (int c = 0; c < components; ++c) {
+  STRATA_UNROLL
+  for (int c = 0; c < kMaxComponents; ++c) {
+    if (c >= components) break;
     const float w = a[c * heads + h];
     STRATA_UNROLL
     for (int i = 0; i < N; ++i) out[i] += w * kc[c][i];
   }
 }
 
-/// Backward of composite head h: adds to dkc (H_c rows) and to da[c*heads + h] for every c.
-template <int N>
+/// Backward of composite head h: adds to dkc (the component rows) and to da[c*heads + h].
+template <int kMaxComponents, int N>
 STRATA_HOST_DEVICE void head_compose_backward(const float* a, int heads, int components, int h,
-                                              const float (*kc)[N], const float (&dy)[N],
-                                              float (*dkc)[N], float* da) {
-  for (int c = 0; c < components; ++c) {
+                                              const float (&kc)[kMaxComponents][N],
+                                              const float (&dy)[N], float (&dkc)[kMaxComponents][N],
+                                              float* da) {
+  STRATA_UNROLL
+  for (int c = 0; c < kMaxComponents; ++c) {
+    if (c >= components) break;
     const float w = a[c * heads + h];
     float dot = 0.f;
     STRATA_UNROLL

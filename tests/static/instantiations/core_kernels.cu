@@ -18,3 +18,24 @@ __global__ void online_softmax_rows(const float* scores, const float* values, fl
   lse[r] = st.lse();
 }
 }  // namespace core_probe
+
+// The token-local probes of strata/core (row of 64 over 8 lanes), bf16 storage.
+#include "../../core/core_device_kernels.cuh"
+
+template __global__ void core_device::qk_norm_rope<__nv_bfloat16>(const __nv_bfloat16*,
+                                                                  const __nv_bfloat16*,
+                                                                  __nv_bfloat16*, int, int, float,
+                                                                  float);
+template __global__ void core_device::depth_mix<__nv_bfloat16>(const __nv_bfloat16*,
+                                                               const __nv_bfloat16* const*,
+                                                               const __nv_bfloat16* const*, int,
+                                                               __nv_bfloat16*, int, int, int);
+template __global__ void core_device::depth_mix_backward<__nv_bfloat16>(
+    const __nv_bfloat16*, const __nv_bfloat16* const*, const __nv_bfloat16* const*, int,
+    const __nv_bfloat16*, float*, float* const*, float* const*, int, int, int);
+template __global__ void core_device::anchor_mix_norm_gate<__nv_bfloat16>(
+    const __nv_bfloat16*, const __nv_bfloat16*, const __nv_bfloat16*, const float*, const float*,
+    const float*, const float*, const float*, __nv_bfloat16*, int, int, float, float);
+template __global__ void core_device::compose_group_norm<__nv_bfloat16, 8>(
+    const __nv_bfloat16*, const float*, const float*, const float*, __nv_bfloat16*, int, int, int,
+    float);
