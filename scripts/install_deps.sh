@@ -5,7 +5,7 @@
 set -euo pipefail
 
 packages=(cmake ninja-build g++ clang libboost-context-dev libgtest-dev libgmock-dev
-          libbenchmark-dev doxygen python3)
+          libbenchmark-dev doxygen python3 python3-venv)
 
 missing=()
 for p in "${packages[@]}"; do
@@ -44,3 +44,6 @@ else
   echo "              be preinstalled; without it the static (nvcc/ptxas) tests are skipped and" >&2
   echo "              CMake's find_package(CUDAToolkit) for the host headers will fail." >&2
 fi
+
+# The oracle tests' python venv (jax, numpy from PyPI).
+bash "$(dirname "${BASH_SOURCE[0]}")/install_python_deps.sh"

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Creates the python venv of the oracle tests (tests/oracle) and installs pinned jax/jaxlib (CPU) and
+# numpy into it from PyPI. Idempotent: does nothing when the pinned versions are already there.
+#   STRATA_VENV   venv directory (default $HOME/.cache/strata-venv; CMake's STRATA_PYTHON default is
+#                 $HOME/.cache/strata-venv/bin/python)
+set -euo pipefail
+
+venv="${STRATA_VENV:-$HOME/.cache/strata-venv}"
+JAX_VERSION=0.10.2
+NUMPY_VERSION=2.4.6
+python="$venv/bin/python"
+
+have_pinned() {
+  "$python" - "$JAX_VERSION" "$NUMPY_VERSION" <<'PY' >/dev/null 2>&1
+import sys
+import importlib.metadata as md
+want_jax, want_np = sys.argv[1:3]
+assert md.version("jax") == want_jax and md.version("jaxlib") == want_jax
+assert md.version("numpy") == want_np
+import jax, jaxlib, numpy  # noqa: F401  (importable, not only recorded)
+PY
+}
+
+if [[ -x "$python" ]] && have_pinned; then
+  echo "install_python_deps: jax $JAX_VERSION and numpy $NUMPY_VERSION present in $venv"
+  exit 0
+fi
+
+if [[ ! -x "$python" ]]; then
+  if ! command -v python3 >/dev/null 2>&1; then
+    echo "install_python_deps: python3 not found (scripts/install_deps.sh installs it)" >&2
+    exit 1
+  fi
+  echo "install_python_deps: creating venv $venv"
+  mkdir -p "$(dirname "$venv")"
+  if ! python3 -m venv "$venv"; then
+    echo "install_python_deps: 'python3 -m venv' failed; on Debian install python3-venv" >&2
+    exit 1
+  fi
+fi
+
+echo "install_python_deps: installing jax==$JAX_VERSION jaxlib==$JAX_VERSION numpy==$NUMPY_VERSION into $venv"
+"$python" -m pip install --disable-pip-version-check --quiet \
+  "jax==$JAX_VERSION" "jaxlib==$JAX_VERSION" "numpy==$NUMPY_VERSION"
+
+if ! have_pinned; then
+  echo "install_python_deps: jax/numpy still not importable from $python" >&2
+  exit 1
+fi
+echo "install_python_deps: done ($("$python" -c 'import jax, numpy; print("jax", jax.__version__, "numpy", numpy.__version__)'))"
