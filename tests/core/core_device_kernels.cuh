@@ -176,4 +176,41 @@ __global__ void compose_group_norm(const T* kc, const float* a, const float* gam
   if (rl.valid) store(x, rl.lane, out + size_t(rl.row) * kD);
 }
 
+/// The split-row backward paths: RMSNorm, head GroupNorm and the headwise gate backward of rows
+/// [rows, d] with a row-sum reducer over the 8 lanes. Per-row gain gradients are written per row
+/// (dgamma_rows, dbeta_rows) so the test sees each lane's partials land in its own elements.
+template <class T>
+__global__ void norm_gate_backward(const T* x, const float* gamma, const float* beta_unused,
+                                   const T* dy, const T* gate_logit, float* dx_rms,
+                                   float* dgamma_rms, float* dx_gn, float* dgamma_gn,
+                                   float* dbeta_gn, float* d_o, float* dgate, int rows, float eps) {
+  (void)beta_unused;
+  const RowLane rl(rows);
+  const strata::arch::LaneGroupSum<kLanes> sum;
+  const size_t base = size_t(rl.row) * kD;
+  float xr[kN], g[kN], dyr[kN], dx[kN], dg[kN] = {}, db[kN] = {};
+  load(x + base, rl.lane, xr);
+  load(gamma, rl.lane, g);
+  load(dy + base, rl.lane, dyr);
+  strata::core::rmsnorm_backward(xr, g, dyr, kD, eps, dx, dg, sum);
+  if (rl.valid) {
+    store_f32(dx, rl.lane, dx_rms + base);
+    store_f32(dg, rl.lane, dgamma_rms + base);
+  }
+  STRATA_UNROLL
+  for (int t = 0; t < kN; ++t) dg[t] = 0.f;
+  strata::core::group_norm_backward(xr, g, dyr, kD, eps, dx, dg, db, sum);
+  if (rl.valid) {
+    store_f32(dx, rl.lane, dx_gn + base);
+    store_f32(dg, rl.lane, dgamma_gn + base);
+    store_f32(db, rl.lane, dbeta_gn + base);
+  }
+  const float dgh =
+      strata::core::gate_backward(xr, strata::core::to_float(gate_logit[rl.row]), dyr, dx, sum);
+  if (rl.valid) {
+    store_f32(dx, rl.lane, d_o + base);
+    if (rl.lane == 0) dgate[rl.row] = dgh;
+  }
+}
+
 }  // namespace core_device

@@ -39,7 +39,7 @@ import oracle  # noqa: E402
 # without the leading "--" (see dump_command()).
 # ----------------------------------------------------------------------------------------------------
 
-VARLEN = "5,0,7"            # three sequences, one empty
+VARLEN = "5,0,1,7"          # four sequences: one empty, one of length 1
 
 
 def _cases():

@@ -8,6 +8,7 @@
 
 #include <functional>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "common.hpp"
@@ -232,6 +233,52 @@ TEST(CoreDevice, HeadComposeGroupNorm) {
       return close(out, host, core::kUnitRoundoff<T>);
     });
   }
+}
+
+TEST(CoreDevice, NormAndGateBackwardOnSplitRows) {
+  const int rows = 19;  // two blocks, the second ragged
+  Rng rng(7);
+  const auto x = random_bf16(rng, size_t(rows) * kD, 2.f, 0.3f),
+             dy = random_bf16(rng, size_t(rows) * kD);
+  const auto gl = random_bf16(rng, size_t(rows), 4.f);
+  const auto gamma = random_f32(rng, kD, 0.2f, 1.f);
+  const float eps = 1e-5f;
+  const size_t n = size_t(rows) * kD;
+  std::vector<float> dx_rms(n), dg_rms(n), dx_gn(n), dg_gn(n), db_gn(n), d_o(n),
+      dgate(static_cast<size_t>(rows));
+  for (int r = 0; r < rows; ++r) {
+    const size_t base = size_t(r) * kD;
+    float xr[kD], g[kD], dyr[kD], dx[kD], dg[kD] = {}, db[kD] = {};
+    core::load_row(x.data() + base, xr);
+    core::load_row(gamma.data(), g);
+    core::load_row(dy.data() + base, dyr);
+    core::rmsnorm_backward(xr, g, dyr, kD, eps, dx, dg);
+    std::copy(dx, dx + kD, dx_rms.begin() + long(base));
+    std::copy(dg, dg + kD, dg_rms.begin() + long(base));
+    std::fill(dg, dg + kD, 0.f);
+    core::group_norm_backward(xr, g, dyr, kD, eps, dx, dg, db);
+    std::copy(dx, dx + kD, dx_gn.begin() + long(base));
+    std::copy(dg, dg + kD, dg_gn.begin() + long(base));
+    std::copy(db, db + kD, db_gn.begin() + long(base));
+    dgate[size_t(r)] = core::gate_backward(xr, core::to_float(gl[size_t(r)]), dyr, dx);
+    std::copy(dx, dx + kD, d_o.begin() + long(base));
+  }
+  all_schedules_pass([&] {
+    std::vector<float> a(n, NAN), b(n, NAN), c(n, NAN), d(n, NAN), e(n, NAN), f(n, NAN),
+        gd(size_t(rows), NAN);
+    const auto st = strata::launch(core_device::norm_gate_backward<T>, dim3(blocks_for(rows)),
+                                   dim3(kBlockThreads), 0, 0, x.data(), gamma.data(), nullptr,
+                                   dy.data(), gl.data(), a.data(), b.data(), c.data(), d.data(),
+                                   e.data(), f.data(), gd.data(), rows, eps);
+    if (!st.ok()) return ::testing::AssertionFailure() << st.message();
+    for (auto [dev, host, what] :
+         {std::tuple{&a, &dx_rms, "rmsnorm dx"}, std::tuple{&b, &dg_rms, "rmsnorm dgamma"},
+          std::tuple{&c, &dx_gn, "group norm dx"}, std::tuple{&d, &dg_gn, "group norm dgamma"},
+          std::tuple{&e, &db_gn, "group norm dbeta"}, std::tuple{&f, &d_o, "gate dO"},
+          std::tuple{&gd, &dgate, "headwise gate dg"}})
+      if (auto r = close(*dev, *host, 0x1p-22f); !r) return r << " (" << what << ")";
+    return ::testing::AssertionSuccess();
+  });
 }
 
 }  // namespace

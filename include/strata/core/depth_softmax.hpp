@@ -15,6 +15,10 @@
 
 namespace strata::core {
 
+/// Default bound on the number of source layers of one layer (SPEC §7.2): a compile-time register
+/// budget. The public API rejects longer source lists before any kernel runs.
+inline constexpr int kMaxSources = 8;
+
 /// The depth softmax's scale: 1/sqrt(d), no temperature (SPEC §1a step 7).
 STRATA_HOST_DEVICE float depth_scale(int head_dim) {
   return 1.f / sqrtf(float(head_dim));
@@ -63,10 +67,11 @@ struct DepthMix {
   STRATA_HOST_DEVICE float alpha(float z) const { return softmax.weight(z) * softmax.inv_sum(); }
 };
 
-/// Backward state of one (token, KV head) for at most kMaxCandidates candidates (sources + self).
+/// Backward state of one (token, KV head) for at most kMaxCandidates candidates (sources + self);
+/// candidates past that bound are ignored, so callers validate the count first.
 /// The per-candidate arrays are only indexed through unrolled loops with constant indices
 /// (select/put), so they stay in registers: a runtime index would put them in local memory.
-template <int kMaxCandidates>
+template <int kMaxCandidates = kMaxSources + 1>
 struct DepthMixGrad {
   float z[kMaxCandidates] = {};      ///< base-2 logits
   float delta[kMaxCandidates] = {};  ///< g . nu_c

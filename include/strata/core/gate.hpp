@@ -3,7 +3,8 @@
 // dimension) or headwise (one g per head, broadcast over d).
 // Backward with dy = dL/dO':  dO = dy sigma(g),  dg = dy O sigma(g) (1 - sigma(g)) — summed over
 // the head's elements for a headwise gate. dO is what the attention backward consumes as its
-// "dO"; its preprocess D = rowsum(dO o O) reuses the same loads.
+// "dO"; its preprocess D = rowsum(dO o O) reuses the same loads. sigma'(g) is computed as
+// sigma(g) sigma(-g): 1 - sigma(g) would lose all relative accuracy for g > ~16.
 #pragma once
 
 #include "strata/core/numeric.hpp"
@@ -35,7 +36,7 @@ STRATA_HOST_DEVICE void gate_backward(const float (&o)[N], const float (&g)[N],
   STRATA_UNROLL
   for (int i = 0; i < N; ++i) {
     const float sg = sigmoid(g[i]);
-    dg[i] = dy[i] * o[i] * (sg * (1.f - sg));
+    dg[i] = dy[i] * o[i] * (sg * sigmoid(-g[i]));
     d_o[i] = dy[i] * sg;
   }
 }
@@ -51,7 +52,7 @@ STRATA_HOST_DEVICE float gate_backward(const float (&o)[N], float g, const float
     dot += dy[i] * o[i];
     d_o[i] = dy[i] * sg;
   }
-  return sum(dot) * (sg * (1.f - sg));
+  return sum(dot) * (sg * sigmoid(-g));
 }
 
 }  // namespace strata::core

@@ -3,7 +3,7 @@
 //   K'[h] = sum_c A[c,h] K_c[c],   A in R^{H_c x H} stored row-major (A[c*H + h]).
 // With H_c < H the composite heads are "virtual": the cache holds H_c heads, the kernel expands.
 // Backward with dy = dL/dK'[h]:  dK_c[c] += A[c,h] dy,  dA[c,h] += K_c[c] . dy (per-thread partial
-// sums over this thread's elements; the caller reduces over the row and the tokens).
+// sums over this thread's elements, in registers; the caller reduces over the row and the tokens).
 #pragma once
 
 #include "strata/core/numeric.hpp"
@@ -27,12 +27,14 @@ STRATA_HOST_DEVICE void head_compose_forward(const float* a, int heads, int comp
   }
 }
 
-/// Backward of composite head h: adds to dkc (the component rows) and to da[c*heads + h].
+/// Backward of composite head h: adds to dkc (the component rows) and to da[c], this thread's
+/// partial sum of dA[c,h] over its elements. The partials stay in registers; the caller reduces
+/// them over the lanes of the row and over tokens (one atomic or store per block, not per lane).
 template <int kMaxComponents, int N>
 STRATA_HOST_DEVICE void head_compose_backward(const float* a, int heads, int components, int h,
                                               const float (&kc)[kMaxComponents][N],
                                               const float (&dy)[N], float (&dkc)[kMaxComponents][N],
-                                              float* da) {
+                                              float (&da)[kMaxComponents]) {
   STRATA_UNROLL
   for (int c = 0; c < kMaxComponents; ++c) {
     if (c >= components) break;
@@ -43,14 +45,14 @@ STRATA_HOST_DEVICE void head_compose_backward(const float* a, int heads, int com
       dkc[c][i] += w * dy[i];
       dot += kc[c][i] * dy[i];
     }
-    da[c * heads + h] += dot;
+    da[c] += dot;
   }
 }
 
 /// The documented init of A: identity when H_c = H, identity tiled (composite head h reads
-/// component h mod H_c) when H_c < H, so MEA starts as MHA.
+/// component h mod H_c) when H_c < H, so MEA starts as MHA. `components` must be >= 1.
 STRATA_HOST_DEVICE float head_compose_init(int components, int c, int h) {
-  return h % components == c ? 1.f : 0.f;
+  return components > 0 && h % components == c ? 1.f : 0.f;
 }
 
 }  // namespace strata::core

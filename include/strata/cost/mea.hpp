@@ -73,9 +73,11 @@ constexpr int64_t mea_extra_params(const ModelShape& m, int64_t num_component_he
   return m.num_layers * mea_extra_params_layer(m, num_component_heads, site);
 }
 
-/// KV-cache bytes per token (SPEC 4c, 7.5): the cache holds the H_c component heads K_c
-/// (post-RoPE) and V_c, 2·L·H_c·d·elem; with H_c = H_kv (full MEA) that is the vanilla size, with
-/// H_c = H_kv/2 half of it.
+/// KV-cache bytes per token (SPEC 4c, 7.5): the cache holds the H_c component heads K_c and V_c,
+/// 2·L·H_c·d·elem; with H_c = H_kv (full MEA) that is the vanilla size, with H_c = H_kv/2 half of
+/// it. K_c is cached post-RoPE only at the `Output` site; at the `KeyValue` site RoPE follows the
+/// GroupNorm of K', so K_c is cached un-rotated and every step re-expands, normalizes and rotates
+/// (SPEC 4c (i)) — per-tile work these FLOP counts (once per token) do not include.
 constexpr int64_t mea_kv_cache_bytes_per_token(const ModelShape& m, int64_t num_component_heads,
                                                int64_t elem_bytes) {
   return 2 * m.num_layers * num_component_heads * m.head_dim * elem_bytes;
