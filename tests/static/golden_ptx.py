@@ -30,14 +30,12 @@ import argparse
 import difflib
 import os
 import re
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-DEFAULT_ARCHS = ("sm_80", "sm_90a")
+from nvcc_tools import DEFAULT_ARCHS, default_nvcc, scratch_dir
 
 # Function headers: `.visible .entry name(` / `.func (...) name(` / `.weak .func name(`.
 _FUNC_RE = re.compile(r"^\s*(?:\.(?:visible|weak|extern)\s+)*\.(entry|func)\s+(?:\([^)]*\)\s*)?([A-Za-z_$][\w$]*)")
@@ -46,13 +44,6 @@ _DROP_DIRECTIVES = re.compile(r"^\.(loc|file|pragma|reg|section|maxntid|reqntid|
 # Virtual-register classes nvcc emits; longest alternatives first so %rd is not read as %r + d.
 _REG_RE = re.compile(r"%(rd|rs|rq|fd|hh|r|f|p|h|b)(\d+)\b")
 _LABEL_RE = re.compile(r"\$L__[\w$]+")
-
-
-def default_nvcc() -> str:
-    for cand in (os.environ.get("STRATA_NVCC"), shutil.which("nvcc"), "/usr/local/cuda/bin/nvcc"):
-        if cand and Path(cand).exists():
-            return cand
-    return "nvcc"
 
 
 def nvcc_version(nvcc: str) -> str:
@@ -285,15 +276,8 @@ def main() -> int:
 
     repo = Path(args.repo).resolve()
     archs = args.arch or list(DEFAULT_ARCHS)
-    tmp = None
-    if args.scratch:
-        scratch = Path(args.scratch)
-        scratch.mkdir(parents=True, exist_ok=True)
-    else:
-        tmp = tempfile.TemporaryDirectory(prefix="strata_golden_")
-        scratch = Path(tmp.name)
     t0 = time.monotonic()
-    try:
+    with scratch_dir(args.scratch, "strata_golden_") as scratch:
         if args.selftest_mutation:
             if args.update:
                 ap.error("--selftest-mutation and --update exclude each other")
@@ -305,9 +289,6 @@ def main() -> int:
             print(f"golden_ptx: extra include dirs first: {extra}")
         includes = extra + [str(repo / "include")]
         diffs, errors, nfuncs = run(args.nvcc, repo, archs, includes, scratch, args.update)
-    finally:
-        if tmp:
-            tmp.cleanup()
     for e in errors:
         print(f"ERROR: {e}", file=sys.stderr)
     for (probe, arch), names in diffs.items():

@@ -33,11 +33,10 @@ import re
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-DEFAULT_ARCHS = ("sm_80", "sm_90a")
+from nvcc_tools import DEFAULT_ARCHS, default_nvcc, scratch_dir
 SMEM_LIMIT = 101376  # 99 KB: the largest per-block shared memory of sm_86 / sm_89.
 
 _COMPILING = re.compile(r"ptxas info\s*: Compiling entry function '([^']+)' for '([^']+)'")
@@ -46,13 +45,6 @@ _FRAME = re.compile(r"(\d+) bytes stack frame, (\d+) bytes spill stores, (\d+) b
 _USED = re.compile(r"ptxas info\s*: Used (\d+) registers")
 _SMEM = re.compile(r"(\d+) bytes smem")
 _DIAG = re.compile(r"^(ptxas|nvlink|nvcc)\s*(error|warning|fatal)", re.I)
-
-
-def default_nvcc() -> str:
-    for cand in (os.environ.get("STRATA_NVCC"), shutil.which("nvcc"), "/usr/local/cuda/bin/nvcc"):
-        if cand and Path(cand).exists():
-            return cand
-    return "nvcc"
 
 
 def find_demangler(nvcc: str) -> list[str] | None:
@@ -150,52 +142,43 @@ def main() -> int:
         print(f"ptxas_gate: nvcc not found: {args.nvcc}", file=sys.stderr)
         return 2
 
-    tmp = None
-    if args.scratch:
-        scratch = Path(args.scratch)
-        scratch.mkdir(parents=True, exist_ok=True)
-    else:
-        tmp = tempfile.TemporaryDirectory(prefix="strata_ptxas_")
-        scratch = Path(tmp.name)
-
     t0 = time.monotonic()
     failures: list[str] = []
     compiled_ok = True
     # measured[arch][mangled] = info (entries only); helpers = non-entry functions with frames.
     measured: dict[str, dict[str, dict]] = {a: {} for a in archs}
     everything: list[tuple[str, str, dict]] = []  # (arch, mangled, info) of every function
-    for src in sources:
-        for arch in archs:
-            t = time.monotonic()
-            rc, out, cmd = compile_one(args.nvcc, src, arch, repo, scratch / f"{src.stem}.{arch}.cubin")
-            dt = time.monotonic() - t
-            print(f"ptxas_gate: {src.name} [{arch}] compiled in {dt:.1f} s (exit {rc})")
-            diags = [ln for ln in out.splitlines() if _DIAG.match(ln.strip()) or ": error" in ln or ": warning" in ln]
-            if args.verbose or (rc != 0 and not diags):
-                print(out)
-            for d in diags:
-                print(f"  {d.strip()}")
-            if rc != 0:
-                compiled_ok = False
-                failures.append(f"{src.name} [{arch}]: nvcc exited {rc}: {' '.join(cmd)}")
-            try:
-                funcs = parse_ptxas(out, arch)
-            except RuntimeError as e:
-                failures.append(str(e))
-                continue
-            entries = {n: f for n, f in funcs.items() if f.get("entry")}
-            if not entries:
-                failures.append(f"{src.name} [{arch}]: no kernel found in the ptxas output")
-                compiled_ok = False
-            for name, info in funcs.items():
-                everything.append((arch, name, info))
-            for name, info in entries.items():
-                if name in measured[arch]:
-                    failures.append(f"{name} [{arch}]: instantiated in more than one file")
-                info["source"] = src.name
-                measured[arch][name] = info
-    if tmp:
-        tmp.cleanup()
+    with scratch_dir(args.scratch, "strata_ptxas_") as scratch:
+        for src in sources:
+            for arch in archs:
+                t = time.monotonic()
+                rc, out, cmd = compile_one(args.nvcc, src, arch, repo, scratch / f"{src.stem}.{arch}.cubin")
+                dt = time.monotonic() - t
+                print(f"ptxas_gate: {src.name} [{arch}] compiled in {dt:.1f} s (exit {rc})")
+                diags = [ln for ln in out.splitlines() if _DIAG.match(ln.strip()) or ": error" in ln or ": warning" in ln]
+                if args.verbose or (rc != 0 and not diags):
+                    print(out)
+                for d in diags:
+                    print(f"  {d.strip()}")
+                if rc != 0:
+                    compiled_ok = False
+                    failures.append(f"{src.name} [{arch}]: nvcc exited {rc}: {' '.join(cmd)}")
+                try:
+                    funcs = parse_ptxas(out, arch)
+                except RuntimeError as e:
+                    failures.append(str(e))
+                    continue
+                entries = {n: f for n, f in funcs.items() if f.get("entry")}
+                if not entries:
+                    failures.append(f"{src.name} [{arch}]: no kernel found in the ptxas output")
+                    compiled_ok = False
+                for name, info in funcs.items():
+                    everything.append((arch, name, info))
+                for name, info in entries.items():
+                    if name in measured[arch]:
+                        failures.append(f"{name} [{arch}]: instantiated in more than one file")
+                    info["source"] = src.name
+                    measured[arch][name] = info
 
     tool = find_demangler(args.nvcc)
     names = demangle(sorted({n for _, n, _ in everything}), tool)
