@@ -180,11 +180,9 @@ __global__ void compose_group_norm(const T* kc, const float* a, const float* gam
 /// [rows, d] with a row-sum reducer over the 8 lanes. Per-row gain gradients are written per row
 /// (dgamma_rows, dbeta_rows) so the test sees each lane's partials land in its own elements.
 template <class T>
-__global__ void norm_gate_backward(const T* x, const float* gamma, const float* beta_unused,
-                                   const T* dy, const T* gate_logit, float* dx_rms,
-                                   float* dgamma_rms, float* dx_gn, float* dgamma_gn,
+__global__ void norm_gate_backward(const T* x, const float* gamma, const T* dy, const T* gate_logit,
+                                   float* dx_rms, float* dgamma_rms, float* dx_gn, float* dgamma_gn,
                                    float* dbeta_gn, float* d_o, float* dgate, int rows, float eps) {
-  (void)beta_unused;
   const RowLane rl(rows);
   const strata::arch::LaneGroupSum<kLanes> sum;
   const size_t base = size_t(rl.row) * kD;

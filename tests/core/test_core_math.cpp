@@ -4,6 +4,7 @@
 // roundoff. Every backward is also checked against central finite differences of the fp32
 // forward, and the edge cases of each method are pinned down.
 #include <strata/core/core.hpp>
+#include <strata/reference/attention.hpp>
 #include <strata/reference/ops.hpp>
 
 #include <gtest/gtest.h>
@@ -593,6 +594,25 @@ TYPED_TEST(CoreMath, AnchorMixMatchesFormulaForEveryGranularity) {
     EXPECT_NEAR(ds1, rds1, tolerance<float>(rds1, 3 * H * d, mag));
     EXPECT_NEAR(ds2, rds2, tolerance<float>(rds2, H * d, mag));
   }
+}
+
+TEST(CoreEdge, LambdaLayoutAgreesWithTheReference) {
+  // The anchor-mix test expands lambda with core::lambda_offset on both sides, so the layout
+  // itself is checked here against the reference's independent lambda_index / lambda_shape.
+  const std::pair<core::MixGranularity, ref::LambdaGranularity> kinds[] = {
+      {core::MixGranularity::kElementwise, ref::LambdaGranularity::Elementwise},
+      {core::MixGranularity::kHeadwise, ref::LambdaGranularity::Head},
+      {core::MixGranularity::kScalar, ref::LambdaGranularity::Scalar}};
+  for (auto [g, rg] : kinds)
+    for (int heads : {1, 3, 16}) {
+      const int d = 8;
+      int64_t count = 1;
+      for (int64_t e : ref::lambda_shape(rg, heads, d)) count *= e;
+      EXPECT_EQ(core::lambda_count(g, heads, d), count);
+      for (int h = 0; h < heads; ++h)
+        for (int i = 0; i < d; ++i)
+          EXPECT_EQ(core::lambda_offset(g, h, i, d), ref::lambda_index(rg, h, i, d));
+    }
 }
 
 TEST(CoreFiniteDifference, AnchorMix) {

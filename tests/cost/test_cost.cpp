@@ -324,7 +324,7 @@ TEST(ValueResidual, FusedPassByteMinimaHandComputed) {
 // parameters, i.e. 22C² per token (SPEC 3d).
 double exo_baseline_layer_flops(const ModelShape& m) {
   return 2.0 * double(attention_params_per_layer(m) + mlp_params_per_layer(m) +
-                      gated_extra_params_layer(m, GateKind::Elementwise));
+                      gated_extra_params_layer(m, GateKind::kElementwise));
 }
 
 // SPEC 3d: "the overhead is ≈ 8C²/(22·L·C²) + O(1/C), about 1.1% for L = 32. Attention-score
@@ -350,7 +350,7 @@ TEST(ExoFormer, PaperConfigOverheadAboutOnePointOnePercent) {
   EXPECT_NEAR(full, 0.010430, 0.000002);
   EXPECT_LT(full, layers_only);  // "attention-score FLOPs lower this further"
   // the static variant mixes with 3 FLOPs per element and has no MLP: 1.17%
-  const ExoOptions stat{.dynamic = false, .lambda = ExoLambda::Elementwise};
+  const ExoOptions stat{.dynamic = false, .lambda = MixGranularity::kElementwise};
   EXPECT_EQ(exoformer_extra_forward_flops_per_token(kExo, stat), 18898944 + 32 * 12 * 1536);
   EXPECT_EQ(exoformer_extra_backward_flops_per_token(kExo), 2 * extra);
 }
@@ -361,9 +361,9 @@ TEST(ExoFormer, ParameterDeltaAndUnchangedCache) {
   EXPECT_EQ(exoformer_stream_elems(kExo), 4 * 1536);
   EXPECT_EQ(exoformer_extra_params(kExo),
             4 * 1536 * 1536 + 4 * 96 + 32 * (8 * 1536 + 1536 * 16 + 16 * 8 + 8));
-  EXPECT_EQ(exoformer_extra_params(kExo, {.dynamic = false, .lambda = ExoLambda::Head}),
+  EXPECT_EQ(exoformer_extra_params(kExo, {.dynamic = false, .lambda = MixGranularity::kHeadwise}),
             4 * 1536 * 1536 + 4 * 96 + 32 * (8 * 16));
-  EXPECT_EQ(exoformer_extra_params(kExo, {.dynamic = false, .lambda = ExoLambda::Scalar}),
+  EXPECT_EQ(exoformer_extra_params(kExo, {.dynamic = false, .lambda = MixGranularity::kScalar}),
             4 * 1536 * 1536 + 4 * 96 + 32 * 8);
   EXPECT_EQ(exoformer_kv_cache_bytes_per_token(kExo, 2), kv_cache_bytes_per_token(kExo, 2));
 }
@@ -388,9 +388,9 @@ TEST(ExoFormer, FusedPassByteMinimaHandComputed) {
   EXPECT_EQ(exoformer_gate_epilogue_traffic(m, no_gate, kBf16),
             (Traffic{.read = 68, .read_fixed = 4 * 64}));
   // static, scalar λ: no scales, 8 λ
-  EXPECT_EQ(
-      exoformer_mix_forward_traffic(m, {.dynamic = false, .lambda = ExoLambda::Scalar}, kBf16),
-      (Traffic{.read = 384, .write = 192, .read_fixed = 4 * (8 + 16)}));
+  EXPECT_EQ(exoformer_mix_forward_traffic(m, {.dynamic = false, .lambda = MixGranularity::kScalar},
+                                          kBf16),
+            (Traffic{.read = 384, .write = 192, .read_fixed = 4 * (8 + 16)}));
   // backward: read dy, Â, P (3·96) + s (8) bf16 and dÂ (96 fp32); write dP + ds (104 bf16) and dÂ
   EXPECT_EQ(exoformer_mix_backward_traffic(m, {}, kBf16),
             (Traffic{.read = 976, .write = 592, .read_fixed = 832, .write_fixed = 832}));
@@ -415,15 +415,15 @@ TEST(Mea, SpecExampleHlcIsHalfAPercentOfQkv) {
   EXPECT_EQ(qkv, 25165824.0);
   EXPECT_NEAR(131072 / qkv, 0.005208, 0.000001);  // 0.52%
   // with the KeyValue-site GroupNorm on K' and V' (2 × 8·H·d): 0.65%, still negligible
-  EXPECT_EQ(mea_extra_forward_flops_layer(m, 16, MeaGnSite::KeyValue), 131072 + 32768);
-  EXPECT_EQ(mea_extra_forward_flops_layer(m, 16, MeaGnSite::Output), 131072 + 16384);
+  EXPECT_EQ(mea_extra_forward_flops_layer(m, 16, NormSite::kKeyValue), 131072 + 32768);
+  EXPECT_EQ(mea_extra_forward_flops_layer(m, 16, NormSite::kOutput), 131072 + 16384);
   // of the whole forward (matmuls, LM head, causal scores at T = 2048): 0.14%
   EXPECT_NEAR(double(mea_extra_forward_flops_per_token(m, 16)) / forward_flops_per_token(m),
               0.0013684, 0.0000005);
   EXPECT_EQ(mea_extra_backward_flops_per_token(m, 16), 2 * 24 * 163840);
   // full MEA parameters: 2·H·H per layer plus GN affine of K' and V'
   EXPECT_EQ(mea_extra_params_layer(m, 16), 2 * 256 + 4 * 2048);
-  EXPECT_EQ(mea_extra_params_layer(m, 16, MeaGnSite::Output), 2 * 256 + 2 * 2048);
+  EXPECT_EQ(mea_extra_params_layer(m, 16, NormSite::kOutput), 2 * 256 + 2 * 2048);
   EXPECT_EQ(mea_extra_params(m, 16), 24 * (2 * 256 + 4 * 2048));
 }
 
@@ -444,14 +444,14 @@ TEST(Mea, FusedPassByteMinimaHandComputed) {
   const ModelShape m{
       .num_layers = 2, .hidden = 32, .num_heads = 4, .num_kv_heads = 4, .head_dim = 8};
   // read K_c, V_c (2·16), write K', V' (2·32); fixed A^K, A^V (2·2·4) + GN γ, β (4·32), fp32
-  EXPECT_EQ(mea_hlc_forward_traffic(m, 2, MeaGnSite::KeyValue, kBf16),
+  EXPECT_EQ(mea_hlc_forward_traffic(m, 2, NormSite::kKeyValue, kBf16),
             (Traffic{.read = 64, .write = 128, .read_fixed = 4 * (16 + 128)}));
-  EXPECT_EQ(mea_hlc_forward_traffic(m, 2, MeaGnSite::Output, kFp32),
+  EXPECT_EQ(mea_hlc_forward_traffic(m, 2, NormSite::kOutput, kFp32),
             (Traffic{.read = 128, .write = 256, .read_fixed = 4 * 16}));
   EXPECT_EQ(mea_output_gn_forward_traffic(m, kBf16),
             (Traffic{.read = 64, .write = 64, .read_fixed = 4 * 64}));
   // backward: read dK', dV' (64) and K_c, V_c (32); write dK_c, dV_c (32)
-  EXPECT_EQ(mea_hlc_backward_traffic(m, 2, MeaGnSite::KeyValue, kBf16),
+  EXPECT_EQ(mea_hlc_backward_traffic(m, 2, NormSite::kKeyValue, kBf16),
             (Traffic{.read = 192, .write = 64, .read_fixed = 576, .write_fixed = 576}));
 }
 
@@ -461,25 +461,25 @@ TEST(Mea, FusedPassByteMinimaHandComputed) {
 // SPEC 5d: 2·C·H·d per token (one more q_proj-sized GEMM) plus about 5·H·d; SPEC 5b: C·H·d
 // parameters (C·H head-wise); 5c: cache unchanged.
 TEST(Gated, ExtraFlopsTwoCHdPlusFiveHd) {
-  EXPECT_EQ(gated_extra_forward_flops_layer(kDepth3B, GateKind::Elementwise),
+  EXPECT_EQ(gated_extra_forward_flops_layer(kDepth3B, GateKind::kElementwise),
             2 * 2048 * 2048 + 5 * 2048);
-  EXPECT_EQ(gated_extra_forward_flops_layer(kDepth3B, GateKind::Headwise),
+  EXPECT_EQ(gated_extra_forward_flops_layer(kDepth3B, GateKind::kHeadwise),
             2 * 2048 * 32 + 4 * 32 + 2048);
   EXPECT_EQ(gated_extra_forward_flops_per_token(kDepth3B), 48 * 8398848);
   EXPECT_EQ(gated_extra_backward_flops_per_token(kDepth3B), 2 * 48 * 8398848);
   EXPECT_EQ(gated_extra_params(kDepth3B), 48 * 2048 * 2048);
-  EXPECT_EQ(gated_extra_params(kDepth3B, GateKind::Headwise), 48 * 2048 * 32);
+  EXPECT_EQ(gated_extra_params(kDepth3B, GateKind::kHeadwise), 48 * 2048 * 32);
   EXPECT_EQ(gated_kv_cache_bytes_per_token(kDepth3B, 2), kv_cache_bytes_per_token(kDepth3B, 2));
   // its share of the model: an extra q_proj per layer is 7.1% of the 3B forward (attention at
   // T = 2048 included), 10% of a vanilla ExoFormer-config layer's matmuls (2C² of 20C²)
   EXPECT_NEAR(
       double(gated_extra_forward_flops_per_token(kDepth3B)) / forward_flops_per_token(kDepth3B),
       0.07083, 0.00001);
-  EXPECT_EQ(2.0 * double(gated_extra_params_layer(kExo, GateKind::Elementwise)) /
+  EXPECT_EQ(2.0 * double(gated_extra_params_layer(kExo, GateKind::kElementwise)) /
                 (2.0 * double(attention_params_per_layer(kExo) + mlp_params_per_layer(kExo))),
             0.1);
   // head-wise is the cheap variant: 0.11% of the 3B forward
-  EXPECT_NEAR(double(gated_extra_forward_flops_per_token(kDepth3B, GateKind::Headwise)) /
+  EXPECT_NEAR(double(gated_extra_forward_flops_per_token(kDepth3B, GateKind::kHeadwise)) /
                   forward_flops_per_token(kDepth3B),
               0.001124, 0.000001);
 }
@@ -488,15 +488,16 @@ TEST(Gated, ExtraFlopsTwoCHdPlusFiveHd) {
 TEST(Gated, FusedPassByteMinimaHandComputed) {
   const ModelShape m{
       .num_layers = 1, .hidden = 32, .num_heads = 4, .num_kv_heads = 4, .head_dim = 8};
-  EXPECT_EQ(gated_epilogue_forward_traffic(m, GateKind::Elementwise, kBf16), (Traffic{.read = 64}));
-  EXPECT_EQ(gated_epilogue_forward_traffic(m, GateKind::Headwise, kBf16), (Traffic{.read = 8}));
-  EXPECT_EQ(gated_forward_traffic(m, GateKind::Elementwise, kBf16),
+  EXPECT_EQ(gated_epilogue_forward_traffic(m, GateKind::kElementwise, kBf16),
+            (Traffic{.read = 64}));
+  EXPECT_EQ(gated_epilogue_forward_traffic(m, GateKind::kHeadwise, kBf16), (Traffic{.read = 8}));
+  EXPECT_EQ(gated_forward_traffic(m, GateKind::kElementwise, kBf16),
             (Traffic{.read = 128, .write = 64}));
-  EXPECT_EQ(gated_forward_traffic(m, GateKind::Headwise, kFp32),
+  EXPECT_EQ(gated_forward_traffic(m, GateKind::kHeadwise, kFp32),
             (Traffic{.read = 144, .write = 128}));
-  EXPECT_EQ(gated_backward_traffic(m, GateKind::Elementwise, kBf16),
+  EXPECT_EQ(gated_backward_traffic(m, GateKind::kElementwise, kBf16),
             (Traffic{.read = 192, .write = 128}));
-  EXPECT_EQ(gated_backward_traffic(m, GateKind::Headwise, kBf16),
+  EXPECT_EQ(gated_backward_traffic(m, GateKind::kHeadwise, kBf16),
             (Traffic{.read = 136, .write = 72}));
 }
 

@@ -267,9 +267,9 @@ TEST(CoreDevice, NormAndGateBackwardOnSplitRows) {
     std::vector<float> a(n, NAN), b(n, NAN), c(n, NAN), d(n, NAN), e(n, NAN), f(n, NAN),
         gd(size_t(rows), NAN);
     const auto st = strata::launch(core_device::norm_gate_backward<T>, dim3(blocks_for(rows)),
-                                   dim3(kBlockThreads), 0, 0, x.data(), gamma.data(), nullptr,
-                                   dy.data(), gl.data(), a.data(), b.data(), c.data(), d.data(),
-                                   e.data(), f.data(), gd.data(), rows, eps);
+                                   dim3(kBlockThreads), 0, 0, x.data(), gamma.data(), dy.data(),
+                                   gl.data(), a.data(), b.data(), c.data(), d.data(), e.data(),
+                                   f.data(), gd.data(), rows, eps);
     if (!st.ok()) return ::testing::AssertionFailure() << st.message();
     for (auto [dev, host, what] :
          {std::tuple{&a, &dx_rms, "rmsnorm dx"}, std::tuple{&b, &dg_rms, "rmsnorm dgamma"},

@@ -12,25 +12,9 @@
 #pragma once
 
 #include "strata/core/numeric.hpp"
+#include "strata/core/options.hpp"
 
 namespace strata::core {
-
-/// Granularity of a mixing coefficient (ExoFormer's `residual_mode`; also ResFormer's lambda).
-enum class MixGranularity { kElementwise, kHeadwise, kScalar };
-
-/// Offset of the coefficient of (head, i) in a lambda stored as [H,d], [H] or [] (one value).
-STRATA_HOST_DEVICE int lambda_offset(MixGranularity g, int head, int i, int head_dim) {
-  return g == MixGranularity::kElementwise ? head * head_dim + i
-         : g == MixGranularity::kHeadwise  ? head
-                                           : 0;
-}
-
-/// Number of coefficients of a lambda of granularity g for `heads` heads of `head_dim`.
-STRATA_HOST_DEVICE int lambda_count(MixGranularity g, int heads, int head_dim) {
-  return g == MixGranularity::kElementwise ? heads * head_dim
-         : g == MixGranularity::kHeadwise  ? heads
-                                           : 1;
-}
 
 /// P~ = (lambda1 s1) anchor + (lambda2 s2) p, lambda expanded to the N elements of the row.
 template <int N>

@@ -9,6 +9,7 @@
 #include "strata/core/head_compose.hpp"
 #include "strata/core/numeric.hpp"
 #include "strata/core/online_softmax.hpp"
+#include "strata/core/options.hpp"
 #include "strata/core/rmsnorm.hpp"
 #include "strata/core/rope.hpp"
 #include "strata/core/value_residual.hpp"

@@ -11,9 +11,6 @@
 
 namespace strata::core {
 
-/// Granularity of the output gate.
-enum class GateKind { kElementwise, kHeadwise };
-
 /// O' = O sigma(g) elementwise. `out` may alias `o`.
 template <int N>
 STRATA_HOST_DEVICE void gate_forward(const float (&o)[N], const float (&g)[N], float (&out)[N]) {

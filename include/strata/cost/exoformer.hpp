@@ -10,23 +10,19 @@
 
 #include <cstdint>
 
+#include "strata/core/options.hpp"
 #include "strata/cost/model.hpp"
 #include "strata/cost/traffic.hpp"
 
 namespace strata::cost {
 
-/// Granularity of the λ coefficients (SPEC 3a.4, 7.4).
-enum class ExoLambda {
-  Elementwise,  ///< [H_P, d] per stream (the default)
-  Head,         ///< [H_P] per stream
-  Scalar,       ///< one value per stream
-};
+using core::MixGranularity;  // granularity of lambda (strata/core/options.hpp)
 
 /// The ExoFormer variant.
 struct ExoOptions {
-  bool dynamic = true;                        ///< per-token scales s from the C→16→8 MLP
-  ExoLambda lambda = ExoLambda::Elementwise;  ///< λ granularity
-  int64_t mlp_hidden = 16;                    ///< the dynamic MLP's hidden width (SPEC 3a.3)
+  bool dynamic = true;  ///< per-token scales s from the C→16→8 MLP
+  MixGranularity lambda = MixGranularity::kElementwise;  ///< λ granularity
+  int64_t mlp_hidden = 16;  ///< the dynamic MLP's hidden width (SPEC 3a.3)
   /// The gate stream is mixed in the pre-attention pass and g̃ written for the attention epilogue
   /// (true), or mixed in the epilogue itself (false, see exoformer_gate_epilogue_traffic).
   bool mix_gate_in_pass = true;
@@ -39,13 +35,13 @@ constexpr int64_t exoformer_stream_elems(const ModelShape& m) {
 }
 
 /// Number of λ values of one layer: two tensors per stream (SPEC 3b).
-constexpr int64_t exoformer_lambda_count(const ModelShape& m, ExoLambda g) {
+constexpr int64_t exoformer_lambda_count(const ModelShape& m, MixGranularity g) {
   switch (g) {
-    case ExoLambda::Elementwise:
+    case MixGranularity::kElementwise:
       return 2 * exoformer_stream_elems(m);
-    case ExoLambda::Head:
+    case MixGranularity::kHeadwise:
       return 2 * 2 * (m.num_heads + m.num_kv_heads);
-    case ExoLambda::Scalar:
+    case MixGranularity::kScalar:
       return 2 * 4;
   }
   return 0;
@@ -117,9 +113,9 @@ constexpr Traffic exoformer_mix_forward_traffic(const ModelShape& m, const ExoOp
   const int64_t scales = o.dynamic ? (o.mix_gate_in_pass ? 8 : 6) : 0;
   int64_t lambdas = exoformer_lambda_count(m, o.lambda);
   if (!o.mix_gate_in_pass)
-    lambdas -= o.lambda == ExoLambda::Elementwise ? 2 * gate
-               : o.lambda == ExoLambda::Head      ? 2 * m.num_heads
-                                                  : 2;
+    lambdas -= o.lambda == MixGranularity::kElementwise ? 2 * gate
+               : o.lambda == MixGranularity::kHeadwise  ? 2 * m.num_heads
+                                                        : 2;
   Traffic t;
   t.read = s.act * (2 * streams + scales);
   t.write = s.act * streams;
@@ -135,9 +131,9 @@ constexpr Traffic exoformer_gate_epilogue_traffic(const ModelShape& m, const Exo
   const int64_t gate = m.num_heads * m.head_dim;
   Traffic t;
   t.read = s.act * (gate + (o.dynamic ? 2 : 0));  // Â_g and scales beyond the baseline's g
-  t.read_fixed = s.param * (o.lambda == ExoLambda::Elementwise ? 2 * gate
-                            : o.lambda == ExoLambda::Head      ? 2 * m.num_heads
-                                                               : 2);
+  t.read_fixed = s.param * (o.lambda == MixGranularity::kElementwise ? 2 * gate
+                            : o.lambda == MixGranularity::kHeadwise  ? 2 * m.num_heads
+                                                                     : 2);
   return t;
 }
 

@@ -4,20 +4,17 @@
 
 #include <cstdint>
 
+#include "strata/core/options.hpp"
 #include "strata/cost/model.hpp"
 #include "strata/cost/traffic.hpp"
 
 namespace strata::cost {
 
-/// The gate's shape (SPEC 5a, 7.6).
-enum class GateKind {
-  Elementwise,  ///< one logit per head and dimension, [H, d] per token (the paper's best)
-  Headwise,     ///< one logit per head, [H] per token
-};
+using core::GateKind;  // elementwise or headwise gate (strata/core/options.hpp)
 
 /// Gate logits per token: H·d elementwise, H headwise.
 constexpr int64_t gate_width(const ModelShape& m, GateKind k) {
-  return k == GateKind::Elementwise ? m.num_heads * m.head_dim : m.num_heads;
+  return k == GateKind::kElementwise ? m.num_heads * m.head_dim : m.num_heads;
 }
 
 /// Extra forward FLOPs per token of one layer (SPEC 5d): the gate projection 2·C·(gate width),
@@ -29,12 +26,12 @@ constexpr int64_t gated_extra_forward_flops_layer(const ModelShape& m, GateKind 
 }
 /// Extra forward FLOPs per token of the model: L layers.
 constexpr int64_t gated_extra_forward_flops_per_token(const ModelShape& m,
-                                                      GateKind k = GateKind::Elementwise) {
+                                                      GateKind k = GateKind::kElementwise) {
   return m.num_layers * gated_extra_forward_flops_layer(m, k);
 }
 /// Extra backward FLOPs per token of the model: ≈ 2 × the forward (SPEC 5e: dW_θ and dX GEMMs).
 constexpr int64_t gated_extra_backward_flops_per_token(const ModelShape& m,
-                                                       GateKind k = GateKind::Elementwise) {
+                                                       GateKind k = GateKind::kElementwise) {
   return 2 * gated_extra_forward_flops_per_token(m, k);
 }
 /// Parameters added per layer (SPEC 5b): C·H·d elementwise, C·H headwise (no bias).
@@ -42,7 +39,7 @@ constexpr int64_t gated_extra_params_layer(const ModelShape& m, GateKind k) {
   return m.hidden * gate_width(m, k);
 }
 /// Parameters added to the model.
-constexpr int64_t gated_extra_params(const ModelShape& m, GateKind k = GateKind::Elementwise) {
+constexpr int64_t gated_extra_params(const ModelShape& m, GateKind k = GateKind::kElementwise) {
   return m.num_layers * gated_extra_params_layer(m, k);
 }
 /// KV-cache bytes per token: unchanged, the gate depends on the current token only (SPEC 5c).

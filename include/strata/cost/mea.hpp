@@ -10,16 +10,13 @@
 
 #include <cstdint>
 
+#include "strata/core/options.hpp"
 #include "strata/cost/model.hpp"
 #include "strata/cost/traffic.hpp"
 
 namespace strata::cost {
 
-/// Where the head GroupNorm sits (SPEC 4a readings A and B, 7.5).
-enum class MeaGnSite {
-  KeyValue,  ///< on K' and V' (reading A, default)
-  Output,    ///< on each head's attention output before W_O (reading B)
-};
+using core::NormSite;  // site of the head GroupNorm (strata/core/options.hpp)
 
 /// HLC forward FLOPs per token of one layer: 2·H_c·H_kv·d for K plus the same for V (SPEC 4d).
 constexpr int64_t mea_hlc_forward_flops_layer(const ModelShape& m, int64_t num_component_heads) {
@@ -27,8 +24,8 @@ constexpr int64_t mea_hlc_forward_flops_layer(const ModelShape& m, int64_t num_c
 }
 /// Head GroupNorm forward FLOPs per token of one layer, ≈ 8 per normalised element (SPEC 4d): two
 /// tensors of H_kv·d at the KeyValue site, one of H·d at the Output site.
-constexpr int64_t mea_gn_forward_flops_layer(const ModelShape& m, MeaGnSite site) {
-  return site == MeaGnSite::KeyValue ? 2 * 8 * m.num_kv_heads * m.head_dim
+constexpr int64_t mea_gn_forward_flops_layer(const ModelShape& m, NormSite site) {
+  return site == NormSite::kKeyValue ? 2 * 8 * m.num_kv_heads * m.head_dim
                                      : 8 * m.num_heads * m.head_dim;
 }
 /// FLOPs per token of one layer saved by virtual heads: the K and V projections shrink from H_kv
@@ -39,21 +36,21 @@ constexpr int64_t mea_projection_savings_flops_layer(const ModelShape& m,
 }
 /// Net extra forward FLOPs per token of one layer: HLC + GroupNorm − projection savings.
 constexpr int64_t mea_extra_forward_flops_layer(const ModelShape& m, int64_t num_component_heads,
-                                                MeaGnSite site = MeaGnSite::KeyValue) {
+                                                NormSite site = NormSite::kKeyValue) {
   return mea_hlc_forward_flops_layer(m, num_component_heads) + mea_gn_forward_flops_layer(m, site) -
          mea_projection_savings_flops_layer(m, num_component_heads);
 }
 /// Net extra forward FLOPs per token of the model (every layer composes).
 constexpr int64_t mea_extra_forward_flops_per_token(const ModelShape& m,
                                                     int64_t num_component_heads,
-                                                    MeaGnSite site = MeaGnSite::KeyValue) {
+                                                    NormSite site = NormSite::kKeyValue) {
   return m.num_layers * mea_extra_forward_flops_layer(m, num_component_heads, site);
 }
 /// Net extra backward FLOPs per token of the model: ≈ 2 × the forward (SPEC 4e: dK_c and dA are
 /// two contractions per forward one; the projection savings double likewise).
 constexpr int64_t mea_extra_backward_flops_per_token(const ModelShape& m,
                                                      int64_t num_component_heads,
-                                                     MeaGnSite site = MeaGnSite::KeyValue) {
+                                                     NormSite site = NormSite::kKeyValue) {
   return 2 * mea_extra_forward_flops_per_token(m, num_component_heads, site);
 }
 
@@ -61,15 +58,15 @@ constexpr int64_t mea_extra_backward_flops_per_token(const ModelShape& m,
 /// (2·H_kv·d per normalised tensor at KeyValue, two tensors; 2·H·d at Output), minus the K and V
 /// projection columns virtual heads drop, 2·C·d·(H_kv − H_c).
 constexpr int64_t mea_extra_params_layer(const ModelShape& m, int64_t num_component_heads,
-                                         MeaGnSite site = MeaGnSite::KeyValue) {
-  const int64_t gn = site == MeaGnSite::KeyValue ? 2 * 2 * m.num_kv_heads * m.head_dim
+                                         NormSite site = NormSite::kKeyValue) {
+  const int64_t gn = site == NormSite::kKeyValue ? 2 * 2 * m.num_kv_heads * m.head_dim
                                                  : 2 * m.num_heads * m.head_dim;
   return 2 * num_component_heads * m.num_kv_heads + gn -
          2 * m.hidden * m.head_dim * (m.num_kv_heads - num_component_heads);
 }
 /// Parameters added to the model: L × mea_extra_params_layer.
 constexpr int64_t mea_extra_params(const ModelShape& m, int64_t num_component_heads,
-                                   MeaGnSite site = MeaGnSite::KeyValue) {
+                                   NormSite site = NormSite::kKeyValue) {
   return m.num_layers * mea_extra_params_layer(m, num_component_heads, site);
 }
 
@@ -89,14 +86,14 @@ constexpr int64_t mea_kv_cache_bytes_per_token(const ModelShape& m, int64_t num_
 /// (H_kv·d each). With virtual heads expanded inside the attention tile (SPEC 4c (i)) there is no
 /// such pass: the attention instead reads H_c rather than H_kv heads per key.
 constexpr Traffic mea_hlc_forward_traffic(const ModelShape& m, int64_t num_component_heads,
-                                          MeaGnSite site, const Storage& s) {
+                                          NormSite site, const Storage& s) {
   const int64_t c = num_component_heads * m.head_dim;
   const int64_t kv = m.num_kv_heads * m.head_dim;
   Traffic t;
   t.read = s.act * 2 * c;
   t.write = s.act * 2 * kv;
   t.read_fixed = s.param * (2 * num_component_heads * m.num_kv_heads +
-                            (site == MeaGnSite::KeyValue ? 4 * kv : 0));
+                            (site == NormSite::kKeyValue ? 4 * kv : 0));
   return t;
 }
 
@@ -116,11 +113,11 @@ constexpr Traffic mea_output_gn_forward_traffic(const ModelShape& m, const Stora
 /// (H_c·d each); write dK_c, dV_c (H_c·d each). Fixed: A^K, A^V and the KeyValue γ, β read; dA^K,
 /// dA^V and dγ, dβ written (fp32).
 constexpr Traffic mea_hlc_backward_traffic(const ModelShape& m, int64_t num_component_heads,
-                                           MeaGnSite site, const Storage& s) {
+                                           NormSite site, const Storage& s) {
   const int64_t c = num_component_heads * m.head_dim;
   const int64_t kv = m.num_kv_heads * m.head_dim;
   const int64_t fixed =
-      2 * num_component_heads * m.num_kv_heads + (site == MeaGnSite::KeyValue ? 4 * kv : 0);
+      2 * num_component_heads * m.num_kv_heads + (site == NormSite::kKeyValue ? 4 * kv : 0);
   Traffic t;
   t.read = s.act * (2 * kv + 2 * c);
   t.write = s.act * 2 * c;

@@ -40,5 +40,5 @@ template __global__ void core_device::compose_group_norm<__nv_bfloat16, 8>(
     const __nv_bfloat16*, const float*, const float*, const float*, __nv_bfloat16*, int, int, int,
     float);
 template __global__ void core_device::norm_gate_backward<__nv_bfloat16>(
-    const __nv_bfloat16*, const float*, const float*, const __nv_bfloat16*, const __nv_bfloat16*,
-    float*, float*, float*, float*, float*, float*, float*, int, float);
+    const __nv_bfloat16*, const float*, const __nv_bfloat16*, const __nv_bfloat16*, float*, float*,
+    float*, float*, float*, float*, float*, int, float);
