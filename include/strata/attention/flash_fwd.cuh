@@ -1,0 +1,233 @@
+// Flash-attention forward on tensor cores, the sm_80 path (cp.async + ldmatrix + mma.sync, which
+// sm_86/89/90 run too): one block of 4 warps owns a tile of 64 query rows of one (sequence, head);
+// K/V tiles of 64 keys stream through double-buffered shared memory; every warp computes its 16
+// rows of S = Q K^T and O += P V with mma.m16n8k16, the online softmax in registers in base-2
+// units (the scale folded into log2(e)), causal / window tiles skipped and fully connected tiles
+// left unmasked, and the natural-log LSE written per row.
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+
+#include "strata/attention/mask.hpp"
+#include "strata/attention/params.hpp"
+#include "strata/core/numeric.hpp"
+#include "strata/core/online_softmax.hpp"
+#include "strata/strata.cuh"
+
+namespace strata::attention {
+
+/// Tile shape of the forward kernel for head dimension D (a constexpr table, testable on the host).
+template <int D>
+struct FlashFwdTraits {
+  static_assert(D % 16 == 0 && D >= 16 && D <= 256, "head dimension: a multiple of 16");
+  static constexpr int kBlockM = 64;  ///< query rows per block (16 per warp)
+  static constexpr int kBlockN = 64;  ///< keys per K/V tile
+  static constexpr int kWarps = 4;
+  static constexpr int kThreads = 32 * kWarps;
+  static constexpr int kLd = D + 8;       ///< padded smem row: 16-byte aligned, banks staggered
+  static constexpr int kChunks = D / 8;   ///< 16-byte chunks per row
+  static constexpr int kKSteps = D / 16;  ///< k16 steps of S = Q K^T
+  static constexpr int kOTiles = D / 8;   ///< n8 tiles of O per warp
+  static constexpr int kSTiles = kBlockN / 8;  ///< n8 tiles of S per warp
+  /// Q tile, then two stages of K and of V.
+  template <class T>
+  static constexpr size_t kSmemBytes = size_t(kBlockM + 4 * kBlockN) * kLd * sizeof(T);
+  /// mma.sync instructions per (query tile, key tile) pair: S and P V, each over 4 warps.
+  static constexpr int kMmaPerTile = kWarps * (kSTiles * kKSteps + kOTiles * (kBlockN / 16));
+};
+
+/// Two fp32 values as one register of two b16 elements (low half first), the mma operand format.
+template <class T>
+STRATA_HOST_DEVICE uint32_t pack2(float lo, float hi) {
+  const T a = core::from_float<T>(lo), b = core::from_float<T>(hi);
+  uint16_t ua, ub;
+  memcpy(&ua, &a, 2);
+  memcpy(&ub, &b, 2);
+  return uint32_t(ua) | (uint32_t(ub) << 16);
+}
+
+/// Where sequence b's queries and keys start and how many there are.
+struct SeqBounds {
+  int q_begin, tq, k_begin, tk;
+  STRATA_HOST_DEVICE static SeqBounds of(const FlashFwdParams& p, int b) {
+    SeqBounds s;
+    s.q_begin = p.cu_seqlens_q ? p.cu_seqlens_q[b] : b * p.seqlen_q;
+    s.tq = p.cu_seqlens_q ? p.cu_seqlens_q[b + 1] - s.q_begin : p.seqlen_q;
+    s.k_begin = p.cu_seqlens_k ? p.cu_seqlens_k[b] : b * p.seqlen_k;
+    s.tk = p.cu_seqlens_k ? p.cu_seqlens_k[b + 1] - s.k_begin : p.seqlen_k;
+    return s;
+  }
+};
+
+/// Grid of the forward kernel: (query tiles of the longest sequence, heads, batch).
+template <int D>
+inline dim3 flash_fwd_grid(const FlashFwdParams& p) {
+  return dim3(unsigned((p.seqlen_q + FlashFwdTraits<D>::kBlockM - 1) / FlashFwdTraits<D>::kBlockM),
+              unsigned(p.h), unsigned(p.b));
+}
+
+template <class T, int D>
+__global__ void __launch_bounds__(FlashFwdTraits<D>::kThreads)
+    flash_fwd_kernel(const FlashFwdParams p) {
+  using Tr = FlashFwdTraits<D>;
+  static_assert(Tr::template kSmemBytes<T> <= 99 * 1024,
+                "shared memory above 99 KB: sm_86 / sm_89 could not run this instantiation");
+  constexpr int BM = Tr::kBlockM, BN = Tr::kBlockN, LD = Tr::kLd;
+  STRATA_DYNAMIC_SMEM(T, Qs);  // [BM][LD]
+  T* Ks = Qs + BM * LD;        // [2][BN][LD]
+  T* Vs = Ks + 2 * BN * LD;    // [2][BN][LD]
+
+  const int tid = int(threadIdx.x), warp = tid / 32, lane = tid % 32;
+  const int m_block = int(blockIdx.x), h = int(blockIdx.y), b = int(blockIdx.z);
+  const SeqBounds sb = SeqBounds::of(p, b);
+  const int m0 = m_block * BM;
+  if (m0 >= sb.tq) return;  // the whole block leaves: no barrier is pending
+  const int h_k = h / (p.h / p.h_k);
+  const Mask mask{sb.tq, sb.tk, p.is_causal, p.window_left};
+  const int m1 = m0 + BM < sb.tq ? m0 + BM : sb.tq;
+
+  const T* q =
+      static_cast<const T*>(p.q) + int64_t(sb.q_begin) * p.q_row_stride + h * p.q_head_stride;
+  const T* k =
+      static_cast<const T*>(p.k) + int64_t(sb.k_begin) * p.k_row_stride + h_k * p.k_head_stride;
+  const T* v =
+      static_cast<const T*>(p.v) + int64_t(sb.k_begin) * p.v_row_stride + h_k * p.v_head_stride;
+
+  // Rows past the end of the sequence are zero-filled (cp.async with 0 source bytes).
+  auto load_rows = [&](T* dst, const T* src, int64_t row_stride, int row0, int rows_valid,
+                       int nrows) {
+    for (int c = tid; c < nrows * Tr::kChunks; c += Tr::kThreads) {
+      const int r = c / Tr::kChunks, col = (c % Tr::kChunks) * 8;
+      const bool ok = row0 + r < rows_valid;
+      arch::cp_async<16>(&dst[r * LD + col], ok ? src + int64_t(row0 + r) * row_stride + col : src,
+                         ok ? 16 : 0);
+    }
+  };
+
+  // Key tiles this query tile needs (causal and window block skipping).
+  const int k_lo = mask.key_begin(m0), k_hi = mask.key_end(m1);
+  const int n_first = k_lo / BN, n_end = k_hi > k_lo ? (k_hi + BN - 1) / BN : n_first;
+
+  load_rows(Qs, q, p.q_row_stride, m0, sb.tq, BM);
+  if (n_first < n_end) {
+    load_rows(Ks, k, p.k_row_stride, n_first * BN, sb.tk, BN);
+    load_rows(Vs, v, p.v_row_stride, n_first * BN, sb.tk, BN);
+  }
+  arch::cp_async_commit();
+
+  float o[Tr::kOTiles][4] = {};
+  core::OnlineSoftmax row_state[2];  // rows lane/4 and lane/4 + 8 of this warp; l is a lane partial
+  uint32_t qf[Tr::kKSteps][4];
+  const float scale_log2 = p.softmax_scale * core::kLog2e;
+  const int row_in_tile = warp * 16 + lane / 4;  // + 8 for the second row
+
+  for (int n = n_first; n < n_end; ++n) {
+    const int stage = (n - n_first) & 1;
+    if (n + 1 < n_end) {
+      load_rows(Ks + (stage ^ 1) * BN * LD, k, p.k_row_stride, (n + 1) * BN, sb.tk, BN);
+      load_rows(Vs + (stage ^ 1) * BN * LD, v, p.v_row_stride, (n + 1) * BN, sb.tk, BN);
+      arch::cp_async_commit();
+      arch::cp_async_wait<1>();
+    } else {
+      arch::cp_async_wait<0>();
+    }
+    __syncthreads();
+    if (n == n_first) {
+      STRATA_UNROLL
+      for (int kk = 0; kk < Tr::kKSteps; ++kk)
+        arch::ldmatrix_x4(qf[kk], &Qs[(warp * 16 + lane % 16) * LD + kk * 16 + (lane / 16) * 8]);
+    }
+    const T* Kt = Ks + stage * BN * LD;
+    const T* Vt = Vs + stage * BN * LD;
+
+    // S = Q K^T for this warp's 16 rows and the tile's 64 keys.
+    float s[Tr::kSTiles][4] = {};
+    STRATA_UNROLL
+    for (int kk = 0; kk < Tr::kKSteps; ++kk) {
+      STRATA_UNROLL
+      for (int np = 0; np < Tr::kSTiles / 2; ++np) {
+        uint32_t kb[4];  // (keys 16np..+7, k lo) (.., k hi) (keys 16np+8.., k lo) (.., k hi)
+        const int bi = lane / 8, br = lane % 8;
+        arch::ldmatrix_x4(kb, &Kt[(np * 16 + (bi / 2) * 8 + br) * LD + kk * 16 + (bi % 2) * 8]);
+        const uint32_t b0[2] = {kb[0], kb[1]}, b1[2] = {kb[2], kb[3]};
+        arch::mma_m16n8k16<T>(s[2 * np], qf[kk], b0, s[2 * np]);
+        arch::mma_m16n8k16<T>(s[2 * np + 1], qf[kk], b1, s[2 * np + 1]);
+      }
+    }
+
+    // Scale to base-2 units; mask only a tile that straddles the mask or the end of the keys.
+    const int n0 = n * BN;
+    const bool full = mask.all_connected(m0, m1, n0, n0 + BN);
+    float tile_max[2] = {-INFINITY, -INFINITY};
+    STRATA_UNROLL
+    for (int t = 0; t < Tr::kSTiles; ++t) STRATA_UNROLL
+    for (int i = 0; i < 4; ++i) {
+      int r, c;
+      arch::mma_c_coord(lane, i, r, c);
+      float x = s[t][i] * scale_log2;
+      if (!full && !mask.connected(m0 + warp * 16 + r, n0 + t * 8 + c)) x = -INFINITY;
+      s[t][i] = x;
+      tile_max[i / 2] = tile_max[i / 2] > x ? tile_max[i / 2] : x;
+    }
+    // Online softmax per row: the quad of lanes sharing a row agrees on the maximum.
+    float rescale[2];
+    STRATA_UNROLL
+    for (int rr = 0; rr < 2; ++rr)
+      rescale[rr] = row_state[rr].raise_max(arch::warp_max<4>(tile_max[rr]));
+    STRATA_UNROLL
+    for (int t = 0; t < Tr::kOTiles; ++t) STRATA_UNROLL
+    for (int i = 0; i < 4; ++i) o[t][i] *= rescale[i / 2];
+    float psum[2] = {0.f, 0.f};
+    STRATA_UNROLL
+    for (int t = 0; t < Tr::kSTiles; ++t) STRATA_UNROLL
+    for (int i = 0; i < 4; ++i) {
+      s[t][i] = row_state[i / 2].weight(s[t][i]);
+      psum[i / 2] += s[t][i];
+    }
+    row_state[0].add(psum[0]);
+    row_state[1].add(psum[1]);
+
+    // O += P V: P's accumulator layout is the A-fragment layout of the next mma (two n8 tiles of
+    // S form one k16 step); V's B fragments come from ldmatrix.trans of the [key][d] tile.
+    STRATA_UNROLL
+    for (int kp = 0; kp < BN / 16; ++kp) {
+      const uint32_t pa[4] = {pack2<T>(s[2 * kp][0], s[2 * kp][1]),
+                              pack2<T>(s[2 * kp][2], s[2 * kp][3]),
+                              pack2<T>(s[2 * kp + 1][0], s[2 * kp + 1][1]),
+                              pack2<T>(s[2 * kp + 1][2], s[2 * kp + 1][3])};
+      STRATA_UNROLL
+      for (int dp = 0; dp < Tr::kOTiles / 2; ++dp) {
+        uint32_t vb[4];
+        arch::ldmatrix_x4<true>(
+            vb, &Vt[(kp * 16 + lane % 8 + 8 * ((lane / 8) % 2)) * LD + dp * 16 + 8 * (lane / 16)]);
+        const uint32_t b0[2] = {vb[0], vb[1]}, b1[2] = {vb[2], vb[3]};
+        arch::mma_m16n8k16<T>(o[2 * dp], pa, b0, o[2 * dp]);
+        arch::mma_m16n8k16<T>(o[2 * dp + 1], pa, b1, o[2 * dp + 1]);
+      }
+    }
+    __syncthreads();  // the next iteration's loads overwrite this stage
+  }
+  if (n_first >= n_end) arch::cp_async_wait<0>();  // no tile: only Q was loaded (unused)
+
+  // Epilogue: normalise, store O (zero for a row without keys) and the LSE.
+  T* out = static_cast<T*>(p.o) + int64_t(sb.q_begin) * p.o_row_stride + h * p.o_head_stride;
+  STRATA_UNROLL
+  for (int rr = 0; rr < 2; ++rr) {
+    core::OnlineSoftmax total = row_state[rr];
+    total.l = arch::warp_sum<4>(row_state[rr].l);
+    const int row = m0 + row_in_tile + 8 * rr;
+    const float inv = total.inv_sum();
+    if (row < sb.tq) {
+      STRATA_UNROLL
+      for (int t = 0; t < Tr::kOTiles; ++t) {
+        const int col = t * 8 + 2 * (lane % 4);
+        out[int64_t(row) * p.o_row_stride + col] = core::from_float<T>(o[t][2 * rr] * inv);
+        out[int64_t(row) * p.o_row_stride + col + 1] = core::from_float<T>(o[t][2 * rr + 1] * inv);
+      }
+      if (lane % 4 == 0) p.lse[int64_t(h) * p.total_q + sb.q_begin + row] = total.lse();
+    }
+  }
+}
+
+}  // namespace strata::attention

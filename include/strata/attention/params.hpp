@@ -1,0 +1,45 @@
+// Parameters of the flash-attention kernels: plain pointers, shapes and strides with
+// FlashAttention's names (DESIGN.md §4). Tensors are [tokens, heads, head_dim] with the last
+// dimension contiguous; a batch is either fixed-length (cu_seqlens null: sequence b owns tokens
+// b*seqlen .. (b+1)*seqlen) or packed variable-length (cu_seqlens, B+1 int32 offsets).
+#pragma once
+
+#include <cstdint>
+
+namespace strata::attention {
+
+/// Storage type of Q, K, V and O.
+enum class Dtype { kBf16, kFp16 };
+
+/// Forward pass: O = softmax(scale * Q K^T, masked) V and the natural-log LSE per query row.
+struct FlashFwdParams {
+  const void* q = nullptr;  ///< [total_q, h, d]
+  const void* k = nullptr;  ///< [total_k, h_k, d]
+  const void* v = nullptr;  ///< [total_k, h_k, d]
+  void* o = nullptr;        ///< [total_q, h, d]
+  float* lse = nullptr;     ///< [h, total_q] (FlashAttention's varlen layout), fp32
+
+  const int* cu_seqlens_q = nullptr;  ///< B+1 offsets (device memory), or null: fixed length
+  const int* cu_seqlens_k = nullptr;  ///< B+1 offsets, or null
+
+  Dtype dtype = Dtype::kBf16;
+  int b = 0;         ///< batch size
+  int h = 0;         ///< query heads
+  int h_k = 0;       ///< key/value heads (h % h_k == 0: GQA, h_k = 1: MQA)
+  int d = 0;         ///< head dimension (a compiled one: 64, 96, 128)
+  int seqlen_q = 0;  ///< fixed length, or the maximum length when varlen (grid size)
+  int seqlen_k = 0;  ///< fixed length, or the maximum when varlen
+  int total_q = 0;   ///< rows of q / o / lse (b * seqlen_q when fixed length)
+
+  // Strides in elements (the head dimension is contiguous).
+  int64_t q_row_stride = 0, q_head_stride = 0;
+  int64_t k_row_stride = 0, k_head_stride = 0;
+  int64_t v_row_stride = 0, v_head_stride = 0;
+  int64_t o_row_stride = 0, o_head_stride = 0;
+
+  float softmax_scale = 0.f;  ///< usually 1/sqrt(d)
+  bool is_causal = false;
+  int window_left = -1;  ///< -1: unlimited
+};
+
+}  // namespace strata::attention

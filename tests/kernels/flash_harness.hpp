@@ -1,0 +1,217 @@
+// Runs the flash kernels in the simulator on one attention configuration and measures their error
+// against the fp64 reference with FlashAttention's rule: for every output,
+//   max|kernel - ref64| <= 2 * max|naive_same_dtype - ref64| + atol,
+// where the naive attention rounds Q K^T, P and O to the storage type as a framework's unfused
+// bf16/fp16 attention does.
+#pragma once
+
+#include <strata/attention/flash_fwd.cuh>
+#include <strata/reference/attention.hpp>
+
+#include <cmath>
+#include <cstdint>
+#include <sstream>
+#include <string>
+#include <vector>
+
+namespace kernel_test {
+
+namespace ref = strata::reference;
+namespace att = strata::attention;
+namespace core = strata::core;
+
+/// One configuration. Empty `lens_k` means lens_k = lens_q; `varlen` packs the sequences with
+/// cu_seqlens (otherwise all lengths must be equal and the batch is fixed-length).
+struct Case {
+  std::vector<int> lens_q;
+  std::vector<int> lens_k;
+  int h = 2, h_k = 1, d = 64;
+  bool causal = false;
+  int window_left = -1;
+  float scale = 0.f;  // 0: 1/sqrt(d)
+  bool varlen = true;
+  uint64_t seed = 1;
+  double spread = 1.0;  // input magnitude (large values give logits of +-1e4)
+
+  std::string describe() const {
+    std::ostringstream s;
+    s << "lens_q";
+    for (int n : lens_q) s << ' ' << n;
+    if (!lens_k.empty()) {
+      s << " lens_k";
+      for (int n : lens_k) s << ' ' << n;
+    }
+    s << " h " << h << '/' << h_k << " d " << d << (causal ? " causal" : "") << " window "
+      << window_left << (varlen ? " varlen" : " fixed") << " seed " << seed;
+    return s.str();
+  }
+};
+
+/// Largest error of the kernel and of the naive same-dtype attention against fp64, per output.
+struct Errors {
+  double o_kernel = 0, o_naive = 0, lse_kernel = 0, lse_naive = 0;
+  bool lse_inf_mismatch = false;  // -inf where the reference is finite, or the reverse
+  bool nan = false;
+  std::string status;  // non-empty: the launch failed
+  bool pass(double atol = 1e-5) const {
+    // a non-finite naive error would make the bound vacuous: that is a failure of the case
+    return status.empty() && !nan && !lse_inf_mismatch && std::isfinite(o_naive) &&
+           std::isfinite(lse_naive) && o_kernel <= 2 * o_naive + atol &&
+           lse_kernel <= 2 * lse_naive + atol;
+  }
+};
+
+class Rng {
+ public:
+  explicit Rng(uint64_t seed) : s_(seed * 0x9E3779B97F4A7C15ull + 0x1234567ull) {}
+  double normal() {
+    auto u = [&] {
+      s_ ^= s_ >> 12, s_ ^= s_ << 25, s_ ^= s_ >> 27;
+      return (double((s_ * 0x2545F4914F6CDD1Dull) >> 11) + 0.5) * 0x1p-53;
+    };
+    const double u1 = u(), u2 = u();
+    return std::sqrt(-2 * std::log(u1)) * std::cos(6.283185307179586 * u2);
+  }
+
+ private:
+  uint64_t s_;
+};
+
+template <class T>
+double round_to(double x) {
+  return double(core::to_float(core::from_float<T>(float(x))));
+}
+
+/// The attention a framework computes without fusion in T: scaled S and P rounded to T, fp32
+/// softmax, O accumulated in fp32 and rounded to T. LSE in fp32 from the rounded S.
+template <class T>
+void naive_attention(const ref::AttentionConfig& c, const ref::Tensor& q, const ref::Tensor& k,
+                     const ref::Tensor& v, ref::Tensor& out, ref::Tensor& lse) {
+  const int H = c.num_heads, d = c.head_dim, G = c.group_size();
+  out = ref::Tensor({c.num_tokens_q(), H, d});
+  lse = ref::Tensor({c.num_tokens_q(), H});
+  for (int b = 0; b < c.num_sequences(); ++b) {
+    const int64_t q0 = c.cu_seqlens_q[size_t(b)], k0 = c.cu_seqlens_k[size_t(b)];
+    const int tq = int(c.cu_seqlens_q[size_t(b) + 1] - q0),
+              tk = int(c.cu_seqlens_k[size_t(b) + 1] - k0);
+    const att::Mask m{tq, tk, c.causal, c.window_left};
+    for (int h = 0; h < H; ++h)
+      for (int i = 0; i < tq; ++i) {
+        std::vector<float> s(size_t(tk), -INFINITY);
+        float mx = -INFINITY;
+        for (int j = 0; j < tk; ++j) {
+          if (!m.connected(i, j)) continue;
+          float dot = 0.f;
+          for (int e = 0; e < d; ++e)
+            dot += float(q.row(q0 + i, h)[e]) * float(k.row(k0 + j, h / G)[e]);
+          s[size_t(j)] = float(round_to<T>(dot * float(c.scale())));  // scaled, then rounded
+          mx = std::max(mx, s[size_t(j)]);
+        }
+        float l = 0.f;
+        for (int j = 0; j < tk; ++j) l += mx == -INFINITY ? 0.f : std::exp(s[size_t(j)] - mx);
+        lse.data[size_t((q0 + i) * H + h)] = l > 0 ? mx + std::log(l) : -INFINITY;
+        for (int e = 0; e < d; ++e) {
+          float acc = 0.f;
+          for (int j = 0; j < tk; ++j) {
+            if (s[size_t(j)] == -INFINITY) continue;
+            acc += float(round_to<T>(std::exp(s[size_t(j)] - mx) / l)) *
+                   float(v.row(k0 + j, h / G)[e]);
+          }
+          out.row(q0 + i, h)[e] = round_to<T>(acc);
+        }
+      }
+  }
+}
+
+/// Random [n, heads, d] values rounded to T: the doubles (what the reference sees) and the storage.
+template <class T>
+void random_tensor(Rng& rng, int64_t n, int heads, int d, double spread, ref::Tensor& x,
+                   std::vector<T>& st) {
+  x = ref::Tensor({n, heads, d});
+  st.resize(size_t(n * heads * d));
+  for (size_t i = 0; i < st.size(); ++i) {
+    st[i] = core::from_float<T>(float(spread * rng.normal()));
+    x.data[i] = double(core::to_float(st[i]));
+  }
+}
+
+template <class T, int D>
+Errors run_forward(const Case& cs) {
+  const int B = int(cs.lens_q.size());
+  const std::vector<int>& lk = cs.lens_k.empty() ? cs.lens_q : cs.lens_k;
+  ref::AttentionConfig c;
+  c.num_heads = cs.h;
+  c.num_kv_heads = cs.h_k;
+  c.head_dim = D;
+  c.causal = cs.causal;
+  c.window_left = cs.window_left;
+  c.softmax_scale = cs.scale;
+  int max_q = 0, max_k = 0;
+  for (int b = 0; b < B; ++b) {
+    c.cu_seqlens_q.push_back(c.cu_seqlens_q.back() + cs.lens_q[size_t(b)]);
+    c.cu_seqlens_k.push_back(c.cu_seqlens_k.back() + lk[size_t(b)]);
+    max_q = std::max(max_q, cs.lens_q[size_t(b)]);
+    max_k = std::max(max_k, lk[size_t(b)]);
+  }
+  const int64_t Nq = c.num_tokens_q(), Nk = c.num_tokens_k();
+  Rng rng(cs.seed);
+  ref::Tensor q, k, v;
+  std::vector<T> qs, ks, vs;
+  random_tensor(rng, Nq, cs.h, D, cs.spread, q, qs);
+  random_tensor(rng, Nk, cs.h_k, D, cs.spread, k, ks);
+  random_tensor(rng, Nk, cs.h_k, D, 1.0, v, vs);
+  ref::Tensor out64, lse64, outn, lsen;
+  ref::attention_forward(c, q, k, v, out64, lse64);
+  naive_attention<T>(c, q, k, v, outn, lsen);
+
+  std::vector<T> o(size_t(Nq * cs.h * D), core::from_float<T>(NAN));
+  std::vector<float> lse(size_t(Nq * cs.h) + 1, NAN);  // +1: a size-0 batch still has a pointer
+  std::vector<int> cuq(c.cu_seqlens_q.begin(), c.cu_seqlens_q.end()),
+      cuk(c.cu_seqlens_k.begin(), c.cu_seqlens_k.end());
+  att::FlashFwdParams p;
+  p.q = qs.data(), p.k = ks.data(), p.v = vs.data(), p.o = o.data(), p.lse = lse.data();
+  if (cs.varlen) p.cu_seqlens_q = cuq.data(), p.cu_seqlens_k = cuk.data();
+  p.dtype = std::is_same_v<T, __half> ? att::Dtype::kFp16 : att::Dtype::kBf16;
+  p.b = B, p.h = cs.h, p.h_k = cs.h_k, p.d = D;
+  p.seqlen_q = max_q, p.seqlen_k = max_k, p.total_q = int(Nq);
+  p.q_row_stride = int64_t(cs.h) * D, p.q_head_stride = D;
+  p.k_row_stride = int64_t(cs.h_k) * D, p.k_head_stride = D;
+  p.v_row_stride = int64_t(cs.h_k) * D, p.v_head_stride = D;
+  p.o_row_stride = int64_t(cs.h) * D, p.o_head_stride = D;
+  p.softmax_scale = float(c.scale());
+  p.is_causal = cs.causal;
+  p.window_left = cs.window_left;
+
+  Errors e;
+  using Tr = att::FlashFwdTraits<D>;
+  if (Nq > 0) {
+    const auto st = strata::launch(att::flash_fwd_kernel<T, D>, att::flash_fwd_grid<D>(p),
+                                   dim3(Tr::kThreads), Tr::template kSmemBytes<T>, 0, p);
+    if (!st.ok()) {
+      e.status = st.message();
+      return e;
+    }
+  }
+  for (int64_t t = 0; t < Nq; ++t)
+    for (int hh = 0; hh < cs.h; ++hh) {
+      for (int i = 0; i < D; ++i) {
+        const size_t x = size_t((t * cs.h + hh) * D + i);
+        const double kv = double(core::to_float(o[x]));
+        if (std::isnan(kv)) e.nan = true;
+        e.o_kernel = std::max(e.o_kernel, std::fabs(kv - out64.data[x]));
+        e.o_naive = std::max(e.o_naive, std::fabs(outn.data[x] - out64.data[x]));
+      }
+      const double r = lse64.data[size_t(t * cs.h + hh)], n = lsen.data[size_t(t * cs.h + hh)];
+      const double kl = lse[size_t(hh * Nq + t)];
+      if (std::isnan(kl)) e.nan = true;
+      if (std::isinf(r) || std::isinf(kl)) {
+        if (r != kl) e.lse_inf_mismatch = true;
+        continue;
+      }
+      e.lse_kernel = std::max(e.lse_kernel, std::fabs(kl - r));
+      e.lse_naive = std::max(e.lse_naive, std::fabs(n - r));
+    }
+  return e;
+}
+
+}  // namespace kernel_test

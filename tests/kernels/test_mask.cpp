@@ -1,0 +1,69 @@
+// Host tests of the attention mask and the forward kernel's tile table: the key range of a query
+// tile covers every connected key (block skipping never drops one), a tile declared fully
+// connected has no masked pair, and the constexpr tile table is what the kernels and the static
+// gates (ptxas budget, mma inventory) assume.
+#include <strata/attention/flash_fwd.cuh>
+
+#include <gtest/gtest.h>
+
+namespace {
+
+using strata::attention::FlashFwdTraits;
+using strata::attention::Mask;
+
+TEST(Mask, KeyRangeAndFullTilesAgreeWithEveryPair) {
+  for (int tq = 0; tq <= 12; ++tq)
+    for (int tk = 0; tk <= 12; ++tk)
+      for (bool causal : {false, true})
+        for (int w = -1; w <= 13; ++w) {
+          const Mask m{tq, tk, causal, w};
+          for (int q0 = 0; q0 < tq; ++q0)
+            for (int q1 = q0 + 1; q1 <= tq; ++q1) {
+              const int kb = m.key_begin(q0), ke = m.key_end(q1);
+              for (int i = q0; i < q1; ++i)
+                for (int j = 0; j < tk; ++j)
+                  if (m.connected(i, j)) {
+                    ASSERT_GE(j, kb) << tq << " " << tk << " " << causal << " " << w;
+                    ASSERT_LT(j, ke) << tq << " " << tk << " " << causal << " " << w;
+                  }
+              for (int k0 = 0; k0 < tk; ++k0)
+                for (int k1 = k0 + 1; k1 <= tk; ++k1) {
+                  bool all = true;
+                  for (int i = q0; i < q1; ++i)
+                    for (int j = k0; j < k1; ++j) all = all && m.connected(i, j);
+                  ASSERT_EQ(m.all_connected(q0, q1, k0, k1), all)
+                      << tq << " " << tk << " " << causal << " " << w << " q " << q0 << ".." << q1
+                      << " k " << k0 << ".." << k1;
+                }
+            }
+        }
+}
+
+TEST(Mask, BottomRightCausalAlignment) {
+  const Mask m{3, 5, true, -1};  // offset 2: query 0 sees keys 0..2
+  EXPECT_TRUE(m.connected(0, 2));
+  EXPECT_FALSE(m.connected(0, 3));
+  EXPECT_TRUE(m.connected(2, 4));
+  const Mask fewer{5, 2, true, -1};  // offset -3: queries 0..2 see nothing
+  for (int j = 0; j < 2; ++j) EXPECT_FALSE(fewer.connected(2, j));
+  EXPECT_TRUE(fewer.connected(3, 0));
+  EXPECT_LE(fewer.key_end(3), fewer.key_begin(0));  // an empty key range: the tile is skipped
+}
+
+template <int D>
+void check_traits() {
+  using Tr = FlashFwdTraits<D>;
+  // per warp and K/V tile: S = (BN/8)(D/16) mma, P V = (D/8)(BN/16) mma; with BN = 64 that is D
+  EXPECT_EQ(Tr::kMmaPerTile, Tr::kWarps * D);
+  EXPECT_LE(Tr::template kSmemBytes<__nv_bfloat16>, 99u * 1024u);
+  EXPECT_EQ(Tr::kLd * 2 % 16, 0);  // padded rows stay 16-byte aligned for cp.async / ldmatrix
+}
+
+TEST(FlashFwdTraits, TileTable) {
+  check_traits<64>();
+  check_traits<96>();
+  check_traits<128>();
+  EXPECT_EQ(FlashFwdTraits<128>::kSmemBytes<__half>, size_t(64 + 4 * 64) * 136 * 2);  // 87,040 B
+}
+
+}  // namespace

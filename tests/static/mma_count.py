@@ -1,0 +1,76 @@
+#!/usr/bin/env python3
+"""mma inventory: the PTX of every flash kernel holds exactly the analytic number of mma.sync
+instructions for its tile configuration (one K/V tile of the unrolled mainloop, per warp).
+
+For the forward kernel with key tiles of BN = 64 and head dim D, each warp issues
+S = Q K^T: (BN/8 n-tiles) x (D/16 k-steps), and O += P V: (D/8 n-tiles) x (BN/16 k-steps).
+A count that differs means the compiler duplicated the mainloop (peeling) or a loop was not
+unrolled into the register-resident form the kernel was written for.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from nvcc_tools import DEFAULT_ARCHS, default_nvcc, scratch_dir
+
+BLOCK_N = 64  # FlashFwdTraits<D>::kBlockN
+
+
+def expected_fwd(d: int) -> int:
+    return (BLOCK_N // 8) * (d // 16) + (d // 8) * (BLOCK_N // 16)
+
+
+# mangled-name pattern -> analytic count from the head dim
+KERNELS = {re.compile(r"flash_fwd_kernel\w*?Li(\d+)E"): expected_fwd}
+
+
+def entries(ptx: str) -> dict[str, str]:
+    """Entry name -> its PTX text (up to the next entry)."""
+    starts = [(m.start(), m.group(1)) for m in re.finditer(r"\.entry\s+([\w$]+)\s*\(", ptx)]
+    return {name: ptx[s : (starts[i + 1][0] if i + 1 < len(starts) else len(ptx))] for i, (s, name) in enumerate(starts)}
+
+
+def main() -> int:
+    here = Path(__file__).resolve().parent
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--nvcc", default=default_nvcc())
+    ap.add_argument("--repo", default=str(here.parent.parent))
+    ap.add_argument("--scratch", default=None)
+    args = ap.parse_args()
+    repo = Path(args.repo).resolve()
+    src = repo / "tests" / "static" / "instantiations" / "flash_fwd.cu"
+    failures, checked = [], 0
+    with scratch_dir(args.scratch, "strata_mma_count_") as scratch:
+        for arch in DEFAULT_ARCHS:
+            out = scratch / f"flash_fwd.{arch}.ptx"
+            cmd = [args.nvcc, "-std=c++20", "-O3", f"-arch={arch}", "-ptx", f"-I{repo / 'include'}", "-o", str(out), str(src)]
+            res = subprocess.run(cmd, capture_output=True, text=True)
+            if res.returncode != 0:
+                print(res.stdout + res.stderr, file=sys.stderr)
+                return 2
+            for name, body in entries(out.read_text()).items():
+                for pat, expect in KERNELS.items():
+                    m = pat.search(name)
+                    if not m:
+                        continue
+                    got, want = body.count("mma.sync"), expect(int(m.group(1)))
+                    checked += 1
+                    print(f"mma_count: {name} [{arch}]: {got} mma.sync, analytic {want}")
+                    if got != want:
+                        failures.append(f"{name} [{arch}]: {got} mma.sync in the PTX, analytic {want}")
+    for f in failures:
+        print(f"FAIL: {f}", file=sys.stderr)
+    if checked == 0:
+        print("FAIL: no flash kernel found in the PTX", file=sys.stderr)
+        return 1
+    print(f"mma_count: {checked} kernels: {'FAILED' if failures else 'ok'}")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
