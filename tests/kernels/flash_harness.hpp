@@ -5,7 +5,7 @@
 // bf16/fp16 attention does.
 #pragma once
 
-#include <strata/attention/flash_fwd.cuh>
+#include <strata/api/flash.hpp>
 #include <strata/reference/attention.hpp>
 
 #include <cmath>
@@ -182,15 +182,13 @@ Errors run_forward(const Case& cs) {
   p.is_causal = cs.causal;
   p.window_left = cs.window_left;
 
+  if (cs.varlen) p.cu_seqlens_q_host = cuq.data(), p.cu_seqlens_k_host = cuk.data();
+
   Errors e;
-  using Tr = att::FlashFwdTraits<D>;
-  if (Nq > 0) {
-    const auto st = strata::launch(att::flash_fwd_kernel<T, D>, att::flash_fwd_grid<D>(p),
-                                   dim3(Tr::kThreads), Tr::template kSmemBytes<T>, 0, p);
-    if (!st.ok()) {
-      e.status = st.message();
-      return e;
-    }
+  // through the public launcher: validation, then the (dtype, d) instantiation
+  if (const auto st = strata::api::flash_fwd(p); !st.ok()) {
+    e.status = st.message();
+    return e;
   }
   for (int64_t t = 0; t < Nq; ++t)
     for (int hh = 0; hh < cs.h; ++hh) {

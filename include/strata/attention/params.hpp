@@ -21,6 +21,11 @@ struct FlashFwdParams {
 
   const int* cu_seqlens_q = nullptr;  ///< B+1 offsets (device memory), or null: fixed length
   const int* cu_seqlens_k = nullptr;  ///< B+1 offsets, or null
+  /// Optional host copies of cu_seqlens_q / cu_seqlens_k, read by validate() only: when given,
+  /// the offsets are checked (start at 0, never decrease, end at total_q, no sequence longer than
+  /// seqlen_q / seqlen_k, which size the grid). Without them a varlen batch is trusted.
+  const int* cu_seqlens_q_host = nullptr;
+  const int* cu_seqlens_k_host = nullptr;
 
   Dtype dtype = Dtype::kBf16;
   int b = 0;         ///< batch size

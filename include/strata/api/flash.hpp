@@ -1,0 +1,159 @@
+// Public entry points of the flash-attention core: validate() checks every field of the Params
+// (the message names the field), and the launchers validate first, then pick the compiled
+// instantiation for (dtype, head dim) and launch it. Bad input never reaches a kernel, so nothing
+// is written.
+#pragma once
+
+#include <climits>
+#include <cmath>
+#include <cstdint>
+#include <string>
+
+#include "strata/attention/flash_fwd.cuh"
+#include "strata/launch.hpp"
+#include "strata/status.hpp"
+
+namespace strata::api {
+
+using attention::Dtype;
+using attention::FlashFwdParams;
+
+/// Head dimensions with a compiled instantiation.
+inline constexpr int kFlashHeadDims[] = {64, 96, 128};
+
+namespace detail {
+
+inline bool aligned16(const void* p) {
+  return reinterpret_cast<uintptr_t>(p) % 16 == 0;
+}
+
+/// A [tokens, heads, d] operand: non-null, 16-byte aligned, strides that keep every row
+/// 16-byte aligned (cp.async moves 16-byte chunks).
+inline Status check_operand(const void* ptr, const char* name, int64_t row_stride,
+                            int64_t head_stride) {
+  const std::string n = name;
+  if (!ptr) return Status::InvalidArgument(n + " is null");
+  if (!aligned16(ptr)) return Status::InvalidArgument(n + " is not 16-byte aligned");
+  if (row_stride <= 0 || row_stride % 8 != 0)
+    return Status::InvalidArgument(n + "_row_stride = " + std::to_string(row_stride) +
+                                   ": must be a positive multiple of 8 elements (16 bytes)");
+  if (head_stride <= 0 || head_stride % 8 != 0)
+    return Status::InvalidArgument(n + "_head_stride = " + std::to_string(head_stride) +
+                                   ": must be a positive multiple of 8 elements (16 bytes)");
+  return Status::Ok();
+}
+
+/// Host copy of cu_seqlens: starts at 0, never decreases, ends at `total`, lengths <= max_len.
+inline Status check_cu_seqlens(const int* cu, int b, int total, int max_len, const char* name,
+                               const char* max_name) {
+  const std::string n = name;
+  if (cu[0] != 0) return Status::InvalidArgument(n + "[0] = " + std::to_string(cu[0]) + ", not 0");
+  for (int i = 0; i < b; ++i) {
+    const int len = cu[i + 1] - cu[i];
+    if (len < 0) return Status::InvalidArgument(n + " decreases at index " + std::to_string(i + 1));
+    if (len > max_len)
+      return Status::InvalidArgument(n + ": sequence " + std::to_string(i) + " has " +
+                                     std::to_string(len) + " tokens, more than " + max_name +
+                                     " = " + std::to_string(max_len));
+  }
+  if (total >= 0 && cu[b] != total)
+    return Status::InvalidArgument(n + "[b] = " + std::to_string(cu[b]) +
+                                   " differs from total_q = " + std::to_string(total));
+  return Status::Ok();
+}
+
+}  // namespace detail
+
+/// Checks every field of a forward problem; Ok means the launcher will run it.
+inline Status validate(const FlashFwdParams& p) {
+  using detail::check_operand;
+  if (p.dtype != Dtype::kBf16 && p.dtype != Dtype::kFp16)
+    return Status::InvalidArgument("dtype: must be kBf16 or kFp16");
+  bool compiled = false;
+  for (int d : kFlashHeadDims) compiled = compiled || p.d == d;
+  if (!compiled)
+    return Status::InvalidArgument("d = " + std::to_string(p.d) +
+                                   " is not a compiled head dimension (64, 96, 128)");
+  if (p.b < 1 || p.b > 65535)
+    return Status::InvalidArgument("b = " + std::to_string(p.b) + ": must be in [1, 65535]");
+  if (p.h < 1 || p.h > 65535)
+    return Status::InvalidArgument("h = " + std::to_string(p.h) + ": must be in [1, 65535]");
+  if (p.h_k < 1 || p.h % p.h_k != 0)
+    return Status::InvalidArgument("h_k = " + std::to_string(p.h_k) +
+                                   ": must divide h = " + std::to_string(p.h));
+  if (p.seqlen_q < 0 || p.seqlen_k < 0)
+    return Status::InvalidArgument(std::string(p.seqlen_q < 0 ? "seqlen_q" : "seqlen_k") +
+                                   " is negative");
+  if (p.total_q < 0) return Status::InvalidArgument("total_q is negative");
+  if (!std::isfinite(p.softmax_scale) || p.softmax_scale == 0.f)
+    return Status::InvalidArgument("softmax_scale must be finite and non-zero");
+  if (p.window_left < -1)
+    return Status::InvalidArgument("window_left = " + std::to_string(p.window_left) +
+                                   ": must be -1 (unlimited) or >= 0");
+  if (bool(p.cu_seqlens_q) != bool(p.cu_seqlens_k))
+    return Status::InvalidArgument(std::string(p.cu_seqlens_q ? "cu_seqlens_k" : "cu_seqlens_q") +
+                                   " is null while the other cu_seqlens is set");
+  const bool varlen = p.cu_seqlens_q != nullptr;
+  // Token counts index rows with int32 (cu_seqlens are int32), LSE with int64.
+  if (!varlen) {
+    if (int64_t(p.b) * p.seqlen_q != p.total_q)
+      return Status::InvalidArgument("total_q = " + std::to_string(p.total_q) +
+                                     ": a fixed-length batch needs b * seqlen_q = " +
+                                     std::to_string(int64_t(p.b) * p.seqlen_q));
+    if (int64_t(p.b) * p.seqlen_k > INT_MAX)
+      return Status::InvalidArgument("b * seqlen_k overflows int32");
+  } else {
+    if (p.cu_seqlens_q_host) {
+      if (Status s = detail::check_cu_seqlens(p.cu_seqlens_q_host, p.b, p.total_q, p.seqlen_q,
+                                              "cu_seqlens_q", "seqlen_q");
+          !s.ok())
+        return s;
+    }
+    if (p.cu_seqlens_k_host) {
+      if (Status s = detail::check_cu_seqlens(p.cu_seqlens_k_host, p.b, -1, p.seqlen_k,
+                                              "cu_seqlens_k", "seqlen_k");
+          !s.ok())
+        return s;
+    }
+  }
+  if (p.total_q == 0) return Status::Ok();  // nothing to compute: no operand is read
+  if (Status s = check_operand(p.q, "q", p.q_row_stride, p.q_head_stride); !s.ok()) return s;
+  if (Status s = check_operand(p.k, "k", p.k_row_stride, p.k_head_stride); !s.ok()) return s;
+  if (Status s = check_operand(p.v, "v", p.v_row_stride, p.v_head_stride); !s.ok()) return s;
+  if (Status s = check_operand(p.o, "o", p.o_row_stride, p.o_head_stride); !s.ok()) return s;
+  if (!p.lse) return Status::InvalidArgument("lse is null");
+  return Status::Ok();
+}
+
+namespace detail {
+template <class T, int D>
+Status launch_fwd(const FlashFwdParams& p, cudaStream_t stream) {
+  using Tr = attention::FlashFwdTraits<D>;
+  return launch(attention::flash_fwd_kernel<T, D>, attention::flash_fwd_grid<D>(p),
+                dim3(Tr::kThreads), Tr::template kSmemBytes<T>, stream, p);
+}
+template <class T>
+Status dispatch_fwd(const FlashFwdParams& p, cudaStream_t stream) {
+  switch (p.d) {
+    case 64:
+      return launch_fwd<T, 64>(p, stream);
+    case 96:
+      return launch_fwd<T, 96>(p, stream);
+    case 128:
+      return launch_fwd<T, 128>(p, stream);
+  }
+  return Status::InvalidArgument("d = " + std::to_string(p.d) +
+                                 " is not a compiled head dimension");
+}
+}  // namespace detail
+
+/// Forward: validates, then launches the instantiation for (dtype, d). The workspace it needs is
+/// none. An empty problem (total_q = 0) launches nothing.
+inline Status flash_fwd(const FlashFwdParams& p, cudaStream_t stream = 0) {
+  if (Status s = validate(p); !s.ok()) return s;
+  if (p.total_q == 0 || p.seqlen_q == 0) return Status::Ok();
+  return p.dtype == Dtype::kBf16 ? detail::dispatch_fwd<__nv_bfloat16>(p, stream)
+                                 : detail::dispatch_fwd<__half>(p, stream);
+}
+
+}  // namespace strata::api
