@@ -28,6 +28,14 @@ TEST(Mask, KeyRangeAndFullTilesAgreeWithEveryPair) {
                   }
               for (int k0 = 0; k0 < tk; ++k0)
                 for (int k1 = k0 + 1; k1 <= tk; ++k1) {
+                  // the backward's query range of a key tile covers every connected query
+                  const int qb = m.query_begin(k0), qe = m.query_end(k1);
+                  for (int j = k0; j < k1; ++j)
+                    for (int i = 0; i < tq; ++i)
+                      if (m.connected(i, j)) {
+                        ASSERT_GE(i, qb);
+                        ASSERT_LT(i, qe);
+                      }
                   bool all = true;
                   for (int i = q0; i < q1; ++i)
                     for (int j = k0; j < k1; ++j) all = all && m.connected(i, j);

@@ -11,6 +11,7 @@
 
 #include "strata/attention/mask.hpp"
 #include "strata/attention/params.hpp"
+#include "strata/attention/tile_io.cuh"
 #include "strata/core/numeric.hpp"
 #include "strata/core/online_softmax.hpp"
 #include "strata/strata.cuh"
@@ -35,29 +36,6 @@ struct FlashFwdTraits {
   static constexpr size_t kSmemBytes = size_t(kBlockM + 4 * kBlockN) * kLd * sizeof(T);
   /// mma.sync instructions per (query tile, key tile) pair: S and P V, each over 4 warps.
   static constexpr int kMmaPerTile = kWarps * (kSTiles * kKSteps + kOTiles * (kBlockN / 16));
-};
-
-/// Two fp32 values as one register of two b16 elements (low half first), the mma operand format.
-template <class T>
-STRATA_HOST_DEVICE uint32_t pack2(float lo, float hi) {
-  const T a = core::from_float<T>(lo), b = core::from_float<T>(hi);
-  uint16_t ua, ub;
-  memcpy(&ua, &a, 2);
-  memcpy(&ub, &b, 2);
-  return uint32_t(ua) | (uint32_t(ub) << 16);
-}
-
-/// Where sequence b's queries and keys start and how many there are.
-struct SeqBounds {
-  int q_begin, tq, k_begin, tk;
-  STRATA_HOST_DEVICE static SeqBounds of(const FlashFwdParams& p, int b) {
-    SeqBounds s;
-    s.q_begin = p.cu_seqlens_q ? p.cu_seqlens_q[b] : b * p.seqlen_q;
-    s.tq = p.cu_seqlens_q ? p.cu_seqlens_q[b + 1] - s.q_begin : p.seqlen_q;
-    s.k_begin = p.cu_seqlens_k ? p.cu_seqlens_k[b] : b * p.seqlen_k;
-    s.tk = p.cu_seqlens_k ? p.cu_seqlens_k[b + 1] - s.k_begin : p.seqlen_k;
-    return s;
-  }
 };
 
 /// Grid of the forward kernel: (query tiles of the longest sequence, heads, batch).
@@ -94,15 +72,9 @@ __global__ void __launch_bounds__(FlashFwdTraits<D>::kThreads)
   const T* v =
       static_cast<const T*>(p.v) + int64_t(sb.k_begin) * p.v_row_stride + h_k * p.v_head_stride;
 
-  // Rows past the end of the sequence are zero-filled (cp.async with 0 source bytes).
   auto load_rows = [&](T* dst, const T* src, int64_t row_stride, int row0, int rows_valid,
                        int nrows) {
-    for (int c = tid; c < nrows * Tr::kChunks; c += Tr::kThreads) {
-      const int r = c / Tr::kChunks, col = (c % Tr::kChunks) * 8;
-      const bool ok = row0 + r < rows_valid;
-      arch::cp_async<16>(&dst[r * LD + col], ok ? src + int64_t(row0 + r) * row_stride + col : src,
-                         ok ? 16 : 0);
-    }
+    load_tile_rows<D, Tr::kThreads>(dst, LD, src, row_stride, row0, rows_valid, nrows, tid);
   };
 
   // Key tiles this query tile needs (causal and window block skipping).
@@ -135,8 +107,7 @@ __global__ void __launch_bounds__(FlashFwdTraits<D>::kThreads)
     __syncthreads();
     if (n == n_first) {
       STRATA_UNROLL
-      for (int kk = 0; kk < Tr::kKSteps; ++kk)
-        arch::ldmatrix_x4(qf[kk], &Qs[(warp * 16 + lane % 16) * LD + kk * 16 + (lane / 16) * 8]);
+      for (int kk = 0; kk < Tr::kKSteps; ++kk) load_a(qf[kk], Qs, LD, warp * 16, kk * 16, lane);
     }
     const T* Kt = Ks + stage * BN * LD;
     const T* Vt = Vs + stage * BN * LD;
@@ -147,10 +118,8 @@ __global__ void __launch_bounds__(FlashFwdTraits<D>::kThreads)
     for (int kk = 0; kk < Tr::kKSteps; ++kk) {
       STRATA_UNROLL
       for (int np = 0; np < Tr::kSTiles / 2; ++np) {
-        uint32_t kb[4];  // (keys 16np..+7, k lo) (.., k hi) (keys 16np+8.., k lo) (.., k hi)
-        const int bi = lane / 8, br = lane % 8;
-        arch::ldmatrix_x4(kb, &Kt[(np * 16 + (bi / 2) * 8 + br) * LD + kk * 16 + (bi % 2) * 8]);
-        const uint32_t b0[2] = {kb[0], kb[1]}, b1[2] = {kb[2], kb[3]};
+        uint32_t b0[2], b1[2];
+        load_b_nk(b0, b1, Kt, LD, np * 16, kk * 16, lane);
         arch::mma_m16n8k16<T>(s[2 * np], qf[kk], b0, s[2 * np]);
         arch::mma_m16n8k16<T>(s[2 * np + 1], qf[kk], b1, s[2 * np + 1]);
       }
@@ -192,16 +161,12 @@ __global__ void __launch_bounds__(FlashFwdTraits<D>::kThreads)
     // S form one k16 step); V's B fragments come from ldmatrix.trans of the [key][d] tile.
     STRATA_UNROLL
     for (int kp = 0; kp < BN / 16; ++kp) {
-      const uint32_t pa[4] = {pack2<T>(s[2 * kp][0], s[2 * kp][1]),
-                              pack2<T>(s[2 * kp][2], s[2 * kp][3]),
-                              pack2<T>(s[2 * kp + 1][0], s[2 * kp + 1][1]),
-                              pack2<T>(s[2 * kp + 1][2], s[2 * kp + 1][3])};
+      uint32_t pa[4];
+      acc_to_a<T>(pa, s[2 * kp], s[2 * kp + 1]);
       STRATA_UNROLL
       for (int dp = 0; dp < Tr::kOTiles / 2; ++dp) {
-        uint32_t vb[4];
-        arch::ldmatrix_x4<true>(
-            vb, &Vt[(kp * 16 + lane % 8 + 8 * ((lane / 8) % 2)) * LD + dp * 16 + 8 * (lane / 16)]);
-        const uint32_t b0[2] = {vb[0], vb[1]}, b1[2] = {vb[2], vb[3]};
+        uint32_t b0[2], b1[2];
+        load_b_kn(b0, b1, Vt, LD, kp * 16, dp * 16, lane);
         arch::mma_m16n8k16<T>(o[2 * dp], pa, b0, o[2 * dp]);
         arch::mma_m16n8k16<T>(o[2 * dp + 1], pa, b1, o[2 * dp + 1]);
       }

@@ -35,6 +35,17 @@ struct Mask {
     return e < tk ? e : tk;
   }
 
+  /// Queries [query_begin, query_end) that any key of [k0, k1) may be attended by (the backward's
+  /// block skipping over query tiles; empty when begin >= end).
+  STRATA_HOST_DEVICE int query_begin(int k0) const {
+    const int b = causal ? k0 - offset() : 0;
+    return b > 0 ? b : 0;
+  }
+  STRATA_HOST_DEVICE int query_end(int k1) const {
+    const int e = window_left >= 0 ? k1 - 1 - offset() + window_left + 1 : tq;
+    return e < tq ? e : tq;
+  }
+
   /// Every pair of queries [q0, q1) x keys [k0, k1) is connected, so a tile needs no per-element
   /// mask (k1 <= tk assumed by the caller's bounds check).
   STRATA_HOST_DEVICE bool all_connected(int q0, int q1, int k0, int k1) const {

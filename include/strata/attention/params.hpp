@@ -17,7 +17,8 @@ struct FlashFwdParams {
   const void* k = nullptr;  ///< [total_k, h_k, d]
   const void* v = nullptr;  ///< [total_k, h_k, d]
   void* o = nullptr;        ///< [total_q, h, d]
-  float* lse = nullptr;     ///< [h, total_q] (FlashAttention's varlen layout), fp32
+  float* lse =
+      nullptr;  ///< [h, total_q] (FlashAttention's varlen layout), fp32; read by the backward
 
   const int* cu_seqlens_q = nullptr;  ///< B+1 offsets (device memory), or null: fixed length
   const int* cu_seqlens_k = nullptr;  ///< B+1 offsets, or null
@@ -45,6 +46,22 @@ struct FlashFwdParams {
   float softmax_scale = 0.f;  ///< usually 1/sqrt(d)
   bool is_causal = false;
   int window_left = -1;  ///< -1: unlimited
+};
+
+/// Backward pass: dQ, dK, dV of the forward above, given dO and the forward's O and LSE. dK and
+/// dV of a KV head sum the gradients of its G query heads. Deterministic: every gradient element
+/// is written by one thread with a fixed summation order (no atomics).
+struct FlashBwdParams : FlashFwdParams {
+  const void* dout = nullptr;  ///< [total_q, h, d]
+  void* dq = nullptr;          ///< [total_q, h, d]
+  void* dk = nullptr;          ///< [total_k, h_k, d]
+  void* dv = nullptr;          ///< [total_k, h_k, d]
+  float* dsum = nullptr;       ///< workspace [h, total_q], fp32: D = rowsum(dO o O)
+  int total_k = 0;             ///< rows of k / v / dk / dv
+  int64_t do_row_stride = 0, do_head_stride = 0;
+  int64_t dq_row_stride = 0, dq_head_stride = 0;
+  int64_t dk_row_stride = 0, dk_head_stride = 0;
+  int64_t dv_row_stride = 0, dv_head_stride = 0;
 };
 
 }  // namespace strata::attention
