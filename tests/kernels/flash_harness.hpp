@@ -10,6 +10,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -208,6 +209,170 @@ Errors run_forward(const Case& cs) {
       }
       e.lse_kernel = std::max(e.lse_kernel, std::fabs(kl - r));
       e.lse_naive = std::max(e.lse_naive, std::fabs(n - r));
+    }
+  return e;
+}
+
+using T_raw = uint16_t;
+
+/// Errors of dQ, dK, dV against fp64, for the kernel and for the naive same-dtype backward.
+/// atol: one unit roundoff of the storage type at the gradient's scale (max|ref|). The kernel's
+/// D = rowsum(dO o O) reads O as stored (rounded to T, as FlashAttention's preprocess does); in
+/// very short sequences, where the naive backward sums only a few rounded terms, that one rounding
+/// of O can dominate dQ and dK (measured: a length-2 bf16 case at 1.19x the bare 2x rule).
+struct BwdErrors {
+  double kernel[3] = {0, 0, 0}, naive[3] = {0, 0, 0};  // dq, dk, dv
+  double atol[3] = {1e-5, 1e-5, 1e-5};
+  bool nan = false;
+  std::string status;
+  std::vector<T_raw> raw;  // dQ, dK, dV bits as stored, for determinism checks
+  bool pass() const {
+    if (!status.empty() || nan) return false;
+    for (int i = 0; i < 3; ++i)
+      if (!std::isfinite(naive[i]) || kernel[i] > 2 * naive[i] + atol[i]) return false;
+    return true;
+  }
+  double worst_ratio() const {
+    double r = 0;
+    for (int i = 0; i < 3; ++i) r = std::max(r, kernel[i] / (2 * naive[i] + atol[i]));
+    return r;
+  }
+};
+
+/// The unfused backward a framework runs in T: P, dP, dS rounded to T, fp32 sums, gradients
+/// rounded to T (its forward is naive_attention's).
+template <class T>
+void naive_backward(const ref::AttentionConfig& c, const ref::Tensor& q, const ref::Tensor& k,
+                    const ref::Tensor& v, const ref::Tensor& dout, ref::Tensor& dq, ref::Tensor& dk,
+                    ref::Tensor& dv) {
+  const int H = c.num_heads, Hk = c.num_kv_heads, d = c.head_dim, G = c.group_size();
+  dq = ref::Tensor({c.num_tokens_q(), H, d});
+  dk = ref::Tensor({c.num_tokens_k(), Hk, d});
+  dv = ref::Tensor({c.num_tokens_k(), Hk, d});
+  const float scale = float(c.scale());
+  for (int b = 0; b < c.num_sequences(); ++b) {
+    const int64_t q0 = c.cu_seqlens_q[size_t(b)], k0 = c.cu_seqlens_k[size_t(b)];
+    const int tq = int(c.cu_seqlens_q[size_t(b) + 1] - q0),
+              tk = int(c.cu_seqlens_k[size_t(b) + 1] - k0);
+    const att::Mask m{tq, tk, c.causal, c.window_left};
+    for (int h = 0; h < H; ++h)
+      for (int i = 0; i < tq; ++i) {
+        std::vector<float> s(size_t(tk), -INFINITY), pr(size_t(tk), 0.f), dp(size_t(tk), 0.f);
+        float mx = -INFINITY;
+        for (int j = 0; j < tk; ++j) {
+          if (!m.connected(i, j)) continue;
+          float dot = 0.f;
+          for (int e = 0; e < d; ++e)
+            dot += float(q.row(q0 + i, h)[e]) * float(k.row(k0 + j, h / G)[e]);
+          s[size_t(j)] = float(round_to<T>(dot * scale));
+          mx = std::max(mx, s[size_t(j)]);
+        }
+        float l = 0.f;
+        for (int j = 0; j < tk; ++j)
+          l += s[size_t(j)] == -INFINITY ? 0.f : std::exp(s[size_t(j)] - mx);
+        float dsum = 0.f;
+        for (int j = 0; j < tk; ++j) {
+          if (s[size_t(j)] == -INFINITY) continue;
+          pr[size_t(j)] = float(round_to<T>(std::exp(s[size_t(j)] - mx) / l));
+          float dot = 0.f;
+          for (int e = 0; e < d; ++e)
+            dot += float(dout.row(q0 + i, h)[e]) * float(v.row(k0 + j, h / G)[e]);
+          dp[size_t(j)] = float(round_to<T>(dot));
+          dsum += pr[size_t(j)] * dp[size_t(j)];
+        }
+        for (int j = 0; j < tk; ++j) {
+          if (s[size_t(j)] == -INFINITY) continue;
+          const float ds = float(round_to<T>(pr[size_t(j)] * (dp[size_t(j)] - dsum)));
+          for (int e = 0; e < d; ++e) {
+            dq.row(q0 + i, h)[e] += double(ds * scale * float(k.row(k0 + j, h / G)[e]));
+            dk.row(k0 + j, h / G)[e] += double(ds * scale * float(q.row(q0 + i, h)[e]));
+            dv.row(k0 + j, h / G)[e] += double(pr[size_t(j)] * float(dout.row(q0 + i, h)[e]));
+          }
+        }
+      }
+  }
+  for (ref::Tensor* t : {&dq, &dk, &dv})
+    for (double& x : t->data) x = round_to<T>(x);
+}
+
+/// Forward (kernel) then backward (kernel) through the public API; errors of dQ, dK, dV.
+template <class T, int D>
+BwdErrors run_backward(const Case& cs) {
+  const int B = int(cs.lens_q.size());
+  const std::vector<int>& lk = cs.lens_k.empty() ? cs.lens_q : cs.lens_k;
+  ref::AttentionConfig c;
+  c.num_heads = cs.h, c.num_kv_heads = cs.h_k, c.head_dim = D;
+  c.causal = cs.causal, c.window_left = cs.window_left, c.softmax_scale = cs.scale;
+  int max_q = 0, max_k = 0;
+  for (int b = 0; b < B; ++b) {
+    c.cu_seqlens_q.push_back(c.cu_seqlens_q.back() + cs.lens_q[size_t(b)]);
+    c.cu_seqlens_k.push_back(c.cu_seqlens_k.back() + lk[size_t(b)]);
+    max_q = std::max(max_q, cs.lens_q[size_t(b)]);
+    max_k = std::max(max_k, lk[size_t(b)]);
+  }
+  const int64_t Nq = c.num_tokens_q(), Nk = c.num_tokens_k();
+  Rng rng(cs.seed);
+  ref::Tensor q, k, v, dout;
+  std::vector<T> qs, ks, vs, dos;
+  random_tensor(rng, Nq, cs.h, D, cs.spread, q, qs);
+  random_tensor(rng, Nk, cs.h_k, D, cs.spread, k, ks);
+  random_tensor(rng, Nk, cs.h_k, D, 1.0, v, vs);
+  random_tensor(rng, Nq, cs.h, D, 1.0, dout, dos);
+  ref::Tensor out64, lse64, dq64, dk64, dv64, dqn, dkn, dvn;
+  ref::attention_forward(c, q, k, v, out64, lse64);
+  ref::attention_backward(c, q, k, v, out64, lse64, dout, dq64, dk64, dv64);
+  naive_backward<T>(c, q, k, v, dout, dqn, dkn, dvn);
+
+  const T nan = core::from_float<T>(NAN);
+  std::vector<T> o(size_t(Nq * cs.h * D), nan), dq(o.size(), nan),
+      dk(size_t(Nk * cs.h_k * D) + 8, nan), dv(dk.size(), nan);
+  std::vector<float> lse(size_t(Nq * cs.h) + 1, NAN), dsum(size_t(Nq * cs.h) + 1, NAN);
+  std::vector<int> cuq(c.cu_seqlens_q.begin(), c.cu_seqlens_q.end()),
+      cuk(c.cu_seqlens_k.begin(), c.cu_seqlens_k.end());
+  att::FlashBwdParams p;
+  p.q = qs.data(), p.k = ks.data(), p.v = vs.data(), p.o = o.data(), p.lse = lse.data();
+  p.dout = dos.data(), p.dq = dq.data(), p.dk = dk.data(), p.dv = dv.data(), p.dsum = dsum.data();
+  if (cs.varlen) {
+    p.cu_seqlens_q = cuq.data(), p.cu_seqlens_k = cuk.data();
+    p.cu_seqlens_q_host = cuq.data(), p.cu_seqlens_k_host = cuk.data();
+  }
+  p.dtype = std::is_same_v<T, __half> ? att::Dtype::kFp16 : att::Dtype::kBf16;
+  p.b = B, p.h = cs.h, p.h_k = cs.h_k, p.d = D;
+  p.seqlen_q = max_q, p.seqlen_k = max_k, p.total_q = int(Nq), p.total_k = int(Nk);
+  p.q_row_stride = p.o_row_stride = p.do_row_stride = p.dq_row_stride = int64_t(cs.h) * D;
+  p.q_head_stride = p.o_head_stride = p.do_head_stride = p.dq_head_stride = D;
+  p.k_row_stride = p.v_row_stride = p.dk_row_stride = p.dv_row_stride = int64_t(cs.h_k) * D;
+  p.k_head_stride = p.v_head_stride = p.dk_head_stride = p.dv_head_stride = D;
+  p.softmax_scale = float(c.scale());
+  p.is_causal = cs.causal;
+  p.window_left = cs.window_left;
+
+  BwdErrors e;
+  if (const auto st = strata::api::flash_fwd(p); !st.ok()) {
+    e.status = std::string("forward: ") + st.message();
+    return e;
+  }
+  if (const auto st = strata::api::flash_bwd(p); !st.ok()) {
+    e.status = std::string("backward: ") + st.message();
+    return e;
+  }
+  const std::vector<T>* got[3] = {&dq, &dk, &dv};
+  const ref::Tensor* want[3] = {&dq64, &dk64, &dv64};
+  const ref::Tensor* naive[3] = {&dqn, &dkn, &dvn};
+  for (int g = 0; g < 3; ++g) {
+    double mag = 0;
+    for (double x : want[g]->data) mag = std::max(mag, std::fabs(x));
+    e.atol[g] = double(core::kUnitRoundoff<T>) * mag + 1e-5;
+  }
+  for (int g = 0; g < 3; ++g)
+    for (size_t x = 0; x < want[g]->data.size(); ++x) {
+      T_raw bits;
+      memcpy(&bits, &(*got[g])[x], 2);
+      e.raw.push_back(bits);
+      const double kv = double(core::to_float((*got[g])[x]));
+      if (std::isnan(kv)) e.nan = true;
+      e.kernel[g] = std::max(e.kernel[g], std::fabs(kv - want[g]->data[x]));
+      e.naive[g] = std::max(e.naive[g], std::fabs(naive[g]->data[x] - want[g]->data[x]));
     }
   return e;
 }

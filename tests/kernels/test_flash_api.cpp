@@ -133,4 +133,69 @@ TEST(FlashApi, EveryFieldIsValidatedAndNothingIsWritten) {
   }
 }
 
+/// The forward problem plus what the backward needs.
+struct BwdProblem : Problem {
+  std::vector<bf16> dout, dq, dk, dv;
+  std::vector<float> dsum;
+  att::FlashBwdParams b;
+  BwdProblem() {
+    dout = q;
+    dq.assign(q.size(), strata::core::from_float<bf16>(-7.f));
+    dk.assign(k.size(), strata::core::from_float<bf16>(-7.f));
+    dv = dk;
+    EXPECT_TRUE(strata::api::flash_fwd(p).ok());
+    static_cast<att::FlashFwdParams&>(b) = p;
+    dsum.assign(strata::api::flash_bwd_workspace_bytes(b) / sizeof(float), -7.f);
+    b.dout = dout.data(), b.dq = dq.data(), b.dk = dk.data(), b.dv = dv.data(),
+    b.dsum = dsum.data();
+    b.total_k = 8;
+    b.do_row_stride = b.dq_row_stride = p.q_row_stride,
+    b.do_head_stride = b.dq_head_stride = p.q_head_stride;
+    b.dk_row_stride = b.dv_row_stride = p.k_row_stride,
+    b.dk_head_stride = b.dv_head_stride = p.k_head_stride;
+  }
+  bool gradients_untouched() const {
+    for (const auto* t : {&dq, &dk, &dv})
+      for (const bf16& x : *t)
+        if (strata::core::to_float(x) != -7.f) return false;
+    for (float x : dsum)
+      if (x != -7.f) return false;
+    return true;
+  }
+};
+
+TEST(FlashApi, BackwardFieldsAreValidatedAndNothingIsWritten) {
+  {
+    BwdProblem pr;
+    EXPECT_EQ(strata::api::flash_bwd_workspace_bytes(pr.b), size_t(2 * 8) * sizeof(float));
+    const auto st = strata::api::flash_bwd(pr.b);
+    ASSERT_TRUE(st.ok()) << st.message();
+    EXPECT_FALSE(pr.gradients_untouched());
+  }
+  const std::vector<std::pair<const char*, std::function<void(BwdProblem&)>>> cases = {
+      {"do is null", [](BwdProblem& x) { x.b.dout = nullptr; }},
+      {"dq is null", [](BwdProblem& x) { x.b.dq = nullptr; }},
+      {"dk is null", [](BwdProblem& x) { x.b.dk = nullptr; }},
+      {"dv is null", [](BwdProblem& x) { x.b.dv = nullptr; }},
+      {"dsum", [](BwdProblem& x) { x.b.dsum = nullptr; }},
+      {"dq is not 16-byte aligned", [](BwdProblem& x) { x.b.dq = x.dq.data() + 1; }},
+      {"do_row_stride", [](BwdProblem& x) { x.b.do_row_stride = 7; }},
+      {"dk_head_stride", [](BwdProblem& x) { x.b.dk_head_stride = 0; }},
+      {"dv_row_stride", [](BwdProblem& x) { x.b.dv_row_stride = -8; }},
+      {"total_k is negative", [](BwdProblem& x) { x.b.total_k = -1; }},
+      {"differs from total_k", [](BwdProblem& x) { x.b.total_k = 9; }},
+      {"lse is null", [](BwdProblem& x) { x.b.lse = nullptr; }},
+      {"d = 80", [](BwdProblem& x) { x.b.d = 80; }},
+  };
+  for (const auto& [what, mutate] : cases) {
+    BwdProblem pr;
+    mutate(pr);
+    const strata::Status st = strata::api::flash_bwd(pr.b);
+    EXPECT_EQ(st.code(), strata::StatusCode::kInvalidArgument) << what << ": " << st.message();
+    EXPECT_NE(std::string(st.message()).find(what), std::string::npos)
+        << "expected '" << what << "' in: " << st.message();
+    EXPECT_TRUE(pr.gradients_untouched()) << what;
+  }
+}
+
 }  // namespace

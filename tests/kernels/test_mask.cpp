@@ -2,6 +2,7 @@
 // tile covers every connected key (block skipping never drops one), a tile declared fully
 // connected has no masked pair, and the constexpr tile table is what the kernels and the static
 // gates (ptxas budget, mma inventory) assume.
+#include <strata/attention/flash_bwd.cuh>
 #include <strata/attention/flash_fwd.cuh>
 
 #include <gtest/gtest.h>
@@ -65,6 +66,23 @@ void check_traits() {
   EXPECT_EQ(Tr::kMmaPerTile, Tr::kWarps * D);
   EXPECT_LE(Tr::template kSmemBytes<__nv_bfloat16>, 99u * 1024u);
   EXPECT_EQ(Tr::kLd * 2 % 16, 0);  // padded rows stay 16-byte aligned for cp.async / ldmatrix
+}
+
+template <int D>
+void check_bwd_traits() {
+  using Tr = strata::attention::FlashBwdTraits<D>;
+  EXPECT_EQ(Tr::kMmaDq * 2, 3 * D);  // S, dP (D/2 each) and dQ (D/2) per warp and tile pair
+  EXPECT_EQ(Tr::kMmaDkDv, 4 * (Tr::kBlockMKv / 8) * (D / 16));
+  EXPECT_LE(Tr::template kSmemDq<__nv_bfloat16>, 99u * 1024u);
+  EXPECT_LE(Tr::template kSmemDkDv<__nv_bfloat16>, 99u * 1024u);
+}
+
+TEST(FlashBwdTraits, TileTable) {
+  check_bwd_traits<64>();
+  check_bwd_traits<96>();
+  check_bwd_traits<128>();
+  EXPECT_EQ(strata::attention::FlashBwdTraits<64>::kBlockMKv, 64);
+  EXPECT_EQ(strata::attention::FlashBwdTraits<128>::kBlockMKv, 32);
 }
 
 TEST(FlashFwdTraits, TileTable) {

@@ -1,10 +1,13 @@
 #!/usr/bin/env python3
 """mma inventory: the PTX of every flash kernel holds exactly the analytic number of mma.sync
-instructions for its tile configuration (one K/V tile of the unrolled mainloop, per warp).
+instructions for its tile configuration (one tile pair of the unrolled mainloop, per warp).
 
-For the forward kernel with key tiles of BN = 64 and head dim D, each warp issues
-S = Q K^T: (BN/8 n-tiles) x (D/16 k-steps), and O += P V: (D/8 n-tiles) x (BN/16 k-steps).
-A count that differs means the compiler duplicated the mainloop (peeling) or a loop was not
+With key tiles of BN = 64 and head dim D, each warp issues per (query tile, key tile):
+- forward: S = Q K^T (BN/8)(D/16) and O += P V (D/8)(BN/16), i.e. D;
+- backward dQ kernel: S and dP = dO V^T (BN/8)(D/16) each, dQ += dS K (D/8)(BN/16), i.e. 1.5 D;
+- backward dK/dV kernel (query tiles of BMKV = 64 for D = 64, else 32): S^T, dP^T (BMKV/8)(D/16)
+  each, dV += P^T dO and dK += dS^T Q (D/8)(BMKV/16) each, i.e. 4 (BMKV/8)(D/16).
+A count that differs means the compiler duplicated a mainloop (peeling) or a loop was not
 unrolled into the register-resident form the kernel was written for.
 """
 
@@ -25,8 +28,22 @@ def expected_fwd(d: int) -> int:
     return (BLOCK_N // 8) * (d // 16) + (d // 8) * (BLOCK_N // 16)
 
 
+def expected_bwd_dq(d: int) -> int:
+    return 2 * (BLOCK_N // 8) * (d // 16) + (d // 8) * (BLOCK_N // 16)
+
+
+def expected_bwd_dkdv(d: int) -> int:
+    bm = 64 if d <= 64 else 32  # FlashBwdTraits<D>::kBlockMKv
+    return 2 * (bm // 8) * (d // 16) + 2 * (d // 8) * (bm // 16)
+
+
+SOURCES = ("flash_fwd.cu", "flash_bwd.cu")
 # mangled-name pattern -> analytic count from the head dim
-KERNELS = {re.compile(r"flash_fwd_kernel\w*?Li(\d+)E"): expected_fwd}
+KERNELS = {
+    re.compile(r"flash_fwd_kernel\w*?Li(\d+)E"): expected_fwd,
+    re.compile(r"flash_bwd_dq_kernel\w*?Li(\d+)E"): expected_bwd_dq,
+    re.compile(r"flash_bwd_dkdv_kernel\w*?Li(\d+)E"): expected_bwd_dkdv,
+}
 
 
 def entries(ptx: str) -> dict[str, str]:
@@ -43,11 +60,10 @@ def main() -> int:
     ap.add_argument("--scratch", default=None)
     args = ap.parse_args()
     repo = Path(args.repo).resolve()
-    src = repo / "tests" / "static" / "instantiations" / "flash_fwd.cu"
     failures, checked = [], 0
     with scratch_dir(args.scratch, "strata_mma_count_") as scratch:
-        for arch in DEFAULT_ARCHS:
-            out = scratch / f"flash_fwd.{arch}.ptx"
+        for src, arch in ((repo / "tests" / "static" / "instantiations" / f, a) for f in SOURCES for a in DEFAULT_ARCHS):
+            out = scratch / f"{src.stem}.{arch}.ptx"
             cmd = [args.nvcc, "-std=c++20", "-O3", f"-arch={arch}", "-ptx", f"-I{repo / 'include'}", "-o", str(out), str(src)]
             res = subprocess.run(cmd, capture_output=True, text=True)
             if res.returncode != 0:

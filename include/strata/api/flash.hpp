@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <string>
 
+#include "strata/attention/flash_bwd.cuh"
 #include "strata/attention/flash_fwd.cuh"
 #include "strata/launch.hpp"
 #include "strata/status.hpp"
@@ -16,6 +17,7 @@
 namespace strata::api {
 
 using attention::Dtype;
+using attention::FlashBwdParams;
 using attention::FlashFwdParams;
 
 /// Head dimensions with a compiled instantiation.
@@ -154,6 +156,85 @@ inline Status flash_fwd(const FlashFwdParams& p, cudaStream_t stream = 0) {
   if (p.total_q == 0 || p.seqlen_q == 0) return Status::Ok();
   return p.dtype == Dtype::kBf16 ? detail::dispatch_fwd<__nv_bfloat16>(p, stream)
                                  : detail::dispatch_fwd<__half>(p, stream);
+}
+
+/// Bytes of the fp32 workspace the backward needs (p.dsum): D for every (head, query row).
+inline size_t flash_bwd_workspace_bytes(const FlashBwdParams& p) {
+  return size_t(p.h > 0 ? p.h : 0) * size_t(p.total_q > 0 ? p.total_q : 0) * sizeof(float);
+}
+
+/// Checks every field of a backward problem: the forward's, then dO, dQ, dK, dV, the workspace
+/// and total_k.
+inline Status validate(const FlashBwdParams& p) {
+  if (Status s = validate(static_cast<const FlashFwdParams&>(p)); !s.ok()) return s;
+  if (p.total_k < 0) return Status::InvalidArgument("total_k is negative");
+  if (!p.cu_seqlens_q && int64_t(p.b) * p.seqlen_k != p.total_k)
+    return Status::InvalidArgument(
+        "total_k = " + std::to_string(p.total_k) +
+        ": a fixed-length batch needs b * seqlen_k = " + std::to_string(int64_t(p.b) * p.seqlen_k));
+  if (p.cu_seqlens_k_host && p.cu_seqlens_k_host[p.b] != p.total_k)
+    return Status::InvalidArgument("cu_seqlens_k[b] = " + std::to_string(p.cu_seqlens_k_host[p.b]) +
+                                   " differs from total_k = " + std::to_string(p.total_k));
+  if (p.total_q > 0) {
+    using detail::check_operand;
+    if (Status s = check_operand(p.dout, "do", p.do_row_stride, p.do_head_stride); !s.ok())
+      return s;
+    if (Status s = check_operand(p.dq, "dq", p.dq_row_stride, p.dq_head_stride); !s.ok()) return s;
+    if (!p.dsum)
+      return Status::InvalidArgument("dsum (workspace of flash_bwd_workspace_bytes) is null");
+  }
+  if (p.total_k > 0) {
+    using detail::check_operand;
+    if (Status s = check_operand(p.dk, "dk", p.dk_row_stride, p.dk_head_stride); !s.ok()) return s;
+    if (Status s = check_operand(p.dv, "dv", p.dv_row_stride, p.dv_head_stride); !s.ok()) return s;
+    if (p.total_q == 0) {  // K and V are still read to write zero gradients
+      if (Status s = check_operand(p.k, "k", p.k_row_stride, p.k_head_stride); !s.ok()) return s;
+      if (Status s = check_operand(p.v, "v", p.v_row_stride, p.v_head_stride); !s.ok()) return s;
+    }
+  }
+  return Status::Ok();
+}
+
+namespace detail {
+template <class T, int D>
+Status launch_bwd(const FlashBwdParams& p, cudaStream_t stream) {
+  using Tr = attention::FlashBwdTraits<D>;
+  if (p.total_q > 0) {
+    if (Status s = launch(attention::flash_bwd_preprocess_kernel<T, D>,
+                          attention::flash_bwd_preprocess_grid<D>(p), dim3(128), 0, stream, p);
+        !s.ok())
+      return s;
+    if (Status s = launch(attention::flash_bwd_dq_kernel<T, D>, attention::flash_bwd_dq_grid<D>(p),
+                          dim3(Tr::kThreads), Tr::template kSmemDq<T>, stream, p);
+        !s.ok())
+      return s;
+  }
+  if (p.total_k > 0 && p.seqlen_k > 0)
+    return launch(attention::flash_bwd_dkdv_kernel<T, D>, attention::flash_bwd_dkdv_grid<D>(p),
+                  dim3(Tr::kThreads), Tr::template kSmemDkDv<T>, stream, p);
+  return Status::Ok();
+}
+template <class T>
+Status dispatch_bwd(const FlashBwdParams& p, cudaStream_t stream) {
+  switch (p.d) {
+    case 64:
+      return launch_bwd<T, 64>(p, stream);
+    case 96:
+      return launch_bwd<T, 96>(p, stream);
+    case 128:
+      return launch_bwd<T, 128>(p, stream);
+  }
+  return Status::InvalidArgument("d = " + std::to_string(p.d) +
+                                 " is not a compiled head dimension");
+}
+}  // namespace detail
+
+/// Backward: validates, then runs the preprocess (D = rowsum(dO o O) into p.dsum), the dQ kernel
+/// and the dK/dV kernel. Deterministic: bitwise identical results from run to run.
+inline Status flash_bwd(const FlashBwdParams& p, cudaStream_t stream = 0) {
+  if (Status s = validate(p); !s.ok()) return s;
+  return p.dtype == Dtype::kBf16 ? detail::dispatch_bwd<__nv_bfloat16>(p, stream)
+                                 : detail::dispatch_bwd<__half>(p, stream);
 }
 
 }  // namespace strata::api

@@ -1,0 +1,17 @@
+// The shipped flash backward instantiations: preprocess, dQ and dK/dV kernels for bf16 and fp16,
+// head dims 64, 96, 128.
+#include <strata/attention/flash_bwd.cuh>
+
+#define STRATA_FLASH_BWD(T, D)                                                                    \
+  template __global__ void strata::attention::flash_bwd_preprocess_kernel<T, D>(                  \
+      const strata::attention::FlashBwdParams);                                                   \
+  template __global__ void strata::attention::flash_bwd_dq_kernel<T, D>(                          \
+      const strata::attention::FlashBwdParams);                                                   \
+  template __global__ void strata::attention::flash_bwd_dkdv_kernel<T, D>(                        \
+      const strata::attention::FlashBwdParams);
+STRATA_FLASH_BWD(__nv_bfloat16, 64)
+STRATA_FLASH_BWD(__nv_bfloat16, 96)
+STRATA_FLASH_BWD(__nv_bfloat16, 128)
+STRATA_FLASH_BWD(__half, 64)
+STRATA_FLASH_BWD(__half, 96)
+STRATA_FLASH_BWD(__half, 128)
