@@ -136,58 +136,79 @@ void random_tensor(Rng& rng, int64_t n, int heads, int d, double spread, ref::Te
   }
 }
 
+/// A case's inputs and buffers: the fp64 values the reference sees, their storage in T, output
+/// buffers poisoned with NaN, and Params (forward and backward fields) pointing at them. Not
+/// copyable: the Params hold pointers into the vectors.
+template <class T>
+struct Problem {
+  ref::AttentionConfig c;
+  ref::Tensor q, k, v, dout;
+  std::vector<T> qs, ks, vs, dos, o, dq, dk, dv;
+  std::vector<float> lse, dsum;
+  std::vector<int> cuq, cuk;
+  att::FlashBwdParams p;
+  int64_t nq = 0, nk = 0;
+
+  Problem(const Case& cs, int d) {
+    const int B = int(cs.lens_q.size());
+    const std::vector<int>& lk = cs.lens_k.empty() ? cs.lens_q : cs.lens_k;
+    c.num_heads = cs.h, c.num_kv_heads = cs.h_k, c.head_dim = d;
+    c.causal = cs.causal, c.window_left = cs.window_left, c.softmax_scale = cs.scale;
+    int max_q = 0, max_k = 0;
+    for (int b = 0; b < B; ++b) {
+      c.cu_seqlens_q.push_back(c.cu_seqlens_q.back() + cs.lens_q[size_t(b)]);
+      c.cu_seqlens_k.push_back(c.cu_seqlens_k.back() + lk[size_t(b)]);
+      max_q = std::max(max_q, cs.lens_q[size_t(b)]);
+      max_k = std::max(max_k, lk[size_t(b)]);
+    }
+    nq = c.num_tokens_q(), nk = c.num_tokens_k();
+    Rng rng(cs.seed);
+    random_tensor(rng, nq, cs.h, d, cs.spread, q, qs);
+    random_tensor(rng, nk, cs.h_k, d, cs.spread, k, ks);
+    random_tensor(rng, nk, cs.h_k, d, 1.0, v, vs);
+    random_tensor(rng, nq, cs.h, d, 1.0, dout, dos);
+    const T nan = core::from_float<T>(NAN);
+    o.assign(qs.size(), nan), dq.assign(qs.size(), nan);
+    dk.assign(ks.size() + 8, nan), dv.assign(ks.size() + 8, nan);  // + 8: never a null pointer
+    lse.assign(size_t(nq * cs.h) + 1, NAN), dsum.assign(size_t(nq * cs.h) + 1, NAN);
+    cuq.assign(c.cu_seqlens_q.begin(), c.cu_seqlens_q.end());
+    cuk.assign(c.cu_seqlens_k.begin(), c.cu_seqlens_k.end());
+    p.q = qs.data(), p.k = ks.data(), p.v = vs.data(), p.o = o.data(), p.lse = lse.data();
+    p.dout = dos.data(), p.dq = dq.data(), p.dk = dk.data(), p.dv = dv.data(), p.dsum = dsum.data();
+    if (cs.varlen) {
+      p.cu_seqlens_q = p.cu_seqlens_q_host = cuq.data();
+      p.cu_seqlens_k = p.cu_seqlens_k_host = cuk.data();
+    }
+    p.dtype = std::is_same_v<T, __half> ? att::Dtype::kFp16 : att::Dtype::kBf16;
+    p.b = B, p.h = cs.h, p.h_k = cs.h_k, p.d = d;
+    p.seqlen_q = max_q, p.seqlen_k = max_k, p.total_q = int(nq), p.total_k = int(nk);
+    p.q_row_stride = p.o_row_stride = p.do_row_stride = p.dq_row_stride = int64_t(cs.h) * d;
+    p.q_head_stride = p.o_head_stride = p.do_head_stride = p.dq_head_stride = d;
+    p.k_row_stride = p.v_row_stride = p.dk_row_stride = p.dv_row_stride = int64_t(cs.h_k) * d;
+    p.k_head_stride = p.v_head_stride = p.dk_head_stride = p.dv_head_stride = d;
+    p.softmax_scale = float(c.scale());
+    p.is_causal = cs.causal;
+    p.window_left = cs.window_left;
+  }
+  Problem(const Problem&) = delete;
+  Problem& operator=(const Problem&) = delete;
+};
+
 template <class T, int D>
 Errors run_forward(const Case& cs) {
-  const int B = int(cs.lens_q.size());
-  const std::vector<int>& lk = cs.lens_k.empty() ? cs.lens_q : cs.lens_k;
-  ref::AttentionConfig c;
-  c.num_heads = cs.h;
-  c.num_kv_heads = cs.h_k;
-  c.head_dim = D;
-  c.causal = cs.causal;
-  c.window_left = cs.window_left;
-  c.softmax_scale = cs.scale;
-  int max_q = 0, max_k = 0;
-  for (int b = 0; b < B; ++b) {
-    c.cu_seqlens_q.push_back(c.cu_seqlens_q.back() + cs.lens_q[size_t(b)]);
-    c.cu_seqlens_k.push_back(c.cu_seqlens_k.back() + lk[size_t(b)]);
-    max_q = std::max(max_q, cs.lens_q[size_t(b)]);
-    max_k = std::max(max_k, lk[size_t(b)]);
-  }
-  const int64_t Nq = c.num_tokens_q(), Nk = c.num_tokens_k();
-  Rng rng(cs.seed);
-  ref::Tensor q, k, v;
-  std::vector<T> qs, ks, vs;
-  random_tensor(rng, Nq, cs.h, D, cs.spread, q, qs);
-  random_tensor(rng, Nk, cs.h_k, D, cs.spread, k, ks);
-  random_tensor(rng, Nk, cs.h_k, D, 1.0, v, vs);
+  Problem<T> pr(cs, D);
+  const ref::AttentionConfig& c = pr.c;
+  const ref::Tensor &q = pr.q, &k = pr.k, &v = pr.v;
+  const int64_t Nq = pr.nq;
+  const std::vector<T>& o = pr.o;
+  const std::vector<float>& lse = pr.lse;
   ref::Tensor out64, lse64, outn, lsen;
   ref::attention_forward(c, q, k, v, out64, lse64);
   naive_attention<T>(c, q, k, v, outn, lsen);
 
-  std::vector<T> o(size_t(Nq * cs.h * D), core::from_float<T>(NAN));
-  std::vector<float> lse(size_t(Nq * cs.h) + 1, NAN);  // +1: a size-0 batch still has a pointer
-  std::vector<int> cuq(c.cu_seqlens_q.begin(), c.cu_seqlens_q.end()),
-      cuk(c.cu_seqlens_k.begin(), c.cu_seqlens_k.end());
-  att::FlashFwdParams p;
-  p.q = qs.data(), p.k = ks.data(), p.v = vs.data(), p.o = o.data(), p.lse = lse.data();
-  if (cs.varlen) p.cu_seqlens_q = cuq.data(), p.cu_seqlens_k = cuk.data();
-  p.dtype = std::is_same_v<T, __half> ? att::Dtype::kFp16 : att::Dtype::kBf16;
-  p.b = B, p.h = cs.h, p.h_k = cs.h_k, p.d = D;
-  p.seqlen_q = max_q, p.seqlen_k = max_k, p.total_q = int(Nq);
-  p.q_row_stride = int64_t(cs.h) * D, p.q_head_stride = D;
-  p.k_row_stride = int64_t(cs.h_k) * D, p.k_head_stride = D;
-  p.v_row_stride = int64_t(cs.h_k) * D, p.v_head_stride = D;
-  p.o_row_stride = int64_t(cs.h) * D, p.o_head_stride = D;
-  p.softmax_scale = float(c.scale());
-  p.is_causal = cs.causal;
-  p.window_left = cs.window_left;
-
-  if (cs.varlen) p.cu_seqlens_q_host = cuq.data(), p.cu_seqlens_k_host = cuk.data();
-
   Errors e;
   // through the public launcher: validation, then the (dtype, d) instantiation
-  if (const auto st = strata::api::flash_fwd(p); !st.ok()) {
+  if (const auto st = strata::api::flash_fwd(pr.p); !st.ok()) {
     e.status = st.message();
     return e;
   }
@@ -298,54 +319,13 @@ void naive_backward(const ref::AttentionConfig& c, const ref::Tensor& q, const r
 /// Forward (kernel) then backward (kernel) through the public API; errors of dQ, dK, dV.
 template <class T, int D>
 BwdErrors run_backward(const Case& cs) {
-  const int B = int(cs.lens_q.size());
-  const std::vector<int>& lk = cs.lens_k.empty() ? cs.lens_q : cs.lens_k;
-  ref::AttentionConfig c;
-  c.num_heads = cs.h, c.num_kv_heads = cs.h_k, c.head_dim = D;
-  c.causal = cs.causal, c.window_left = cs.window_left, c.softmax_scale = cs.scale;
-  int max_q = 0, max_k = 0;
-  for (int b = 0; b < B; ++b) {
-    c.cu_seqlens_q.push_back(c.cu_seqlens_q.back() + cs.lens_q[size_t(b)]);
-    c.cu_seqlens_k.push_back(c.cu_seqlens_k.back() + lk[size_t(b)]);
-    max_q = std::max(max_q, cs.lens_q[size_t(b)]);
-    max_k = std::max(max_k, lk[size_t(b)]);
-  }
-  const int64_t Nq = c.num_tokens_q(), Nk = c.num_tokens_k();
-  Rng rng(cs.seed);
-  ref::Tensor q, k, v, dout;
-  std::vector<T> qs, ks, vs, dos;
-  random_tensor(rng, Nq, cs.h, D, cs.spread, q, qs);
-  random_tensor(rng, Nk, cs.h_k, D, cs.spread, k, ks);
-  random_tensor(rng, Nk, cs.h_k, D, 1.0, v, vs);
-  random_tensor(rng, Nq, cs.h, D, 1.0, dout, dos);
+  Problem<T> pr(cs, D);
   ref::Tensor out64, lse64, dq64, dk64, dv64, dqn, dkn, dvn;
-  ref::attention_forward(c, q, k, v, out64, lse64);
-  ref::attention_backward(c, q, k, v, out64, lse64, dout, dq64, dk64, dv64);
-  naive_backward<T>(c, q, k, v, dout, dqn, dkn, dvn);
-
-  const T nan = core::from_float<T>(NAN);
-  std::vector<T> o(size_t(Nq * cs.h * D), nan), dq(o.size(), nan),
-      dk(size_t(Nk * cs.h_k * D) + 8, nan), dv(dk.size(), nan);
-  std::vector<float> lse(size_t(Nq * cs.h) + 1, NAN), dsum(size_t(Nq * cs.h) + 1, NAN);
-  std::vector<int> cuq(c.cu_seqlens_q.begin(), c.cu_seqlens_q.end()),
-      cuk(c.cu_seqlens_k.begin(), c.cu_seqlens_k.end());
-  att::FlashBwdParams p;
-  p.q = qs.data(), p.k = ks.data(), p.v = vs.data(), p.o = o.data(), p.lse = lse.data();
-  p.dout = dos.data(), p.dq = dq.data(), p.dk = dk.data(), p.dv = dv.data(), p.dsum = dsum.data();
-  if (cs.varlen) {
-    p.cu_seqlens_q = cuq.data(), p.cu_seqlens_k = cuk.data();
-    p.cu_seqlens_q_host = cuq.data(), p.cu_seqlens_k_host = cuk.data();
-  }
-  p.dtype = std::is_same_v<T, __half> ? att::Dtype::kFp16 : att::Dtype::kBf16;
-  p.b = B, p.h = cs.h, p.h_k = cs.h_k, p.d = D;
-  p.seqlen_q = max_q, p.seqlen_k = max_k, p.total_q = int(Nq), p.total_k = int(Nk);
-  p.q_row_stride = p.o_row_stride = p.do_row_stride = p.dq_row_stride = int64_t(cs.h) * D;
-  p.q_head_stride = p.o_head_stride = p.do_head_stride = p.dq_head_stride = D;
-  p.k_row_stride = p.v_row_stride = p.dk_row_stride = p.dv_row_stride = int64_t(cs.h_k) * D;
-  p.k_head_stride = p.v_head_stride = p.dk_head_stride = p.dv_head_stride = D;
-  p.softmax_scale = float(c.scale());
-  p.is_causal = cs.causal;
-  p.window_left = cs.window_left;
+  ref::attention_forward(pr.c, pr.q, pr.k, pr.v, out64, lse64);
+  ref::attention_backward(pr.c, pr.q, pr.k, pr.v, out64, lse64, pr.dout, dq64, dk64, dv64);
+  naive_backward<T>(pr.c, pr.q, pr.k, pr.v, pr.dout, dqn, dkn, dvn);
+  const auto& p = pr.p;
+  const std::vector<T>&dq = pr.dq, &dk = pr.dk, &dv = pr.dv;
 
   BwdErrors e;
   if (const auto st = strata::api::flash_fwd(p); !st.ok()) {
@@ -375,6 +355,52 @@ BwdErrors run_backward(const Case& cs) {
       e.naive[g] = std::max(e.naive[g], std::fabs(naive[g]->data[x] - want[g]->data[x]));
     }
   return e;
+}
+
+/// A fixed-length batch of `batch` sequences of `len` tokens.
+inline Case fixed_case(int len, int batch, int h, int h_k, int d, bool causal) {
+  Case c;
+  c.lens_q.assign(size_t(batch), len);
+  c.h = h, c.h_k = h_k, c.d = d, c.causal = causal;
+  c.varlen = false;
+  return c;
+}
+
+/// A seeded random valid configuration: 1-3 sequences up to `max_len` tokens (varlen with empty
+/// sequences and different key lengths, or fixed length), GQA ratio 1/2/4 over 1-2 KV heads, any
+/// compiled head dim, causal or not, a window or not. `bf16` says which dtype to run.
+inline Case random_case(Rng& rng, int max_len, uint64_t seed, bool& bf16) {
+  auto pick = [&](int n) { return int(std::fabs(rng.normal()) * 1e6) % n; };
+  Case c;
+  const int batch = 1 + pick(3);
+  c.varlen = pick(2) == 0;
+  const int fixed_len = 1 + pick(max_len);
+  for (int b = 0; b < batch; ++b) {
+    c.lens_q.push_back(c.varlen ? pick(max_len) : fixed_len);
+    if (c.varlen) c.lens_k.push_back(pick(4) == 0 ? pick(max_len) : c.lens_q.back());
+  }
+  const int ratios[] = {1, 2, 4}, dims[] = {64, 96, 128};
+  c.h_k = 1 + pick(2);
+  c.h = c.h_k * ratios[pick(3)];
+  c.d = dims[pick(3)];
+  c.causal = pick(2) == 0;
+  c.window_left = pick(3) == 0 ? pick(40) : -1;
+  c.seed = seed;
+  bf16 = pick(2) == 0;
+  return c;
+}
+
+/// Runs `F::template run<T, D>(c)` with the compiled head dim D of the case.
+template <class T, class F>
+auto with_head_dim(const Case& c, F f) {
+  switch (c.d) {
+    case 96:
+      return f.template operator()<T, 96>(c);
+    case 128:
+      return f.template operator()<T, 128>(c);
+    default:
+      return f.template operator()<T, 64>(c);
+  }
 }
 
 }  // namespace kernel_test

@@ -16,20 +16,10 @@ using namespace kernel_test;
 using bf16 = __nv_bfloat16;
 using fp16 = __half;
 
-/// Runs the case with the instantiation of its head dim; returns the errors.
+/// Runs the case with the instantiation of its head dim.
 template <class T>
 Errors run(const Case& c) {
-  switch (c.d) {
-    case 64:
-      return run_forward<T, 64>(c);
-    case 96:
-      return run_forward<T, 96>(c);
-    case 128:
-      return run_forward<T, 128>(c);
-  }
-  Errors e;
-  e.status = "head dim not compiled in the test";
-  return e;
+  return with_head_dim<T>(c, []<class U, int D>(const Case& x) { return run_forward<U, D>(x); });
 }
 
 template <class T>
@@ -44,35 +34,27 @@ void expect_pass(const Case& c) {
                         << " " << e.status;
 }
 
-Case fixed(int len, int batch, int h, int h_k, int d, bool causal) {
-  Case c;
-  c.lens_q.assign(size_t(batch), len);
-  c.h = h, c.h_k = h_k, c.d = d, c.causal = causal;
-  c.varlen = false;
-  return c;
-}
-
 TEST(FlashFwd, LengthsThatBreakTiles) {
   for (int len : {1, 2, 17, 127, 128, 129, 257})
-    for (bool causal : {false, true}) expect_pass<bf16>(fixed(len, 2, 2, 1, 64, causal));
+    for (bool causal : {false, true}) expect_pass<bf16>(fixed_case(len, 2, 2, 1, 64, causal));
 }
 
 TEST(FlashFwd, HeadDimsAndDtypes) {
   for (int d : {64, 96, 128})
     for (bool causal : {false, true}) {
-      expect_pass<bf16>(fixed(129, 1, 4, 2, d, causal));
-      expect_pass<fp16>(fixed(129, 1, 4, 2, d, causal));
+      expect_pass<bf16>(fixed_case(129, 1, 4, 2, d, causal));
+      expect_pass<fp16>(fixed_case(129, 1, 4, 2, d, causal));
     }
 }
 
 TEST(FlashFwd, GqaRatiosAndMqa) {
-  for (int h_k : {8, 4, 2, 1}) expect_pass<bf16>(fixed(65, 1, 8, h_k, 64, true));
+  for (int h_k : {8, 4, 2, 1}) expect_pass<bf16>(fixed_case(65, 1, 8, h_k, 64, true));
 }
 
 TEST(FlashFwd, SlidingWindows) {
   for (int w : {0, 1, 63, 64, 100})
     for (bool causal : {false, true}) {
-      Case c = fixed(200, 1, 2, 2, 64, causal);
+      Case c = fixed_case(200, 1, 2, 2, 64, causal);
       c.window_left = w;
       expect_pass<bf16>(c);
     }
@@ -101,7 +83,7 @@ TEST(FlashFwd, FewerKeysThanQueriesGiveFullyMaskedRows) {
 }
 
 TEST(FlashFwd, LogitsOfTenThousandAndCustomScale) {
-  Case c = fixed(100, 1, 2, 1, 64, true);
+  Case c = fixed_case(100, 1, 2, 1, 64, true);
   c.spread = 100.0;  // |q.k| / 8 ~ 1e4
   expect_pass<bf16>(c);
   c.causal = false;
@@ -126,25 +108,10 @@ TEST(FlashFwd, AllSchedules) {
 TEST(FlashFwd, RandomizedConfigurations) {
   // 200 seeded valid configurations: lengths, batch, heads, ratio, head dim, dtype, masks.
   Rng rng(2026);
-  auto pick = [&](int n) { return int(std::fabs(rng.normal()) * 1e6) % n; };
   for (int i = 0; i < 200; ++i) {
-    Case c;
-    const int batch = 1 + pick(3);
-    c.varlen = pick(2) == 0;
-    const int fixed_len = 1 + pick(90);
-    for (int b = 0; b < batch; ++b) {
-      c.lens_q.push_back(c.varlen ? pick(90) : fixed_len);
-      if (c.varlen) c.lens_k.push_back(pick(4) == 0 ? pick(90) : c.lens_q.back());
-    }
-    const int ratios[] = {1, 2, 4};
-    c.h_k = 1 + pick(2);
-    c.h = c.h_k * ratios[pick(3)];
-    const int dims[] = {64, 96, 128};
-    c.d = dims[pick(3)];
-    c.causal = pick(2) == 0;
-    c.window_left = pick(3) == 0 ? pick(40) : -1;
-    c.seed = uint64_t(i);
-    if (pick(2) == 0)
+    bool bf16_case = true;
+    const Case c = random_case(rng, 90, uint64_t(i), bf16_case);
+    if (bf16_case)
       expect_pass<bf16>(c);
     else
       expect_pass<fp16>(c);
