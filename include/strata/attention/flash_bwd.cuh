@@ -62,8 +62,9 @@ __global__ void __launch_bounds__(128) flash_bwd_preprocess_kernel(const FlashBw
   const int64_t idx = int64_t(blockIdx.x) * 128 + threadIdx.x;
   if (idx >= int64_t(p.total_q) * p.h) return;
   const int row = int(idx / p.h), h = int(idx % p.h);
-  const T* o = static_cast<const T*>(p.o) + row * p.o_row_stride + h * p.o_head_stride;
-  const T* d_o = static_cast<const T*>(p.dout) + row * p.do_row_stride + h * p.do_head_stride;
+  const T* o = head_rows(static_cast<const T*>(p.o), row, p.o_row_stride, h, p.o_head_stride);
+  const T* d_o =
+      head_rows(static_cast<const T*>(p.dout), row, p.do_row_stride, h, p.do_head_stride);
   float acc = 0.f;
   STRATA_UNROLL_N(8)
   for (int e = 0; e < D; ++e) acc += core::to_float(o[e]) * core::to_float(d_o[e]);
@@ -92,13 +93,13 @@ __global__ void __launch_bounds__(FlashBwdTraits<D>::kThreads)
   const int m1 = m0 + BM < sb.tq ? m0 + BM : sb.tq;
 
   const T* q =
-      static_cast<const T*>(p.q) + int64_t(sb.q_begin) * p.q_row_stride + h * p.q_head_stride;
+      head_rows(static_cast<const T*>(p.q), sb.q_begin, p.q_row_stride, h, p.q_head_stride);
   const T* d_o =
-      static_cast<const T*>(p.dout) + int64_t(sb.q_begin) * p.do_row_stride + h * p.do_head_stride;
+      head_rows(static_cast<const T*>(p.dout), sb.q_begin, p.do_row_stride, h, p.do_head_stride);
   const T* k =
-      static_cast<const T*>(p.k) + int64_t(sb.k_begin) * p.k_row_stride + h_k * p.k_head_stride;
+      head_rows(static_cast<const T*>(p.k), sb.k_begin, p.k_row_stride, h_k, p.k_head_stride);
   const T* v =
-      static_cast<const T*>(p.v) + int64_t(sb.k_begin) * p.v_row_stride + h_k * p.v_head_stride;
+      head_rows(static_cast<const T*>(p.v), sb.k_begin, p.v_row_stride, h_k, p.v_head_stride);
   load_tile_rows<D, Tr::kThreads>(Qs, LD, q, p.q_row_stride, m0, sb.tq, BM, tid);
   load_tile_rows<D, Tr::kThreads>(dOs, LD, d_o, p.do_row_stride, m0, sb.tq, BM, tid);
   arch::cp_async_commit();
@@ -118,44 +119,45 @@ __global__ void __launch_bounds__(FlashBwdTraits<D>::kThreads)
   const int n_first = k_lo / BN, n_end = k_hi > k_lo ? (k_hi + BN - 1) / BN : n_first;
 
   float dq[Tr::kDTiles][4] = {};
-  uint32_t qa[Tr::kKSteps][4], doa[Tr::kKSteps][4];
   for (int n = n_first; n < n_end; ++n) {
     load_tile_rows<D, Tr::kThreads>(Ks, LD, k, p.k_row_stride, n * BN, sb.tk, BN, tid);
     load_tile_rows<D, Tr::kThreads>(Vs, LD, v, p.v_row_stride, n * BN, sb.tk, BN, tid);
     arch::cp_async_commit();
     arch::cp_async_wait<0>();
     __syncthreads();
-    if (n == n_first) {
-      STRATA_UNROLL
-      for (int kk = 0; kk < Tr::kKSteps; ++kk) {
-        load_a(qa[kk], Qs, LD, warp * 16, kk * 16, lane);
-        load_a(doa[kk], dOs, LD, warp * 16, kk * 16, lane);
-      }
-    }
     // S = Q K^T and dP = dO V^T for this warp's 16 rows and the tile's 64 keys.
     float s[BN / 8][4] = {}, dp[BN / 8][4] = {};
+    // Q and dO fragments are reloaded from shared memory per tile: holding them in registers
+    // (d/4 each) would push d = 128 past 255 registers next to the dQ accumulators.
     STRATA_UNROLL
-    for (int kk = 0; kk < Tr::kKSteps; ++kk) STRATA_UNROLL
-    for (int np = 0; np < BN / 16; ++np) {
-      uint32_t b0[2], b1[2];
-      load_b_nk(b0, b1, Ks, LD, np * 16, kk * 16, lane);
-      arch::mma_m16n8k16<T>(s[2 * np], qa[kk], b0, s[2 * np]);
-      arch::mma_m16n8k16<T>(s[2 * np + 1], qa[kk], b1, s[2 * np + 1]);
-      load_b_nk(b0, b1, Vs, LD, np * 16, kk * 16, lane);
-      arch::mma_m16n8k16<T>(dp[2 * np], doa[kk], b0, dp[2 * np]);
-      arch::mma_m16n8k16<T>(dp[2 * np + 1], doa[kk], b1, dp[2 * np + 1]);
+    for (int kk = 0; kk < Tr::kKSteps; ++kk) {
+      uint32_t qa[4], doa[4];
+      load_a(qa, Qs, LD, warp * 16, kk * 16, lane);
+      load_a(doa, dOs, LD, warp * 16, kk * 16, lane);
+      STRATA_UNROLL
+      for (int np = 0; np < BN / 16; ++np) {
+        uint32_t b0[2], b1[2];
+        load_b_nk(b0, b1, Ks, LD, np * 16, kk * 16, lane);
+        arch::mma_m16n8k16<T>(s[2 * np], qa, b0, s[2 * np]);
+        arch::mma_m16n8k16<T>(s[2 * np + 1], qa, b1, s[2 * np + 1]);
+        load_b_nk(b0, b1, Vs, LD, np * 16, kk * 16, lane);
+        arch::mma_m16n8k16<T>(dp[2 * np], doa, b0, dp[2 * np]);
+        arch::mma_m16n8k16<T>(dp[2 * np + 1], doa, b1, dp[2 * np + 1]);
+      }
     }
     // P, then dS = P o (dP - D) in place of dp.
     const int n0 = n * BN;
     const bool full = mask.all_connected(m0, m1, n0, n0 + BN);
     STRATA_UNROLL
-    for (int t = 0; t < BN / 8; ++t) STRATA_UNROLL
-    for (int i = 0; i < 4; ++i) {
-      int r, c;
-      arch::mma_c_coord(lane, i, r, c);
-      const bool on = full || mask.connected(m0 + warp * 16 + r, n0 + t * 8 + c);
-      const float pr = on ? core::exp2_or_zero(s[t][i] * scale_log2 - lse2[i / 2]) : 0.f;
-      dp[t][i] = pr * (dp[t][i] - dsum[i / 2]);
+    for (int t = 0; t < BN / 8; ++t) {
+      STRATA_UNROLL
+      for (int i = 0; i < 4; ++i) {
+        int r, c;
+        arch::mma_c_coord(lane, i, r, c);
+        const bool on = full || mask.connected(m0 + warp * 16 + r, n0 + t * 8 + c);
+        const float pr = on ? core::exp2_or_zero(s[t][i] * scale_log2 - lse2[i / 2]) : 0.f;
+        dp[t][i] = pr * (dp[t][i] - dsum[i / 2]);
+      }
     }
     // dQ += dS K
     STRATA_UNROLL
@@ -174,16 +176,18 @@ __global__ void __launch_bounds__(FlashBwdTraits<D>::kThreads)
   }
   if (n_first >= n_end) arch::cp_async_wait<0>();  // no key tile: dQ = 0
 
-  T* out = static_cast<T*>(p.dq) + int64_t(sb.q_begin) * p.dq_row_stride + h * p.dq_head_stride;
+  T* out = head_rows(static_cast<T*>(p.dq), sb.q_begin, p.dq_row_stride, h, p.dq_head_stride);
   STRATA_UNROLL
-  for (int t = 0; t < Tr::kDTiles; ++t) STRATA_UNROLL
-  for (int i = 0; i < 4; ++i) {
-    int r, c;
-    arch::mma_c_coord(lane, i, r, c);
-    const int row = m0 + warp * 16 + r;
-    if (row < sb.tq)
-      out[int64_t(row) * p.dq_row_stride + t * 8 + c] =
-          core::from_float<T>(dq[t][i] * p.softmax_scale);
+  for (int t = 0; t < Tr::kDTiles; ++t) {
+    STRATA_UNROLL
+    for (int i = 0; i < 4; ++i) {
+      int r, c;
+      arch::mma_c_coord(lane, i, r, c);
+      const int row = m0 + warp * 16 + r;
+      if (row < sb.tq)
+        out[int64_t(row) * p.dq_row_stride + t * 8 + c] =
+            core::from_float<T>(dq[t][i] * p.softmax_scale);
+    }
   }
 }
 
@@ -211,9 +215,9 @@ __global__ void __launch_bounds__(FlashBwdTraits<D>::kThreads)
   const int n1 = n0 + BN < sb.tk ? n0 + BN : sb.tk;
 
   const T* k =
-      static_cast<const T*>(p.k) + int64_t(sb.k_begin) * p.k_row_stride + h_k * p.k_head_stride;
+      head_rows(static_cast<const T*>(p.k), sb.k_begin, p.k_row_stride, h_k, p.k_head_stride);
   const T* v =
-      static_cast<const T*>(p.v) + int64_t(sb.k_begin) * p.v_row_stride + h_k * p.v_head_stride;
+      head_rows(static_cast<const T*>(p.v), sb.k_begin, p.v_row_stride, h_k, p.v_head_stride);
   load_tile_rows<D, Tr::kThreads>(Ks, LD, k, p.k_row_stride, n0, sb.tk, BN, tid);
   load_tile_rows<D, Tr::kThreads>(Vs, LD, v, p.v_row_stride, n0, sb.tk, BN, tid);
   arch::cp_async_commit();
@@ -225,9 +229,9 @@ __global__ void __launch_bounds__(FlashBwdTraits<D>::kThreads)
   for (int g = 0; g < G; ++g) {
     const int h = h_k * G + g;
     const T* q =
-        static_cast<const T*>(p.q) + int64_t(sb.q_begin) * p.q_row_stride + h * p.q_head_stride;
-    const T* d_o = static_cast<const T*>(p.dout) + int64_t(sb.q_begin) * p.do_row_stride +
-                   h * p.do_head_stride;
+        head_rows(static_cast<const T*>(p.q), sb.q_begin, p.q_row_stride, h, p.q_head_stride);
+    const T* d_o =
+        head_rows(static_cast<const T*>(p.dout), sb.q_begin, p.do_row_stride, h, p.do_head_stride);
     for (int m0 = (q_lo / BM) * BM; m0 < q_hi; m0 += BM) {
       load_tile_rows<D, Tr::kThreads>(Qs, LD, q, p.q_row_stride, m0, sb.tq, BM, tid);
       load_tile_rows<D, Tr::kThreads>(dOs, LD, d_o, p.do_row_stride, m0, sb.tq, BM, tid);
@@ -264,15 +268,17 @@ __global__ void __launch_bounds__(FlashBwdTraits<D>::kThreads)
       const int m1 = m0 + BM < sb.tq ? m0 + BM : sb.tq;
       const bool full = mask.all_connected(m0, m1, n0, n0 + BN);
       STRATA_UNROLL
-      for (int t = 0; t < BM / 8; ++t) STRATA_UNROLL
-      for (int i = 0; i < 4; ++i) {
-        int r, c;
-        arch::mma_c_coord(lane, i, r, c);
-        const int qc = t * 8 + c;
-        const bool on = full || mask.connected(m0 + qc, n0 + warp * 16 + r);
-        const float pr = on ? core::exp2_or_zero(st[t][i] * scale_log2 - lse_s[qc]) : 0.f;
-        st[t][i] = pr;
-        dpt[t][i] = pr * (dpt[t][i] - dsum_s[qc]);
+      for (int t = 0; t < BM / 8; ++t) {
+        STRATA_UNROLL
+        for (int i = 0; i < 4; ++i) {
+          int r, c;
+          arch::mma_c_coord(lane, i, r, c);
+          const int qc = t * 8 + c;
+          const bool on = full || mask.connected(m0 + qc, n0 + warp * 16 + r);
+          const float pr = on ? core::exp2_or_zero(st[t][i] * scale_log2 - lse_s[qc]) : 0.f;
+          st[t][i] = pr;
+          dpt[t][i] = pr * (dpt[t][i] - dsum_s[qc]);
+        }
       }
       // dV += P^T dO and dK += dS^T Q (k = the tile's queries).
       STRATA_UNROLL
@@ -296,20 +302,20 @@ __global__ void __launch_bounds__(FlashBwdTraits<D>::kThreads)
   }
   arch::cp_async_wait<0>();  // K / V were loaded even when no query attends to this tile
 
-  T* dk_out =
-      static_cast<T*>(p.dk) + int64_t(sb.k_begin) * p.dk_row_stride + h_k * p.dk_head_stride;
-  T* dv_out =
-      static_cast<T*>(p.dv) + int64_t(sb.k_begin) * p.dv_row_stride + h_k * p.dv_head_stride;
+  T* dk_out = head_rows(static_cast<T*>(p.dk), sb.k_begin, p.dk_row_stride, h_k, p.dk_head_stride);
+  T* dv_out = head_rows(static_cast<T*>(p.dv), sb.k_begin, p.dv_row_stride, h_k, p.dv_head_stride);
   STRATA_UNROLL
-  for (int t = 0; t < Tr::kDTiles; ++t) STRATA_UNROLL
-  for (int i = 0; i < 4; ++i) {
-    int r, c;
-    arch::mma_c_coord(lane, i, r, c);
-    const int row = n0 + warp * 16 + r;
-    if (row < sb.tk) {
-      dk_out[int64_t(row) * p.dk_row_stride + t * 8 + c] =
-          core::from_float<T>(dk[t][i] * p.softmax_scale);
-      dv_out[int64_t(row) * p.dv_row_stride + t * 8 + c] = core::from_float<T>(dv[t][i]);
+  for (int t = 0; t < Tr::kDTiles; ++t) {
+    STRATA_UNROLL
+    for (int i = 0; i < 4; ++i) {
+      int r, c;
+      arch::mma_c_coord(lane, i, r, c);
+      const int row = n0 + warp * 16 + r;
+      if (row < sb.tk) {
+        dk_out[int64_t(row) * p.dk_row_stride + t * 8 + c] =
+            core::from_float<T>(dk[t][i] * p.softmax_scale);
+        dv_out[int64_t(row) * p.dv_row_stride + t * 8 + c] = core::from_float<T>(dv[t][i]);
+      }
     }
   }
 }

@@ -66,11 +66,11 @@ __global__ void __launch_bounds__(FlashFwdTraits<D>::kThreads)
   const int m1 = m0 + BM < sb.tq ? m0 + BM : sb.tq;
 
   const T* q =
-      static_cast<const T*>(p.q) + int64_t(sb.q_begin) * p.q_row_stride + h * p.q_head_stride;
+      head_rows(static_cast<const T*>(p.q), sb.q_begin, p.q_row_stride, h, p.q_head_stride);
   const T* k =
-      static_cast<const T*>(p.k) + int64_t(sb.k_begin) * p.k_row_stride + h_k * p.k_head_stride;
+      head_rows(static_cast<const T*>(p.k), sb.k_begin, p.k_row_stride, h_k, p.k_head_stride);
   const T* v =
-      static_cast<const T*>(p.v) + int64_t(sb.k_begin) * p.v_row_stride + h_k * p.v_head_stride;
+      head_rows(static_cast<const T*>(p.v), sb.k_begin, p.v_row_stride, h_k, p.v_head_stride);
 
   auto load_rows = [&](T* dst, const T* src, int64_t row_stride, int row0, int rows_valid,
                        int nrows) {
@@ -130,14 +130,16 @@ __global__ void __launch_bounds__(FlashFwdTraits<D>::kThreads)
     const bool full = mask.all_connected(m0, m1, n0, n0 + BN);
     float tile_max[2] = {-INFINITY, -INFINITY};
     STRATA_UNROLL
-    for (int t = 0; t < Tr::kSTiles; ++t) STRATA_UNROLL
-    for (int i = 0; i < 4; ++i) {
-      int r, c;
-      arch::mma_c_coord(lane, i, r, c);
-      float x = s[t][i] * scale_log2;
-      if (!full && !mask.connected(m0 + warp * 16 + r, n0 + t * 8 + c)) x = -INFINITY;
-      s[t][i] = x;
-      tile_max[i / 2] = tile_max[i / 2] > x ? tile_max[i / 2] : x;
+    for (int t = 0; t < Tr::kSTiles; ++t) {
+      STRATA_UNROLL
+      for (int i = 0; i < 4; ++i) {
+        int r, c;
+        arch::mma_c_coord(lane, i, r, c);
+        float x = s[t][i] * scale_log2;
+        if (!full && !mask.connected(m0 + warp * 16 + r, n0 + t * 8 + c)) x = -INFINITY;
+        s[t][i] = x;
+        tile_max[i / 2] = tile_max[i / 2] > x ? tile_max[i / 2] : x;
+      }
     }
     // Online softmax per row: the quad of lanes sharing a row agrees on the maximum.
     float rescale[2];
@@ -145,14 +147,18 @@ __global__ void __launch_bounds__(FlashFwdTraits<D>::kThreads)
     for (int rr = 0; rr < 2; ++rr)
       rescale[rr] = row_state[rr].raise_max(arch::warp_max<4>(tile_max[rr]));
     STRATA_UNROLL
-    for (int t = 0; t < Tr::kOTiles; ++t) STRATA_UNROLL
-    for (int i = 0; i < 4; ++i) o[t][i] *= rescale[i / 2];
+    for (int t = 0; t < Tr::kOTiles; ++t) {
+      STRATA_UNROLL
+      for (int i = 0; i < 4; ++i) o[t][i] *= rescale[i / 2];
+    }
     float psum[2] = {0.f, 0.f};
     STRATA_UNROLL
-    for (int t = 0; t < Tr::kSTiles; ++t) STRATA_UNROLL
-    for (int i = 0; i < 4; ++i) {
-      s[t][i] = row_state[i / 2].weight(s[t][i]);
-      psum[i / 2] += s[t][i];
+    for (int t = 0; t < Tr::kSTiles; ++t) {
+      STRATA_UNROLL
+      for (int i = 0; i < 4; ++i) {
+        s[t][i] = row_state[i / 2].weight(s[t][i]);
+        psum[i / 2] += s[t][i];
+      }
     }
     row_state[0].add(psum[0]);
     row_state[1].add(psum[1]);
@@ -176,7 +182,7 @@ __global__ void __launch_bounds__(FlashFwdTraits<D>::kThreads)
   if (n_first >= n_end) arch::cp_async_wait<0>();  // no tile: only Q was loaded (unused)
 
   // Epilogue: normalise, store O (zero for a row without keys) and the LSE.
-  T* out = static_cast<T*>(p.o) + int64_t(sb.q_begin) * p.o_row_stride + h * p.o_head_stride;
+  T* out = head_rows(static_cast<T*>(p.o), sb.q_begin, p.o_row_stride, h, p.o_head_stride);
   STRATA_UNROLL
   for (int rr = 0; rr < 2; ++rr) {
     core::OnlineSoftmax total = row_state[rr];

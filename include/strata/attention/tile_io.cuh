@@ -33,6 +33,13 @@ struct SeqBounds {
   }
 };
 
+/// Row `row0` of head `head` of a [rows, heads, d] operand with the given strides (elements).
+template <class T>
+STRATA_HOST_DEVICE T* head_rows(T* base, int row0, int64_t row_stride, int head,
+                                int64_t head_stride) {
+  return base + int64_t(row0) * row_stride + int64_t(head) * head_stride;
+}
+
 /// Copies rows [row0, row0 + nrows) of a [rows, D] operand (row stride in elements) into shared
 /// memory rows of `ld` elements, 16 bytes per cp.async; rows at or past `rows_valid` are
 /// zero-filled (0 source bytes), so ragged tiles hold zeros, never stale data. All `Threads`
