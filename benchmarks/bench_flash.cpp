@@ -1,14 +1,20 @@
-// The flash-attention core's benchmarks, written for GPU users: FLOPs by FlashAttention's
-// convention (strata/cost: 4·B·T²·H·d forward, halved when causal) as a rate counter. This
-// machine kind has no GPU: the binary is built by the host compiler and every number is a CPU
-// timing of the SIMT simulator, labelled `simulator=1` — a measure of the simulator, not of the
-// kernel's speed on a GPU. (The CUDA-event / L2-flush timing of a GPU build comes with the nvcc
-// benchmark target.)
+// The flash-attention core's benchmarks: forward and backward over sequence lengths and head
+// dims, FLOPs by FlashAttention's convention (strata/cost: 4·B·T²·H·d forward, 2.5x that
+// backward, halved when causal) as a rate counter. One source, two executors:
+//  - built by the host compiler (strata_bench_flash, the only kind this machine can run), every
+//    number is a CPU timing of the SIMT simulator, labelled `simulator=1`: a measure of the
+//    simulator, not of the kernel's speed on a GPU;
+//  - built by nvcc (strata_bench_flash_gpu: -DSTRATA_BUILD_GPU_BENCHMARKS=ON), operands live in
+//    device memory, every iteration is timed with CUDA events around the launch, and an L2-sized
+//    buffer is overwritten before it so that no iteration reads operands the previous one left in
+//    L2 (FlashAttention's benchmarks do the same); `simulator=0`.
 #include <strata/api/flash.hpp>
 #include <strata/cost/attention.hpp>
 
 #include <benchmark/benchmark.h>
 
+#include <cmath>
+#include <cstdio>
 #include <vector>
 
 namespace {
@@ -16,37 +22,135 @@ namespace {
 namespace att = strata::attention;
 using bf16 = __nv_bfloat16;
 
-/// Forward, bf16, batch 1, 4 query heads over 2 KV heads: args (seqlen, head dim, causal).
+#if STRATA_SIM
+constexpr bool kSimulator = true;
+
+/// An operand in the executor's memory: host memory for the simulator.
+template <class T>
+class Buffer {
+ public:
+  explicit Buffer(const std::vector<T>& init) : h_(init) {}
+  T* get() { return h_.data(); }
+
+ private:
+  std::vector<T> h_;
+};
+
+/// Runs the benchmark loop; the simulator is timed by Google Benchmark's wall clock.
+template <class F>
+void time_iterations(benchmark::State& state, F launch) {
+  for (auto _ : state)
+    if (!launch().ok()) state.SkipWithError("launch failed");
+}
+#else
+constexpr bool kSimulator = false;
+
+#define STRATA_BENCH_CUDA(call)                                        \
+  do {                                                                 \
+    const cudaError_t e_ = (call);                                     \
+    if (e_ != cudaSuccess) {                                           \
+      std::fprintf(stderr, "%s: %s\n", #call, cudaGetErrorString(e_)); \
+      std::abort();                                                    \
+    }                                                                  \
+  } while (0)
+
+/// An operand in device memory, initialised from the host.
+template <class T>
+class Buffer {
+ public:
+  explicit Buffer(const std::vector<T>& init) {
+    STRATA_BENCH_CUDA(cudaMalloc(&d_, init.size() * sizeof(T) + 16));
+    STRATA_BENCH_CUDA(cudaMemcpy(d_, init.data(), init.size() * sizeof(T), cudaMemcpyHostToDevice));
+  }
+  ~Buffer() { cudaFree(d_); }
+  Buffer(const Buffer&) = delete;
+  Buffer& operator=(const Buffer&) = delete;
+  T* get() { return d_; }
+
+ private:
+  T* d_ = nullptr;
+};
+
+/// Times every iteration with CUDA events around the launch alone, after overwriting a buffer of
+/// twice the L2 size (outside the timed range) so that every iteration starts with a cold L2.
+template <class F>
+void time_iterations(benchmark::State& state, F launch) {
+  int dev = 0, l2 = 0;
+  STRATA_BENCH_CUDA(cudaGetDevice(&dev));
+  STRATA_BENCH_CUDA(cudaDeviceGetAttribute(&l2, cudaDevAttrL2CacheSize, dev));
+  const size_t flush_bytes = 2 * size_t(l2 > 0 ? l2 : 64 << 20);
+  void* flush = nullptr;
+  STRATA_BENCH_CUDA(cudaMalloc(&flush, flush_bytes));
+  cudaEvent_t start, stop;
+  STRATA_BENCH_CUDA(cudaEventCreate(&start));
+  STRATA_BENCH_CUDA(cudaEventCreate(&stop));
+  int round = 0;
+  for (auto _ : state) {
+    STRATA_BENCH_CUDA(cudaMemsetAsync(flush, ++round & 0xff, flush_bytes));
+    STRATA_BENCH_CUDA(cudaEventRecord(start));
+    const strata::Status s = launch();
+    STRATA_BENCH_CUDA(cudaEventRecord(stop));
+    STRATA_BENCH_CUDA(cudaEventSynchronize(stop));
+    if (!s.ok()) {
+      state.SkipWithError("launch failed");
+      break;
+    }
+    float ms = 0.f;
+    STRATA_BENCH_CUDA(cudaEventElapsedTime(&ms, start, stop));
+    state.SetIterationTime(double(ms) * 1e-3);
+  }
+  cudaEventDestroy(start);
+  cudaEventDestroy(stop);
+  cudaFree(flush);
+}
+#endif
+
+/// Shapes: (seqlen, head dim, causal). The simulator runs small ones; a GPU the peers' range.
+void shapes(benchmark::internal::Benchmark* b) {
+  if (kSimulator)
+    b->ArgsProduct({{128, 512}, {64, 128}, {0, 1}});
+  else
+    b->ArgsProduct({{512, 1024, 2048, 4096, 8192, 16384}, {64, 96, 128}, {0, 1}})->UseManualTime();
+  b->ArgNames({"seqlen", "d", "causal"})->Unit(benchmark::kMillisecond);
+}
+
+template <class T>
+std::vector<T> zeros(size_t n) {
+  return std::vector<T>(n, T(0.f));
+}
+
+/// Deterministic inputs: small values, so that no shape overflows.
+std::vector<bf16> pattern(size_t n, int period, float step, float offset = 0.f) {
+  std::vector<bf16> x(n);
+  for (size_t i = 0; i < n; ++i)
+    x[i] = strata::core::from_float<bf16>(float(i % period) * step + offset);
+  return x;
+}
+
+/// Forward, bf16, batch 1, 4 query heads over 2 KV heads. On a GPU with 16k tokens and
+/// d = 128 this is FlashAttention's headline shape per head.
 void BM_FlashForward(benchmark::State& state) {
   const int T = int(state.range(0)), d = int(state.range(1)), h = 4, h_k = 2;
   const bool causal = state.range(2) != 0;
-  std::vector<bf16> q(size_t(T) * h * d), k(size_t(T) * h_k * d), v(k.size()), o(q.size());
-  for (size_t i = 0; i < q.size(); ++i)
-    q[i] = strata::core::from_float<bf16>(float(i % 13) * 0.01f);
-  for (size_t i = 0; i < k.size(); ++i) {
-    k[i] = strata::core::from_float<bf16>(float(i % 7) * 0.02f);
-    v[i] = strata::core::from_float<bf16>(float(i % 5) * 0.1f);
-  }
-  std::vector<float> lse(size_t(T) * h);
+  const size_t nq = size_t(T) * h * d, nk = size_t(T) * h_k * d;
+  Buffer<bf16> q(pattern(nq, 13, 0.01f)), k(pattern(nk, 7, 0.02f)), v(pattern(nk, 5, 0.1f)),
+      o(zeros<bf16>(nq));
+  Buffer<float> lse(zeros<float>(size_t(T) * h));
   att::FlashFwdParams p;
-  p.q = q.data(), p.k = k.data(), p.v = v.data(), p.o = o.data(), p.lse = lse.data();
+  p.q = q.get(), p.k = k.get(), p.v = v.get(), p.o = o.get(), p.lse = lse.get();
   p.dtype = att::Dtype::kBf16;
   p.b = 1, p.h = h, p.h_k = h_k, p.d = d, p.seqlen_q = p.seqlen_k = p.total_q = T;
   p.q_row_stride = p.o_row_stride = int64_t(h) * d, p.q_head_stride = p.o_head_stride = d;
   p.k_row_stride = p.v_row_stride = int64_t(h_k) * d, p.k_head_stride = p.v_head_stride = d;
   p.softmax_scale = 1.f / std::sqrt(float(d));
   p.is_causal = causal;
-  for (auto _ : state)
-    if (!strata::api::flash_fwd(p).ok()) state.SkipWithError("flash_fwd failed");
+  time_iterations(state, [&] { return strata::api::flash_fwd(p); });
   const double flops = strata::cost::attention_forward_flops(1, T, h, d, causal);
   state.counters["FLOP/s"] =
       benchmark::Counter(flops * double(state.iterations()), benchmark::Counter::kIsRate);
-  state.counters["simulator"] = 1;
+  state.counters["simulator"] = kSimulator;
 }
-BENCHMARK(BM_FlashForward)
-    ->ArgsProduct({{128, 512}, {64, 128}, {0, 1}})
-    ->ArgNames({"seqlen", "d", "causal"})
-    ->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_FlashForward)->Apply(shapes);
 
 /// Backward (preprocess, dQ, dK/dV) after one forward, same shapes; FLOPs by FlashAttention's
 /// convention (2.5 x the forward), although this deterministic backward issues 7 matrix
@@ -55,20 +159,14 @@ BENCHMARK(BM_FlashForward)
 void BM_FlashBackward(benchmark::State& state) {
   const int T = int(state.range(0)), d = int(state.range(1)), h = 4, h_k = 2;
   const bool causal = state.range(2) != 0;
-  std::vector<bf16> q(size_t(T) * h * d), k(size_t(T) * h_k * d), v(k.size()), o(q.size()),
-      dout(q.size()), dq(q.size()), dk(k.size()), dv(k.size());
-  for (size_t i = 0; i < q.size(); ++i) {
-    q[i] = strata::core::from_float<bf16>(float(i % 13) * 0.01f);
-    dout[i] = strata::core::from_float<bf16>(float(i % 11) * 0.03f - 0.1f);
-  }
-  for (size_t i = 0; i < k.size(); ++i) {
-    k[i] = strata::core::from_float<bf16>(float(i % 7) * 0.02f);
-    v[i] = strata::core::from_float<bf16>(float(i % 5) * 0.1f);
-  }
-  std::vector<float> lse(size_t(T) * h), dsum(size_t(T) * h);
+  const size_t nq = size_t(T) * h * d, nk = size_t(T) * h_k * d;
+  Buffer<bf16> q(pattern(nq, 13, 0.01f)), k(pattern(nk, 7, 0.02f)), v(pattern(nk, 5, 0.1f)),
+      o(zeros<bf16>(nq)), dout(pattern(nq, 11, 0.03f, -0.1f)), dq(zeros<bf16>(nq)),
+      dk(zeros<bf16>(nk)), dv(zeros<bf16>(nk));
+  Buffer<float> lse(zeros<float>(size_t(T) * h)), dsum(zeros<float>(size_t(T) * h));
   att::FlashBwdParams p;
-  p.q = q.data(), p.k = k.data(), p.v = v.data(), p.o = o.data(), p.lse = lse.data();
-  p.dout = dout.data(), p.dq = dq.data(), p.dk = dk.data(), p.dv = dv.data(), p.dsum = dsum.data();
+  p.q = q.get(), p.k = k.get(), p.v = v.get(), p.o = o.get(), p.lse = lse.get();
+  p.dout = dout.get(), p.dq = dq.get(), p.dk = dk.get(), p.dv = dv.get(), p.dsum = dsum.get();
   p.dtype = att::Dtype::kBf16;
   p.b = 1, p.h = h, p.h_k = h_k, p.d = d, p.seqlen_q = p.seqlen_k = p.total_q = p.total_k = T;
   p.q_row_stride = p.o_row_stride = p.do_row_stride = p.dq_row_stride = int64_t(h) * d;
@@ -78,18 +176,30 @@ void BM_FlashBackward(benchmark::State& state) {
   p.softmax_scale = 1.f / std::sqrt(float(d));
   p.is_causal = causal;
   if (!strata::api::flash_fwd(p).ok()) state.SkipWithError("flash_fwd failed");
-  for (auto _ : state)
-    if (!strata::api::flash_bwd(p).ok()) state.SkipWithError("flash_bwd failed");
+  time_iterations(state, [&] { return strata::api::flash_bwd(p); });
   const double flops = strata::cost::attention_backward_flops(1, T, h, d, causal);
   state.counters["FLOP/s"] =
       benchmark::Counter(flops * double(state.iterations()), benchmark::Counter::kIsRate);
-  state.counters["simulator"] = 1;
+  state.counters["simulator"] = kSimulator;
 }
-BENCHMARK(BM_FlashBackward)
-    ->ArgsProduct({{128, 512}, {64, 128}, {0, 1}})
-    ->ArgNames({"seqlen", "d", "causal"})
-    ->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_FlashBackward)->Apply(shapes);
 
 }  // namespace
 
-BENCHMARK_MAIN();
+int main(int argc, char** argv) {
+#if !STRATA_SIM
+  int devices = 0;
+  if (const cudaError_t e = cudaGetDeviceCount(&devices); e != cudaSuccess || devices == 0) {
+    std::fprintf(stderr,
+                 "strata_bench_flash_gpu: no usable CUDA device (%s); strata_bench_flash runs "
+                 "the same benchmarks in the simulator\n",
+                 e != cudaSuccess ? cudaGetErrorString(e) : "0 devices");
+    return 1;
+  }
+#endif
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}

@@ -128,21 +128,21 @@ inline Status validate(const FlashFwdParams& p) {
 }
 
 namespace detail {
-template <class T, int D>
-Status launch_fwd(const FlashFwdParams& p, cudaStream_t stream) {
+template <class T, int D, class Variant>
+Status launch_fwd(const FlashFwdParams& p, const Variant& var, cudaStream_t stream) {
   using Tr = attention::FlashFwdTraits<D>;
-  return launch(attention::flash_fwd_kernel<T, D>, attention::flash_fwd_grid<D>(p),
-                dim3(Tr::kThreads), Tr::template kSmemBytes<T>, stream, p);
+  return launch(attention::flash_fwd_kernel<T, D, Variant>, attention::flash_fwd_grid<D>(p),
+                dim3(Tr::kThreads), Tr::template kSmemBytes<T>, stream, p, var);
 }
-template <class T>
-Status dispatch_fwd(const FlashFwdParams& p, cudaStream_t stream) {
+template <class T, class Variant>
+Status dispatch_fwd(const FlashFwdParams& p, const Variant& var, cudaStream_t stream) {
   switch (p.d) {
     case 64:
-      return launch_fwd<T, 64>(p, stream);
+      return launch_fwd<T, 64>(p, var, stream);
     case 96:
-      return launch_fwd<T, 96>(p, stream);
+      return launch_fwd<T, 96>(p, var, stream);
     case 128:
-      return launch_fwd<T, 128>(p, stream);
+      return launch_fwd<T, 128>(p, var, stream);
   }
   return Status::InvalidArgument("d = " + std::to_string(p.d) +
                                  " is not a compiled head dimension");
@@ -151,11 +151,17 @@ Status dispatch_fwd(const FlashFwdParams& p, cudaStream_t stream) {
 
 /// Forward: validates, then launches the instantiation for (dtype, d). The workspace it needs is
 /// none. An empty problem (total_q = 0) launches nothing.
-inline Status flash_fwd(const FlashFwdParams& p, cudaStream_t stream = 0) {
+/// `var` is the variant policy (attention/variant.hpp); a variant's own fields are checked by its
+/// API before it calls this.
+template <class Variant>
+Status flash_fwd(const FlashFwdParams& p, const Variant& var, cudaStream_t stream = 0) {
   if (Status s = validate(p); !s.ok()) return s;
   if (p.total_q == 0 || p.seqlen_q == 0) return Status::Ok();
-  return p.dtype == Dtype::kBf16 ? detail::dispatch_fwd<__nv_bfloat16>(p, stream)
-                                 : detail::dispatch_fwd<__half>(p, stream);
+  return p.dtype == Dtype::kBf16 ? detail::dispatch_fwd<__nv_bfloat16>(p, var, stream)
+                                 : detail::dispatch_fwd<__half>(p, var, stream);
+}
+inline Status flash_fwd(const FlashFwdParams& p, cudaStream_t stream = 0) {
+  return flash_fwd(p, attention::VanillaAttention{}, stream);
 }
 
 /// Bytes of the fp32 workspace the backward needs (p.dsum): D for every (head, query row).
@@ -196,33 +202,35 @@ inline Status validate(const FlashBwdParams& p) {
 }
 
 namespace detail {
-template <class T, int D>
-Status launch_bwd(const FlashBwdParams& p, cudaStream_t stream) {
+template <class T, int D, class Variant>
+Status launch_bwd(const FlashBwdParams& p, const Variant& var, cudaStream_t stream) {
   using Tr = attention::FlashBwdTraits<D>;
   if (p.total_q > 0) {
-    if (Status s = launch(attention::flash_bwd_preprocess_kernel<T, D>,
-                          attention::flash_bwd_preprocess_grid<D>(p), dim3(128), 0, stream, p);
+    if (Status s = launch(attention::flash_bwd_preprocess_kernel<T, D, Variant>,
+                          attention::flash_bwd_preprocess_grid<D>(p), dim3(128), 0, stream, p, var);
         !s.ok())
       return s;
-    if (Status s = launch(attention::flash_bwd_dq_kernel<T, D>, attention::flash_bwd_dq_grid<D>(p),
-                          dim3(Tr::kThreads), Tr::template kSmemDq<T>, stream, p);
+    if (Status s = launch(attention::flash_bwd_dq_kernel<T, D, Variant>,
+                          attention::flash_bwd_dq_grid<D>(p), dim3(Tr::kThreads),
+                          Tr::template kSmemDq<T>, stream, p, var);
         !s.ok())
       return s;
   }
   if (p.total_k > 0 && p.seqlen_k > 0)
-    return launch(attention::flash_bwd_dkdv_kernel<T, D>, attention::flash_bwd_dkdv_grid<D>(p),
-                  dim3(Tr::kThreads), Tr::template kSmemDkDv<T>, stream, p);
+    return launch(attention::flash_bwd_dkdv_kernel<T, D, Variant>,
+                  attention::flash_bwd_dkdv_grid<D>(p), dim3(Tr::kThreads),
+                  Tr::template kSmemDkDv<T>, stream, p, var);
   return Status::Ok();
 }
-template <class T>
-Status dispatch_bwd(const FlashBwdParams& p, cudaStream_t stream) {
+template <class T, class Variant>
+Status dispatch_bwd(const FlashBwdParams& p, const Variant& var, cudaStream_t stream) {
   switch (p.d) {
     case 64:
-      return launch_bwd<T, 64>(p, stream);
+      return launch_bwd<T, 64>(p, var, stream);
     case 96:
-      return launch_bwd<T, 96>(p, stream);
+      return launch_bwd<T, 96>(p, var, stream);
     case 128:
-      return launch_bwd<T, 128>(p, stream);
+      return launch_bwd<T, 128>(p, var, stream);
   }
   return Status::InvalidArgument("d = " + std::to_string(p.d) +
                                  " is not a compiled head dimension");
@@ -231,10 +239,15 @@ Status dispatch_bwd(const FlashBwdParams& p, cudaStream_t stream) {
 
 /// Backward: validates, then runs the preprocess (D = rowsum(dO o O) into p.dsum), the dQ kernel
 /// and the dK/dV kernel. Deterministic: bitwise identical results from run to run.
-inline Status flash_bwd(const FlashBwdParams& p, cudaStream_t stream = 0) {
+/// With a variant policy: the same one the forward ran with.
+template <class Variant>
+Status flash_bwd(const FlashBwdParams& p, const Variant& var, cudaStream_t stream = 0) {
   if (Status s = validate(p); !s.ok()) return s;
-  return p.dtype == Dtype::kBf16 ? detail::dispatch_bwd<__nv_bfloat16>(p, stream)
-                                 : detail::dispatch_bwd<__half>(p, stream);
+  return p.dtype == Dtype::kBf16 ? detail::dispatch_bwd<__nv_bfloat16>(p, var, stream)
+                                 : detail::dispatch_bwd<__half>(p, var, stream);
+}
+inline Status flash_bwd(const FlashBwdParams& p, cudaStream_t stream = 0) {
+  return flash_bwd(p, attention::VanillaAttention{}, stream);
 }
 
 }  // namespace strata::api

@@ -18,6 +18,7 @@
 #include "strata/attention/mask.hpp"
 #include "strata/attention/params.hpp"
 #include "strata/attention/tile_io.cuh"
+#include "strata/attention/variant.hpp"
 #include "strata/core/numeric.hpp"
 #include "strata/core/online_softmax.hpp"
 
@@ -57,24 +58,23 @@ STRATA_HOST_DEVICE float lse_log2(float lse, bool valid) {
 }
 
 /// D[h, row] = sum_d dO[row, h, d] O[row, h, d], one thread per (row, head).
-template <class T, int D>
-__global__ void __launch_bounds__(128) flash_bwd_preprocess_kernel(const FlashBwdParams p) {
+/// The variant's preprocess hook computes it (and, e.g., a gate's backward).
+template <class T, int D, class Variant = VanillaAttention>
+__global__ void __launch_bounds__(128)
+    flash_bwd_preprocess_kernel(const FlashBwdParams p, const Variant var) {
+  static_assert(AttentionVariant<Variant, T, D>, "the variant policy misses a hook (variant.hpp)");
   const int64_t idx = int64_t(blockIdx.x) * 128 + threadIdx.x;
   if (idx >= int64_t(p.total_q) * p.h) return;
-  const int row = int(idx / p.h), h = int(idx % p.h);
-  const T* o = head_rows(static_cast<const T*>(p.o), row, p.o_row_stride, h, p.o_head_stride);
-  const T* d_o =
-      head_rows(static_cast<const T*>(p.dout), row, p.do_row_stride, h, p.do_head_stride);
-  float acc = 0.f;
-  STRATA_UNROLL_N(8)
-  for (int e = 0; e < D; ++e) acc += core::to_float(o[e]) * core::to_float(d_o[e]);
-  p.dsum[int64_t(h) * p.total_q + row] = acc;
+  const int64_t row = idx / p.h;
+  const int h = int(idx % p.h);
+  p.dsum[int64_t(h) * p.total_q + row] = var.template preprocess<T, D>(p, row, h);
 }
 
 /// dQ of one 64-query tile of one (sequence, head).
-template <class T, int D>
+template <class T, int D, class Variant = VanillaAttention>
 __global__ void __launch_bounds__(FlashBwdTraits<D>::kThreads)
-    flash_bwd_dq_kernel(const FlashBwdParams p) {
+    flash_bwd_dq_kernel(const FlashBwdParams p, const Variant var) {
+  static_assert(AttentionVariant<Variant, T, D>, "the variant policy misses a hook (variant.hpp)");
   using Tr = FlashBwdTraits<D>;
   static_assert(Tr::template kSmemDq<T> <= 99 * 1024, "shared memory above 99 KB");
   constexpr int BM = Tr::kBlockM, BN = Tr::kBlockN, LD = Tr::kLd;
@@ -89,19 +89,12 @@ __global__ void __launch_bounds__(FlashBwdTraits<D>::kThreads)
   const int m0 = int(blockIdx.x) * BM;
   if (m0 >= sb.tq) return;
   const int h_k = h / (p.h / p.h_k);
-  const Mask mask{sb.tq, sb.tk, p.is_causal, p.window_left};
+  const Mask mask = var.mask(p, sb);
   const int m1 = m0 + BM < sb.tq ? m0 + BM : sb.tq;
 
-  const T* q =
-      head_rows(static_cast<const T*>(p.q), sb.q_begin, p.q_row_stride, h, p.q_head_stride);
-  const T* d_o =
-      head_rows(static_cast<const T*>(p.dout), sb.q_begin, p.do_row_stride, h, p.do_head_stride);
-  const T* k =
-      head_rows(static_cast<const T*>(p.k), sb.k_begin, p.k_row_stride, h_k, p.k_head_stride);
-  const T* v =
-      head_rows(static_cast<const T*>(p.v), sb.k_begin, p.v_row_stride, h_k, p.v_head_stride);
-  load_tile_rows<D, Tr::kThreads>(Qs, LD, q, p.q_row_stride, m0, sb.tq, BM, tid);
-  load_tile_rows<D, Tr::kThreads>(dOs, LD, d_o, p.do_row_stride, m0, sb.tq, BM, tid);
+  const TileSite at_q{sb, h, h_k, m0};
+  var.template load_q<D, Tr::kThreads>(Qs, LD, p, at_q, BM, tid);
+  var.template load_do<D, Tr::kThreads>(dOs, LD, p, at_q, BM, tid);
   arch::cp_async_commit();
 
   // This thread's two rows: their LSE (log2 units) and D.
@@ -120,8 +113,9 @@ __global__ void __launch_bounds__(FlashBwdTraits<D>::kThreads)
 
   float dq[Tr::kDTiles][4] = {};
   for (int n = n_first; n < n_end; ++n) {
-    load_tile_rows<D, Tr::kThreads>(Ks, LD, k, p.k_row_stride, n * BN, sb.tk, BN, tid);
-    load_tile_rows<D, Tr::kThreads>(Vs, LD, v, p.v_row_stride, n * BN, sb.tk, BN, tid);
+    const TileSite at_k{sb, h, h_k, n * BN};
+    var.template load_k<D, Tr::kThreads>(Ks, LD, p, at_k, BN, tid);
+    var.template load_v<D, Tr::kThreads>(Vs, LD, p, at_k, BN, tid);
     arch::cp_async_commit();
     arch::cp_async_wait<0>();
     __syncthreads();
@@ -154,9 +148,17 @@ __global__ void __launch_bounds__(FlashBwdTraits<D>::kThreads)
       for (int i = 0; i < 4; ++i) {
         int r, c;
         arch::mma_c_coord(lane, i, r, c);
-        const bool on = full || mask.connected(m0 + warp * 16 + r, n0 + t * 8 + c);
-        const float pr = on ? core::exp2_or_zero(s[t][i] * scale_log2 - lse2[i / 2]) : 0.f;
-        dp[t][i] = pr * (dp[t][i] - dsum[i / 2]);
+        const int qi = m0 + warp * 16 + r, kj = n0 + t * 8 + c;
+        const bool on = full || mask.connected(qi, kj);
+        if constexpr (Variant::kTransformsLogits) {
+          const float x = s[t][i] * p.softmax_scale;
+          const float pr =
+              on ? core::exp2_or_zero(var.logit(x, qi, kj, h) * core::kLog2e - lse2[i / 2]) : 0.f;
+          dp[t][i] = pr * (dp[t][i] - dsum[i / 2]) * var.logit_grad(x, qi, kj, h);
+        } else {
+          const float pr = on ? core::exp2_or_zero(s[t][i] * scale_log2 - lse2[i / 2]) : 0.f;
+          dp[t][i] = pr * (dp[t][i] - dsum[i / 2]);
+        }
       }
     }
     // dQ += dS K
@@ -176,25 +178,27 @@ __global__ void __launch_bounds__(FlashBwdTraits<D>::kThreads)
   }
   if (n_first >= n_end) arch::cp_async_wait<0>();  // no key tile: dQ = 0
 
-  T* out = head_rows(static_cast<T*>(p.dq), sb.q_begin, p.dq_row_stride, h, p.dq_head_stride);
   STRATA_UNROLL
-  for (int t = 0; t < Tr::kDTiles; ++t) {
+  for (int rr = 0; rr < 2; ++rr) {
+    int r, col0;
+    arch::mma_c_coord(lane, 2 * rr, r, col0);
+    const int row = m0 + warp * 16 + r;
+    float dq_row[2 * Tr::kDTiles];
     STRATA_UNROLL
-    for (int i = 0; i < 4; ++i) {
-      int r, c;
-      arch::mma_c_coord(lane, i, r, c);
-      const int row = m0 + warp * 16 + r;
-      if (row < sb.tq)
-        out[int64_t(row) * p.dq_row_stride + t * 8 + c] =
-            core::from_float<T>(dq[t][i] * p.softmax_scale);
+    for (int t = 0; t < Tr::kDTiles; ++t) {
+      dq_row[2 * t] = dq[t][2 * rr] * p.softmax_scale;
+      dq_row[2 * t + 1] = dq[t][2 * rr + 1] * p.softmax_scale;
     }
+    const RowSite rs{int64_t(sb.q_begin) + row, h, col0, row < sb.tq};
+    var.template store_dq<T>(dq_row, p, rs, arch::LaneGroupSum<4>{});
   }
 }
 
 /// dK and dV of one 64-key tile of one (sequence, KV head), summed over its query heads.
-template <class T, int D>
+template <class T, int D, class Variant = VanillaAttention>
 __global__ void __launch_bounds__(FlashBwdTraits<D>::kThreads)
-    flash_bwd_dkdv_kernel(const FlashBwdParams p) {
+    flash_bwd_dkdv_kernel(const FlashBwdParams p, const Variant var) {
+  static_assert(AttentionVariant<Variant, T, D>, "the variant policy misses a hook (variant.hpp)");
   using Tr = FlashBwdTraits<D>;
   static_assert(Tr::template kSmemDkDv<T> <= 99 * 1024, "shared memory above 99 KB");
   constexpr int BM = Tr::kBlockMKv, BN = Tr::kBlockN, LD = Tr::kLd;
@@ -211,15 +215,13 @@ __global__ void __launch_bounds__(FlashBwdTraits<D>::kThreads)
   const int n0 = int(blockIdx.x) * BN;
   if (n0 >= sb.tk) return;
   const int G = p.h / p.h_k;
-  const Mask mask{sb.tq, sb.tk, p.is_causal, p.window_left};
+  const Mask mask = var.mask(p, sb);
   const int n1 = n0 + BN < sb.tk ? n0 + BN : sb.tk;
 
-  const T* k =
-      head_rows(static_cast<const T*>(p.k), sb.k_begin, p.k_row_stride, h_k, p.k_head_stride);
-  const T* v =
-      head_rows(static_cast<const T*>(p.v), sb.k_begin, p.v_row_stride, h_k, p.v_head_stride);
-  load_tile_rows<D, Tr::kThreads>(Ks, LD, k, p.k_row_stride, n0, sb.tk, BN, tid);
-  load_tile_rows<D, Tr::kThreads>(Vs, LD, v, p.v_row_stride, n0, sb.tk, BN, tid);
+  // K/V through the hooks with the group's first query head (a KV tile is the same for all G).
+  const TileSite at_k{sb, h_k * G, h_k, n0};
+  var.template load_k<D, Tr::kThreads>(Ks, LD, p, at_k, BN, tid);
+  var.template load_v<D, Tr::kThreads>(Vs, LD, p, at_k, BN, tid);
   arch::cp_async_commit();
 
   const float scale_log2 = p.softmax_scale * core::kLog2e;
@@ -228,13 +230,10 @@ __global__ void __launch_bounds__(FlashBwdTraits<D>::kThreads)
 
   for (int g = 0; g < G; ++g) {
     const int h = h_k * G + g;
-    const T* q =
-        head_rows(static_cast<const T*>(p.q), sb.q_begin, p.q_row_stride, h, p.q_head_stride);
-    const T* d_o =
-        head_rows(static_cast<const T*>(p.dout), sb.q_begin, p.do_row_stride, h, p.do_head_stride);
     for (int m0 = (q_lo / BM) * BM; m0 < q_hi; m0 += BM) {
-      load_tile_rows<D, Tr::kThreads>(Qs, LD, q, p.q_row_stride, m0, sb.tq, BM, tid);
-      load_tile_rows<D, Tr::kThreads>(dOs, LD, d_o, p.do_row_stride, m0, sb.tq, BM, tid);
+      const TileSite at_q{sb, h, h_k, m0};
+      var.template load_q<D, Tr::kThreads>(Qs, LD, p, at_q, BM, tid);
+      var.template load_do<D, Tr::kThreads>(dOs, LD, p, at_q, BM, tid);
       arch::cp_async_commit();
       for (int r = tid; r < BM; r += Tr::kThreads) {
         const int row = m0 + r;
@@ -274,10 +273,20 @@ __global__ void __launch_bounds__(FlashBwdTraits<D>::kThreads)
           int r, c;
           arch::mma_c_coord(lane, i, r, c);
           const int qc = t * 8 + c;
-          const bool on = full || mask.connected(m0 + qc, n0 + warp * 16 + r);
-          const float pr = on ? core::exp2_or_zero(st[t][i] * scale_log2 - lse_s[qc]) : 0.f;
-          st[t][i] = pr;
-          dpt[t][i] = pr * (dpt[t][i] - dsum_s[qc]);
+          const int kj = n0 + warp * 16 + r;
+          const bool on = full || mask.connected(m0 + qc, kj);
+          if constexpr (Variant::kTransformsLogits) {
+            const float x = st[t][i] * p.softmax_scale;
+            const float pr =
+                on ? core::exp2_or_zero(var.logit(x, m0 + qc, kj, h) * core::kLog2e - lse_s[qc])
+                   : 0.f;
+            st[t][i] = pr;
+            dpt[t][i] = pr * (dpt[t][i] - dsum_s[qc]) * var.logit_grad(x, m0 + qc, kj, h);
+          } else {
+            const float pr = on ? core::exp2_or_zero(st[t][i] * scale_log2 - lse_s[qc]) : 0.f;
+            st[t][i] = pr;
+            dpt[t][i] = pr * (dpt[t][i] - dsum_s[qc]);
+          }
         }
       }
       // dV += P^T dO and dK += dS^T Q (k = the tile's queries).
@@ -302,21 +311,21 @@ __global__ void __launch_bounds__(FlashBwdTraits<D>::kThreads)
   }
   arch::cp_async_wait<0>();  // K / V were loaded even when no query attends to this tile
 
-  T* dk_out = head_rows(static_cast<T*>(p.dk), sb.k_begin, p.dk_row_stride, h_k, p.dk_head_stride);
-  T* dv_out = head_rows(static_cast<T*>(p.dv), sb.k_begin, p.dv_row_stride, h_k, p.dv_head_stride);
   STRATA_UNROLL
-  for (int t = 0; t < Tr::kDTiles; ++t) {
+  for (int rr = 0; rr < 2; ++rr) {
+    int r, col0;
+    arch::mma_c_coord(lane, 2 * rr, r, col0);
+    const int row = n0 + warp * 16 + r;
+    float dk_row[2 * Tr::kDTiles], dv_row[2 * Tr::kDTiles];
     STRATA_UNROLL
-    for (int i = 0; i < 4; ++i) {
-      int r, c;
-      arch::mma_c_coord(lane, i, r, c);
-      const int row = n0 + warp * 16 + r;
-      if (row < sb.tk) {
-        dk_out[int64_t(row) * p.dk_row_stride + t * 8 + c] =
-            core::from_float<T>(dk[t][i] * p.softmax_scale);
-        dv_out[int64_t(row) * p.dv_row_stride + t * 8 + c] = core::from_float<T>(dv[t][i]);
-      }
+    for (int t = 0; t < Tr::kDTiles; ++t) {
+      dk_row[2 * t] = dk[t][2 * rr] * p.softmax_scale;
+      dk_row[2 * t + 1] = dk[t][2 * rr + 1] * p.softmax_scale;
+      dv_row[2 * t] = dv[t][2 * rr];
+      dv_row[2 * t + 1] = dv[t][2 * rr + 1];
     }
+    const RowSite rs{int64_t(sb.k_begin) + row, h_k, col0, row < sb.tk};
+    var.template store_dk_dv<T>(dk_row, dv_row, p, rs, arch::LaneGroupSum<4>{});
   }
 }
 

@@ -12,6 +12,7 @@
 #include "strata/attention/mask.hpp"
 #include "strata/attention/params.hpp"
 #include "strata/attention/tile_io.cuh"
+#include "strata/attention/variant.hpp"
 #include "strata/core/numeric.hpp"
 #include "strata/core/online_softmax.hpp"
 #include "strata/strata.cuh"
@@ -45,9 +46,10 @@ inline dim3 flash_fwd_grid(const FlashFwdParams& p) {
               unsigned(p.h), unsigned(p.b));
 }
 
-template <class T, int D>
+template <class T, int D, class Variant = VanillaAttention>
 __global__ void __launch_bounds__(FlashFwdTraits<D>::kThreads)
-    flash_fwd_kernel(const FlashFwdParams p) {
+    flash_fwd_kernel(const FlashFwdParams p, const Variant var) {
+  static_assert(AttentionVariant<Variant, T, D>, "the variant policy misses a hook (variant.hpp)");
   using Tr = FlashFwdTraits<D>;
   static_assert(Tr::template kSmemBytes<T> <= 99 * 1024,
                 "shared memory above 99 KB: sm_86 / sm_89 could not run this instantiation");
@@ -62,29 +64,23 @@ __global__ void __launch_bounds__(FlashFwdTraits<D>::kThreads)
   const int m0 = m_block * BM;
   if (m0 >= sb.tq) return;  // the whole block leaves: no barrier is pending
   const int h_k = h / (p.h / p.h_k);
-  const Mask mask{sb.tq, sb.tk, p.is_causal, p.window_left};
+  const Mask mask = var.mask(p, sb);
   const int m1 = m0 + BM < sb.tq ? m0 + BM : sb.tq;
-
-  const T* q =
-      head_rows(static_cast<const T*>(p.q), sb.q_begin, p.q_row_stride, h, p.q_head_stride);
-  const T* k =
-      head_rows(static_cast<const T*>(p.k), sb.k_begin, p.k_row_stride, h_k, p.k_head_stride);
-  const T* v =
-      head_rows(static_cast<const T*>(p.v), sb.k_begin, p.v_row_stride, h_k, p.v_head_stride);
-
-  auto load_rows = [&](T* dst, const T* src, int64_t row_stride, int row0, int rows_valid,
-                       int nrows) {
-    load_tile_rows<D, Tr::kThreads>(dst, LD, src, row_stride, row0, rows_valid, nrows, tid);
+  const TileSite site{sb, h, h_k, 0};
+  auto at_row = [&](int row0) {
+    TileSite t = site;
+    t.row0 = row0;
+    return t;
   };
 
   // Key tiles this query tile needs (causal and window block skipping).
   const int k_lo = mask.key_begin(m0), k_hi = mask.key_end(m1);
   const int n_first = k_lo / BN, n_end = k_hi > k_lo ? (k_hi + BN - 1) / BN : n_first;
 
-  load_rows(Qs, q, p.q_row_stride, m0, sb.tq, BM);
+  var.template load_q<D, Tr::kThreads>(Qs, LD, p, at_row(m0), BM, tid);
   if (n_first < n_end) {
-    load_rows(Ks, k, p.k_row_stride, n_first * BN, sb.tk, BN);
-    load_rows(Vs, v, p.v_row_stride, n_first * BN, sb.tk, BN);
+    var.template load_k<D, Tr::kThreads>(Ks, LD, p, at_row(n_first * BN), BN, tid);
+    var.template load_v<D, Tr::kThreads>(Vs, LD, p, at_row(n_first * BN), BN, tid);
   }
   arch::cp_async_commit();
 
@@ -92,13 +88,14 @@ __global__ void __launch_bounds__(FlashFwdTraits<D>::kThreads)
   core::OnlineSoftmax row_state[2];  // rows lane/4 and lane/4 + 8 of this warp; l is a lane partial
   uint32_t qf[Tr::kKSteps][4];
   const float scale_log2 = p.softmax_scale * core::kLog2e;
-  const int row_in_tile = warp * 16 + lane / 4;  // + 8 for the second row
 
   for (int n = n_first; n < n_end; ++n) {
     const int stage = (n - n_first) & 1;
     if (n + 1 < n_end) {
-      load_rows(Ks + (stage ^ 1) * BN * LD, k, p.k_row_stride, (n + 1) * BN, sb.tk, BN);
-      load_rows(Vs + (stage ^ 1) * BN * LD, v, p.v_row_stride, (n + 1) * BN, sb.tk, BN);
+      var.template load_k<D, Tr::kThreads>(Ks + (stage ^ 1) * BN * LD, LD, p, at_row((n + 1) * BN),
+                                           BN, tid);
+      var.template load_v<D, Tr::kThreads>(Vs + (stage ^ 1) * BN * LD, LD, p, at_row((n + 1) * BN),
+                                           BN, tid);
       arch::cp_async_commit();
       arch::cp_async_wait<1>();
     } else {
@@ -135,8 +132,13 @@ __global__ void __launch_bounds__(FlashFwdTraits<D>::kThreads)
       for (int i = 0; i < 4; ++i) {
         int r, c;
         arch::mma_c_coord(lane, i, r, c);
-        float x = s[t][i] * scale_log2;
-        if (!full && !mask.connected(m0 + warp * 16 + r, n0 + t * 8 + c)) x = -INFINITY;
+        const int qi = m0 + warp * 16 + r, kj = n0 + t * 8 + c;
+        float x;
+        if constexpr (Variant::kTransformsLogits)
+          x = var.logit(s[t][i] * p.softmax_scale, qi, kj, h) * core::kLog2e;
+        else
+          x = s[t][i] * scale_log2;
+        if (!full && !mask.connected(qi, kj)) x = -INFINITY;
         s[t][i] = x;
         tile_max[i / 2] = tile_max[i / 2] > x ? tile_max[i / 2] : x;
       }
@@ -181,23 +183,25 @@ __global__ void __launch_bounds__(FlashFwdTraits<D>::kThreads)
   }
   if (n_first >= n_end) arch::cp_async_wait<0>();  // no tile: only Q was loaded (unused)
 
-  // Epilogue: normalise, store O (zero for a row without keys) and the LSE.
-  T* out = head_rows(static_cast<T*>(p.o), sb.q_begin, p.o_row_stride, h, p.o_head_stride);
+  // Epilogue: normalise this thread's two rows and hand them to the variant's store (a row
+  // without keys is zero), then the LSE.
   STRATA_UNROLL
   for (int rr = 0; rr < 2; ++rr) {
     core::OnlineSoftmax total = row_state[rr];
     total.l = arch::warp_sum<4>(row_state[rr].l);
-    const int row = m0 + row_in_tile + 8 * rr;
+    int r, col0;  // this thread's row of the warp's 16 and its first column
+    arch::mma_c_coord(lane, 2 * rr, r, col0);
+    const int row = m0 + warp * 16 + r;
     const float inv = total.inv_sum();
-    if (row < sb.tq) {
-      STRATA_UNROLL
-      for (int t = 0; t < Tr::kOTiles; ++t) {
-        const int col = t * 8 + 2 * (lane % 4);
-        out[int64_t(row) * p.o_row_stride + col] = core::from_float<T>(o[t][2 * rr] * inv);
-        out[int64_t(row) * p.o_row_stride + col + 1] = core::from_float<T>(o[t][2 * rr + 1] * inv);
-      }
-      if (lane % 4 == 0) p.lse[int64_t(h) * p.total_q + sb.q_begin + row] = total.lse();
+    float orow[2 * Tr::kOTiles];
+    STRATA_UNROLL
+    for (int t = 0; t < Tr::kOTiles; ++t) {
+      orow[2 * t] = o[t][2 * rr] * inv;
+      orow[2 * t + 1] = o[t][2 * rr + 1] * inv;
     }
+    const RowSite rs{int64_t(sb.q_begin) + row, h, col0, row < sb.tq};
+    var.template store_o<T>(orow, p, rs, arch::LaneGroupSum<4>{});
+    if (rs.valid && col0 == 0) p.lse[int64_t(h) * p.total_q + rs.token] = total.lse();
   }
 }
 

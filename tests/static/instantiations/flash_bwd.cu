@@ -2,13 +2,16 @@
 // head dims 64, 96, 128.
 #include <strata/attention/flash_bwd.cuh>
 
-#define STRATA_FLASH_BWD(T, D)                                                                    \
-  template __global__ void strata::attention::flash_bwd_preprocess_kernel<T, D>(                  \
-      const strata::attention::FlashBwdParams);                                                   \
-  template __global__ void strata::attention::flash_bwd_dq_kernel<T, D>(                          \
-      const strata::attention::FlashBwdParams);                                                   \
-  template __global__ void strata::attention::flash_bwd_dkdv_kernel<T, D>(                        \
-      const strata::attention::FlashBwdParams);
+#define STRATA_FLASH_BWD(T, D)                                                               \
+  template __global__ void                                                                   \
+  strata::attention::flash_bwd_preprocess_kernel<T, D, strata::attention::VanillaAttention>( \
+      const strata::attention::FlashBwdParams, const strata::attention::VanillaAttention);   \
+  template __global__ void                                                                   \
+  strata::attention::flash_bwd_dq_kernel<T, D, strata::attention::VanillaAttention>(         \
+      const strata::attention::FlashBwdParams, const strata::attention::VanillaAttention);   \
+  template __global__ void                                                                   \
+  strata::attention::flash_bwd_dkdv_kernel<T, D, strata::attention::VanillaAttention>(       \
+      const strata::attention::FlashBwdParams, const strata::attention::VanillaAttention);
 STRATA_FLASH_BWD(__nv_bfloat16, 64)
 STRATA_FLASH_BWD(__nv_bfloat16, 96)
 STRATA_FLASH_BWD(__nv_bfloat16, 128)
