@@ -83,6 +83,12 @@ TEST(FlashBwdTraits, TileTable) {
   check_bwd_traits<128>();
   EXPECT_EQ(strata::attention::FlashBwdTraits<64>::kBlockMKv, 64);
   EXPECT_EQ(strata::attention::FlashBwdTraits<128>::kBlockMKv, 32);
+  // exactly the kernels' carve-up: Q, dO, K, V tiles (+ LSE and D of the dK/dV kernel's queries)
+  EXPECT_EQ(strata::attention::FlashBwdTraits<128>::kSmemDq<__half>, size_t(4 * 64) * 136 * 2);
+  EXPECT_EQ(strata::attention::FlashBwdTraits<128>::kSmemDkDv<__half>,
+            size_t(2 * 32 + 2 * 64) * 136 * 2 + 2 * 32 * 4);  // 52,480 B
+  EXPECT_EQ(strata::attention::FlashBwdTraits<64>::kSmemDkDv<__half>,
+            size_t(2 * 64 + 2 * 64) * 72 * 2 + 2 * 64 * 4);  // 37,376 B
 }
 
 TEST(FlashFwdTraits, TileTable) {

@@ -43,8 +43,8 @@ struct FlashBwdTraits {
   static constexpr size_t kSmemDq = size_t(2 * kBlockM + 2 * kBlockN) * kLd * sizeof(T);
   /// dK/dV kernel: K and V tiles, Q and dO tiles, and the tile's LSE and D (fp32).
   template <class T>
-  static constexpr size_t kSmemDkDv = size_t(2 * kBlockM + 2 * kBlockN) * kLd * sizeof(T) +
-                                      2 * kBlockM * sizeof(float);
+  static constexpr size_t kSmemDkDv = size_t(2 * kBlockMKv + 2 * kBlockN) * kLd * sizeof(T) +
+                                      2 * kBlockMKv * sizeof(float);
   /// mma.sync per warp and (query tile, key tile) pair: dQ kernel S, dP, dQ; dK/dV kernel S^T,
   /// dP^T, dV, dK.
   static constexpr int kMmaDq = 3 * (kBlockN / 8) * kKSteps;
