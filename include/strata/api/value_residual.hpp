@@ -1,0 +1,251 @@
+// ResFormer / SVFormer value residual (SPEC §2, §7.3): per-layer entry points for a trainer that
+// runs its layers one at a time, and ValueResidualStack, the explicit layer-stack helper that
+// shows the order and the fp32 accumulator (copy it into a trainer).
+//
+// Forward, layer 0: flash_fwd on V_0. Layers l >= 1: resformer_forward (V'_l = lambda_self V_l +
+// lambda_first V_0 mixed as V tiles load) or, for SVFormer, flash_fwd with p.v = V_0.
+// Backward runs L-1 .. 0 around one fp32 accumulator dv_first [total_k, h_k, d] (zeroed first by
+// value_residual_zero): resformer_backward / svformer_backward add their layer's share of dV_0
+// to it, and value_residual_first_backward writes dV_0 = g_0 + accumulator at layer 0.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "strata/api/flash.hpp"
+#include "strata/core/options.hpp"
+#include "strata/variants/value_residual.cuh"
+
+namespace strata::api {
+
+/// The value-residual operands of one ResFormer layer l >= 1.
+struct ValueResidualArgs {
+  const void* v_first = nullptr;  ///< layer 0's V as stored, [total_k, h_k, d], dtype of attn
+  int64_t v_first_row_stride = 0, v_first_head_stride = 0;
+  const float* lambda_self = nullptr;   ///< fp32, [] (kScalar) or [h_k] (kHeadwise)
+  const float* lambda_first = nullptr;  ///< fp32, same shape
+  core::MixGranularity granularity = core::MixGranularity::kScalar;
+  // backward only
+  float* dv_first = nullptr;  ///< fp32 accumulator [total_k, h_k, d], contiguous: += lambda_first g
+  float* dlambda_self = nullptr;   ///< fp32, lambda's shape: written
+  float* dlambda_first = nullptr;  ///< fp32, lambda's shape: written
+  float* workspace = nullptr;      ///< value_residual_workspace_bytes()
+};
+
+/// Bytes of the backward workspace: the per-row dlambda partials, fp32 [total_k, h_k, 2].
+inline size_t value_residual_workspace_bytes(const FlashFwdParams& p) {
+  const int64_t total_k =
+      p.cu_seqlens_k_host ? p.cu_seqlens_k_host[p.b] : int64_t(p.b) * p.seqlen_k;
+  return size_t(total_k > 0 ? total_k : 0) * size_t(p.h_k > 0 ? p.h_k : 0) * 2 * sizeof(float);
+}
+
+/// Elements of the fp32 dV_0 accumulator: total_k * h_k * d.
+inline int64_t value_residual_accumulator_size(const FlashBwdParams& p) {
+  return int64_t(p.total_k) * p.h_k * p.d;
+}
+
+/// Checks the value-residual fields (the attention fields are checked by validate(attn)).
+inline Status validate(const ValueResidualArgs& a, bool backward) {
+  if (Status s =
+          detail::check_operand(a.v_first, "v_first", a.v_first_row_stride, a.v_first_head_stride);
+      !s.ok())
+    return s;
+  if (a.granularity == core::MixGranularity::kElementwise)
+    return Status::InvalidArgument(
+        "granularity: ResFormer's lambda is a scalar or one per KV head, not elementwise");
+  if (a.granularity != core::MixGranularity::kScalar &&
+      a.granularity != core::MixGranularity::kHeadwise)
+    return Status::InvalidArgument("granularity: not a MixGranularity value");
+  if (!a.lambda_self) return Status::InvalidArgument("lambda_self is null");
+  if (!a.lambda_first) return Status::InvalidArgument("lambda_first is null");
+  if (!backward) return Status::Ok();
+  if (!a.dv_first) return Status::InvalidArgument("dv_first (the fp32 dV_0 accumulator) is null");
+  if (!a.dlambda_self) return Status::InvalidArgument("dlambda_self is null");
+  if (!a.dlambda_first) return Status::InvalidArgument("dlambda_first is null");
+  if (!a.workspace)
+    return Status::InvalidArgument("workspace (value_residual_workspace_bytes) is null");
+  return Status::Ok();
+}
+
+namespace detail {
+inline variants::ValueResidual value_residual_policy(const ValueResidualArgs& a) {
+  variants::ValueResidual v;
+  v.v_first = a.v_first;
+  v.v_first_row_stride = a.v_first_row_stride, v.v_first_head_stride = a.v_first_head_stride;
+  v.lambda_self = a.lambda_self, v.lambda_first = a.lambda_first;
+  v.per_head = a.granularity == core::MixGranularity::kHeadwise;
+  v.dv_first = a.dv_first, v.dlambda_rows = a.workspace;
+  return v;
+}
+}  // namespace detail
+
+/// Zeroes the fp32 dV_0 accumulator (n elements) before a stack's backward.
+inline Status value_residual_zero(float* dv_first, int64_t n, cudaStream_t stream = 0) {
+  if (n < 0) return Status::InvalidArgument("n is negative");
+  if (n == 0) return Status::Ok();
+  if (!dv_first) return Status::InvalidArgument("dv_first is null");
+  return launch(variants::fill_zero_kernel<256>, dim3(unsigned((n + 255) / 256)), dim3(256), 0, stream,
+                dv_first, n);
+}
+
+/// ResFormer layer l >= 1, forward: attention on V'_l = lambda_self V_l + lambda_first V_0.
+inline Status resformer_forward(const FlashFwdParams& attn, const ValueResidualArgs& a,
+                                cudaStream_t stream = 0) {
+  if (Status s = validate(attn); !s.ok()) return s;
+  if (attn.total_q == 0) return Status::Ok();
+  if (Status s = validate(a, false); !s.ok()) return s;
+  return flash_fwd(attn, detail::value_residual_policy(a), stream);
+}
+
+/// ResFormer layer l >= 1, backward: dQ, dK, dV_l = lambda_self g; dv_first += lambda_first g;
+/// dlambda_self = sum V_l o g and dlambda_first = sum V_0 o g (written, in lambda's shape).
+inline Status resformer_backward(const FlashBwdParams& attn, const ValueResidualArgs& a,
+                                 cudaStream_t stream = 0) {
+  if (Status s = validate(attn); !s.ok()) return s;
+  if (Status s = validate(a, true); !s.ok()) return s;
+  if (Status s = flash_bwd(attn, detail::value_residual_policy(a), stream); !s.ok()) return s;
+  const bool per_head = a.granularity == core::MixGranularity::kHeadwise;
+  if (attn.total_k == 0) {  // no rows: dlambda = 0
+    const int n = per_head ? attn.h_k : 1;
+    if (Status s = value_residual_zero(a.dlambda_self, n, stream); !s.ok()) return s;
+    return value_residual_zero(a.dlambda_first, n, stream);
+  }
+  return launch(variants::value_residual_dlambda_kernel<256>,
+                dim3(unsigned(per_head ? attn.h_k : 1)), dim3(256), 0, stream,
+                static_cast<const float*>(a.workspace), attn.total_k, attn.h_k, per_head,
+                a.dlambda_self, a.dlambda_first);
+}
+
+/// SVFormer layer l >= 1, backward (attn.v = V_0; attn.dv is not written and may be null):
+/// dQ, dK, and dv_first += g.
+inline Status svformer_backward(const FlashBwdParams& attn, float* dv_first,
+                                cudaStream_t stream = 0) {
+  FlashBwdParams p = attn;
+  if (!p.dv) p.dv = p.dk;  // validated as an operand, never written by SharedValue
+  if (Status s = validate(p); !s.ok()) return s;
+  if (!dv_first) return Status::InvalidArgument("dv_first (the fp32 dV_0 accumulator) is null");
+  variants::SharedValue v;
+  v.dv_first = dv_first;
+  return flash_bwd(p, v, stream);
+}
+
+/// Layer 0 of ResFormer or SVFormer, backward: dQ, dK and dV_0 = g_0 + dv_first (the complete
+/// accumulator of layers 1 .. L-1; null for a one-layer stack).
+inline Status value_residual_first_backward(const FlashBwdParams& attn, const float* dv_first,
+                                            cudaStream_t stream = 0) {
+  variants::FirstValue v;
+  v.dv_first = dv_first;
+  return flash_bwd(attn, v, stream);
+}
+
+/// Kind of a value-residual stack.
+enum class ValueResidualKind { kResFormer, kSVFormer };
+
+/// One layer of a stack: its attention problem (forward and backward fields; for SVFormer layers
+/// l >= 1 attn.v is ignored: they read layer 0's V) and, for ResFormer layers l >= 1, lambda and
+/// where dlambda goes.
+struct ValueResidualLayer {
+  FlashBwdParams attn;
+  const float *lambda_self = nullptr, *lambda_first = nullptr;
+  float *dlambda_self = nullptr, *dlambda_first = nullptr;
+};
+
+/// The layer-stack helper: forward 0 .. L-1, backward L-1 .. 0 with the fp32 dV_0 accumulator.
+/// Every call validates everything it launches first; an error returns before that layer.
+struct ValueResidualStack {
+  ValueResidualKind kind = ValueResidualKind::kResFormer;
+  core::MixGranularity granularity = core::MixGranularity::kScalar;
+  std::vector<ValueResidualLayer> layers;
+  float* dv_first = nullptr;   ///< backward: value_residual_accumulator_size(layers[0].attn) fp32
+  float* workspace = nullptr;  ///< backward, ResFormer: value_residual_workspace_bytes(layer 0)
+
+  /// Layer l's attention problem as launched (SVFormer: V is layer 0's).
+  FlashBwdParams layer_attn(size_t l) const {
+    FlashBwdParams p = layers[l].attn;
+    if (kind == ValueResidualKind::kSVFormer && l > 0) {
+      p.v = layers[0].attn.v;
+      p.v_row_stride = layers[0].attn.v_row_stride;
+      p.v_head_stride = layers[0].attn.v_head_stride;
+    }
+    return p;
+  }
+  ValueResidualArgs layer_args(size_t l) const {
+    const FlashBwdParams& first = layers[0].attn;
+    ValueResidualArgs a;
+    a.v_first = first.v;
+    a.v_first_row_stride = first.v_row_stride, a.v_first_head_stride = first.v_head_stride;
+    a.lambda_self = layers[l].lambda_self, a.lambda_first = layers[l].lambda_first;
+    a.granularity = granularity;
+    a.dv_first = dv_first;
+    a.dlambda_self = layers[l].dlambda_self, a.dlambda_first = layers[l].dlambda_first;
+    a.workspace = workspace;
+    return a;
+  }
+  Status check_shape() const {
+    if (layers.empty()) return Status::InvalidArgument("layers is empty");
+    const FlashBwdParams& f = layers[0].attn;
+    for (size_t l = 1; l < layers.size(); ++l) {
+      const FlashBwdParams& p = layers[l].attn;
+      if (p.total_k != f.total_k || p.h_k != f.h_k || p.d != f.d || p.dtype != f.dtype)
+        return Status::InvalidArgument("layers[" + std::to_string(l) +
+                                       "].attn: total_k, h_k, d and dtype must match layer 0's "
+                                       "(V_0 is shared by the stack)");
+    }
+    return Status::Ok();
+  }
+
+  /// Every layer's fields, before anything is launched (so that an error writes nothing).
+  Status validate(bool backward) const {
+    if (Status s = check_shape(); !s.ok()) return s;
+    if (backward && layers.size() > 1 && !dv_first)
+      return Status::InvalidArgument("dv_first (the fp32 dV_0 accumulator) is null");
+    for (size_t l = 0; l < layers.size(); ++l) {
+      FlashBwdParams p = layer_attn(l);
+      Status s = Status::Ok();
+      if (backward) {
+        if (kind == ValueResidualKind::kSVFormer && l > 0 && !p.dv) p.dv = p.dk;  // not written
+        s = api::validate(p);
+      } else {
+        s = api::validate(static_cast<const FlashFwdParams&>(p));
+      }
+      if (s.ok() && l > 0 && kind == ValueResidualKind::kResFormer)
+        s = api::validate(layer_args(l), backward);
+      if (!s.ok()) return Status(s.code(), "layers[" + std::to_string(l) + "]: " + s.message());
+    }
+    return Status::Ok();
+  }
+
+  Status forward(cudaStream_t stream = 0) const {
+    if (Status s = validate(false); !s.ok()) return s;
+    for (size_t l = 0; l < layers.size(); ++l) {
+      const FlashBwdParams p = layer_attn(l);
+      const Status s = l == 0 || kind == ValueResidualKind::kSVFormer
+                           ? flash_fwd(p, stream)
+                           : resformer_forward(p, layer_args(l), stream);
+      if (!s.ok()) return Status(s.code(), "layer " + std::to_string(l) + ": " + s.message());
+    }
+    return Status::Ok();
+  }
+
+  Status backward(cudaStream_t stream = 0) const {
+    if (Status s = validate(true); !s.ok()) return s;
+    const bool deep = layers.size() > 1;
+    if (deep) {
+      if (Status s = value_residual_zero(dv_first, value_residual_accumulator_size(layers[0].attn),
+                                         stream);
+          !s.ok())
+        return s;
+    }
+    for (size_t l = layers.size(); l-- > 0;) {
+      const FlashBwdParams p = layer_attn(l);
+      const Status s = l == 0 ? value_residual_first_backward(p, deep ? dv_first : nullptr, stream)
+                       : kind == ValueResidualKind::kSVFormer
+                           ? svformer_backward(p, dv_first, stream)
+                           : resformer_backward(p, layer_args(l), stream);
+      if (!s.ok()) return Status(s.code(), "layer " + std::to_string(l) + ": " + s.message());
+    }
+    return Status::Ok();
+  }
+};
+
+}  // namespace strata::api

@@ -1,0 +1,191 @@
+// ResFormer and SVFormer value residuals (SPEC §2, decisions §7.3) as flash-attention policies.
+//
+//  ValueResidual  ResFormer layer l >= 1: V'_l = lambda_self V_l + lambda_first V_0, formed while
+//                 each V tile is loaded (V' is never materialised in global memory); backward:
+//                 dV_l = lambda_self g, the stack's fp32 accumulator dV_0 += lambda_first g, and
+//                 per-row partials of dlambda (reduced by value_residual_dlambda_kernel).
+//  SharedValue    SVFormer layer l >= 1: attention reads layer 0's V (p.v = V_0, no V_l exists);
+//                 backward adds g to the accumulator instead of writing a dV.
+//  FirstValue     layer 0 of either: plain attention; backward writes dV_0 = g_0 + accumulator
+//                 (the accumulator is complete: layers L-1 .. 1 ran before).
+// lambda is fp32 in device memory, one value (scalar) or one per KV head. The accumulator is fp32
+// [total_k, h_k, d], contiguous; every element is owned by one thread of one dK/dV block, so the
+// read-modify-write needs no atomics and the backward stays deterministic.
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+
+#include "strata/attention/variant.hpp"
+#include "strata/core/numeric.hpp"
+#include "strata/core/value_residual.hpp"
+
+namespace strata::variants {
+
+using attention::FlashBwdParams;
+using attention::FlashFwdParams;
+using attention::RowSite;
+using attention::TileSite;
+
+/// fp32 accumulator element (row, KV head, column 0) of a [total_k, h_k, d] tensor.
+STRATA_HOST_DEVICE float* accumulator_row(float* acc, const FlashFwdParams& p, const RowSite& r) {
+  return acc + (r.token * p.h_k + r.head) * int64_t(p.d);
+}
+
+/// ResFormer, layers l >= 1.
+struct ValueResidual : attention::VanillaAttention {
+  const void* v_first = nullptr;  ///< V_0 as stored (T), [total_k, h_k, d] with these strides
+  int64_t v_first_row_stride = 0, v_first_head_stride = 0;
+  const float* lambda_self = nullptr;   ///< [1] or [h_k]
+  const float* lambda_first = nullptr;  ///< [1] or [h_k]
+  bool per_head = false;
+  float* dv_first = nullptr;      ///< backward: the stack's fp32 dV_0 accumulator (+=)
+  float* dlambda_rows = nullptr;  ///< backward: fp32 [total_k, h_k, 2] per-row dlambda partials
+
+  STRATA_HOST_DEVICE float lam_self(int h_k) const { return lambda_self[per_head ? h_k : 0]; }
+  STRATA_HOST_DEVICE float lam_first(int h_k) const { return lambda_first[per_head ? h_k : 0]; }
+
+  /// V' rows: 16-byte loads of V_l and V_0, the mix in fp32, one rounding to T, 16-byte stores;
+  /// rows past the sequence are zero like the cp.async path's.
+  template <int D, int Threads, class T>
+  STRATA_DEVICE void load_v(T* dst, int ld, const FlashFwdParams& p, const TileSite& s, int nrows,
+                            int tid) const {
+    const T* v = attention::head_rows(static_cast<const T*>(p.v), s.sb.k_begin, p.v_row_stride,
+                                      s.h_k, p.v_head_stride);
+    const T* v0 = attention::head_rows(static_cast<const T*>(v_first), s.sb.k_begin,
+                                       v_first_row_stride, s.h_k, v_first_head_stride);
+    const float ls = lam_self(s.h_k), lf = lam_first(s.h_k);
+    constexpr int kChunks = D / 8;
+    for (int c = tid; c < nrows * kChunks; c += Threads) {
+      const int r = c / kChunks, col = (c % kChunks) * 8, row = s.row0 + r;
+      T mixed[8];
+      if (row < s.sb.tk) {
+        const uint4 a = *reinterpret_cast<const uint4*>(v + int64_t(row) * p.v_row_stride + col);
+        const uint4 b =
+            *reinterpret_cast<const uint4*>(v0 + int64_t(row) * v_first_row_stride + col);
+        T va[8], vb[8];
+        memcpy(static_cast<void*>(va), &a, 16);  // T is a class: copy its bits
+        memcpy(static_cast<void*>(vb), &b, 16);
+        STRATA_UNROLL
+        for (int e = 0; e < 8; ++e)
+          mixed[e] = core::from_float<T>(ls * core::to_float(va[e]) + lf * core::to_float(vb[e]));
+      } else {
+        STRATA_UNROLL
+        for (int e = 0; e < 8; ++e) mixed[e] = core::from_float<T>(0.f);
+      }
+      uint4 out;
+      memcpy(&out, mixed, 16);
+      *reinterpret_cast<uint4*>(&dst[r * ld + col]) = out;
+    }
+  }
+
+  /// g = dV' of one key row (summed over the GQA group): dV_l = lambda_self g, dV_0 += lambda_first
+  /// g, and the row's dlambda partials sum_d V_l g, sum_d V_0 g (V as stored).
+  template <class T, int N, class Sum>
+  STRATA_HOST_DEVICE void store_dk_dv(const float (&dk)[N], const float (&g)[N],
+                                      const FlashBwdParams& p, const RowSite& r, Sum sum) const {
+    // One element at a time (not whole-row arrays of V_l, V_0 and the accumulator): at d = 128
+    // the dK/dV kernel has no registers to spare for 3 x 32 more floats.
+    float dv[N];
+    float d_self = 0.f, d_first = 0.f;
+    if (r.valid) {
+      const float ls = lam_self(r.head), lf = lam_first(r.head);
+      const T* v =
+          static_cast<const T*>(p.v) + r.token * p.v_row_stride + int64_t(r.head) * p.v_head_stride;
+      const T* v0 = static_cast<const T*>(v_first) + r.token * v_first_row_stride +
+                    int64_t(r.head) * v_first_head_stride;
+      float* a = accumulator_row(dv_first, p, r);
+      STRATA_UNROLL
+      for (int j = 0; j < N; ++j) {
+        const int c = r.col(j);
+        const float v_l[1] = {core::to_float(v[c])}, v_0[1] = {core::to_float(v0[c])},
+                    g_j[1] = {g[j]};
+        float dv_j[1], acc[1] = {a[c]};
+        core::value_residual_backward(v_l, v_0, ls, lf, g_j, dv_j, acc, d_self, d_first);
+        a[c] = acc[0];
+        dv[j] = dv_j[0];
+      }
+    }
+    d_self = sum(d_self);  // every lane of the quad: the row's partials
+    d_first = sum(d_first);
+    if (!r.valid) return;
+    VanillaAttention::store_dk_dv<T>(dk, dv, p, r, sum);
+    if (r.col0 == 0) {
+      float* rows = dlambda_rows + 2 * (r.token * p.h_k + r.head);
+      rows[0] = d_self;
+      rows[1] = d_first;
+    }
+  }
+};
+
+/// SVFormer, layers l >= 1: attention on p.v = V_0; backward dV_0 += g.
+struct SharedValue : attention::VanillaAttention {
+  float* dv_first = nullptr;  ///< the stack's fp32 dV_0 accumulator (+=)
+
+  template <class T, int N, class Sum>
+  STRATA_HOST_DEVICE void store_dk_dv(const float (&dk)[N], const float (&g)[N],
+                                      const FlashBwdParams& p, const RowSite& r, Sum) const {
+    if (!r.valid) return;
+    store_fragment_row(static_cast<T*>(p.dk), p.dk_row_stride, p.dk_head_stride, dk, r);
+    float* a = accumulator_row(dv_first, p, r);
+    STRATA_UNROLL
+    for (int j = 0; j < N; ++j) a[r.col(j)] += g[j];
+  }
+};
+
+/// Layer 0 of ResFormer and SVFormer: backward dV_0 = g_0 + the accumulator of layers 1..L-1.
+struct FirstValue : attention::VanillaAttention {
+  const float* dv_first = nullptr;  ///< the complete accumulator (null: nothing to add)
+
+  template <class T, int N, class Sum>
+  STRATA_HOST_DEVICE void store_dk_dv(const float (&dk)[N], const float (&g)[N],
+                                      const FlashBwdParams& p, const RowSite& r, Sum sum) const {
+    if (!r.valid) return;
+    float dv[N];
+    const float* a = dv_first ? dv_first + (r.token * p.h_k + r.head) * int64_t(p.d) : nullptr;
+    STRATA_UNROLL
+    for (int j = 0; j < N; ++j) dv[j] = g[j] + (a ? a[r.col(j)] : 0.f);
+    VanillaAttention::store_dk_dv<T>(dk, dv, p, r, sum);
+  }
+};
+
+/// dlambda_self / dlambda_first from the per-row partials [total_k, h_k, 2]: block x reduces the
+/// rows of KV head x (per_head) or all rows (scalar) in a fixed order — deterministic.
+template <int Threads = 256>
+__global__ void __launch_bounds__(Threads)
+    value_residual_dlambda_kernel(const float* rows, int total_k, int h_k, bool per_head,
+                                  float* dlambda_self, float* dlambda_first) {
+  __shared__ float red[2][Threads];
+  const int tid = int(threadIdx.x), head = int(blockIdx.x);
+  const int64_t n = per_head ? int64_t(total_k) : int64_t(total_k) * h_k;
+  float s = 0.f, f = 0.f;
+  for (int64_t i = tid; i < n; i += Threads) {
+    const int64_t at = per_head ? i * h_k + head : i;
+    s += rows[2 * at];
+    f += rows[2 * at + 1];
+  }
+  red[0][tid] = s;
+  red[1][tid] = f;
+  __syncthreads();
+  for (int w = Threads / 2; w > 0; w /= 2) {
+    if (tid < w) {
+      red[0][tid] += red[0][tid + w];
+      red[1][tid] += red[1][tid + w];
+    }
+    __syncthreads();
+  }
+  if (tid == 0) {
+    dlambda_self[head] = red[0][0];
+    dlambda_first[head] = red[1][0];
+  }
+}
+
+/// Fills n floats with zero (the stack's accumulator before a backward). A template so that the
+/// header defines it in every translation unit without an ODR clash.
+template <int Threads = 256>
+__global__ void __launch_bounds__(Threads) fill_zero_kernel(float* x, int64_t n) {
+  const int64_t i = int64_t(blockIdx.x) * Threads + threadIdx.x;
+  if (i < n) x[i] = 0.f;
+}
+
+}  // namespace strata::variants
