@@ -52,4 +52,17 @@ STRATA_HOST_DEVICE float gate_backward(const float (&o)[N], float g, const float
   return sum(dot) * (sg * sigmoid(-g));
 }
 
+/// Backward from the gated output y' = O sigma(g), which is what a fused forward stores (O itself
+/// is never written): since O sigma(g) (1 - sigma(g)) = y' sigma(-g) and (dy sigma(g)) o O = dy o
+/// y',
+///   dO = dy sigma(g),  dg = dy y' sigma(-g),  rowsum(dO o O) = rowsum(dy o y').
+/// One element; returns dy y' (the term of the attention backward's D and of a headwise dg).
+STRATA_HOST_DEVICE float gate_backward_from_output(float y_gated, float g, float dy, float& d_o,
+                                                   float& dg) {
+  const float dot = dy * y_gated;
+  d_o = dy * sigmoid(g);
+  dg = dot * sigmoid(-g);
+  return dot;
+}
+
 }  // namespace strata::core

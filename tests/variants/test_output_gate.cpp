@@ -1,0 +1,213 @@
+// Gated Attention (elementwise and headwise sigmoid output gate at G1) through api::gated_forward
+// and api::gated_backward, layer stacks (L = 4, independent layers) in the simulator against the
+// fp64 reference (strata/reference/gated.hpp, without QK-norm and RoPE) with FlashAttention's
+// rule on every element of y', LSE, dQ, dK, dV and dg.
+#include <gtest/gtest.h>
+
+#include <strata/api/output_gate.hpp>
+#include <strata/reference/gated.hpp>
+
+#include <functional>
+#include <memory>
+
+#include "../sim/common.hpp"
+#include "variant_check.hpp"
+
+namespace {
+
+using namespace kernel_test;
+using strata::core::GateKind;
+using bf16 = __nv_bfloat16;
+using fp16 = __half;
+
+struct GateCase {
+  Case attn;  // self-attention: lens_k empty
+  int layers = 4;
+  GateKind kind = GateKind::kElementwise;
+  double gate_spread = 2.0;  // gate logits ~ N(0, spread): some gates nearly closed
+  std::string describe() const {
+    return std::string(kind == GateKind::kHeadwise ? "headwise" : "elementwise") + " L " +
+           std::to_string(layers) + " " + attn.describe();
+  }
+};
+
+template <class T, int D>
+Verdict run_gated(const GateCase& gc) {
+  const int L = gc.layers;
+  const bool headwise = gc.kind == GateKind::kHeadwise;
+  Verdict v;
+  for (int l = 0; l < L; ++l) {
+    Case c = gc.attn;
+    c.seed = gc.attn.seed * 71 + uint64_t(l);
+    Problem<T> pr(c, D);
+    const ref::AttentionConfig& ac = pr.c;
+    const int H = ac.num_heads;
+    const int64_t nq = pr.nq;
+    const size_t nrow = size_t(nq * H), nel = nrow * D, ng = headwise ? nrow : nel;
+
+    // gate logits as stored in T
+    Rng rng(c.seed + 99);
+    std::vector<T> gs(ng), dgs(ng + 8, core::from_float<T>(NAN));
+    std::vector<T> work(nel + 8, core::from_float<T>(NAN));
+    ref::GatedConfig rc;
+    rc.attn = ac, rc.num_layers = 1;
+    rc.gate = headwise ? ref::GateKind::Headwise : ref::GateKind::Elementwise;
+    rc.local.qk_norm = rc.local.rope = false;
+    ref::GatedInputs in = ref::allocate_inputs(rc);
+    in.q[0] = pr.q, in.k[0] = pr.k, in.v[0] = pr.v;
+    for (size_t i = 0; i < ng; ++i) {
+      gs[i] = core::from_float<T>(float(gc.gate_spread * rng.normal()));
+      in.g[0].data[i] = core::to_float(gs[i]);
+    }
+    const ref::GatedForward f = ref::forward(rc, in);
+    const ref::GatedInputs g64 = ref::backward(rc, in, f, {pr.dout});
+
+    // naive same-dtype: Y and y' rounded, dO = dy' sigma(g) rounded, unfused backward in T
+    ref::Tensor yn, lsen, dqn, dkn, dvn;
+    naive_attention<T>(ac, pr.q, pr.k, pr.v, yn, lsen);
+    ref::Tensor yg = yn, dOn = pr.dout;
+    std::vector<double> dgn(ng, 0.0);
+    for (size_t e = 0; e < nel; ++e) {
+      const size_t gi = headwise ? e / D : e;
+      const double sg = 1.0 / (1.0 + std::exp(-in.g[0].data[gi]));
+      yg.data[e] = round_to<T>(yn.data[e] * sg);
+      dOn.data[e] = round_to<T>(pr.dout.data[e] * sg);
+      dgn[gi] += pr.dout.data[e] * yn.data[e] * sg * (1 - sg);
+    }
+    for (double& x : dgn) x = round_to<T>(x);
+    naive_backward<T>(ac, pr.q, pr.k, pr.v, dOn, dqn, dkn, dvn);
+
+    strata::api::GateArgs ga;
+    ga.gate = gs.data(), ga.kind = gc.kind;
+    ga.gate_row_stride = headwise ? H : int64_t(H) * D;
+    ga.gate_head_stride = headwise ? 1 : D;
+    ga.dgate = dgs.data(), ga.workspace = work.data();
+    if (const auto s = strata::api::gated_forward(pr.p, ga); !s.ok())
+      v.status = std::string("forward: ") + s.message();
+    if (const auto s = strata::api::gated_backward(pr.p, ga); v.status.empty() && !s.ok())
+      v.status = std::string("backward: ") + s.message();
+    if (!v.status.empty()) return v;
+
+    const double u = double(core::kUnitRoundoff<T>);
+    const size_t nkv = size_t(pr.nk * ac.num_kv_heads * D);
+    const std::string tag = "layer " + std::to_string(l) + " ";
+    v.check(tag + "y'", values(pr.o, nel), f.out[0].data, yg.data, 1e-5);
+    v.check(tag + "LSE", lse_rows(pr.lse, nq, H), f.lse[0].data, lsen.data, 1e-5);
+    v.check(tag + "dQ", values(pr.dq, nel), g64.q[0].data, dqn.data, grad_atol(u, g64.q[0].data));
+    v.check(tag + "dK", values(pr.dk, nkv), g64.k[0].data, dkn.data, grad_atol(u, g64.k[0].data));
+    v.check(tag + "dV", values(pr.dv, nkv), g64.v[0].data, dvn.data, grad_atol(u, g64.v[0].data));
+    v.check(tag + "dg", values(dgs, ng), g64.g[0].data, dgn, grad_atol(u, g64.g[0].data));
+  }
+  return v;
+}
+
+template <class T>
+void expect_gated(const GateCase& gc) {
+  const Verdict v =
+      with_head_dim<T>(gc.attn, [&]<class U, int D>(const Case&) { return run_gated<U, D>(gc); });
+  if (getenv("STRATA_VERBOSE"))
+    printf("%s: worst %.3f at %s\n", gc.describe().c_str(), v.worst, v.where.c_str());
+  EXPECT_TRUE(v.pass()) << gc.describe() << ": worst ratio " << v.worst << " at " << v.where << " "
+                        << v.status;
+}
+
+GateCase gate_case(GateKind kind, std::vector<int> lens, int h, int h_k, int d, bool causal) {
+  GateCase gc;
+  gc.kind = kind;
+  gc.attn.lens_q = std::move(lens);
+  gc.attn.h = h, gc.attn.h_k = h_k, gc.attn.d = d, gc.attn.causal = causal;
+  return gc;
+}
+
+TEST(GatedAttention, ElementwiseAndHeadwiseLengthsOneSeventeenRagged) {
+  for (GateKind k : {GateKind::kElementwise, GateKind::kHeadwise})
+    for (bool causal : {true, false})
+      expect_gated<bf16>(gate_case(k, {1, 17, 129}, 2, 1, 64, causal));
+}
+
+TEST(GatedAttention, GqaDimsDtypesWindowEmptySequence) {
+  expect_gated<fp16>(gate_case(GateKind::kElementwise, {17, 0, 70}, 4, 2, 128, true));
+  expect_gated<bf16>(gate_case(GateKind::kHeadwise, {40, 33}, 4, 1, 96, false));
+  GateCase gc = gate_case(GateKind::kElementwise, {65, 1}, 4, 4, 64, true);
+  gc.attn.window_left = 9;
+  expect_gated<fp16>(gc);
+}
+
+TEST(GatedAttention, SaturatedGates) {
+  GateCase gc = gate_case(GateKind::kElementwise, {30}, 2, 1, 64, true);
+  gc.gate_spread = 20.0;  // sigma(g) ~ 0 or 1: dg must not lose its relative accuracy
+  expect_gated<bf16>(gc);
+  gc.kind = GateKind::kHeadwise;
+  expect_gated<fp16>(gc);
+}
+
+TEST(GatedAttention, AllSchedules) {
+  strata_test::SimGuard guard;
+  for (const auto& s : strata_test::all_schedules()) {
+    strata::sim::set_schedule(s);
+    expect_gated<bf16>(gate_case(GateKind::kHeadwise, {20, 9}, 4, 2, 64, true));
+  }
+}
+
+TEST(GatedAttention, RandomizedLayers) {
+  Rng rng(4711);
+  for (int i = 0; i < 24; ++i) {
+    bool bf16_case = true;
+    Case c = random_case(rng, 40, uint64_t(900 + i), bf16_case);
+    c.lens_k.clear();
+    GateCase gc;
+    gc.attn = c;
+    gc.layers = 1;
+    gc.kind = i % 2 ? GateKind::kHeadwise : GateKind::kElementwise;
+    if (bf16_case)
+      expect_gated<bf16>(gc);
+    else
+      expect_gated<fp16>(gc);
+  }
+}
+
+TEST(GatedAttentionApi, EveryFieldIsValidatedAndNothingIsWritten) {
+  struct Bad {
+    const char* field;
+    bool backward;
+    std::function<void(strata::api::GateArgs&)> spoil;
+  };
+  const std::vector<Bad> bad = {
+      {"gate is null", false, [](auto& g) { g.gate = nullptr; }},
+      {"gate_row_stride", false, [](auto& g) { g.gate_row_stride = 3; }},
+      {"gate_head_stride", false, [](auto& g) { g.gate_head_stride = 0; }},
+      {"gate is not 2-byte aligned", false,
+       [](auto& g) { g.gate = static_cast<const char*>(g.gate) + 1; }},
+      {"kind", false, [](auto& g) { g.kind = static_cast<GateKind>(7); }},
+      {"dgate is null", true, [](auto& g) { g.dgate = nullptr; }},
+      {"workspace (gated_backward_workspace_bytes) is null", true,
+       [](auto& g) { g.workspace = nullptr; }},
+      {"workspace is not 16-byte aligned", true,
+       [](auto& g) { g.workspace = static_cast<char*>(g.workspace) + 2; }},
+  };
+  for (const Bad& b : bad) {
+    Problem<bf16> pr(fixed_case(20, 1, 4, 2, 64, true), 64);
+    std::vector<bf16> gs(size_t(20 * 4 * 64), core::from_float<bf16>(0.5f));
+    std::vector<bf16> dg(gs.size() + 8, core::from_float<bf16>(NAN));
+    std::vector<bf16> work(gs.size() + 8, core::from_float<bf16>(NAN));
+    strata::api::GateArgs g;
+    g.gate = gs.data(), g.gate_row_stride = 4 * 64, g.gate_head_stride = 64;
+    g.dgate = dg.data(), g.workspace = work.data();
+    b.spoil(g);
+    const strata::Status s =
+        b.backward ? strata::api::gated_backward(pr.p, g) : strata::api::gated_forward(pr.p, g);
+    EXPECT_FALSE(s.ok()) << b.field;
+    EXPECT_NE(std::string(s.message()).find(b.field), std::string::npos)
+        << b.field << ": " << s.message();
+    auto all_nan = [](const std::vector<bf16>& x) {
+      for (bf16 y : x)
+        if (!std::isnan(core::to_float(y))) return false;
+      return true;
+    };
+    EXPECT_TRUE(all_nan(pr.o) && all_nan(pr.dq) && all_nan(pr.dk) && all_nan(pr.dv) &&
+                all_nan(dg) && all_nan(work))
+        << b.field;
+  }
+}
+
+}  // namespace
