@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Builds and runs the demo: the small flash-attention forward kernel in the CPU SIMT simulator,
-# its error against the fp64 reference, and the simulator's counters.
+# Builds and runs the flagship example, examples/layer_stack: every implemented method's layer
+# stack forward and backward in the CPU SIMT simulator, checked against the fp64 reference, with
+# its costs (FLOPs, extra FLOPs over vanilla, KV-cache bytes).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -12,5 +13,5 @@ fi
 
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release \
   -DSTRATA_BUILD_TESTS=OFF -DSTRATA_BUILD_BENCHMARKS=OFF -DSTRATA_BUILD_EXAMPLES=ON
-cmake --build build --target strata_demo -j2
-./build/examples/strata_demo
+cmake --build build --target strata_layer_stack -j2
+./build/examples/strata_layer_stack

@@ -1,0 +1,153 @@
+// Strata's flagship example: every implemented method's L-layer stack, forward 0 .. L-1 and
+// backward L-1 .. 0 through the public API (the layer-stack helpers of strata/api), executed in
+// the CPU SIMT simulator, each output and gradient checked against the fp64 reference with
+// FlashAttention's rule, and a table of what it costs: FLOPs by FlashAttention's convention (the
+// cost model, strata/cost), the method's extra FLOPs over vanilla attention, and the KV-cache
+// bytes per token. The code that drives each stack — buffers, Params, the API calls — is in
+// tests/variants/*_check.hpp (shared with the tests): copy it into a trainer.
+//
+// Exit code 0 only if every method passes. Methods not implemented yet are listed as such.
+#include <strata/cost/attention.hpp>
+#include <strata/cost/gated.hpp>
+#include <strata/cost/value_residual.hpp>
+
+#include <chrono>
+#include <cstdio>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "output_gate_check.hpp"
+#include "value_residual_check.hpp"
+
+namespace {
+
+using namespace kernel_test;
+namespace cost = strata::cost;
+using bf16 = __nv_bfloat16;
+
+constexpr int kLayers = 4, kHeads = 4, kKvHeads = 2, kHeadDim = 64;
+const std::vector<int> kLens = {1, 17, 129, 96};  // one packed (varlen) batch, ragged tiles
+
+Case attention_case() {
+  Case c;
+  c.lens_q = kLens;
+  c.h = kHeads, c.h_k = kKvHeads, c.d = kHeadDim, c.causal = true, c.seed = 2026;
+  return c;
+}
+
+struct Row {
+  std::string method;
+  std::function<Verdict()> run;    // empty: not implemented yet
+  double extra_flops = 0;          // over vanilla, whole stack, forward + backward
+  int64_t kv_bytes_per_token = 0;  // bf16 cache
+};
+
+/// Vanilla attention: L independent flash layers through api::flash_fwd / flash_bwd.
+Verdict run_vanilla() {
+  Verdict v;
+  for (int l = 0; l < kLayers; ++l) {
+    Case c = attention_case();
+    c.seed += uint64_t(l);
+    const BwdErrors b = run_backward<bf16, kHeadDim>(c);
+    const Errors f = run_forward<bf16, kHeadDim>(c);
+    if (!b.status.empty() || !f.status.empty()) v.status = b.status + f.status;
+    const std::string tag = "layer " + std::to_string(l) + " ";
+    const char* names[3] = {"dQ", "dK", "dV"};
+    for (int g = 0; g < 3; ++g) {
+      const double r = b.kernel[g] / (2 * b.naive[g] + b.atol[g]);
+      if (!(r <= v.worst)) v.worst = r, v.where = tag + names[g];
+    }
+    const double ro = f.o_kernel / (2 * f.o_naive + 1e-5);
+    if (!(ro <= v.worst)) v.worst = ro, v.where = tag + "O";
+    v.nan = v.nan || b.nan || f.nan || f.lse_inf_mismatch;
+  }
+  return v;
+}
+
+}  // namespace
+
+int main() {
+  const Case ac = attention_case();
+  int64_t tokens = 0;
+  std::vector<int32_t> cu = {0};
+  for (int n : kLens) cu.push_back(cu.back() + n), tokens += n;
+
+  cost::ModelShape m;
+  m.num_layers = kLayers, m.hidden = kHeads * kHeadDim, m.num_heads = kHeads;
+  m.num_kv_heads = kKvHeads, m.head_dim = kHeadDim, m.causal = true;
+  const int64_t pairs = cost::connected_pairs_varlen(cu, cu, true, -1);
+  const double attn_flops =
+      kLayers * (cost::attention_forward_flops_exact(pairs, kHeads, kHeadDim) +
+                 cost::attention_backward_flops_exact(pairs, kHeads, kHeadDim));
+  const auto per_token = [&](int64_t fwd, int64_t bwd) { return double(fwd + bwd) * tokens; };
+
+  std::vector<Row> rows;
+  rows.push_back({"vanilla attention", run_vanilla, 0.0, cost::kv_cache_bytes_per_token(m, 2)});
+  for (MixGranularity g : {MixGranularity::kScalar, MixGranularity::kHeadwise}) {
+    StackCase sc;
+    sc.attn = ac, sc.layers = kLayers, sc.kind = ValueResidualKind::kResFormer, sc.granularity = g;
+    rows.push_back({std::string("ResFormer, lambda ") +
+                        (g == MixGranularity::kScalar ? "scalar" : "per KV head"),
+                    [sc] { return run_stack<bf16, kHeadDim>(sc); },
+                    per_token(cost::resformer_extra_forward_flops_per_token(m),
+                              cost::resformer_extra_backward_flops_per_token(m)),
+                    cost::resformer_kv_cache_bytes_per_token(m, 2)});
+  }
+  {
+    StackCase sc;
+    sc.attn = ac, sc.layers = kLayers, sc.kind = ValueResidualKind::kSVFormer;
+    rows.push_back({"SVFormer", [sc] { return run_stack<bf16, kHeadDim>(sc); },
+                    per_token(cost::svformer_extra_forward_flops_per_token(m),
+                              cost::svformer_extra_backward_flops_per_token(m)),
+                    cost::svformer_kv_cache_bytes_per_token(m, 2)});
+  }
+  for (GateKind k : {GateKind::kElementwise, GateKind::kHeadwise}) {
+    GateCase gc;
+    gc.attn = ac, gc.layers = kLayers, gc.kind = k;
+    rows.push_back({std::string("Gated Attention, ") +
+                        (k == GateKind::kElementwise ? "elementwise" : "headwise"),
+                    [gc] { return run_gated<bf16, kHeadDim>(gc); },
+                    per_token(cost::gated_extra_forward_flops_per_token(m, k),
+                              cost::gated_extra_backward_flops_per_token(m, k)),
+                    cost::gated_kv_cache_bytes_per_token(m, 2)});
+  }
+  for (const char* todo : {"Depth-Attention", "ExoFormer + gate", "MEA"})
+    rows.push_back({todo, nullptr, 0.0, 0});
+
+  std::printf(
+      "Strata layer stacks: L = %d layers, bf16, H = %d query / %d KV heads, d = %d, causal,\n"
+      "one packed batch of %zu sequences (lengths",
+      kLayers, kHeads, kKvHeads, kHeadDim, kLens.size());
+  for (int n : kLens) std::printf(" %d", n);
+  std::printf("), forward and backward in the CPU SIMT simulator.\n");
+  std::printf(
+      "error: worst max|kernel - fp64| / (2 max|naive bf16 - fp64| + atol) over every\n"
+      "output and gradient of every layer (pass: <= 1). FLOPs: attention by FlashAttention's\n"
+      "convention (exact causal pairs), forward + backward, %.3g GFLOP per stack for all\n"
+      "methods; extra: the method's own FLOPs over vanilla per the cost model (negative:\n"
+      "saved); hidden width C = H d = %d for the projections it adds or removes.\n\n",
+      attn_flops * 1e-9, kHeads * kHeadDim);
+  std::printf("%-32s %8s  %-18s %12s %12s %10s\n", "method", "error", "worst at", "extra MFLOP",
+              "KV B/token", "time s");
+  int failed = 0;
+  for (const Row& r : rows) {
+    if (!r.run) {
+      std::printf("%-32s %8s  %-18s %12s %12s %10s\n", r.method.c_str(), "-", "not implemented yet",
+                  "-", "-", "-");
+      continue;
+    }
+    const auto t0 = std::chrono::steady_clock::now();
+    const Verdict v = r.run();
+    const double secs =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    const bool ok = v.pass();
+    failed += !ok;
+    std::printf("%-32s %8.3f  %-18s %12.3f %12lld %10.1f%s\n", r.method.c_str(), v.worst,
+                v.where.c_str(), r.extra_flops * 1e-6, (long long)r.kv_bytes_per_token, secs,
+                ok ? "" : "  FAIL");
+    if (!v.status.empty()) std::printf("    status: %s\n", v.status.c_str());
+  }
+  std::printf("\n%s\n", failed ? "FAILED" : "all implemented methods pass");
+  return failed ? 1 : 0;
+}
