@@ -23,6 +23,10 @@ struct Counters {
   uint64_t cp_async = 0;          ///< cp.async copies issued (per thread)
   uint64_t cp_async_bytes = 0;    ///< bytes requested by those copies
   uint64_t fiber_switches = 0;    ///< context switches between fibers
+  /// Bytes read from / written to watched global memory (sim/traffic.hpp); 0 outside a
+  /// traffic build.
+  uint64_t global_load_bytes = 0;
+  uint64_t global_store_bytes = 0;
 
   Counters& operator+=(const Counters& o) {
     launches += o.launches;
@@ -39,6 +43,8 @@ struct Counters {
     cp_async += o.cp_async;
     cp_async_bytes += o.cp_async_bytes;
     fiber_switches += o.fiber_switches;
+    global_load_bytes += o.global_load_bytes;
+    global_store_bytes += o.global_store_bytes;
     return *this;
   }
 };

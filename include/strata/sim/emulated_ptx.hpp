@@ -13,6 +13,7 @@
 
 #include "strata/config.hpp"
 #include "strata/sim/runtime.hpp"
+#include "strata/sim/traffic.hpp"
 
 namespace strata::sim::emu {
 
@@ -226,6 +227,8 @@ STRATA_SIM_NO_TSAN inline void cp_async(void* smem, const void* gmem, int bytes,
   auto& b = *detail::g_block;
   ++b.ctr.cp_async;
   b.ctr.cp_async_bytes += unsigned(bytes);
+  // the copy is a memcpy, which a traffic build does not see: count the bytes read here
+  detail::traffic_read(gmem, size_t(src_bytes));
   const detail::PendingCopy copy{smem, gmem, uint32_t(bytes), uint32_t(src_bytes)};
   if (!b.defer_cp_async) return copy.land();
   std::memset(smem, 0xFF, size_t(bytes));

@@ -15,6 +15,7 @@
 #include "strata/sim/counters.hpp"
 #include "strata/sim/options.hpp"
 #include "strata/sim/runtime.hpp"
+#include "strata/sim/traffic.hpp"
 #include "strata/status.hpp"
 
 namespace strata::sim::detail {
@@ -86,6 +87,7 @@ inline Status run_launch(dim3 grid, dim3 block, size_t smem, void (*body)(void*)
     b.body = body;
     b.body_arg = arg;
     const StaticSmemRange st = static_smem_range();
+    traffic_begin();  // a traffic build counts watched global bytes from here (sim/traffic.hpp)
     for (;;) {
       if (stop.load(std::memory_order_relaxed)) break;
       const unsigned long long id = next.fetch_add(1);
@@ -103,6 +105,7 @@ inline Status run_launch(dim3 grid, dim3 block, size_t smem, void (*body)(void*)
         break;
       }
     }
+    traffic_end(b.ctr);
     std::lock_guard<std::mutex> lk(mu);
     total += b.ctr;
   };

@@ -44,8 +44,9 @@ struct PendingCopy {
   const void* src;
   uint32_t bytes;
   uint32_t src_bytes;
-  /// Performs the copy: `src_bytes` from global memory, zeros for the rest.
-  void land() const {
+  /// Performs the copy: `src_bytes` from global memory, zeros for the rest. Not instrumented in
+  /// a traffic build: cp_async has counted the global bytes when it was issued.
+  STRATA_SIM_NO_TRAFFIC void land() const {
     std::memset(dst, 0, bytes);
     if (src_bytes) std::memcpy(dst, src, src_bytes);
   }

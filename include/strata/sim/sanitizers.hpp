@@ -9,7 +9,16 @@
 
 #include <cstddef>
 
-#if defined(__SANITIZE_ADDRESS__)
+// A traffic build (sim/traffic.hpp) compiles with -fsanitize=kernel-address only to have every
+// load and store call a Strata callback. g++ defines __SANITIZE_ADDRESS__ for it too, but there
+// is no ASan runtime to tell about fiber switches: it is not an ASan build.
+#ifndef STRATA_SIM_TRAFFIC
+#define STRATA_SIM_TRAFFIC 0
+#endif
+
+#if STRATA_SIM_TRAFFIC
+#define STRATA_SIM_ASAN 0
+#elif defined(__SANITIZE_ADDRESS__)
 #define STRATA_SIM_ASAN 1
 #elif defined(__has_feature)
 #if __has_feature(address_sanitizer)
@@ -29,6 +38,14 @@
 #endif
 #ifndef STRATA_SIM_TSAN
 #define STRATA_SIM_TSAN 0
+#endif
+
+// Code a traffic build leaves uninstrumented: its own callbacks, and the copies the simulator
+// makes for a kernel whose global bytes it counts explicitly (cp.async).
+#if STRATA_SIM_TRAFFIC
+#define STRATA_SIM_NO_TRAFFIC __attribute__((no_sanitize_address))
+#else
+#define STRATA_SIM_NO_TRAFFIC
 #endif
 
 #if STRATA_SIM_TSAN

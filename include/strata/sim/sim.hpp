@@ -8,3 +8,4 @@
 #include "strata/sim/launch.hpp"
 #include "strata/sim/options.hpp"
 #include "strata/sim/runtime.hpp"
+#include "strata/sim/traffic.hpp"
