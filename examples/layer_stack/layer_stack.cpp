@@ -112,6 +112,15 @@ int main() {
                               cost::gated_extra_backward_flops_per_token(m, k)),
                     cost::gated_kv_cache_bytes_per_token(m, 2)});
   }
+  {
+    GateCase gc;
+    gc.attn = ac, gc.layers = kLayers, gc.kind = GateKind::kElementwise, gc.qk_norm_rope = true;
+    rows.push_back(
+        {"Gated, QK-norm + RoPE (Qwen3)", [gc] { return run_gated<bf16, kHeadDim>(gc); },
+         per_token(cost::gated_extra_forward_flops_per_token(m, GateKind::kElementwise),
+                   cost::gated_extra_backward_flops_per_token(m, GateKind::kElementwise)),
+         cost::gated_kv_cache_bytes_per_token(m, 2)});
+  }
   for (const char* todo : {"Depth-Attention", "ExoFormer + gate", "MEA"})
     rows.push_back({todo, nullptr, 0.0, 0});
 

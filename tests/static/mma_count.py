@@ -37,7 +37,7 @@ def expected_bwd_dkdv(d: int) -> int:
     return 2 * (bm // 8) * (d // 16) + 2 * (d // 8) * (bm // 16)
 
 
-SOURCES = ("flash_fwd.cu", "flash_bwd.cu", "variants_value_residual.cu", "variants_output_gate.cu")
+SOURCES = ("flash_fwd.cu", "flash_bwd.cu", "variants_value_residual.cu", "variants_output_gate.cu")  # flash kernels (qk_norm_rope has no mma)
 # mangled-name pattern -> analytic count from the head dim
 KERNELS = {
     re.compile(r"flash_fwd_kernel\w*?Li(\d+)E"): expected_fwd,

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <strata/api/output_gate.hpp>
+#include <strata/api/qk_norm_rope.hpp>
 #include <strata/reference/gated.hpp>
 
 #include <string>
@@ -18,10 +19,12 @@ struct GateCase {
   Case attn;  // self-attention: lens_k empty
   int layers = 4;
   GateKind kind = GateKind::kElementwise;
-  double gate_spread = 2.0;  // gate logits ~ N(0, spread): some gates nearly closed
+  double gate_spread = 2.0;   // gate logits ~ N(0, spread): some gates nearly closed
+  bool qk_norm_rope = false;  // Qwen3's QK-norm and RoPE before attention (the token-local pass)
   std::string describe() const {
-    return std::string(kind == GateKind::kHeadwise ? "headwise" : "elementwise") + " L " +
-           std::to_string(layers) + " " + attn.describe();
+    return std::string(kind == GateKind::kHeadwise ? "headwise" : "elementwise") +
+           (qk_norm_rope ? " qk-norm+rope" : "") + " L " + std::to_string(layers) + " " +
+           attn.describe();
   }
 };
 
@@ -46,9 +49,17 @@ Verdict run_gated(const GateCase& gc) {
     ref::GatedConfig rc;
     rc.attn = ac, rc.num_layers = 1;
     rc.gate = headwise ? ref::GateKind::Headwise : ref::GateKind::Elementwise;
-    rc.local.qk_norm = rc.local.rope = false;
+    const bool qk = gc.qk_norm_rope;
+    rc.local.qk_norm = rc.local.rope = qk;
     ref::GatedInputs in = ref::allocate_inputs(rc);
     in.q[0] = pr.q, in.k[0] = pr.k, in.v[0] = pr.v;
+    std::vector<float> gamma_q(D), gamma_k(D);
+    for (int i = 0; qk && i < D; ++i) {
+      gamma_q[size_t(i)] = float(1.0 + 0.2 * rng.normal());
+      gamma_k[size_t(i)] = float(1.0 + 0.2 * rng.normal());
+      in.gamma_q[0].data[size_t(i)] = gamma_q[size_t(i)];
+      in.gamma_k[0].data[size_t(i)] = gamma_k[size_t(i)];
+    }
     for (size_t i = 0; i < ng; ++i) {
       gs[i] = core::from_float<T>(float(gc.gate_spread * rng.normal()));
       in.g[0].data[i] = core::to_float(gs[i]);
@@ -56,9 +67,23 @@ Verdict run_gated(const GateCase& gc) {
     const ref::GatedForward f = ref::forward(rc, in);
     const ref::GatedInputs g64 = ref::backward(rc, in, f, {pr.dout});
 
-    // naive same-dtype: Y and y' rounded, dO = dy' sigma(g) rounded, unfused backward in T
+    // naive same-dtype: RMSNorm and RoPE each rounded, Y and y' rounded, dO = dy' sigma(g)
+    // rounded, unfused backward in T
+    const std::vector<double> pos = ref::token_positions(ac.cu_seqlens_q);
+    const double eps = rc.local.norm_eps, theta = rc.local.rope_theta;
+    auto rounded = [](ref::Tensor t) {
+      for (double& x : t.data) x = round_to<T>(x);
+      return t;
+    };
+    ref::Tensor qn = pr.q, kn = pr.k;
+    if (qk) {
+      qn =
+          rounded(ref::rope_rows(rounded(ref::rmsnorm_rows(pr.q, in.gamma_q[0], eps)), pos, theta));
+      kn =
+          rounded(ref::rope_rows(rounded(ref::rmsnorm_rows(pr.k, in.gamma_k[0], eps)), pos, theta));
+    }
     ref::Tensor yn, lsen, dqn, dkn, dvn;
-    naive_attention<T>(ac, pr.q, pr.k, pr.v, yn, lsen);
+    naive_attention<T>(ac, qn, kn, pr.v, yn, lsen);
     ref::Tensor yg = yn, dOn = pr.dout;
     std::vector<double> dgn(ng, 0.0);
     for (size_t e = 0; e < nel; ++e) {
@@ -69,28 +94,79 @@ Verdict run_gated(const GateCase& gc) {
       dgn[gi] += pr.dout.data[e] * yn.data[e] * sg * (1 - sg);
     }
     for (double& x : dgn) x = round_to<T>(x);
-    naive_backward<T>(ac, pr.q, pr.k, pr.v, dOn, dqn, dkn, dvn);
+    naive_backward<T>(ac, qn, kn, pr.v, dOn, dqn, dkn, dvn);
+    ref::Tensor dgqn({D}), dgkn({D});
+    if (qk) {
+      dqn = rounded(ref::rmsnorm_rows_backward(
+          pr.q, in.gamma_q[0], rounded(ref::rope_rows_backward(dqn, pos, theta)), eps, dgqn));
+      dkn = rounded(ref::rmsnorm_rows_backward(
+          pr.k, in.gamma_k[0], rounded(ref::rope_rows_backward(dkn, pos, theta)), eps, dgkn));
+    }
 
     strata::api::GateArgs ga;
     ga.gate = gs.data(), ga.kind = gc.kind;
     ga.gate_row_stride = headwise ? H : int64_t(H) * D;
     ga.gate_head_stride = headwise ? 1 : D;
     ga.dgate = dgs.data(), ga.workspace = work.data();
-    if (const auto s = strata::api::gated_forward(pr.p, ga); !s.ok())
+
+    // with QK-norm + RoPE: the pass writes q_rot / k_rot, which the attention reads; the
+    // attention's dq / dk go to dq_rot / dk_rot, which the pass's backward turns into dq / dk
+    const size_t nkv = size_t(pr.nk * ac.num_kv_heads * D);
+    const T nan = core::from_float<T>(NAN);
+    std::vector<T> q_rot(nel + 8, nan), k_rot(nkv + 8, nan), dq_rot(nel + 8, nan),
+        dk_rot(nkv + 8, nan);
+    std::vector<float> dgamma_q(D, NAN), dgamma_k(D, NAN), qk_work;
+    strata::api::QkNormRopeParams qp;
+    att::FlashBwdParams ap = pr.p;
+    if (qk) {
+      qp.dtype = pr.p.dtype, qp.d = D;
+      auto side = [&](strata::api::QkRows& s, const void* x, void* y, const void* dy, void* dx,
+                      int heads, int total, const std::vector<int>& cu, const float* gamma,
+                      float* dgamma) {
+        s.x = x, s.y = y, s.dy = dy, s.dx = dx;
+        s.x_row_stride = s.y_row_stride = s.dy_row_stride = s.dx_row_stride = int64_t(heads) * D;
+        s.x_head_stride = s.y_head_stride = s.dy_head_stride = s.dx_head_stride = D;
+        s.heads = heads, s.total = total, s.b = int(cu.size()) - 1;
+        s.cu_seqlens = cu.data(), s.gamma = gamma, s.dgamma = dgamma;
+      };
+      side(qp.q, pr.qs.data(), q_rot.data(), dq_rot.data(), pr.dq.data(), H, int(nq), pr.cuq,
+           gamma_q.data(), dgamma_q.data());
+      side(qp.k, pr.ks.data(), k_rot.data(), dk_rot.data(), pr.dk.data(), ac.num_kv_heads,
+           int(pr.nk), pr.cuk, gamma_k.data(), dgamma_k.data());
+      qk_work.assign(strata::api::qk_norm_rope_workspace_bytes(qp) / 4 + 1, NAN);
+      qp.workspace = qk_work.data();
+      ap.q = q_rot.data(), ap.k = k_rot.data(), ap.dq = dq_rot.data(), ap.dk = dk_rot.data();
+      if (const auto s = strata::api::qk_norm_rope_forward(qp); !s.ok())
+        v.status = std::string("qk forward: ") + s.message();
+    }
+    if (const auto s = strata::api::gated_forward(ap, ga); v.status.empty() && !s.ok())
       v.status = std::string("forward: ") + s.message();
-    if (const auto s = strata::api::gated_backward(pr.p, ga); v.status.empty() && !s.ok())
+    if (const auto s = strata::api::gated_backward(ap, ga); v.status.empty() && !s.ok())
       v.status = std::string("backward: ") + s.message();
+    if (qk)
+      if (const auto s = strata::api::qk_norm_rope_backward(qp); v.status.empty() && !s.ok())
+        v.status = std::string("qk backward: ") + s.message();
     if (!v.status.empty()) return v;
 
     const double u = double(core::kUnitRoundoff<T>);
-    const size_t nkv = size_t(pr.nk * ac.num_kv_heads * D);
     const std::string tag = "layer " + std::to_string(l) + " ";
     v.check(tag + "y'", values(pr.o, nel), f.out[0].data, yg.data, 1e-5);
     v.check(tag + "LSE", lse_rows(pr.lse, nq, H), f.lse[0].data, lsen.data, 1e-5);
-    v.check(tag + "dQ", values(pr.dq, nel), g64.q[0].data, dqn.data, grad_atol(u, g64.q[0].data));
-    v.check(tag + "dK", values(pr.dk, nkv), g64.k[0].data, dkn.data, grad_atol(u, g64.k[0].data));
+    // dQ and dK through the QK-norm + RoPE backward: the pass reads the attention's dq / dk
+    // rounded to T and multiplies that rounding by the norm's Jacobian (r gamma, about 1), so
+    // atol gets a second unit roundoff (measured without it: 1.02 of the bound in one case)
+    const double uq = qk ? 2 * u : u;
+    v.check(tag + "dQ", values(pr.dq, nel), g64.q[0].data, dqn.data, grad_atol(uq, g64.q[0].data));
+    v.check(tag + "dK", values(pr.dk, nkv), g64.k[0].data, dkn.data, grad_atol(uq, g64.k[0].data));
     v.check(tag + "dV", values(pr.dv, nkv), g64.v[0].data, dvn.data, grad_atol(u, g64.v[0].data));
     v.check(tag + "dg", values(dgs, ng), g64.g[0].data, dgn, grad_atol(u, g64.g[0].data));
+    if (qk) {
+      // dgamma sums over every row: atol is one unit roundoff at its scale
+      v.check(tag + "dgamma_q", std::vector<double>(dgamma_q.begin(), dgamma_q.end()),
+              g64.gamma_q[0].data, dgqn.data, grad_atol(u, g64.gamma_q[0].data));
+      v.check(tag + "dgamma_k", std::vector<double>(dgamma_k.begin(), dgamma_k.end()),
+              g64.gamma_k[0].data, dgkn.data, grad_atol(u, g64.gamma_k[0].data));
+    }
   }
   return v;
 }

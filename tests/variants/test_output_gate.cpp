@@ -60,6 +60,23 @@ TEST(GatedAttention, SaturatedGates) {
   expect_gated<fp16>(gc);
 }
 
+TEST(GatedAttention, QkNormAndRopeQwen3Order) {
+  // the token-local pass (RMSNorm over d with gains, then RoPE by position in the sequence) before
+  // attention, its backward after, dgamma_q and dgamma_k checked too
+  for (GateKind k : {GateKind::kElementwise, GateKind::kHeadwise}) {
+    GateCase gc = gate_case(k, {1, 17, 129}, 4, 2, 64, true);
+    gc.qk_norm_rope = true;
+    expect_gated<bf16>(gc);
+  }
+  GateCase gc = gate_case(GateKind::kElementwise, {33, 0, 50}, 4, 1, 128, false);
+  gc.qk_norm_rope = true;
+  expect_gated<fp16>(gc);
+  gc = gate_case(GateKind::kHeadwise, {40, 40}, 2, 2, 96, true);
+  gc.attn.varlen = false;
+  gc.qk_norm_rope = true;
+  expect_gated<bf16>(gc);
+}
+
 TEST(GatedAttention, AllSchedules) {
   strata_test::SimGuard guard;
   for (const auto& s : strata_test::all_schedules()) {
@@ -78,6 +95,7 @@ TEST(GatedAttention, RandomizedLayers) {
     gc.attn = c;
     gc.layers = 1;
     gc.kind = i % 2 ? GateKind::kHeadwise : GateKind::kElementwise;
+    gc.qk_norm_rope = i % 4 >= 2;
     if (bf16_case)
       expect_gated<bf16>(gc);
     else

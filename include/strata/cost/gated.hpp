@@ -76,4 +76,29 @@ constexpr Traffic gated_backward_traffic(const ModelShape& m, GateKind k, const 
   return t;
 }
 
+/// Minimum traffic per token of the token-local QK-norm + RoPE pass (Qwen3 order; also the last
+/// step of ExoFormer's and Depth-Attention's passes): read q and k (H·d + H_kv·d), write them
+/// normalised and rotated. Fixed: the gains gamma_q and gamma_k (d each) when qk_norm.
+constexpr Traffic qk_norm_rope_forward_traffic(const ModelShape& m, bool qk_norm,
+                                               const Storage& s) {
+  const int64_t qk = (m.num_heads + m.num_kv_heads) * m.head_dim;
+  Traffic t;
+  t.read = s.act * qk;
+  t.write = s.act * qk;
+  t.read_fixed = qk_norm ? s.param * 2 * m.head_dim : 0;
+  return t;
+}
+/// Minimum traffic per token of its backward: read dq, dk and (for the norm) q, k; write the
+/// input gradients. Fixed: the gains read and their gradients written (fp32).
+constexpr Traffic qk_norm_rope_backward_traffic(const ModelShape& m, bool qk_norm,
+                                                const Storage& s) {
+  const int64_t qk = (m.num_heads + m.num_kv_heads) * m.head_dim;
+  Traffic t;
+  t.read = s.act * qk * (qk_norm ? 2 : 1);
+  t.write = s.act * qk;
+  t.read_fixed = qk_norm ? s.param * 2 * m.head_dim : 0;
+  t.write_fixed = qk_norm ? s.acc * 2 * m.head_dim : 0;
+  return t;
+}
+
 }  // namespace strata::cost
