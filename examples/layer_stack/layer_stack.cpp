@@ -8,6 +8,7 @@
 //
 // Exit code 0 only if every method passes. Methods not implemented yet are listed as such.
 #include <strata/cost/attention.hpp>
+#include <strata/cost/depth.hpp>
 #include <strata/cost/gated.hpp>
 #include <strata/cost/value_residual.hpp>
 
@@ -17,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "depth_check.hpp"
 #include "output_gate_check.hpp"
 #include "value_residual_check.hpp"
 
@@ -121,8 +123,20 @@ int main() {
                    cost::gated_extra_backward_flops_per_token(m, GateKind::kElementwise)),
          cost::gated_kv_cache_bytes_per_token(m, 2)});
   }
-  for (const char* todo : {"Depth-Attention", "ExoFormer + gate", "MEA"})
-    rows.push_back({todo, nullptr, 0.0, 0});
+  {
+    DepthCase dc;
+    dc.attn = ac, dc.layers = kLayers, dc.stride = 2, dc.recent_window = 1;
+    double extra = 0;
+    for (int l = 1; l < kLayers; ++l) {
+      const int64_t n = cost::depth_num_sources(l, 2, 1);
+      extra += per_token(cost::depth_extra_forward_flops_layer(m, n),
+                         cost::depth_extra_backward_flops_layer(m, n));
+    }
+    rows.push_back({"Depth-Attention (stride 2, rec. 1)",
+                    [dc] { return run_depth<bf16, kHeadDim>(dc); }, extra,
+                    cost::depth_kv_cache_bytes_per_token(m, 2)});
+  }
+  for (const char* todo : {"ExoFormer + gate", "MEA"}) rows.push_back({todo, nullptr, 0.0, 0});
 
   std::printf(
       "Strata layer stacks: L = %d layers, bf16, H = %d query / %d KV heads, d = %d, causal,\n"
@@ -137,12 +151,12 @@ int main() {
       "methods; extra: the method's own FLOPs over vanilla per the cost model (negative:\n"
       "saved); hidden width C = H d = %d for the projections it adds or removes.\n\n",
       attn_flops * 1e-9, kHeads * kHeadDim);
-  std::printf("%-32s %8s  %-18s %12s %12s %10s\n", "method", "error", "worst at", "extra MFLOP",
+  std::printf("%-36s %8s  %-18s %12s %12s %10s\n", "method", "error", "worst at", "extra MFLOP",
               "KV B/token", "time s");
   int failed = 0;
   for (const Row& r : rows) {
     if (!r.run) {
-      std::printf("%-32s %8s  %-18s %12s %12s %10s\n", r.method.c_str(), "-", "not implemented yet",
+      std::printf("%-36s %8s  %-18s %12s %12s %10s\n", r.method.c_str(), "-", "not implemented yet",
                   "-", "-", "-");
       continue;
     }
@@ -152,7 +166,7 @@ int main() {
         std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     const bool ok = v.pass();
     failed += !ok;
-    std::printf("%-32s %8.3f  %-18s %12.3f %12lld %10.1f%s\n", r.method.c_str(), v.worst,
+    std::printf("%-36s %8.3f  %-18s %12.3f %12lld %10.1f%s\n", r.method.c_str(), v.worst,
                 v.where.c_str(), r.extra_flops * 1e-6, (long long)r.kv_bytes_per_token, secs,
                 ok ? "" : "  FAIL");
     if (!v.status.empty()) std::printf("    status: %s\n", v.status.c_str());

@@ -47,18 +47,23 @@ struct QkRows {
   STRATA_HOST_DEVICE int64_t rows() const { return int64_t(total) * heads; }
 };
 
-/// Position of packed token `t` within its sequence.
-STRATA_HOST_DEVICE int token_position(const QkRows& s, int t) {
-  if (!s.cu_seqlens) return s.seqlen > 0 ? t % s.seqlen : 0;
-  int lo = 0, hi = s.b - 1;  // the last sequence starting at or before t (empty ones skipped)
+/// Position of packed token `t` within its sequence: cu_seqlens [b + 1] (device), or every
+/// `seqlen` tokens of a fixed-length batch when cu_seqlens is null.
+STRATA_HOST_DEVICE int sequence_position(const int* cu_seqlens, int b, int seqlen, int t) {
+  if (!cu_seqlens) return seqlen > 0 ? t % seqlen : 0;
+  int lo = 0, hi = b - 1;  // the last sequence starting at or before t (empty ones skipped)
   while (lo < hi) {
     const int mid = (lo + hi + 1) / 2;
-    if (s.cu_seqlens[mid] <= t)
+    if (cu_seqlens[mid] <= t)
       lo = mid;
     else
       hi = mid - 1;
   }
-  return t - s.cu_seqlens[lo];
+  return t - cu_seqlens[lo];
+}
+
+STRATA_HOST_DEVICE int token_position(const QkRows& s, int t) {
+  return sequence_position(s.cu_seqlens, s.b, s.seqlen, t);
 }
 
 /// A row is split over a quad of lanes so that D = 128 fits in registers: lane q of the quad owns
