@@ -115,6 +115,10 @@ struct DepthMixGrad {
     }
   }
 
+  /// Base-2 logit of candidate c (after its add()).
+  STRATA_HOST_DEVICE float logit(int c) const { return select(z, c); }
+  /// g . nu_c of candidate c (after its add()).
+  STRATA_HOST_DEVICE float g_dot_nu(int c) const { return select(delta, c); }
   /// alpha_c, after finish().
   STRATA_HOST_DEVICE float alpha(int c) const { return select(a, c); }
   /// dL/dz_c (natural-unit logit).
@@ -144,6 +148,37 @@ struct DepthMixGrad {
   STRATA_HOST_DEVICE static void put(float (&v)[kMaxCandidates], int c, float x) {
     STRATA_UNROLL
     for (int k = 0; k < kMaxCandidates; ++k) v[k] = k == c ? x : v[k];
+  }
+};
+
+/// dq^ of the depth softmax in the same pass that first reads the candidates, so the keys need not
+/// be read again: with w_c = 2^(z_c - m) (online, rescaled as m grows),
+///   dq^ = scale sum_c alpha_c (delta_c - delta_bar) kappa_c = scale (A - delta_bar B) / l,
+///   A = sum_c w_c delta_c kappa_c,  B = sum_c w_c kappa_c,  l = sum_c w_c.
+template <int N>
+struct DepthQueryGrad {
+  OnlineSoftmax softmax;
+  float a[N], b[N];
+
+  STRATA_HOST_DEVICE DepthQueryGrad() {
+    STRATA_UNROLL
+    for (int i = 0; i < N; ++i) a[i] = b[i] = 0.f;
+  }
+  /// Candidate with base-2 logit z (as DepthMixGrad::add stores it) and delta = g . nu.
+  STRATA_HOST_DEVICE void add(float z, float delta, const float (&kappa)[N]) {
+    float w;
+    const float rescale = softmax.update(z, w);
+    STRATA_UNROLL
+    for (int i = 0; i < N; ++i) {
+      a[i] = a[i] * rescale + w * delta * kappa[i];
+      b[i] = b[i] * rescale + w * kappa[i];
+    }
+  }
+  /// Adds dq^ to `dqbar`; delta_bar from DepthMixGrad::finish().
+  STRATA_HOST_DEVICE void finish(float delta_bar, float scale, float (&dqbar)[N]) const {
+    const float f = scale * softmax.inv_sum();
+    STRATA_UNROLL
+    for (int i = 0; i < N; ++i) dqbar[i] += f * (a[i] - delta_bar * b[i]);
   }
 };
 

@@ -125,4 +125,35 @@ constexpr Traffic depth_forward_traffic_per_token(const ModelShape& m, int64_t s
   return t;
 }
 
+/// Minimum traffic per token of Depth-Attention's fused token-local forward pass as Strata runs it
+/// (strata/variants/depth_attention.cuh: QK-norm, RoPE and the depth mix in one pass): read raw
+/// q (H·d), k and v (H_kv·d each) and the N sources' k̂_j, v̂_j; write q_rot (H·d), k̂_l and v̂_l.
+/// Fixed: the gains γ_q, γ_k (d each) with `qk_norm`. Layer 0 (N = 0) runs it too (norm, RoPE).
+constexpr Traffic depth_fused_forward_traffic(const ModelShape& m, int64_t num_sources,
+                                              bool qk_norm, const Storage& s) {
+  const int64_t hd = m.num_heads * m.head_dim, kv = m.num_kv_heads * m.head_dim;
+  Traffic t;
+  t.read = s.act * (hd + 2 * kv + 2 * num_sources * kv);
+  t.write = s.act * (hd + 2 * kv);
+  t.read_fixed = qk_norm ? s.param * 2 * m.head_dim : 0;
+  return t;
+}
+
+/// Minimum traffic per token of the fused backward pass: read the attention's dq_rot (H·d), dk̂
+/// and dv̂ (H_kv·d each), q_rot (H·d, for q̄), k̂_l and raw v_l, the N sources' k̂_j and v̂_j, and
+/// with `qk_norm` the raw q and k (the norms' inputs); with `is_source` (a later layer reads this
+/// one) this layer's fp32 accumulators dk̂, dv̂; read and write the N sources' fp32 accumulators;
+/// write dq (H·d), dk and dv. Fixed: the gains read and their gradients written with `qk_norm`.
+constexpr Traffic depth_fused_backward_traffic(const ModelShape& m, int64_t num_sources,
+                                               bool qk_norm, bool is_source, const Storage& s) {
+  const int64_t hd = m.num_heads * m.head_dim, kv = m.num_kv_heads * m.head_dim;
+  Traffic t;
+  t.read = s.act * (2 * hd + 4 * kv + 2 * num_sources * kv + (qk_norm ? hd + kv : 0)) +
+           s.acc * ((is_source ? 2 * kv : 0) + 2 * num_sources * kv);
+  t.write = s.act * (hd + 2 * kv) + s.acc * 2 * num_sources * kv;
+  t.read_fixed = qk_norm ? s.param * 2 * m.head_dim : 0;
+  t.write_fixed = qk_norm ? s.acc * 2 * m.head_dim : 0;
+  return t;
+}
+
 }  // namespace strata::cost

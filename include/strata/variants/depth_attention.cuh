@@ -261,26 +261,35 @@ __global__ void __launch_bounds__(kDepthThreads) depth_backward_kernel(const Dep
     float kh[N], v[N];
     load<T, D>(st.valid, p.khat, p.h_k, st.t, st.g, r, kh);
     load<T, D>(st.valid, p.v, p.h_k, st.t, st.g, r, v);
+    // Pass 1 reads each candidate once: logits, g . nu, and dq^ accumulated online.
     core::DepthMixGrad<> dm;
+    core::DepthQueryGrad<N> dqg;
     for (int s = 0; s < p.num_sources && s < core::kMaxSources; ++s) {
       float kap[N], nu[N];
       load<T, D>(st.valid, p.src_khat[s], p.h_k, st.t, st.g, r, kap);
       load<T, D>(st.valid, p.src_vhat[s], p.h_k, st.t, st.g, r, nu);
       dm.add(qbar, kap, nu, g, scale, Sum{});
+      dqg.add(dm.logit(s), dm.g_dot_nu(s), kap);
     }
     dm.add(qbar, kh, v, g, scale, Sum{});
+    dqg.add(dm.logit(p.num_sources), dm.g_dot_nu(p.num_sources), kh);
     dm.finish();
     float dqbar[N] = {};
+    dqg.finish(dm.delta_bar, scale, dqbar);
+    // Pass 2 needs no operand again: dkappa_c = dz_c scale q^, dnu_c = alpha_c g.
     for (int s = 0; s < p.num_sources && s < core::kMaxSources; ++s) {
-      float kap[N], dkap[N], dnu[N];
-      load<T, D>(st.valid, p.src_khat[s], p.h_k, st.t, st.g, r, kap);
-      dm.candidate_grads(s, qbar, kap, g, scale, dqbar, dkap, dnu);
+      const float dzs = dm.dz(s) * scale, a = dm.alpha(s);
+      float dkap[N], dnu[N];
+      STRATA_UNROLL
+      for (int e = 0; e < N; ++e) dkap[e] = dzs * qbar[e], dnu[e] = a * g[e];
       accumulate<D>(st.valid, p.src_dkhat_acc[s], p.h_k, st.t, st.g, r, dkap);
       accumulate<D>(st.valid, p.src_dvhat_acc[s], p.h_k, st.t, st.g, r, dnu);
     }
     {  // self: dk^_l gets the depth share next to the attention's and the later layers'
+      const float dzs = dm.dz(p.num_sources) * scale, a = dm.alpha(p.num_sources);
       float dkap[N], dnu[N];
-      dm.candidate_grads(p.num_sources, qbar, kh, g, scale, dqbar, dkap, dnu);
+      STRATA_UNROLL
+      for (int e = 0; e < N; ++e) dkap[e] = dzs * qbar[e], dnu[e] = a * g[e];
       store<T, D>(st.valid, p.dv, p.h_k, st.t, st.g, r, dnu);
       float dkh[N];
       load<T, D>(st.valid, p.dkhat, p.h_k, st.t, st.g, r, dkh);
