@@ -58,7 +58,7 @@ struct NaiveDepth {
       const ref::Tensor qbar = ref::depth_group_mean_query(q, Hkv);
       vhat[ul] = ref::Tensor({N, Hkv, d});
       alpha[ul] = ref::Tensor({N, Hkv, nc});
-      const size_t unc = static_cast<size_t>(nc), ud = static_cast<size_t>(d);
+      const size_t unc = static_cast<size_t>(nc);
       std::vector<const double*> kappa(unc), nu(unc);
       for (int64_t t = 0; t < N; ++t)
         for (int g = 0; g < Hkv; ++g) {

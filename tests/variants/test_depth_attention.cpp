@@ -8,6 +8,7 @@
 
 #include "../sim/common.hpp"
 #include "depth_check.hpp"
+#include "expect_verdict.hpp"
 
 namespace {
 
@@ -17,12 +18,9 @@ using fp16 = __half;
 
 template <class T>
 void expect_depth(const DepthCase& dc) {
-  const Verdict v =
-      with_head_dim<T>(dc.attn, [&]<class U, int D>(const Case&) { return run_depth<U, D>(dc); });
-  if (getenv("STRATA_VERBOSE"))
-    printf("%s: worst %.3f at %s\n", dc.describe().c_str(), v.worst, v.where.c_str());
-  EXPECT_TRUE(v.pass()) << dc.describe() << ": worst ratio " << v.worst << " at " << v.where << " "
-                        << v.status;
+  expect_verdict(
+      with_head_dim<T>(dc.attn, [&]<class U, int D>(const Case&) { return run_depth<U, D>(dc); }),
+      dc.describe());
 }
 
 DepthCase depth_case(std::vector<int> lens, int h, int h_k, int d, bool causal) {

@@ -11,6 +11,7 @@
 #include <memory>
 
 #include "../sim/common.hpp"
+#include "expect_verdict.hpp"
 #include "output_gate_check.hpp"
 
 namespace {
@@ -22,12 +23,9 @@ using fp16 = __half;
 
 template <class T>
 void expect_gated(const GateCase& gc) {
-  const Verdict v =
-      with_head_dim<T>(gc.attn, [&]<class U, int D>(const Case&) { return run_gated<U, D>(gc); });
-  if (getenv("STRATA_VERBOSE"))
-    printf("%s: worst %.3f at %s\n", gc.describe().c_str(), v.worst, v.where.c_str());
-  EXPECT_TRUE(v.pass()) << gc.describe() << ": worst ratio " << v.worst << " at " << v.where << " "
-                        << v.status;
+  expect_verdict(
+      with_head_dim<T>(gc.attn, [&]<class U, int D>(const Case&) { return run_gated<U, D>(gc); }),
+      gc.describe());
 }
 
 GateCase gate_case(GateKind kind, std::vector<int> lens, int h, int h_k, int d, bool causal) {

@@ -11,6 +11,7 @@
 #include <memory>
 
 #include "../sim/common.hpp"
+#include "expect_verdict.hpp"
 #include "value_residual_check.hpp"
 
 namespace {
@@ -23,12 +24,9 @@ using fp16 = __half;
 
 template <class T>
 void expect_stack(const StackCase& sc) {
-  const Verdict v =
-      with_head_dim<T>(sc.attn, [&]<class U, int D>(const Case&) { return run_stack<U, D>(sc); });
-  if (getenv("STRATA_VERBOSE"))
-    printf("%s: worst %.3f at %s\n", sc.describe().c_str(), v.worst, v.where.c_str());
-  EXPECT_TRUE(v.pass()) << sc.describe() << ": worst ratio " << v.worst << " at " << v.where << " "
-                        << v.status;
+  expect_verdict(
+      with_head_dim<T>(sc.attn, [&]<class U, int D>(const Case&) { return run_stack<U, D>(sc); }),
+      sc.describe());
 }
 
 StackCase stack_case(ValueResidualKind kind, MixGranularity g, std::vector<int> lens, int h,

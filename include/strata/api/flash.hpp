@@ -45,6 +45,16 @@ inline Status check_operand(const void* ptr, const char* name, int64_t row_strid
   return Status::Ok();
 }
 
+/// The storage type is one Strata compiles (bf16, fp16) and d a compiled head dimension.
+inline Status check_dtype_and_head_dim(Dtype dtype, int d) {
+  if (dtype != Dtype::kBf16 && dtype != Dtype::kFp16)
+    return Status::InvalidArgument("dtype: must be kBf16 or kFp16");
+  for (int c : kFlashHeadDims)
+    if (d == c) return Status::Ok();
+  return Status::InvalidArgument("d = " + std::to_string(d) +
+                                 " is not a compiled head dimension (64, 96, 128)");
+}
+
 /// Host copy of cu_seqlens: starts at 0, never decreases, ends at `total`, lengths <= max_len.
 inline Status check_cu_seqlens(const int* cu, int b, int total, int max_len, const char* name,
                                const char* max_name) {
@@ -69,13 +79,7 @@ inline Status check_cu_seqlens(const int* cu, int b, int total, int max_len, con
 /// Checks every field of a forward problem; Ok means the launcher will run it.
 inline Status validate(const FlashFwdParams& p) {
   using detail::check_operand;
-  if (p.dtype != Dtype::kBf16 && p.dtype != Dtype::kFp16)
-    return Status::InvalidArgument("dtype: must be kBf16 or kFp16");
-  bool compiled = false;
-  for (int d : kFlashHeadDims) compiled = compiled || p.d == d;
-  if (!compiled)
-    return Status::InvalidArgument("d = " + std::to_string(p.d) +
-                                   " is not a compiled head dimension (64, 96, 128)");
+  if (Status s = detail::check_dtype_and_head_dim(p.dtype, p.d); !s.ok()) return s;
   if (p.b < 1 || p.b > 65535)
     return Status::InvalidArgument("b = " + std::to_string(p.b) + ": must be in [1, 65535]");
   if (p.h < 1 || p.h > 65535)

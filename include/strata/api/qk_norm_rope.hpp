@@ -72,13 +72,7 @@ inline Status check_side(const QkRows& s, const char* side, const QkNormRopePara
 }  // namespace detail
 
 inline Status validate(const QkNormRopeParams& p, bool backward) {
-  if (p.dtype != Dtype::kBf16 && p.dtype != Dtype::kFp16)
-    return Status::InvalidArgument("dtype: must be kBf16 or kFp16");
-  bool compiled = false;
-  for (int d : kFlashHeadDims) compiled = compiled || p.d == d;
-  if (!compiled)
-    return Status::InvalidArgument("d = " + std::to_string(p.d) +
-                                   " is not a compiled head dimension (64, 96, 128)");
+  if (Status s = detail::check_dtype_and_head_dim(p.dtype, p.d); !s.ok()) return s;
   if (p.options.qk_norm && !(p.options.eps > 0.f))
     return Status::InvalidArgument("options.eps must be positive");
   if (p.options.rope && !(p.options.rope_theta > 1.f))
