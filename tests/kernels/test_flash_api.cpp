@@ -184,6 +184,11 @@ TEST(FlashApi, BackwardFieldsAreValidatedAndNothingIsWritten) {
       {"dv_row_stride", [](BwdProblem& x) { x.b.dv_row_stride = -8; }},
       {"total_k is negative", [](BwdProblem& x) { x.b.total_k = -1; }},
       {"differs from total_k", [](BwdProblem& x) { x.b.total_k = 9; }},
+      {"more than b * seqlen_k",  // device-only offsets: total_k is bounded by the longest length
+       [](BwdProblem& x) {
+         x.b.cu_seqlens_q_host = x.b.cu_seqlens_k_host = nullptr;
+         x.b.total_k = int64_t(x.b.b) * x.b.seqlen_k + 1;
+       }},
       {"lse is null", [](BwdProblem& x) { x.b.lse = nullptr; }},
       {"d = 80", [](BwdProblem& x) { x.b.d = 80; }},
   };

@@ -97,6 +97,11 @@ TEST(DepthAttentionApi, EveryFieldIsValidatedAndNothingIsWritten) {
       {"dkhat_acc / dvhat_acc is null", true, [](Stack& s) { s.layers[0].dvhat_acc = nullptr; }},
       {"workspace", true, [](Stack& s) { s.workspace = nullptr; }},
       {"must not overwrite it", true, [](Stack& s) { s.layers[2].v = s.layers[2].attn.v; }},
+      {"must not overwrite them", true, [](Stack& s) { s.layers[1].q = s.layers[1].attn.q; }},
+      {"shared with source layer 0", false,
+       [](Stack& s) { s.layers[2].attn.v = s.layers[0].attn.v; }},
+      {"self-attention over layer 0's tokens", false,
+       [](Stack& s) { s.layers[3].attn.seqlen_k = 40; }},
   };
   for (const Bad& b : bad) {
     std::vector<std::unique_ptr<Problem<bf16>>> pr;

@@ -111,6 +111,8 @@ TEST(GatedAttentionApi, EveryFieldIsValidatedAndNothingIsWritten) {
       {"gate is null", false, [](auto& g) { g.gate = nullptr; }},
       {"gate_row_stride", false, [](auto& g) { g.gate_row_stride = 3; }},
       {"gate_head_stride", false, [](auto& g) { g.gate_head_stride = 0; }},
+      // heads 2d apart: token t's upper heads would overlap token t + 1
+      {"gate_row_stride", false, [](auto& g) { g.gate_head_stride = 128; }},
       {"gate is not 2-byte aligned", false,
        [](auto& g) { g.gate = static_cast<const char*>(g.gate) + 1; }},
       {"kind", false, [](auto& g) { g.kind = static_cast<GateKind>(7); }},
@@ -143,6 +145,34 @@ TEST(GatedAttentionApi, EveryFieldIsValidatedAndNothingIsWritten) {
                 all_nan(dg) && all_nan(work))
         << b.field;
   }
+}
+
+TEST(QkNormRopeApi, EmptySidesAreValidatedAndStillGetTheirDgamma) {
+  // k has no rows: its dgamma is still written (zero), so a null one is rejected up front
+  const bf16 nan = core::from_float<bf16>(NAN);
+  std::vector<bf16> q(size_t(10 * 2 * 64), core::from_float<bf16>(1.f)), y(q.size(), nan), dy(q),
+      dx(q.size(), nan);
+  std::vector<float> g(64, 1.f), dgq(64, NAN), dgk(64, NAN), work(1024, NAN);
+  const std::vector<int> cu = {0, 10};
+  strata::api::QkNormRopeParams p;
+  p.d = 64;
+  auto& s = p.q;
+  s.x = q.data(), s.y = y.data(), s.dy = dy.data(), s.dx = dx.data();
+  s.x_row_stride = s.y_row_stride = s.dy_row_stride = s.dx_row_stride = 128;
+  s.x_head_stride = s.y_head_stride = s.dy_head_stride = s.dx_head_stride = 64;
+  s.heads = 2, s.total = 10, s.b = 1, s.cu_seqlens = cu.data(), s.gamma = g.data();
+  s.dgamma = dgq.data();
+  p.k.heads = 1, p.k.total = 0, p.k.gamma = g.data();
+  p.workspace = work.data();
+  strata::Status st = strata::api::qk_norm_rope_backward(p);
+  EXPECT_NE(std::string(st.message()).find("k.dgamma is null"), std::string::npos) << st.message();
+  EXPECT_TRUE(std::isnan(dgq[0]) && std::isnan(core::to_float(dx[0])));
+  p.k.dgamma = dgk.data();
+  ASSERT_TRUE(strata::api::qk_norm_rope_backward(p).ok());
+  for (float x : dgk) EXPECT_EQ(x, 0.f);
+  // no rows anywhere: no workspace is needed
+  p.q.total = 0, p.workspace = nullptr;
+  EXPECT_TRUE(strata::api::qk_norm_rope_backward(p).ok());
 }
 
 }  // namespace

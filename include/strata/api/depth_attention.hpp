@@ -64,17 +64,6 @@ struct DepthStack {
   std::vector<DepthStackLayer> layers;
   float* workspace = nullptr;  ///< backward: depth_workspace_bytes(total, h_k, d)
 
-  /// Two cu_seqlens arrays are the same offsets: the same pointer, or host copies (validated by
-  /// the attention's checks against the device arrays' role) with equal contents.
-  static bool same_offsets(const int* x, const int* x_host, const int* y, const int* y_host,
-                           int b) {
-    if (x == y) return true;
-    if (!x || !y || !x_host || !y_host) return false;
-    for (int i = 0; i <= b; ++i)
-      if (x_host[i] != y_host[i]) return false;
-    return true;
-  }
-
   /// Every field of every layer, before anything runs.
   Status validate(bool backward) const {
     if (layers.empty()) return Status::InvalidArgument("layers is empty");
@@ -87,11 +76,12 @@ struct DepthStack {
       if (!s.ok()) return Status(s.code(), at + "attn: " + s.message());
       const FlashBwdParams& f = layers[0].attn;
       if (a.total_q != f.total_q || a.h_k != f.h_k || a.d != f.d || a.dtype != f.dtype ||
-          a.b != f.b || a.seqlen_q != f.seqlen_q || a.total_k != a.total_q ||
-          !same_offsets(a.cu_seqlens_q, a.cu_seqlens_q_host, a.cu_seqlens_k, a.cu_seqlens_k_host,
-                        a.b) ||
-          !same_offsets(a.cu_seqlens_q, a.cu_seqlens_q_host, f.cu_seqlens_q, f.cu_seqlens_q_host,
-                        a.b))
+          a.b != f.b || a.seqlen_q != f.seqlen_q || a.seqlen_k != a.seqlen_q ||
+          (backward && a.total_k != a.total_q) ||
+          !detail::same_offsets(a.cu_seqlens_q, a.cu_seqlens_q_host, a.cu_seqlens_k,
+                                a.cu_seqlens_k_host, a.b) ||
+          !detail::same_offsets(a.cu_seqlens_q, a.cu_seqlens_q_host, f.cu_seqlens_q,
+                                f.cu_seqlens_q_host, a.b))
         return Status::InvalidArgument(
             at +
             "attn: self-attention over layer 0's tokens (total, h_k, d, dtype, cu_seqlens "
@@ -112,6 +102,16 @@ struct DepthStack {
         return Status::InvalidArgument(at +
                                        "v: the backward needs the raw v; v^ (attn.v) must "
                                        "not overwrite it");
+      if (backward && local.qk_norm && (y.q == a.q || y.k == a.k))
+        return Status::InvalidArgument(at +
+                                       "q / k: the norms' backward needs the raw q and k; "
+                                       "q_rot / k^ (attn.q / attn.k) must not overwrite them");
+      for (int j : y.sources)
+        if (j >= 0 && j < int(l) &&
+            (layers[size_t(j)].attn.k == a.k || layers[size_t(j)].attn.v == a.v))
+          return Status::InvalidArgument(at + "attn.k / attn.v: shared with source layer " +
+                                         std::to_string(j) +
+                                         ", whose k^ / v^ this layer reads while writing its own");
       if (local.qk_norm && (!y.gamma_q || !y.gamma_k))
         return Status::InvalidArgument(at + "gamma_q / gamma_k is null (qk_norm)");
       if (int(y.sources.size()) > core::kMaxSources)

@@ -45,6 +45,28 @@ inline Status check_operand(const void* ptr, const char* name, int64_t row_strid
   return Status::Ok();
 }
 
+/// A [total, heads, d] operand of a token-local pass (element loads, no 16-byte vectors): not
+/// null, 2-byte aligned, and rows and heads that do not overlap.
+inline Status check_rows(const void* ptr, const std::string& name, int64_t row_stride,
+                         int64_t head_stride, int heads, int d) {
+  if (!ptr) return Status::InvalidArgument(name + " is null");
+  if (reinterpret_cast<uintptr_t>(ptr) % 2) return Status::InvalidArgument(name + " is misaligned");
+  if (head_stride < d || row_stride < head_stride * heads)
+    return Status::InvalidArgument(name + " strides (" + std::to_string(row_stride) + ", " +
+                                   std::to_string(head_stride) + ") overlap rows or heads");
+  return Status::Ok();
+}
+
+/// Two cu_seqlens arrays are the same offsets: the same pointer, or host copies with equal
+/// contents (each validated against its device array's role by the attention's checks).
+inline bool same_offsets(const int* x, const int* x_host, const int* y, const int* y_host, int b) {
+  if (x == y) return true;
+  if (!x || !y || !x_host || !y_host) return false;
+  for (int i = 0; i <= b; ++i)
+    if (x_host[i] != y_host[i]) return false;
+  return true;
+}
+
 /// The storage type is one Strata compiles (bf16, fp16) and d a compiled head dimension.
 inline Status check_dtype_and_head_dim(Dtype dtype, int d) {
   if (dtype != Dtype::kBf16 && dtype != Dtype::kFp16)
@@ -185,6 +207,10 @@ inline Status validate(const FlashBwdParams& p) {
   if (p.cu_seqlens_k_host && p.cu_seqlens_k_host[p.b] != p.total_k)
     return Status::InvalidArgument("cu_seqlens_k[b] = " + std::to_string(p.cu_seqlens_k_host[p.b]) +
                                    " differs from total_k = " + std::to_string(p.total_k));
+  if (p.total_k > int64_t(p.b) * p.seqlen_k)  // seqlen_k is the longest key sequence
+    return Status::InvalidArgument(
+        "total_k = " + std::to_string(p.total_k) +
+        ": more than b * seqlen_k = " + std::to_string(int64_t(p.b) * p.seqlen_k));
   if (p.total_q > 0) {
     using detail::check_operand;
     if (Status s = check_operand(p.dout, "do", p.do_row_stride, p.do_head_stride); !s.ok())

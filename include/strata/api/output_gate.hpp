@@ -40,8 +40,9 @@ inline Status validate(const GateArgs& g, const FlashFwdParams& attn, bool backw
   if (!g.gate) return Status::InvalidArgument("gate is null");
   const bool elementwise = g.kind == core::GateKind::kElementwise;
   // every (token, head) row must be addressable without overlapping the next head or token
-  const int64_t row_min = elementwise ? int64_t(attn.h) * attn.d : attn.h;
   const int64_t head_min = elementwise ? attn.d : 1;
+  const int64_t row_min =
+      int64_t(attn.h) * (g.gate_head_stride > head_min ? g.gate_head_stride : head_min);
   if (g.gate_head_stride < head_min)
     return Status::InvalidArgument("gate_head_stride = " + std::to_string(g.gate_head_stride) +
                                    ": must be at least " + std::to_string(head_min));

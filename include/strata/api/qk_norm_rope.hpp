@@ -46,6 +46,9 @@ inline Status check_side(const QkRows& s, const char* side, const QkNormRopePara
   const std::string n = side;
   if (s.heads < 1) return Status::InvalidArgument(n + ".heads = " + std::to_string(s.heads));
   if (s.total < 0) return Status::InvalidArgument(n + ".total is negative");
+  // dgamma is written (zero) even for a side without rows
+  if (backward && p.options.qk_norm && !s.dgamma)
+    return Status::InvalidArgument(n + ".dgamma is null");
   if (s.total == 0) return Status::Ok();
   if (int64_t(s.total) * s.heads > int64_t(INT32_MAX))
     return Status::InvalidArgument(n + ": total * heads overflows int32");
@@ -53,13 +56,7 @@ inline Status check_side(const QkRows& s, const char* side, const QkNormRopePara
   if (!s.cu_seqlens && (s.seqlen < 1 || int64_t(s.b) * s.seqlen != s.total))
     return Status::InvalidArgument(n + ".seqlen: a fixed-length batch needs b * seqlen = total");
   auto operand = [&](const void* ptr, const char* name, int64_t rs, int64_t hs) {
-    const std::string f = n + "." + name;
-    if (!ptr) return Status::InvalidArgument(f + " is null");
-    if (reinterpret_cast<uintptr_t>(ptr) % 2) return Status::InvalidArgument(f + " is misaligned");
-    if (hs < p.d || rs < hs * s.heads)
-      return Status::InvalidArgument(f + " strides (" + std::to_string(rs) + ", " +
-                                     std::to_string(hs) + ") overlap rows or heads");
-    return Status::Ok();
+    return check_rows(ptr, n + "." + name, rs, hs, s.heads, p.d);
   };
   if (Status st = operand(s.x, "x", s.x_row_stride, s.x_head_stride); !st.ok()) return st;
   if (p.options.qk_norm && !s.gamma) return Status::InvalidArgument(n + ".gamma is null");
@@ -79,7 +76,7 @@ inline Status validate(const QkNormRopeParams& p, bool backward) {
     return Status::InvalidArgument("options.rope_theta must be above 1");
   if (Status s = detail::check_side(p.q, "q", p, backward); !s.ok()) return s;
   if (Status s = detail::check_side(p.k, "k", p, backward); !s.ok()) return s;
-  if (backward && p.options.qk_norm && !p.workspace)
+  if (backward && p.options.qk_norm && !p.workspace && qk_norm_rope_workspace_bytes(p) > 0)
     return Status::InvalidArgument("workspace (qk_norm_rope_workspace_bytes) is null");
   return Status::Ok();
 }

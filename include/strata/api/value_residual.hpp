@@ -84,8 +84,8 @@ inline Status value_residual_zero(float* dv_first, int64_t n, cudaStream_t strea
   if (n < 0) return Status::InvalidArgument("n is negative");
   if (n == 0) return Status::Ok();
   if (!dv_first) return Status::InvalidArgument("dv_first is null");
-  return launch(variants::fill_zero_kernel<256>, dim3(unsigned((n + 255) / 256)), dim3(256), 0, stream,
-                dv_first, n);
+  return launch(variants::fill_zero_kernel<256>, dim3(unsigned((n + 255) / 256)), dim3(256), 0,
+                stream, dv_first, n);
 }
 
 /// ResFormer layer l >= 1, forward: attention on V'_l = lambda_self V_l + lambda_first V_0.

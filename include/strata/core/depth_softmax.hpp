@@ -8,6 +8,8 @@
 //   dz_c = alpha_c (delta_c - sum_c' alpha_c' delta_c'),
 //   dq^ += dz_c kappa_c / sqrt(d),   dkappa_c = dz_c q^ / sqrt(d),   dnu_c = alpha_c g,
 // and the caller scatters dq^ / G to each query head of the group.
+// DepthQueryGrad accumulates dq^ online in the first pass instead, so a kernel need not read the
+// keys twice (strata/variants/depth_attention.cuh uses it).
 #pragma once
 
 #include "strata/core/numeric.hpp"

@@ -59,17 +59,6 @@ struct DepthLayer {
   float* dgamma_k = nullptr;
 };
 
-/// A row split over a group of W lanes; lane i owns columns [i D/2W, (i+1) D/2W) and their RoPE
-/// partners D/2 + the same, as elements [0, D/2W) and [D/2W, D/W) of its fragment.
-template <int D, int W>
-struct LaneRow {
-  static constexpr int kN = D / W, kHalf = D / (2 * W);
-  int col0;
-  STRATA_HOST_DEVICE int col(int e) const {
-    return e < kHalf ? col0 + e : D / 2 + col0 + e - kHalf;
-  }
-};
-
 inline constexpr int kDepthLanes = 8;      ///< lanes per (token, KV head)
 inline constexpr int kDepthThreads = 128;  ///< 16 groups per block
 inline constexpr int kDepthRowsPerGroup = 8;
@@ -205,6 +194,7 @@ __global__ void __launch_bounds__(kDepthThreads) depth_forward_kernel(const Dept
       float x[N];
       q_rotated<T, D>(p, st.valid, st.t, st.g * G + gi, r, gq_s, pos, x);
       store<T, D>(st.valid, p.q_rot, p.h, st.t, st.g * G + gi, r, x);
+      round_to<T, D>(x);  // q^ from q_rot as stored, the same q^ the backward rebuilds
       core::depth_query_add(x, inv_g, qbar);
     }
     float kh[N];

@@ -66,6 +66,17 @@ STRATA_HOST_DEVICE int token_position(const QkRows& s, int t) {
   return sequence_position(s.cu_seqlens, s.b, s.seqlen, t);
 }
 
+/// A row split over a group of W lanes; lane i owns columns [i D/2W, (i+1) D/2W) and their RoPE
+/// partners D/2 + the same, as elements [0, D/2W) and [D/2W, D/W) of its fragment.
+template <int D, int W>
+struct LaneRow {
+  static constexpr int kN = D / W, kHalf = D / (2 * W);
+  int col0;
+  STRATA_HOST_DEVICE int col(int e) const {
+    return e < kHalf ? col0 + e : D / 2 + col0 + e - kHalf;
+  }
+};
+
 /// A row is split over a quad of lanes so that D = 128 fits in registers: lane q of the quad owns
 /// columns [q D/8, (q+1) D/8) and their RoPE partners D/2 + the same, as elements [0, D/8) and
 /// [D/8, D/4) of its fragment; the quad sums with LaneGroupSum<4>.
