@@ -9,6 +9,7 @@
 // Exit code 0 only if every method passes. Methods not implemented yet are listed as such.
 #include <strata/cost/attention.hpp>
 #include <strata/cost/depth.hpp>
+#include <strata/cost/exoformer.hpp>
 #include <strata/cost/gated.hpp>
 #include <strata/cost/value_residual.hpp>
 
@@ -19,6 +20,7 @@
 #include <vector>
 
 #include "depth_check.hpp"
+#include "exoformer_check.hpp"
 #include "output_gate_check.hpp"
 #include "value_residual_check.hpp"
 
@@ -136,7 +138,23 @@ int main() {
                     [dc] { return run_depth<bf16, kHeadDim>(dc); }, extra,
                     cost::depth_kv_cache_bytes_per_token(m, 2)});
   }
-  for (const char* todo : {"ExoFormer + gate", "MEA"}) rows.push_back({todo, nullptr, 0.0, 0});
+  for (bool dynamic : {true, false}) {
+    ExoCase ec;
+    ec.attn = ac, ec.layers = kLayers, ec.dynamic = dynamic;
+    ec.granularity = dynamic ? MixGranularity::kElementwise : MixGranularity::kScalar;
+    cost::ExoOptions o;
+    o.dynamic = dynamic, o.lambda = ec.granularity;
+    // over vanilla: Gated Attention's gate (ExoFormer's baseline) plus the anchors and the mix
+    const double extra =
+        per_token(cost::gated_extra_forward_flops_per_token(m, GateKind::kElementwise),
+                  cost::gated_extra_backward_flops_per_token(m, GateKind::kElementwise)) +
+        per_token(cost::exoformer_extra_forward_flops_per_token(m, o),
+                  cost::exoformer_extra_backward_flops_per_token(m, o));
+    rows.push_back({dynamic ? "ExoFormer dynamic, elementwise" : "ExoFormer static, scalar",
+                    [ec] { return run_exoformer<bf16, kHeadDim>(ec); }, extra,
+                    cost::exoformer_kv_cache_bytes_per_token(m, 2)});
+  }
+  rows.push_back({"MEA", nullptr, 0.0, 0});
 
   std::printf(
       "Strata layer stacks: L = %d layers, bf16, H = %d query / %d KV heads, d = %d, causal,\n"

@@ -3,8 +3,10 @@
 // problem's tensors and workspaces, against strata/cost's minimum for the pass.
 #include <strata/api/qk_norm_rope.hpp>
 #include <strata/cost/depth.hpp>
+#include <strata/cost/exoformer.hpp>
 #include <strata/cost/gated.hpp>
 #include <strata/variants/depth_attention.cuh>
+#include <strata/variants/exoformer.cuh>
 
 #include <gtest/gtest.h>
 
@@ -172,6 +174,108 @@ void check_depth_pass(int tokens) {
 TEST(TokenLocalTraffic, DepthPassWithinFivePercentOfTheMinimum) {
   check_depth_pass<64>(1500);
   check_depth_pass<128>(700);
+}
+
+/// ExoFormer's fused mix pass of one layer (four streams, H = 4, H_kv = 2, dynamic scales):
+/// forward, and backward as a middle layer (accumulate dA^) or as layer 0 (finalize d anchor),
+/// with the parameter-gradient reduction, against cost::exoformer_fused_*_traffic.
+template <int D>
+void check_exo_pass(int tokens, strata::core::MixGranularity g, bool accumulate, bool finalize) {
+  namespace sv = strata::variants;
+  strata_test::SimGuard guard;
+  traffic::clear();
+  const int H = 4, Hk = 2;
+  const std::vector<int> cu = {0, tokens / 2, tokens};
+  auto act = [](size_t n, int period) {
+    std::vector<bf16> x(n);
+    for (size_t i = 0; i < n; ++i)
+      x[i] = strata::core::from_float<bf16>(0.1f * float(int(i % period) - period / 2));
+    return x;
+  };
+  sv::ExoMix m;
+  m.total = tokens, m.h = H, m.h_k = Hk, m.cu_seqlens = cu.data(), m.b = 2;
+  m.granularity = g, m.accumulate = accumulate, m.finalize = finalize;
+  std::vector<std::vector<bf16>> acts;
+  std::vector<std::vector<float>> fp32;
+  acts.reserve(32), fp32.reserve(32);
+  auto rows = [&](int heads, int period) -> sv::ExoRows {
+    acts.push_back(act(size_t(tokens) * heads * D, period));
+    return {acts.back().data(), int64_t(heads) * D, D};
+  };
+  auto out = [&](int heads) -> sv::ExoRowsOut {
+    acts.emplace_back(size_t(tokens) * heads * D);
+    return {acts.back().data(), int64_t(heads) * D, D};
+  };
+  auto floats = [&](size_t n, float v) {
+    fp32.emplace_back(n, v);
+    return fp32.back().data();
+  };
+  const int64_t nlam_max = int64_t(H) * D;
+  for (int p = 0; p < 4; ++p) {
+    const int heads = p == 1 || p == 2 ? Hk : H;
+    sv::ExoStream& S = m.stream[p];
+    S.p = rows(heads, 7 + p), S.anchor = rows(heads, 5 + p), S.dout = rows(heads, 9 + p);
+    S.out = out(heads), S.dp = out(heads), S.danchor = out(heads);
+    S.gamma_anchor = floats(D, 1.1f);
+    S.lambda1 = floats(size_t(nlam_max), 0.7f), S.lambda2 = floats(size_t(nlam_max), 0.4f);
+    S.danchor_acc = floats(size_t(tokens) * heads * D, 0.01f);
+    S.dlambda1 = floats(size_t(nlam_max), 0.f), S.dlambda2 = floats(size_t(nlam_max), 0.f);
+    S.dgamma_anchor = floats(D, 0.f);
+  }
+  m.gamma_q = floats(D, 1.2f), m.gamma_k = floats(D, 0.8f);
+  m.dgamma_q = floats(D, 0.f), m.dgamma_k = floats(D, 0.f);
+  std::vector<float> s(size_t(tokens) * 8);
+  for (size_t i = 0; i < s.size(); ++i) s[i] = 0.3f + 0.05f * float(i % 9);
+  m.s = s.data(), m.ds = floats(size_t(tokens) * 8, 0.f);
+  const int blocks = sv::exo_blocks(tokens);
+  m.partial = floats(size_t(4) * blocks * sv::exo_partial_floats(H, D), 0.f);
+  for (auto& b : acts) watch(b);
+  for (auto& b : fp32) watch(b);
+  watch(s);
+
+  cost::ModelShape ms;
+  ms.num_heads = H, ms.num_kv_heads = Hk, ms.head_dim = D;
+  cost::ExoOptions o;
+  o.lambda = g;
+  const int64_t fwd_min = cost::exoformer_fused_forward_traffic(ms, o, cost::kBf16).total(tokens);
+  const int64_t bwd_min =
+      cost::exoformer_fused_backward_traffic(ms, o, accumulate, finalize, cost::kBf16)
+          .total(tokens);
+  const dim3 grid(unsigned(blocks), 4);
+  const int64_t fwd = bytes_moved([&] {
+    return strata::launch(sv::exo_mix_forward_kernel<bf16, D>, grid, dim3(sv::kExoThreads), 0, 0,
+                          m);
+  });
+  const int64_t bwd = bytes_moved([&] {
+    if (auto st = strata::launch(sv::exo_mix_backward_kernel<bf16, D>, grid, dim3(sv::kExoThreads),
+                                 0, 0, m);
+        !st.ok())
+      return st;
+    int outputs = 0;
+    for (int p = 0; p < 4; ++p) outputs = std::max(outputs, sv::exo_reduce_outputs(m, p, D));
+    return strata::launch(
+        sv::exo_reduce_kernel<D>,
+        dim3(unsigned((outputs + sv::kExoReduceWarps - 1) / sv::kExoReduceWarps), 4),
+        dim3(32 * sv::kExoReduceWarps), 0, 0, m, blocks);
+  });
+  std::printf(
+      "exo pass d %d tokens %d lambda %d acc %d fin %d: forward %lld / %lld B (%.4fx), backward "
+      "%lld / %lld B (%.4fx)\n",
+      D, tokens, int(g), int(accumulate), int(finalize), (long long)fwd, (long long)fwd_min,
+      double(fwd) / double(fwd_min), (long long)bwd, (long long)bwd_min,
+      double(bwd) / double(bwd_min));
+  EXPECT_GE(fwd, fwd_min);
+  EXPECT_LE(double(fwd), 1.05 * double(fwd_min));
+  EXPECT_GE(bwd, bwd_min);
+  EXPECT_LE(double(bwd), 1.05 * double(bwd_min));
+  traffic::clear();
+}
+
+TEST(TokenLocalTraffic, ExoFormerPassWithinFivePercentOfTheMinimum) {
+  using strata::core::MixGranularity;
+  check_exo_pass<64>(2048, MixGranularity::kElementwise, true, false);
+  check_exo_pass<64>(2048, MixGranularity::kScalar, true, true);
+  check_exo_pass<128>(1024, MixGranularity::kHeadwise, false, false);
 }
 
 }  // namespace

@@ -4,6 +4,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <string>
 #include <vector>
 
@@ -29,6 +31,9 @@ struct Verdict {
       en = std::max(en, std::fabs(naive[i] - ref[i]));
     }
     const double r = ek / (2 * en + atol);
+    if (std::getenv("STRATA_DEBUG_CHECK") && r > 0.5)
+      std::printf("  %s: kernel %.3g naive %.3g atol %.3g n %zu ref0 %.6g got0 %.6g naive0 %.6g\n",
+                  name.c_str(), ek, en, atol, ref.size(), ref[0], got[0], naive[0]);
     if (!(r <= worst)) worst = r, where = name;
   }
   bool pass() const { return status.empty() && !nan && worst <= 1.0; }

@@ -158,4 +158,39 @@ constexpr Traffic exoformer_mix_backward_traffic(const ModelShape& m, const ExoO
   return t;
 }
 
+/// Minimum traffic per token of ExoFormer's fused forward pass as Strata runs it
+/// (strata/variants/exoformer.cuh): the anchor RMSNorm is recomputed in every layer from the raw
+/// anchor projections (the same bytes as reading a stored Â_P, and no separate anchor pass, so
+/// exoformer_anchor_norm_traffic is never paid): read anchor_P and P of the four streams and the
+/// scales s (8, dynamic only); write q̃, k̃ (after QK-norm and RoPE), ṽ and g̃. Fixed: λ, γq, γk and
+/// the four anchor gains (d each).
+constexpr Traffic exoformer_fused_forward_traffic(const ModelShape& m, const ExoOptions& o,
+                                                  const Storage& s) {
+  const int64_t e = exoformer_stream_elems(m);
+  Traffic t;
+  t.read = s.act * 2 * e + (o.dynamic ? s.param * 8 : 0);
+  t.write = s.act * e;
+  t.read_fixed = s.param * (exoformer_lambda_count(m, o.lambda) + 6 * m.head_dim);
+  return t;
+}
+
+/// Minimum traffic per token of the fused backward pass of one layer: read anchor_P, P and
+/// dy = ∂L/∂(pass output) of the four streams (the QK-norm's input P̃ is recomputed from anchor_P
+/// and P) and s (dynamic); write dP and ds (dynamic). The stack's fp32 accumulator dÂ_P (stream
+/// elems) is read when `accumulate` (a later layer wrote it) and written unless `finalize`; layer
+/// 0 (`finalize`) instead writes d anchor_P (act) through the anchor RMSNorm. Fixed: λ and the
+/// gains read; dλ, dγq, dγk and, when `finalize`, the anchor gains' gradients written.
+constexpr Traffic exoformer_fused_backward_traffic(const ModelShape& m, const ExoOptions& o,
+                                                   bool accumulate, bool finalize,
+                                                   const Storage& s) {
+  const int64_t e = exoformer_stream_elems(m);
+  const int64_t lambdas = exoformer_lambda_count(m, o.lambda);
+  Traffic t;
+  t.read = s.act * 3 * e + (o.dynamic ? s.param * 8 : 0) + (accumulate ? s.acc * e : 0);
+  t.write = s.act * e + (o.dynamic ? s.acc * 8 : 0) + (finalize ? s.act * e : s.acc * e);
+  t.read_fixed = s.param * (lambdas + 6 * m.head_dim);
+  t.write_fixed = s.acc * (lambdas + 2 * m.head_dim + (finalize ? 4 * m.head_dim : 0));
+  return t;
+}
+
 }  // namespace strata::cost

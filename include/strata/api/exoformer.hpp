@@ -1,0 +1,387 @@
+// ExoFormer (SPEC §3, decisions §7.4) with Gated Attention's output gate: per layer the fused
+// token-local mix pass (strata/variants/exoformer.cuh) writes the attention's q~, k~, v~ and the
+// gate logits g~, then the gated attention runs (api/output_gate.hpp). Backward runs L-1 .. 0:
+// the gated attention's backward gives dL/dq~, dk~, dv~ (after RoPE) and dg~, and the mix pass
+// turns them into dP, dlambda, ds, the gains' gradients and the stack's fp32 anchor accumulator
+// dA^_P, which layer 0 turns into d anchor_P.
+//
+//   ExoStack st;  st.options = ...;  st.anchors = ...;  st.layers = {...};  st.workspace = ...;
+//   st.forward();   // or forward_layer(l) for l = 0 .. L-1, between the trainer's own layers
+//   st.backward();  // or backward_layer(l) for l = L-1 .. 0
+//
+// The caller computes the anchor projections anchor_P = E W_anc (one GEMM per stack) and, for the
+// dynamic variant, the scales s = sigmoid(MLP(x^)) [total, 8] per layer; d anchor_P and ds go back
+// through those. The anchors' RMSNorm runs inside every layer's pass (recomputed, never stored).
+#pragma once
+
+#include <algorithm>
+#include <array>
+#include <string>
+#include <vector>
+
+#include "strata/api/flash.hpp"
+#include "strata/api/output_gate.hpp"
+#include "strata/variants/exoformer.cuh"
+
+namespace strata::api {
+
+using variants::ExoRows;
+using variants::ExoRowsOut;
+using variants::kExoStreams;
+
+/// The variant: lambda granularity, static or dynamic scales, RoPE, the norms' eps.
+struct ExoOptions {
+  core::MixGranularity granularity = core::MixGranularity::kElementwise;
+  bool dynamic = true;  ///< per-token scales s (Dynamic E-ExoFormer, the official default)
+  bool rope = true;
+  float rope_theta = 500000.f;  ///< the official train.py
+  float norm_eps = 1e-6f;       ///< QK-norm
+  float anchor_eps = 1e-6f;     ///< anchor RMSNorm
+};
+
+/// The stack-wide anchors, stream order q, k, v, g (heads h, h_k, h_k, h).
+struct ExoAnchors {
+  std::array<ExoRows, kExoStreams> anchor{};      ///< raw anchor_P = E W_anc (T)
+  std::array<const float*, kExoStreams> gamma{};  ///< [d] anchor RMSNorm gains
+  std::array<float*, kExoStreams> acc{};          ///< fp32 [total, heads, d] contiguous
+                                                  ///< (needed when L > 1)
+  std::array<ExoRowsOut, kExoStreams> danchor{};  ///< dL/d anchor_P (T), written
+  std::array<float*, kExoStreams> dgamma{};       ///< [d] fp32, written
+};
+
+/// One layer's own tensors (stream order q, k, v, g). The mixed outputs and their gradients are
+/// the buffers of ExoStackLayer.attn and ExoStackLayer.gate.
+struct ExoLayerMix {
+  std::array<ExoRows, kExoStreams> p{};             ///< the layer's projections P (T)
+  std::array<const float*, kExoStreams> lambda1{};  ///< fp32, the granularity's shape
+  std::array<const float*, kExoStreams> lambda2{};
+  const float* gamma_q = nullptr;  ///< [d] QK-norm gains
+  const float* gamma_k = nullptr;
+  const float* s = nullptr;  ///< dynamic: fp32 [total, 8] q1 q2 k1 k2 v1 v2 g1 g2
+  // backward
+  std::array<ExoRowsOut, kExoStreams> dp{};    ///< dL/dP (T), written
+  std::array<float*, kExoStreams> dlambda1{};  ///< fp32, lambda's shape, written
+  std::array<float*, kExoStreams> dlambda2{};
+  float* dgamma_q = nullptr;  ///< [d] fp32, written
+  float* dgamma_k = nullptr;
+  float* ds = nullptr;  ///< dynamic: fp32 [total, 8], written
+};
+
+/// One layer: attn.q, attn.k, attn.v receive q~ (normed, rotated), k~ (normed, rotated), v~;
+/// gate.gate receives g~ (elementwise, [total, h, d]). Backward: attn.dq, dk, dv and gate.dgate
+/// receive the attention's gradients, which the mix pass reads.
+struct ExoStackLayer {
+  FlashBwdParams attn;
+  GateArgs gate;
+  ExoLayerMix mix;
+};
+
+/// Bytes of the backward workspace: the mix pass's block partials (dlambda, dgamma), shared by
+/// the layers (they run one after the other).
+inline size_t exo_workspace_bytes(int total, int h, int d) {
+  if (total <= 0 || h <= 0 || d <= 0) return 0;
+  return size_t(kExoStreams) * size_t(variants::exo_blocks(total)) *
+         size_t(variants::exo_partial_floats(h, d)) * sizeof(float);
+}
+
+/// Number of lambda values of one stream with `heads` heads.
+inline int64_t exo_lambda_count(core::MixGranularity g, int heads, int d) {
+  return g == core::MixGranularity::kElementwise ? int64_t(heads) * d
+         : g == core::MixGranularity::kHeadwise  ? heads
+                                                 : 1;
+}
+
+struct ExoStack {
+  ExoOptions options;
+  ExoAnchors anchors;
+  std::vector<ExoStackLayer> layers;
+  float* workspace = nullptr;  ///< backward: exo_workspace_bytes(total, h, d)
+
+  /// Every field of every layer, before anything runs.
+  Status validate(bool backward) const {
+    if (layers.empty()) return Status::InvalidArgument("layers is empty");
+    const ExoOptions& o = options;
+    if (o.granularity != core::MixGranularity::kElementwise &&
+        o.granularity != core::MixGranularity::kHeadwise &&
+        o.granularity != core::MixGranularity::kScalar)
+      return Status::InvalidArgument("options.granularity: not a MixGranularity value");
+    if (!(o.norm_eps > 0.f)) return Status::InvalidArgument("options.norm_eps must be positive");
+    if (!(o.anchor_eps > 0.f))
+      return Status::InvalidArgument("options.anchor_eps must be positive");
+    if (o.rope && !(o.rope_theta > 1.f))
+      return Status::InvalidArgument("options.rope_theta must be above 1");
+    const FlashBwdParams& f = layers[0].attn;
+    const int L = int(layers.size());
+    for (int p = 0; p < kExoStreams; ++p) {
+      const std::string n = std::string("anchors.") + stream_name(p);
+      const ExoRows& a = anchors.anchor[size_t(p)];
+      if (f.total_q > 0)
+        if (Status s = detail::check_rows(a.ptr, n + ".anchor", a.row_stride, a.head_stride,
+                                          heads(f, p), f.d);
+            !s.ok())
+          return s;
+      if (!anchors.gamma[size_t(p)]) return Status::InvalidArgument(n + ".gamma is null");
+      if (!backward) continue;
+      if (!anchors.dgamma[size_t(p)]) return Status::InvalidArgument(n + ".dgamma is null");
+      if (f.total_q == 0) continue;
+      const ExoRowsOut& da = anchors.danchor[size_t(p)];
+      if (Status s = detail::check_rows(da.ptr, n + ".danchor", da.row_stride, da.head_stride,
+                                        heads(f, p), f.d);
+          !s.ok())
+        return s;
+      if (L > 1 && !anchors.acc[size_t(p)])
+        return Status::InvalidArgument(n + ".acc (the fp32 dA^ accumulator) is null");
+    }
+    if (backward && f.total_q > 0 && !workspace)
+      return Status::InvalidArgument("workspace (exo_workspace_bytes) is null");
+    for (size_t l = 0; l < layers.size(); ++l)
+      if (Status s = validate_layer(l, backward); !s.ok()) return s;
+    return Status::Ok();
+  }
+
+  Status forward(cudaStream_t stream = 0) const {
+    if (Status s = validate(false); !s.ok()) return s;
+    for (size_t l = 0; l < layers.size(); ++l)
+      if (Status s = run_forward(l, stream); !s.ok()) return s;
+    return Status::Ok();
+  }
+  Status backward(cudaStream_t stream = 0) const {
+    if (Status s = validate(true); !s.ok()) return s;
+    for (size_t l = layers.size(); l-- > 0;)
+      if (Status s = run_backward(l, stream); !s.ok()) return s;
+    return Status::Ok();
+  }
+  /// Layer l alone (a trainer interleaving its own layers): forward 0 .. L-1, then backward
+  /// L-1 .. 0 — the anchor accumulator is written by L-1, added to below, consumed by 0.
+  Status forward_layer(size_t l, cudaStream_t stream = 0) const {
+    if (l >= layers.size()) return Status::InvalidArgument("layer index out of range");
+    if (Status s = validate(false); !s.ok()) return s;
+    return run_forward(l, stream);
+  }
+  Status backward_layer(size_t l, cudaStream_t stream = 0) const {
+    if (l >= layers.size()) return Status::InvalidArgument("layer index out of range");
+    if (Status s = validate(true); !s.ok()) return s;
+    return run_backward(l, stream);
+  }
+
+  static const char* stream_name(int p) {
+    static const char* names[kExoStreams] = {"q", "k", "v", "g"};
+    return names[p];
+  }
+
+ private:
+  static int heads(const FlashFwdParams& a, int p) { return p == 1 || p == 2 ? a.h_k : a.h; }
+
+  /// The stream outputs of layer l are its attention's operands and gate logits.
+  static ExoRowsOut out_of(const ExoStackLayer& y, int p) {
+    const FlashBwdParams& a = y.attn;
+    switch (p) {
+      case 0:
+        return {const_cast<void*>(a.q), a.q_row_stride, a.q_head_stride};
+      case 1:
+        return {const_cast<void*>(a.k), a.k_row_stride, a.k_head_stride};
+      case 2:
+        return {const_cast<void*>(a.v), a.v_row_stride, a.v_head_stride};
+      default:
+        return {const_cast<void*>(y.gate.gate), y.gate.gate_row_stride, y.gate.gate_head_stride};
+    }
+  }
+  static ExoRows dout_of(const ExoStackLayer& y, int p) {
+    const FlashBwdParams& a = y.attn;
+    switch (p) {
+      case 0:
+        return {a.dq, a.dq_row_stride, a.dq_head_stride};
+      case 1:
+        return {a.dk, a.dk_row_stride, a.dk_head_stride};
+      case 2:
+        return {a.dv, a.dv_row_stride, a.dv_head_stride};
+      default:
+        return {y.gate.dgate, y.gate.gate_row_stride, y.gate.gate_head_stride};
+    }
+  }
+
+  Status validate_layer(size_t l, bool backward) const {
+    const std::string at = "layers[" + std::to_string(l) + "].";
+    const ExoStackLayer& y = layers[l];
+    const FlashBwdParams& a = y.attn;
+    const Status s =
+        backward ? api::validate(a) : api::validate(static_cast<const FlashFwdParams&>(a));
+    if (!s.ok()) return Status(s.code(), at + "attn: " + s.message());
+    const FlashBwdParams& f = layers[0].attn;
+    if (a.total_q != f.total_q || a.h != f.h || a.h_k != f.h_k || a.d != f.d ||
+        a.dtype != f.dtype || a.b != f.b || a.seqlen_q != f.seqlen_q || a.seqlen_k != a.seqlen_q ||
+        (backward && a.total_k != a.total_q) ||
+        !detail::same_offsets(a.cu_seqlens_q, a.cu_seqlens_q_host, a.cu_seqlens_k,
+                              a.cu_seqlens_k_host, a.b) ||
+        !detail::same_offsets(a.cu_seqlens_q, a.cu_seqlens_q_host, f.cu_seqlens_q,
+                              f.cu_seqlens_q_host, a.b))
+      return Status::InvalidArgument(
+          at +
+          "attn: self-attention over layer 0's tokens (total, h, h_k, d, dtype, cu_seqlens "
+          "equal) is required: the anchors are read at the same token");
+    const ExoLayerMix& m = y.mix;
+    if (a.total_q == 0) {  // no rows are touched, but the parameter gradients are written (zero)
+      if (backward)
+        for (int p = 0; p < kExoStreams; ++p)
+          if (!m.dlambda1[size_t(p)] || !m.dlambda2[size_t(p)])
+            return Status::InvalidArgument(at + "mix." + stream_name(p) +
+                                           ": dlambda1 / dlambda2 is null");
+      if (backward && (!m.dgamma_q || !m.dgamma_k))
+        return Status::InvalidArgument(at + "mix.dgamma_q / dgamma_k is null");
+      return Status::Ok();
+    }
+    if (y.gate.kind != core::GateKind::kElementwise)
+      return Status::InvalidArgument(at +
+                                     "gate.kind: ExoFormer mixes elementwise gate logits "
+                                     "[total, h, d]; a headwise gate has no anchor to mix");
+    if (Status g = api::validate(y.gate, a, backward); !g.ok())
+      return Status(g.code(), at + "gate: " + g.message());
+    for (int p = 0; p < kExoStreams; ++p) {
+      const std::string n = at + "mix." + stream_name(p);
+      const int H = heads(a, p);
+      if (Status st = detail::check_rows(m.p[size_t(p)].ptr, n, m.p[size_t(p)].row_stride,
+                                         m.p[size_t(p)].head_stride, H, a.d);
+          !st.ok())
+        return st;
+      const ExoRowsOut out = out_of(y, p);
+      if (Status st = detail::check_rows(out.ptr, n + " output (attn / gate)", out.row_stride,
+                                         out.head_stride, H, a.d);
+          !st.ok())
+        return st;
+      for (int q = 0; q < kExoStreams; ++q)
+        if (out.ptr == anchors.anchor[size_t(q)].ptr)
+          return Status::InvalidArgument(n + " output (attn / gate): overwrites anchors." +
+                                         stream_name(q) + ", which every layer reads");
+      if (backward && out.ptr == m.p[size_t(p)].ptr)
+        return Status::InvalidArgument(n +
+                                       ": the backward needs the raw projection; the mixed "
+                                       "output must not overwrite it");
+      if (!m.lambda1[size_t(p)] || !m.lambda2[size_t(p)])
+        return Status::InvalidArgument(n + ": lambda1 / lambda2 is null");
+      if (!backward) continue;
+      const ExoRows dout = dout_of(y, p);
+      if (Status st = detail::check_rows(dout.ptr, n + " gradient (attn / gate)", dout.row_stride,
+                                         dout.head_stride, H, a.d);
+          !st.ok())
+        return st;
+      const ExoRowsOut& dp = m.dp[size_t(p)];
+      if (Status st = detail::check_rows(dp.ptr, n + ".dp", dp.row_stride, dp.head_stride, H, a.d);
+          !st.ok())
+        return st;
+      if (!m.dlambda1[size_t(p)] || !m.dlambda2[size_t(p)])
+        return Status::InvalidArgument(n + ": dlambda1 / dlambda2 is null");
+    }
+    if (!m.gamma_q || !m.gamma_k)
+      return Status::InvalidArgument(at + "mix.gamma_q / gamma_k is null");
+    if (options.dynamic && !m.s) return Status::InvalidArgument(at + "mix.s is null (dynamic)");
+    if (backward && (!m.dgamma_q || !m.dgamma_k))
+      return Status::InvalidArgument(at + "mix.dgamma_q / dgamma_k is null");
+    if (backward && options.dynamic && !m.ds)
+      return Status::InvalidArgument(at + "mix.ds is null (dynamic)");
+    return Status::Ok();
+  }
+
+  variants::ExoMix kernel_args(size_t l, bool backward) const {
+    const ExoStackLayer& y = layers[l];
+    const FlashBwdParams& a = y.attn;
+    variants::ExoMix m;
+    m.total = a.total_q, m.h = a.h, m.h_k = a.h_k;
+    m.cu_seqlens = a.cu_seqlens_q, m.b = a.b, m.seqlen = a.seqlen_q;
+    m.granularity = options.granularity, m.dynamic = options.dynamic, m.rope = options.rope;
+    m.rope_theta = options.rope_theta, m.norm_eps = options.norm_eps;
+    m.anchor_eps = options.anchor_eps;
+    for (int p = 0; p < kExoStreams; ++p) {
+      variants::ExoStream& S = m.stream[p];
+      const size_t up = size_t(p);
+      S.p = y.mix.p[up], S.anchor = anchors.anchor[up], S.gamma_anchor = anchors.gamma[up];
+      S.lambda1 = y.mix.lambda1[up], S.lambda2 = y.mix.lambda2[up];
+      S.out = out_of(y, p);
+      if (!backward) continue;
+      S.dout = dout_of(y, p), S.dp = y.mix.dp[up];
+      S.danchor_acc = anchors.acc[up], S.danchor = anchors.danchor[up];
+      S.dlambda1 = y.mix.dlambda1[up], S.dlambda2 = y.mix.dlambda2[up];
+      S.dgamma_anchor = anchors.dgamma[up];
+    }
+    m.gamma_q = y.mix.gamma_q, m.gamma_k = y.mix.gamma_k, m.s = y.mix.s;
+    if (backward) {
+      m.ds = y.mix.ds, m.dgamma_q = y.mix.dgamma_q, m.dgamma_k = y.mix.dgamma_k;
+      m.accumulate = l + 1 < layers.size();
+      m.finalize = l == 0;
+      m.partial = workspace;
+    }
+    return m;
+  }
+
+  template <class T, int D>
+  static Status launch_mix(const variants::ExoMix& m, bool backward, cudaStream_t stream) {
+    const dim3 grid(unsigned(variants::exo_blocks(m.total)), kExoStreams);
+    if (!backward)
+      return launch(variants::exo_mix_forward_kernel<T, D>, grid, dim3(variants::kExoThreads), 0,
+                    stream, m);
+    if (Status s = launch(variants::exo_mix_backward_kernel<T, D>, grid,
+                          dim3(variants::kExoThreads), 0, stream, m);
+        !s.ok())
+      return s;
+    int outputs = 0;
+    for (int p = 0; p < kExoStreams; ++p)
+      outputs = std::max(outputs, variants::exo_reduce_outputs(m, p, D));
+    const dim3 rgrid(
+        unsigned((outputs + variants::kExoReduceWarps - 1) / variants::kExoReduceWarps),
+        kExoStreams);
+    return launch(variants::exo_reduce_kernel<D>, rgrid, dim3(32 * variants::kExoReduceWarps), 0,
+                  stream, m, int(grid.x));
+  }
+  template <class T>
+  static Status dispatch_mix(const variants::ExoMix& m, int d, bool backward, cudaStream_t stream) {
+    switch (d) {
+      case 64:
+        return launch_mix<T, 64>(m, backward, stream);
+      case 96:
+        return launch_mix<T, 96>(m, backward, stream);
+      default:
+        return launch_mix<T, 128>(m, backward, stream);
+    }
+  }
+  Status mix(size_t l, bool backward, cudaStream_t stream) const {
+    const FlashBwdParams& a = layers[l].attn;
+    const variants::ExoMix m = kernel_args(l, backward);
+    return a.dtype == Dtype::kBf16 ? dispatch_mix<__nv_bfloat16>(m, a.d, backward, stream)
+                                   : dispatch_mix<__half>(m, a.d, backward, stream);
+  }
+
+  Status run_forward(size_t l, cudaStream_t stream) const {
+    const ExoStackLayer& y = layers[l];
+    if (y.attn.total_q > 0)
+      if (Status s = mix(l, false, stream); !s.ok()) return s;
+    return gated_forward(y.attn, y.gate, stream);
+  }
+  Status run_backward(size_t l, cudaStream_t stream) const {
+    const ExoStackLayer& y = layers[l];
+    if (Status s = gated_backward(y.attn, y.gate, stream); !s.ok()) return s;
+    if (y.attn.total_q > 0) return mix(l, true, stream);
+    return zero_gradients(l, stream);
+  }
+
+  /// No tokens: the parameter gradients are still written (zero), through the reduction over zero
+  /// blocks.
+  Status zero_gradients(size_t l, cudaStream_t stream) const {
+    variants::ExoMix m = kernel_args(l, true);
+    const FlashBwdParams& a = layers[l].attn;
+    const int outputs =
+        std::max(variants::exo_reduce_outputs(m, 0, a.d), variants::exo_reduce_outputs(m, 3, a.d));
+    const dim3 rgrid(
+        unsigned((outputs + variants::kExoReduceWarps - 1) / variants::kExoReduceWarps),
+        kExoStreams);
+    const dim3 block(32 * variants::kExoReduceWarps);
+    switch (a.d) {
+      case 64:
+        return launch(variants::exo_reduce_kernel<64>, rgrid, block, 0, stream, m, 0);
+      case 96:
+        return launch(variants::exo_reduce_kernel<96>, rgrid, block, 0, stream, m, 0);
+      default:
+        return launch(variants::exo_reduce_kernel<128>, rgrid, block, 0, stream, m, 0);
+    }
+  }
+};
+
+}  // namespace strata::api

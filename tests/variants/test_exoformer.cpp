@@ -1,0 +1,169 @@
+// ExoFormer stacks (L >= 4; dynamic and static scales, lambda elementwise, headwise and scalar,
+// with the elementwise output gate) forward and backward through api::ExoStack in the simulator,
+// against the fp64 reference with FlashAttention's rule on every layer's y', LSE, dP of the four
+// streams, dlambda1, dlambda2, dgamma_q, dgamma_k, ds, and the stack's d anchor and anchor gains.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <functional>
+#include <memory>
+
+#include "../sim/common.hpp"
+#include "exoformer_check.hpp"
+#include "expect_verdict.hpp"
+
+namespace {
+
+using namespace kernel_test;
+using bf16 = __nv_bfloat16;
+using fp16 = __half;
+
+template <class T>
+void expect_exo(const ExoCase& ec) {
+  expect_verdict(with_head_dim<T>(
+                     ec.attn, [&]<class U, int D>(const Case&) { return run_exoformer<U, D>(ec); }),
+                 ec.describe());
+}
+
+ExoCase exo_case(std::vector<int> lens, int h, int h_k, int d, bool causal) {
+  ExoCase ec;
+  ec.attn.lens_q = std::move(lens);
+  ec.attn.h = h, ec.attn.h_k = h_k, ec.attn.d = d, ec.attn.causal = causal;
+  return ec;
+}
+
+TEST(ExoFormer, DynamicElementwiseLengthsOneSeventeenRagged) {
+  expect_exo<bf16>(exo_case({1, 17, 129}, 4, 2, 64, true));
+  expect_exo<fp16>(exo_case({1, 17, 129}, 2, 2, 64, false));
+}
+
+TEST(ExoFormer, GranularitiesStaticGqaDims) {
+  ExoCase ec = exo_case({17, 0, 70}, 4, 1, 128, true);  // GQA 4, an empty sequence
+  ec.granularity = MixGranularity::kHeadwise;
+  expect_exo<fp16>(ec);
+  ec = exo_case({40, 33}, 4, 2, 96, false);
+  ec.granularity = MixGranularity::kScalar, ec.dynamic = false;
+  expect_exo<bf16>(ec);
+  ec = exo_case({30, 30}, 2, 1, 64, true);
+  ec.attn.varlen = false, ec.rope = false, ec.dynamic = false;
+  expect_exo<bf16>(ec);
+}
+
+TEST(ExoFormer, OneLayerAndManyBlocks) {
+  // L = 1: the only layer writes no accumulator and finalizes d anchor directly; 300 tokens span
+  // three blocks of the pass (the parameter gradients' block partials are reduced in order)
+  ExoCase ec = exo_case({300}, 2, 1, 64, true);
+  ec.layers = 1;
+  expect_exo<bf16>(ec);
+  ec = exo_case({1, 140, 160}, 2, 2, 64, true);
+  ec.granularity = MixGranularity::kScalar;
+  expect_exo<fp16>(ec);
+}
+
+TEST(ExoFormer, AllSchedules) {
+  strata_test::SimGuard guard;
+  for (const auto& s : strata_test::all_schedules()) {
+    strata::sim::set_schedule(s);
+    ExoCase ec = exo_case({20, 9}, 2, 1, 64, true);
+    ec.layers = 2;
+    expect_exo<bf16>(ec);
+  }
+}
+
+TEST(ExoFormer, RandomizedStacks) {
+  Rng rng(77);
+  for (int i = 0; i < 8; ++i) {
+    bool bf16_case = true;
+    Case c = random_case(rng, 40, uint64_t(900 + i), bf16_case);
+    c.lens_k.clear();
+    ExoCase ec;
+    ec.attn = c;
+    ec.layers = 4 + i % 2;
+    ec.dynamic = i % 3 != 2;
+    ec.granularity = i % 3 == 0   ? MixGranularity::kElementwise
+                     : i % 3 == 1 ? MixGranularity::kHeadwise
+                                  : MixGranularity::kScalar;
+    ec.rope = i != 5;
+    if (bf16_case)
+      expect_exo<bf16>(ec);
+    else
+      expect_exo<fp16>(ec);
+  }
+}
+
+TEST(ExoFormerApi, EveryFieldIsValidatedAndNothingIsWritten) {
+  using Stack = strata::api::ExoStack;
+  struct Bad {
+    const char* field;
+    bool backward;
+    std::function<void(Stack&)> spoil;
+  };
+  const std::vector<Bad> bad = {
+      {"layers is empty", false, [](Stack& s) { s.layers.clear(); }},
+      {"options.granularity", false, [](Stack& s) { s.options.granularity = MixGranularity(7); }},
+      {"options.norm_eps", false, [](Stack& s) { s.options.norm_eps = 0.f; }},
+      {"options.anchor_eps", false, [](Stack& s) { s.options.anchor_eps = -1.f; }},
+      {"options.rope_theta", false, [](Stack& s) { s.options.rope_theta = 1.f; }},
+      {"anchors.k.anchor is null", false, [](Stack& s) { s.anchors.anchor[1].ptr = nullptr; }},
+      {"anchors.v.anchor strides", false, [](Stack& s) { s.anchors.anchor[2].head_stride = 8; }},
+      {"anchors.g.gamma is null", false, [](Stack& s) { s.anchors.gamma[3] = nullptr; }},
+      {"anchors.q.dgamma is null", true, [](Stack& s) { s.anchors.dgamma[0] = nullptr; }},
+      {"anchors.k.danchor is null", true, [](Stack& s) { s.anchors.danchor[1].ptr = nullptr; }},
+      {"anchors.v.acc", true, [](Stack& s) { s.anchors.acc[2] = nullptr; }},
+      {"workspace", true, [](Stack& s) { s.workspace = nullptr; }},
+      {"self-attention over layer 0's tokens", false, [](Stack& s) { s.layers[1].attn.h_k = 1; }},
+      {"layers[2].attn: q is null", false, [](Stack& s) { s.layers[2].attn.q = nullptr; }},
+      {"gate.kind", false,
+       [](Stack& s) { s.layers[3].gate.kind = strata::core::GateKind::kHeadwise; }},
+      {"layers[0].gate: workspace", true, [](Stack& s) { s.layers[0].gate.workspace = nullptr; }},
+      {"layers[1].mix.g is null", false, [](Stack& s) { s.layers[1].mix.p[3].ptr = nullptr; }},
+      {"layers[1].mix.v strides", false, [](Stack& s) { s.layers[1].mix.p[2].row_stride = 64; }},
+      {"layers[2].mix.k: lambda1 / lambda2 is null", false,
+       [](Stack& s) { s.layers[2].mix.lambda2[1] = nullptr; }},
+      {"mix.gamma_q / gamma_k is null", false, [](Stack& s) { s.layers[0].mix.gamma_k = nullptr; }},
+      {"mix.s is null", false, [](Stack& s) { s.layers[3].mix.s = nullptr; }},
+      {"layers[3].mix.q.dp is null", true, [](Stack& s) { s.layers[3].mix.dp[0].ptr = nullptr; }},
+      {"layers[0].mix.g: dlambda1 / dlambda2 is null", true,
+       [](Stack& s) { s.layers[0].mix.dlambda1[3] = nullptr; }},
+      {"mix.dgamma_q / dgamma_k is null", true,
+       [](Stack& s) { s.layers[2].mix.dgamma_q = nullptr; }},
+      {"mix.ds is null", true, [](Stack& s) { s.layers[1].mix.ds = nullptr; }},
+      {"must not overwrite it", true,
+       [](Stack& s) { s.layers[2].mix.p[1].ptr = s.layers[2].attn.k; }},
+      {"overwrites anchors.v", false,
+       [](Stack& s) { s.layers[1].attn.v = s.anchors.anchor[2].ptr; }},
+      {"layers[1].attn: dk is null", true,
+       [](Stack& s) { s.layers[1].attn.dk = s.layers[1].attn.dv = nullptr; }},
+  };
+  for (const Bad& b : bad) {
+    ExoCase ec = exo_case({12, 9}, 4, 2, 64, true);
+    ExoRun<bf16, 64> r(ec);
+    b.spoil(r.st);
+    const strata::Status s = b.backward ? r.st.backward() : r.st.forward();
+    EXPECT_FALSE(s.ok()) << b.field;
+    EXPECT_NE(std::string(s.message()).find(b.field), std::string::npos)
+        << b.field << ": " << s.message();
+    bool untouched = true;
+    auto nan_t = [&](const std::vector<bf16>& v) {
+      for (bf16 x : v) untouched = untouched && std::isnan(core::to_float(x));
+    };
+    auto nan_f = [&](const std::vector<float>& v) {
+      for (float x : v) untouched = untouched && std::isnan(x);
+    };
+    for (int q = 0; q < 4; ++q) {
+      nan_t(r.danchor[size_t(q)]), nan_f(r.acc[size_t(q)]), nan_f(r.dganchor[size_t(q)]);
+      for (size_t l = 0; l < r.out.size(); ++l) {
+        nan_t(r.out[l][size_t(q)]), nan_t(r.dp[l][size_t(q)]);
+        nan_f(r.dl1[l][size_t(q)]), nan_f(r.dl2[l][size_t(q)]);
+      }
+    }
+    for (size_t l = 0; l < r.out.size(); ++l) {
+      nan_t(r.dgate[l]), nan_t(r.gate_work[l]), nan_f(r.dgq[l]), nan_f(r.dgk[l]);
+      nan_f(r.ds[l]), nan_t(r.pr[l]->o), nan_t(r.pr[l]->dq), nan_t(r.pr[l]->dk);
+    }
+    nan_f(r.work);
+    EXPECT_TRUE(untouched) << b.field;
+  }
+}
+
+}  // namespace
