@@ -45,6 +45,7 @@ struct Row {
   std::function<Verdict()> run;    // empty: not implemented yet
   double extra_flops = 0;          // over vanilla, whole stack, forward + backward
   int64_t kv_bytes_per_token = 0;  // bf16 cache
+  double bytes = 0;                // the method's own memory traffic, whole stack, fwd + bwd
 };
 
 /// Vanilla attention: L independent flash layers through api::flash_fwd / flash_bwd.
@@ -85,10 +86,17 @@ int main() {
       kLayers * (cost::attention_forward_flops_exact(pairs, kHeads, kHeadDim) +
                  cost::attention_backward_flops_exact(pairs, kHeads, kHeadDim));
   const auto per_token = [&](int64_t fwd, int64_t bwd) { return double(fwd + bwd) * tokens; };
+  const auto moved = [&](const cost::Traffic& t) { return double(t.total(tokens)); };
+  const cost::Storage bf = cost::kBf16;
+  const double gate_bytes =  // the elementwise gate in the attention's epilogue and preprocess
+      kLayers * moved(cost::gated_epilogue_forward_traffic(m, GateKind::kElementwise, bf) +
+                      cost::gated_fused_backward_traffic(m, GateKind::kElementwise, bf));
 
   std::vector<Row> rows;
   rows.push_back({"vanilla attention", run_vanilla, 0.0, cost::kv_cache_bytes_per_token(m, 2)});
   for (MixGranularity g : {MixGranularity::kScalar, MixGranularity::kHeadwise}) {
+    const cost::ResLambda rl =
+        g == MixGranularity::kScalar ? cost::ResLambda::Scalar : cost::ResLambda::Head;
     StackCase sc;
     sc.attn = ac, sc.layers = kLayers, sc.kind = ValueResidualKind::kResFormer, sc.granularity = g;
     rows.push_back({std::string("ResFormer, lambda ") +
@@ -96,7 +104,9 @@ int main() {
                     [sc] { return run_stack<bf16, kHeadDim>(sc); },
                     per_token(cost::resformer_extra_forward_flops_per_token(m),
                               cost::resformer_extra_backward_flops_per_token(m)),
-                    cost::resformer_kv_cache_bytes_per_token(m, 2)});
+                    cost::resformer_kv_cache_bytes_per_token(m, 2),
+                    (kLayers - 1) * moved(cost::resformer_mix_forward_traffic(m, rl, bf) +
+                                          cost::resformer_mix_backward_traffic(m, rl, bf))});
   }
   {
     StackCase sc;
@@ -104,7 +114,8 @@ int main() {
     rows.push_back({"SVFormer", [sc] { return run_stack<bf16, kHeadDim>(sc); },
                     per_token(cost::svformer_extra_forward_flops_per_token(m),
                               cost::svformer_extra_backward_flops_per_token(m)),
-                    cost::svformer_kv_cache_bytes_per_token(m, 2)});
+                    cost::svformer_kv_cache_bytes_per_token(m, 2),
+                    (kLayers - 1) * moved(cost::svformer_backward_traffic(m, bf))});
   }
   for (GateKind k : {GateKind::kElementwise, GateKind::kHeadwise}) {
     GateCase gc;
@@ -114,7 +125,9 @@ int main() {
                     [gc] { return run_gated<bf16, kHeadDim>(gc); },
                     per_token(cost::gated_extra_forward_flops_per_token(m, k),
                               cost::gated_extra_backward_flops_per_token(m, k)),
-                    cost::gated_kv_cache_bytes_per_token(m, 2)});
+                    cost::gated_kv_cache_bytes_per_token(m, 2),
+                    kLayers * moved(cost::gated_epilogue_forward_traffic(m, k, bf) +
+                                    cost::gated_fused_backward_traffic(m, k, bf))});
   }
   {
     GateCase gc;
@@ -123,20 +136,27 @@ int main() {
         {"Gated, QK-norm + RoPE (Qwen3)", [gc] { return run_gated<bf16, kHeadDim>(gc); },
          per_token(cost::gated_extra_forward_flops_per_token(m, GateKind::kElementwise),
                    cost::gated_extra_backward_flops_per_token(m, GateKind::kElementwise)),
-         cost::gated_kv_cache_bytes_per_token(m, 2)});
+         cost::gated_kv_cache_bytes_per_token(m, 2),
+         gate_bytes + kLayers * moved(cost::qk_norm_rope_forward_traffic(m, true, bf) +
+                                      cost::qk_norm_rope_backward_traffic(m, true, bf))});
   }
   {
     DepthCase dc;
     dc.attn = ac, dc.layers = kLayers, dc.stride = 2, dc.recent_window = 1;
-    double extra = 0;
-    for (int l = 1; l < kLayers; ++l) {
+    double extra = 0, bytes = 0;
+    for (int l = 0; l < kLayers; ++l) {
       const int64_t n = cost::depth_num_sources(l, 2, 1);
       extra += per_token(cost::depth_extra_forward_flops_layer(m, n),
                          cost::depth_extra_backward_flops_layer(m, n));
+      bool is_source = false;  // a later layer reads this one
+      for (int j = l + 1; j < kLayers; ++j)
+        for (int s : ref::depth_sources(kLayers, 2, 1)[size_t(j)]) is_source |= s == l;
+      bytes += moved(cost::depth_fused_forward_traffic(m, n, true, bf) +
+                     cost::depth_fused_backward_traffic(m, n, true, is_source, bf));
     }
     rows.push_back({"Depth-Attention (stride 2, rec. 1)",
                     [dc] { return run_depth<bf16, kHeadDim>(dc); }, extra,
-                    cost::depth_kv_cache_bytes_per_token(m, 2)});
+                    cost::depth_kv_cache_bytes_per_token(m, 2), bytes});
   }
   for (bool dynamic : {true, false}) {
     ExoCase ec;
@@ -150,9 +170,13 @@ int main() {
                   cost::gated_extra_backward_flops_per_token(m, GateKind::kElementwise)) +
         per_token(cost::exoformer_extra_forward_flops_per_token(m, o),
                   cost::exoformer_extra_backward_flops_per_token(m, o));
+    double bytes = gate_bytes;
+    for (int l = 0; l < kLayers; ++l)
+      bytes += moved(cost::exoformer_fused_forward_traffic(m, o, bf) +
+                     cost::exoformer_fused_backward_traffic(m, o, l + 1 < kLayers, l == 0, bf));
     rows.push_back({dynamic ? "ExoFormer dynamic, elementwise" : "ExoFormer static, scalar",
                     [ec] { return run_exoformer<bf16, kHeadDim>(ec); }, extra,
-                    cost::exoformer_kv_cache_bytes_per_token(m, 2)});
+                    cost::exoformer_kv_cache_bytes_per_token(m, 2), bytes});
   }
   rows.push_back({"MEA", nullptr, 0.0, 0});
 
@@ -167,15 +191,18 @@ int main() {
       "output and gradient of every layer (pass: <= 1). FLOPs: attention by FlashAttention's\n"
       "convention (exact causal pairs), forward + backward, %.3g GFLOP per stack for all\n"
       "methods; extra: the method's own FLOPs over vanilla per the cost model (negative:\n"
-      "saved); hidden width C = H d = %d for the projections it adds or removes.\n\n",
+      "saved); hidden width C = H d = %d for the projections it adds or removes.\n"
+      "extra MB: the memory traffic of the method's own work (fused token-local passes, mixing\n"
+      "at tile load, gate epilogue), forward + backward, the cost model's minimum\n"
+      "(strata/cost; tests/traffic measures the passes at 1.00-1.02x of it).\n\n",
       attn_flops * 1e-9, kHeads * kHeadDim);
-  std::printf("%-36s %8s  %-18s %12s %12s %10s\n", "method", "error", "worst at", "extra MFLOP",
-              "KV B/token", "time s");
+  std::printf("%-36s %8s  %-18s %12s %10s %12s %8s\n", "method", "error", "worst at", "extra MFLOP",
+              "extra MB", "KV B/token", "time s");
   int failed = 0;
   for (const Row& r : rows) {
     if (!r.run) {
-      std::printf("%-36s %8s  %-18s %12s %12s %10s\n", r.method.c_str(), "-", "not implemented yet",
-                  "-", "-", "-");
+      std::printf("%-36s %8s  %-18s %12s %10s %12s %8s\n", r.method.c_str(), "-",
+                  "not implemented yet", "-", "-", "-", "-");
       continue;
     }
     const auto t0 = std::chrono::steady_clock::now();
@@ -184,9 +211,9 @@ int main() {
         std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     const bool ok = v.pass();
     failed += !ok;
-    std::printf("%-36s %8.3f  %-18s %12.3f %12lld %10.1f%s\n", r.method.c_str(), v.worst,
-                v.where.c_str(), r.extra_flops * 1e-6, (long long)r.kv_bytes_per_token, secs,
-                ok ? "" : "  FAIL");
+    std::printf("%-36s %8.3f  %-18s %12.3f %10.3f %12lld %8.1f%s\n", r.method.c_str(), v.worst,
+                v.where.c_str(), r.extra_flops * 1e-6, r.bytes * 1e-6,
+                (long long)r.kv_bytes_per_token, secs, ok ? "" : "  FAIL");
     if (!v.status.empty()) std::printf("    status: %s\n", v.status.c_str());
   }
   std::printf("\n%s\n", failed ? "FAILED" : "all implemented methods pass");

@@ -394,6 +394,25 @@ TEST(ExoFormer, FusedPassByteMinimaHandComputed) {
   // backward: read dy, Â, P (3·96) + s (8) bf16 and dÂ (96 fp32); write dP + ds (104 bf16) and dÂ
   EXPECT_EQ(exoformer_mix_backward_traffic(m, {}, kBf16),
             (Traffic{.read = 976, .write = 592, .read_fixed = 832, .write_fixed = 832}));
+  // Strata's fused pass (the anchor norm recomputed from raw anchors in every layer): forward as
+  // the mix with fp32 scales s (the API's type: 8·4 B) plus the four anchor gains (4·8 fp32)
+  // fixed; no anchor pass
+  EXPECT_EQ(exoformer_fused_forward_traffic(m, {}, kBf16),
+            (Traffic{.read = 384 + 32, .write = 192, .read_fixed = 4 * (192 + 48)}));
+  // backward, a middle layer: read 3·96 bf16 + 8 scales + dÂ 96 fp32; write dP 96 bf16, ds 8
+  // fp32, dÂ 96 fp32; fixed: λ + 6 gains read, dλ + dγq, dγk written
+  EXPECT_EQ(exoformer_fused_backward_traffic(m, {}, true, false, kBf16),
+            (Traffic{.read = 576 + 32 + 384,
+                     .write = 192 + 32 + 384,
+                     .read_fixed = 4 * (192 + 48),
+                     .write_fixed = 4 * (192 + 16)}));
+  // the first layer of the backward reads no dÂ; layer 0 writes d anchor (bf16) instead of dÂ
+  // and the four anchor gains' gradients
+  EXPECT_EQ(exoformer_fused_backward_traffic(m, {}, false, true, kBf16),
+            (Traffic{.read = 576 + 32,
+                     .write = 192 + 32 + 192,
+                     .read_fixed = 4 * (192 + 48),
+                     .write_fixed = 4 * (192 + 48)}));
 }
 
 // ---- MEA (SPEC 4b, 4c, 4d)

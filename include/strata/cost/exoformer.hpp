@@ -162,8 +162,8 @@ constexpr Traffic exoformer_mix_backward_traffic(const ModelShape& m, const ExoO
 /// (strata/variants/exoformer.cuh): the anchor RMSNorm is recomputed in every layer from the raw
 /// anchor projections (the same bytes as reading a stored Â_P, and no separate anchor pass, so
 /// exoformer_anchor_norm_traffic is never paid): read anchor_P and P of the four streams and the
-/// scales s (8, dynamic only); write q̃, k̃ (after QK-norm and RoPE), ṽ and g̃. Fixed: λ, γq, γk and
-/// the four anchor gains (d each).
+/// scales s (8 fp32, counted at `param` bytes, dynamic only); write q̃, k̃ (after QK-norm and RoPE),
+/// ṽ and g̃. Fixed: λ, γq, γk and the four anchor gains (d each).
 constexpr Traffic exoformer_fused_forward_traffic(const ModelShape& m, const ExoOptions& o,
                                                   const Storage& s) {
   const int64_t e = exoformer_stream_elems(m);

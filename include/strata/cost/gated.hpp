@@ -76,6 +76,17 @@ constexpr Traffic gated_backward_traffic(const ModelShape& m, GateKind k, const 
   return t;
 }
 
+/// Extra traffic per token of the gate's backward fused into the attention backward's
+/// preprocessing (which reads O' and dO' anyway, for rowsum(dO⊙O)): read the logits, write the
+/// attention's dO = dO'⊙σ(g) (H·d) and dg.
+constexpr Traffic gated_fused_backward_traffic(const ModelShape& m, GateKind k, const Storage& s) {
+  const int64_t w = gate_width(m, k);
+  Traffic t;
+  t.read = s.act * w;
+  t.write = s.act * (m.num_heads * m.head_dim + w);
+  return t;
+}
+
 /// Minimum traffic per token of the token-local QK-norm + RoPE pass (Qwen3 order; also the last
 /// step of ExoFormer's and Depth-Attention's passes): read q and k (H·d + H_kv·d), write them
 /// normalised and rotated. Fixed: the gains gamma_q and gamma_k (d each) when qk_norm.
