@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds and runs the flagship example, examples/layer_stack: every implemented method's layer
+# Builds and runs the flagship example, examples/layer_stack: every method's layer
 # stack forward and backward in the CPU SIMT simulator, checked against the fp64 reference, with
 # its costs (FLOPs, extra FLOPs over vanilla, KV-cache bytes).
 set -euo pipefail

@@ -8,6 +8,8 @@
 #include <strata/api/flash.hpp>
 #include <strata/reference/attention.hpp>
 
+#include "executor_memory.hpp"
+
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -127,7 +129,7 @@ void naive_attention(const ref::AttentionConfig& c, const ref::Tensor& q, const 
 /// Random [n, heads, d] values rounded to T: the doubles (what the reference sees) and the storage.
 template <class T>
 void random_tensor(Rng& rng, int64_t n, int heads, int d, double spread, ref::Tensor& x,
-                   std::vector<T>& st) {
+                   Vec<T>& st) {
   x = ref::Tensor({n, heads, d});
   st.resize(size_t(n * heads * d));
   for (size_t i = 0; i < st.size(); ++i) {
@@ -143,9 +145,9 @@ template <class T>
 struct Problem {
   ref::AttentionConfig c;
   ref::Tensor q, k, v, dout;
-  std::vector<T> qs, ks, vs, dos, o, dq, dk, dv;
-  std::vector<float> lse, dsum;
-  std::vector<int> cuq, cuk;
+  Vec<T> qs, ks, vs, dos, o, dq, dk, dv;
+  Vec<float> lse, dsum;
+  Vec<int> cuq, cuk;
   att::FlashBwdParams p;
   int64_t nq = 0, nk = 0;
 
@@ -200,8 +202,8 @@ Errors run_forward(const Case& cs) {
   const ref::AttentionConfig& c = pr.c;
   const ref::Tensor &q = pr.q, &k = pr.k, &v = pr.v;
   const int64_t Nq = pr.nq;
-  const std::vector<T>& o = pr.o;
-  const std::vector<float>& lse = pr.lse;
+  const Vec<T>& o = pr.o;
+  const Vec<float>& lse = pr.lse;
   ref::Tensor out64, lse64, outn, lsen;
   ref::attention_forward(c, q, k, v, out64, lse64);
   naive_attention<T>(c, q, k, v, outn, lsen);
@@ -212,6 +214,7 @@ Errors run_forward(const Case& cs) {
     e.status = st.message();
     return e;
   }
+  if (e.status = sync_device(); !e.status.empty()) return e;
   for (int64_t t = 0; t < Nq; ++t)
     for (int hh = 0; hh < cs.h; ++hh) {
       for (int i = 0; i < D; ++i) {
@@ -325,7 +328,7 @@ BwdErrors run_backward(const Case& cs) {
   ref::attention_backward(pr.c, pr.q, pr.k, pr.v, out64, lse64, pr.dout, dq64, dk64, dv64);
   naive_backward<T>(pr.c, pr.q, pr.k, pr.v, pr.dout, dqn, dkn, dvn);
   const auto& p = pr.p;
-  const std::vector<T>&dq = pr.dq, &dk = pr.dk, &dv = pr.dv;
+  const Vec<T>&dq = pr.dq, &dk = pr.dk, &dv = pr.dv;
 
   BwdErrors e;
   if (const auto st = strata::api::flash_fwd(p); !st.ok()) {
@@ -336,7 +339,8 @@ BwdErrors run_backward(const Case& cs) {
     e.status = std::string("backward: ") + st.message();
     return e;
   }
-  const std::vector<T>* got[3] = {&dq, &dk, &dv};
+  if (e.status = sync_device(); !e.status.empty()) return e;
+  const Vec<T>* got[3] = {&dq, &dk, &dv};
   const ref::Tensor* want[3] = {&dq64, &dk64, &dv64};
   const ref::Tensor* naive[3] = {&dqn, &dkn, &dvn};
   for (int g = 0; g < 3; ++g) {

@@ -5,8 +5,10 @@
 #include <strata/cost/depth.hpp>
 #include <strata/cost/exoformer.hpp>
 #include <strata/cost/gated.hpp>
+#include <strata/cost/mea.hpp>
 #include <strata/variants/depth_attention.cuh>
 #include <strata/variants/exoformer.cuh>
+#include <strata/variants/mea.cuh>
 
 #include <gtest/gtest.h>
 
@@ -276,6 +278,87 @@ TEST(TokenLocalTraffic, ExoFormerPassWithinFivePercentOfTheMinimum) {
   check_exo_pass<64>(2048, MixGranularity::kElementwise, true, false);
   check_exo_pass<64>(2048, MixGranularity::kScalar, true, true);
   check_exo_pass<128>(1024, MixGranularity::kHeadwise, false, false);
+}
+
+/// MEA's fused KeyValue-site pass (HLC of K and V with head GroupNorm, RoPE on K' and q):
+/// forward, and backward with the parameter-gradient reduction, against
+/// cost::mea_kv_fused_*_traffic; full MEA (H_c = H_kv) and virtual heads (H_c < H_kv).
+template <int D>
+void check_mea_kv_pass(int tokens, int H, int Hk, int Hc) {
+  namespace sv = strata::variants;
+  strata_test::SimGuard guard;
+  traffic::clear();
+  const std::vector<int> cu = {0, tokens / 3, tokens};
+  auto act = [](size_t n, int period) {
+    std::vector<bf16> x(n);
+    for (size_t i = 0; i < n; ++i)
+      x[i] = strata::core::from_float<bf16>(0.1f * float(int(i % period) - period / 2));
+    return x;
+  };
+  const size_t nq = size_t(tokens) * H * D, nk = size_t(tokens) * Hk * D,
+               nc = size_t(tokens) * Hc * D;
+  std::vector<bf16> q = act(nq, 13), kc = act(nc, 7), vc = act(nc, 5), q_rot(nq), k_attn(nk),
+                    v_attn(nk);
+  std::vector<bf16> dq_rot = act(nq, 6), dk_attn = act(nk, 8), dv_attn = act(nk, 10), dq(nq),
+                    dkc(nc), dvc(nc);
+  const size_t na = size_t(Hc) * size_t(Hk), ng = size_t(Hk) * D;
+  std::vector<float> ak(na, 0.5f), av(na, 0.7f), g(ng, 1.1f), b(ng, 0.1f), g2(ng, 0.9f),
+      b2(ng, -0.1f);
+  std::vector<float> dak(na), dav(na), dg1(ng), db1(ng), dg2(ng), db2(ng);
+  const sv::MeaGeometry geo = sv::mea_geometry(tokens, Hk, Hc, D);
+  std::vector<float> partial(size_t(geo.blocks) * size_t(sv::mea_partial_floats(Hk, Hc, D)));
+  sv::MeaLayer p;
+  p.total = tokens, p.h = H, p.h_kv = Hk, p.h_c = Hc, p.cu_seqlens = cu.data(), p.b = 2;
+  p.a_k = ak.data(), p.a_v = av.data();
+  p.gamma_k = g.data(), p.beta_k = b.data(), p.gamma_v = g2.data(), p.beta_v = b2.data();
+  p.q = q.data(), p.kc = kc.data(), p.vc = vc.data();
+  p.q_rot = q_rot.data(), p.k_attn = k_attn.data(), p.v_attn = v_attn.data();
+  p.dq_rot = dq_rot.data(), p.dk_attn = dk_attn.data(), p.dv_attn = dv_attn.data();
+  p.dq = dq.data(), p.dkc = dkc.data(), p.dvc = dvc.data();
+  p.partial = partial.data();
+  for (auto* v :
+       {&q, &kc, &vc, &q_rot, &k_attn, &v_attn, &dq_rot, &dk_attn, &dv_attn, &dq, &dkc, &dvc})
+    watch(*v);
+  for (auto* v : {&ak, &av, &g, &b, &g2, &b2, &dak, &dav, &dg1, &db1, &dg2, &db2, &partial})
+    watch(*v);
+  cost::ModelShape m;
+  m.num_heads = H, m.num_kv_heads = Hk, m.head_dim = D;
+  const int64_t fwd_min = cost::mea_kv_fused_forward_traffic(m, Hc, cost::kBf16).total(tokens);
+  const int64_t bwd_min = cost::mea_kv_fused_backward_traffic(m, Hc, cost::kBf16).total(tokens);
+  const size_t smem = size_t(sv::mea_smem_floats(geo.m, Hk, Hc, D)) * sizeof(float);
+  const int64_t fwd = bytes_moved([&] {
+    return strata::launch(sv::mea_forward_kernel<bf16, D>, dim3(unsigned(geo.blocks)),
+                          dim3(geo.threads()), smem, 0, p);
+  });
+  sv::MeaReduce r;
+  r.partial = partial.data(), r.blocks = geo.blocks, r.h_kv = Hk, r.h_c = Hc, r.d = D;
+  r.da_k = dak.data(), r.da_v = dav.data(), r.dgamma_k = dg1.data(), r.dbeta_k = db1.data();
+  r.dgamma_v = dg2.data(), r.dbeta_v = db2.data();
+  const int64_t n = sv::mea_partial_floats(Hk, Hc, D);
+  const int64_t bwd = bytes_moved([&] {
+    if (auto st = strata::launch(sv::mea_backward_kernel<bf16, D>, dim3(unsigned(geo.blocks)),
+                                 dim3(geo.threads()), smem, 0, p);
+        !st.ok())
+      return st;
+    return strata::launch(sv::mea_reduce_kernel<256>, dim3(unsigned((n + 255) / 256)), dim3(256), 0,
+                          0, r);
+  });
+  std::printf(
+      "mea kv pass d %d tokens %d H %d/%d H_c %d: forward %lld / %lld B (%.4fx), backward %lld / "
+      "%lld B (%.4fx)\n",
+      D, tokens, H, Hk, Hc, (long long)fwd, (long long)fwd_min, double(fwd) / double(fwd_min),
+      (long long)bwd, (long long)bwd_min, double(bwd) / double(bwd_min));
+  EXPECT_GE(fwd, fwd_min);
+  EXPECT_LE(double(fwd), 1.05 * double(fwd_min));
+  EXPECT_GE(bwd, bwd_min);
+  EXPECT_LE(double(bwd), 1.05 * double(bwd_min));
+  traffic::clear();
+}
+
+TEST(TokenLocalTraffic, MeaKeyValuePassWithinFivePercentOfTheMinimum) {
+  check_mea_kv_pass<64>(3000, 8, 4, 2);   // virtual heads
+  check_mea_kv_pass<128>(2000, 8, 4, 4);  // full MEA
+  check_mea_kv_pass<96>(1500, 4, 2, 1);
 }
 
 }  // namespace

@@ -143,7 +143,7 @@ Verdict run_depth(const DepthCase& dc) {
   rc.local.qk_norm = rc.local.rope = dc.qk_norm_rope;
   ref::DepthInputs in = ref::allocate_inputs(rc);
   Rng rng(dc.attn.seed + 5);
-  std::vector<std::vector<float>> gq(nL), gk(nL);
+  std::vector<Vec<float>> gq(nL), gk(nL);
   for (int l = 0; l < L; ++l) {
     const size_t ul = size_t(l);
     in.q[ul] = pr[ul]->q, in.k[ul] = pr[ul]->k, in.v[ul] = pr[ul]->v;
@@ -163,13 +163,13 @@ Verdict run_depth(const DepthCase& dc) {
 
   // kernel buffers: the attention runs on (q_rot, k^, v^) and returns their gradients
   const T nan = core::from_float<T>(NAN);
-  std::vector<std::vector<T>> q_rot(nL), khat(nL), vhat(nL), dq_rot(nL), dkhat(nL), dvhat(nL),
-      dq(nL), dk(nL), dv(nL);
-  std::vector<std::vector<float>> dkacc(nL), dvacc(nL), dgq(nL), dgk(nL);
+  std::vector<Vec<T>> q_rot(nL), khat(nL), vhat(nL), dq_rot(nL), dkhat(nL), dvhat(nL), dq(nL),
+      dk(nL), dv(nL);
+  std::vector<Vec<float>> dkacc(nL), dvacc(nL), dgq(nL), dgk(nL);
   strata::api::DepthStack st;
   st.local.qk_norm = st.local.rope = dc.qk_norm_rope;
   st.local.eps = float(rc.local.norm_eps), st.local.rope_theta = float(rc.local.rope_theta);
-  std::vector<float> work(strata::api::depth_workspace_bytes(int(nq), Hk, D) / 4 + 1, NAN);
+  Vec<float> work(strata::api::depth_workspace_bytes(int(nq), Hk, D) / 4 + 1, NAN);
   st.workspace = work.data();
   for (int l = 0; l < L; ++l) {
     const size_t ul = size_t(l);
@@ -194,6 +194,7 @@ Verdict run_depth(const DepthCase& dc) {
   if (const auto s = st.forward(); !s.ok()) v.status = std::string("forward: ") + s.message();
   if (const auto s = st.backward(); v.status.empty() && !s.ok())
     v.status = std::string("backward: ") + s.message();
+  if (v.status.empty()) v.status = sync_device();
   if (!v.status.empty()) return v;
 
   const double u = double(core::kUnitRoundoff<T>);

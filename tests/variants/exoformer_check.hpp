@@ -149,8 +149,8 @@ struct NaiveExo {
               q1[li] += (s1 * ah * dy) * (s1 * ah * dy), q2[li] += (s2 * pv * dy) * (s2 * pv * dy);
               ds[ul].at(t, 2 * p) += l1[li] * ah * dy;
               ds[ul].at(t, 2 * p + 1) += l2[li] * pv * dy;
-              ds_sq[size_t(t)] += (l1[li] * ah * dy) * (l1[li] * ah * dy) +
-                                  (l2[li] * pv * dy) * (l2[li] * pv * dy);
+              ds_sq[size_t(t)] +=
+                  (l1[li] * ah * dy) * (l1[li] * ah * dy) + (l2[li] * pv * dy) * (l2[li] * pv * dy);
             }
         }
         for (double x : q1.data) dl1_rss[up][ul] = std::max(dl1_rss[up][ul], std::sqrt(x));
@@ -167,13 +167,8 @@ struct NaiveExo {
   }
 };
 
-template <class T>
-std::vector<T> to_storage(const ref::Tensor& x) {
-  std::vector<T> s(x.data.size());
-  for (size_t i = 0; i < s.size(); ++i) s[i] = core::from_float<T>(float(x.data[i]));
-  return s;
-}
-inline std::vector<double> as_double(const std::vector<float>& x, size_t n) {
+template <class V>
+std::vector<double> as_double(const V& x, size_t n) {
   return std::vector<double>(x.begin(), x.begin() + static_cast<std::ptrdiff_t>(n));
 }
 
@@ -183,14 +178,14 @@ struct ExoRun {
   std::vector<std::unique_ptr<Problem<T>>> pr;
   ref::ExoFormerConfig rc;
   ref::ExoFormerInputs in;
-  std::array<std::vector<T>, 4> anchor, danchor;
-  std::array<std::vector<float>, 4> ganchor, acc, dganchor;
+  std::array<Vec<T>, 4> anchor, danchor;
+  std::array<Vec<float>, 4> ganchor, acc, dganchor;
   // per layer
-  std::vector<std::array<std::vector<T>, 4>> p, out, dp;
-  std::vector<std::array<std::vector<float>, 4>> l1, l2, dl1, dl2;
-  std::vector<std::vector<T>> dgate, gate_work;
-  std::vector<std::vector<float>> gq, gk, dgq, dgk, s, ds;
-  std::vector<float> work;
+  std::vector<std::array<Vec<T>, 4>> p, out, dp;
+  std::vector<std::array<Vec<float>, 4>> l1, l2, dl1, dl2;
+  std::vector<Vec<T>> dgate, gate_work;
+  std::vector<Vec<float>> gq, gk, dgq, dgk, s, ds;
+  Vec<float> work;
   strata::api::ExoStack st;
 
   explicit ExoRun(const ExoCase& ec) {
@@ -211,13 +206,13 @@ struct ExoRun {
     const T nan = core::from_float<T>(NAN);
     auto heads = [&](int q) { return q == 1 || q == 2 ? Hk : H; };
     auto rows = [&](int q) { return static_cast<size_t>(nq * heads(q) * D); };
-    auto exo_rows = [&](const std::vector<T>& v, int q) {
+    auto exo_rows = [&](const Vec<T>& v, int q) {
       return strata::api::ExoRows{v.data(), int64_t(heads(q)) * D, D};
     };
-    auto exo_out = [&](std::vector<T>& v, int q) {
+    auto exo_out = [&](Vec<T>& v, int q) {
       return strata::api::ExoRowsOut{v.data(), int64_t(heads(q)) * D, D};
     };
-    auto gains = [&](ref::Tensor& t, std::vector<float>& g) {
+    auto gains = [&](ref::Tensor& t, Vec<float>& g) {
       g.resize(size_t(D));
       for (int i = 0; i < D; ++i) g[size_t(i)] = float(1.0 + 0.2 * rng.normal());
       for (int i = 0; i < D; ++i) t.data[size_t(i)] = g[size_t(i)];
@@ -301,6 +296,7 @@ Verdict run_exoformer(const ExoCase& ec) {
   if (const auto s = r.st.forward(); !s.ok()) v.status = std::string("forward: ") + s.message();
   if (const auto s = r.st.backward(); v.status.empty() && !s.ok())
     v.status = std::string("backward: ") + s.message();
+  if (v.status.empty()) v.status = sync_device();
   if (!v.status.empty()) return v;
 
   std::vector<ref::Tensor> douts;

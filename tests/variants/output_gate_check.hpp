@@ -44,8 +44,8 @@ Verdict run_gated(const GateCase& gc) {
 
     // gate logits as stored in T
     Rng rng(c.seed + 99);
-    std::vector<T> gs(ng), dgs(ng + 8, core::from_float<T>(NAN));
-    std::vector<T> work(nel + 8, core::from_float<T>(NAN));
+    Vec<T> gs(ng), dgs(ng + 8, core::from_float<T>(NAN));
+    Vec<T> work(nel + 8, core::from_float<T>(NAN));
     ref::GatedConfig rc;
     rc.attn = ac, rc.num_layers = 1;
     rc.gate = headwise ? ref::GateKind::Headwise : ref::GateKind::Elementwise;
@@ -53,7 +53,7 @@ Verdict run_gated(const GateCase& gc) {
     rc.local.qk_norm = rc.local.rope = qk;
     ref::GatedInputs in = ref::allocate_inputs(rc);
     in.q[0] = pr.q, in.k[0] = pr.k, in.v[0] = pr.v;
-    std::vector<float> gamma_q(D), gamma_k(D);
+    Vec<float> gamma_q(D), gamma_k(D);
     for (int i = 0; qk && i < D; ++i) {
       gamma_q[size_t(i)] = float(1.0 + 0.2 * rng.normal());
       gamma_k[size_t(i)] = float(1.0 + 0.2 * rng.normal());
@@ -113,16 +113,14 @@ Verdict run_gated(const GateCase& gc) {
     // attention's dq / dk go to dq_rot / dk_rot, which the pass's backward turns into dq / dk
     const size_t nkv = size_t(pr.nk * ac.num_kv_heads * D);
     const T nan = core::from_float<T>(NAN);
-    std::vector<T> q_rot(nel + 8, nan), k_rot(nkv + 8, nan), dq_rot(nel + 8, nan),
-        dk_rot(nkv + 8, nan);
-    std::vector<float> dgamma_q(D, NAN), dgamma_k(D, NAN), qk_work;
+    Vec<T> q_rot(nel + 8, nan), k_rot(nkv + 8, nan), dq_rot(nel + 8, nan), dk_rot(nkv + 8, nan);
+    Vec<float> dgamma_q(D, NAN), dgamma_k(D, NAN), qk_work;
     strata::api::QkNormRopeParams qp;
     att::FlashBwdParams ap = pr.p;
     if (qk) {
       qp.dtype = pr.p.dtype, qp.d = D;
       auto side = [&](strata::api::QkRows& s, const void* x, void* y, const void* dy, void* dx,
-                      int heads, int total, const std::vector<int>& cu, const float* gamma,
-                      float* dgamma) {
+                      int heads, int total, const Vec<int>& cu, const float* gamma, float* dgamma) {
         s.x = x, s.y = y, s.dy = dy, s.dx = dx;
         s.x_row_stride = s.y_row_stride = s.dy_row_stride = s.dx_row_stride = int64_t(heads) * D;
         s.x_head_stride = s.y_head_stride = s.dy_head_stride = s.dx_head_stride = D;
@@ -146,6 +144,7 @@ Verdict run_gated(const GateCase& gc) {
     if (qk)
       if (const auto s = strata::api::qk_norm_rope_backward(qp); v.status.empty() && !s.ok())
         v.status = std::string("qk backward: ") + s.message();
+    if (v.status.empty()) v.status = sync_device();
     if (!v.status.empty()) return v;
 
     const double u = double(core::kUnitRoundoff<T>);

@@ -49,7 +49,7 @@ Verdict run_stack(const StackCase& sc) {
 
   // lambda per layer (fp32, exact in double); dlambda outputs poisoned
   Rng rng(sc.attn.seed + 7);
-  std::vector<std::vector<float>> ls(nL), lf(nL), dls(nL), dlf(nL);
+  std::vector<Vec<float>> ls(nL), lf(nL), dls(nL), dlf(nL);
   for (int l = 1; l < L; ++l)
     for (int i = 0; i < nlam; ++i) {
       ls[size_t(l)].push_back(float(0.5 + 0.3 * rng.normal()));
@@ -146,7 +146,7 @@ Verdict run_stack(const StackCase& sc) {
   // the kernels, through the stack helper
   strata::api::ValueResidualStack st;
   st.kind = sc.kind, st.granularity = sc.granularity;
-  std::vector<float> dv_first(size_t(nkv) + 1, NAN), work(size_t(nk * Hk * 2) + 1, NAN);
+  Vec<float> dv_first(size_t(nkv) + 1, NAN), work(size_t(nk * Hk * 2) + 1, NAN);
   st.dv_first = dv_first.data(), st.workspace = work.data();
   for (int l = 0; l < L; ++l) {
     strata::api::ValueResidualLayer layer;
@@ -161,6 +161,7 @@ Verdict run_stack(const StackCase& sc) {
   if (const auto s = st.forward(); !s.ok()) v.status = std::string("forward: ") + s.message();
   if (const auto s = st.backward(); v.status.empty() && !s.ok())
     v.status = std::string("backward: ") + s.message();
+  if (v.status.empty()) v.status = sync_device();
   if (!v.status.empty()) return v;
 
   const size_t nqo = size_t(nq * ac.num_heads * D);

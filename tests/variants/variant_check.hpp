@@ -39,15 +39,16 @@ struct Verdict {
   bool pass() const { return status.empty() && !nan && worst <= 1.0; }
 };
 
-template <class T>
-std::vector<double> values(const std::vector<T>& x, size_t n) {
+template <class V>
+std::vector<double> values(const V& x, size_t n) {
   std::vector<double> v(n);
   for (size_t i = 0; i < n; ++i) v[i] = core::to_float(x[i]);
   return v;
 }
 
 /// LSE as [total_q, h] from the kernel's [h, total_q].
-inline std::vector<double> lse_rows(const std::vector<float>& lse, int64_t nq, int h) {
+template <class V>
+std::vector<double> lse_rows(const V& lse, int64_t nq, int h) {
   std::vector<double> v(size_t(nq * h));
   for (int64_t t = 0; t < nq; ++t)
     for (int hh = 0; hh < h; ++hh) v[size_t(t * h + hh)] = lse[size_t(hh * nq + t)];

@@ -126,4 +126,50 @@ constexpr Traffic mea_hlc_backward_traffic(const ModelShape& m, int64_t num_comp
   return t;
 }
 
+/// Minimum traffic per token of Strata's fused KeyValue-site forward pass
+/// (strata/variants/mea.cuh): the HLC pass (mea_hlc_forward_traffic, GroupNorm and RoPE on K'
+/// fused in) plus RoPE on the queries in the same pass: read q, write q_rot (H·d each).
+constexpr Traffic mea_kv_fused_forward_traffic(const ModelShape& m, int64_t num_component_heads,
+                                               const Storage& s) {
+  Traffic t = mea_hlc_forward_traffic(m, num_component_heads, NormSite::kKeyValue, s);
+  t.read += s.act * m.num_heads * m.head_dim;
+  t.write += s.act * m.num_heads * m.head_dim;
+  return t;
+}
+/// Its backward: the HLC backward pass plus RoPE's backward of the queries: read the attention's
+/// dq_rot, write dq (H·d each).
+constexpr Traffic mea_kv_fused_backward_traffic(const ModelShape& m, int64_t num_component_heads,
+                                                const Storage& s) {
+  Traffic t = mea_hlc_backward_traffic(m, num_component_heads, NormSite::kKeyValue, s);
+  t.read += s.act * m.num_heads * m.head_dim;
+  t.write += s.act * m.num_heads * m.head_dim;
+  return t;
+}
+
+/// Minimum traffic per token of the Output site's token-local work, forward: RoPE on q and on the
+/// H_c component keys before the attention expands them in its tiles (read and write H·d + H_c·d;
+/// the GroupNorm is the attention epilogue's, which writes O and the normalised output).
+constexpr Traffic mea_output_fused_forward_traffic(const ModelShape& m, int64_t num_component_heads,
+                                                   const Storage& s) {
+  const int64_t qc = (m.num_heads + num_component_heads) * m.head_dim;
+  Traffic t;
+  t.read = s.act * qc;
+  t.write = s.act * qc + s.act * m.num_heads * m.head_dim;  // O besides the normalised output
+  t.read_fixed = s.param * 2 * m.num_heads * m.head_dim;    // γ, β
+  return t;
+}
+/// Backward: the HLC backward from the attention's dK', dV' (mea_hlc_backward_traffic at the
+/// Output site), RoPE's backward of dq (read dq_rot, write dq), and the GroupNorm's parameter
+/// gradients from O and dL/dout (read H·d each; dγ, dβ written).
+constexpr Traffic mea_output_fused_backward_traffic(const ModelShape& m,
+                                                    int64_t num_component_heads, const Storage& s) {
+  const int64_t hd = m.num_heads * m.head_dim;
+  Traffic t = mea_hlc_backward_traffic(m, num_component_heads, NormSite::kOutput, s);
+  t.read += s.act * 3 * hd;
+  t.write += s.act * hd;
+  t.read_fixed += s.param * 2 * hd;
+  t.write_fixed += s.acc * 2 * hd;
+  return t;
+}
+
 }  // namespace strata::cost

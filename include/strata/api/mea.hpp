@@ -1,0 +1,453 @@
+// MEA, Multi-head Explicit Attention (SPEC §4, decisions §7.5): the fused token-local pass per
+// layer (strata/variants/mea.cuh) around the flash attention, and MeaStack, the explicit
+// layer-stack helper (MEA layers are independent: no cross-layer state). Two GroupNorm sites:
+//
+// KeyValue (default), per layer, forward: pass (q_rot, k_attn, v_attn from q, K_c, V_c, A^K, A^V
+//   and the GN affines), then flash_fwd on (q_rot, k_attn, v_attn). Backward: flash_bwd gives
+//   dq_rot, dk_attn, dv_attn; the pass writes dq, dK_c, dV_c (T) and dA^K, dA^V, dgamma_k,
+//   dbeta_k, dgamma_v, dbeta_v (fp32; block partials in the workspace, then a fixed-order
+//   reduction: deterministic).
+// Output, forward: pass (q_rot, kc_rot = RoPE(K_c)), then flash_fwd with MeaOutputAttention: the
+//   tiles compose K', V' from the H_c component heads (virtual heads never reach memory), attn.o
+//   receives the attention output O and `out` = GN_o(O). Backward: attn.dout is dL/dout; flash_bwd
+//   with the policy (GN backward in its preprocess, dO in the workspace) writes dq_rot and dK',
+//   dV' (attn.dk, attn.dv, [total, H_kv, d]); the pass writes dq, dK_c, dV_c, dA^K, dA^V; a
+//   column pass and a fixed-order sum give dgamma_o, dbeta_o.
+// Bounds: H_c <= kMeaMaxComponentHeads (32) and H_kv <= kMeaMaxCompositeHeads (32), which keep a
+// step's staged rows within 48 KiB of shared memory.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "strata/api/flash.hpp"
+#include "strata/core/options.hpp"
+#include "strata/variants/mea.cuh"
+
+namespace strata::api {
+
+/// Options shared by the layers of a stack.
+struct MeaOptions {
+  core::NormSite site = core::NormSite::kKeyValue;  ///< where the head GroupNorm sits
+  float gn_eps = 1e-5f;                             ///< GroupNorm epsilon (> 0)
+  /// RoPE on q and on the keys: the normalised composite key (KeyValue), the component heads
+  /// (Output; HLC commutes with RoPE)
+  bool rope = true;
+  float rope_theta = 10000.f;
+};
+
+/// One MEA layer. All activations are contiguous [total, heads, d] in attn.dtype.
+struct MeaLayerParams {
+  /// The attention of the layer. attn.h_k is H_kv, the composite heads; self-attention
+  /// (cu_seqlens_k = cu_seqlens_q). attn.q is the q_rot buffer the pass writes, attn.dq, dk, dv
+  /// the attention's gradients (dk, dv: [total, h_k, d]).
+  /// KeyValue: attn.k, attn.v are the k_attn, v_attn buffers [total, h_k, d] the pass writes.
+  /// Output: attn.k, attn.v are ignored (the policy reads kc_rot and vc); attn.o receives the
+  /// attention output O before the GroupNorm (kept for the backward), attn.dout is dL/dout.
+  FlashBwdParams attn;
+  int h_c = 0;  ///< component heads H_c (1 .. kMeaMaxComponentHeads; H_c < H_kv: virtual heads)
+  const void* q = nullptr;   ///< raw queries [total, h, d]
+  const void* kc = nullptr;  ///< K_c, V_c [total, h_c, d]
+  const void* vc = nullptr;
+  const float* a_k = nullptr;  ///< A^K, A^V [h_c, h_k] fp32 row-major
+  const float* a_v = nullptr;
+  const float* gamma_k = nullptr;  ///< GN affines [h_k, d] fp32
+  const float* beta_k = nullptr;
+  const float* gamma_v = nullptr;
+  const float* beta_v = nullptr;
+  // backward outputs (written)
+  void* dq = nullptr;   ///< [total, h, d]
+  void* dkc = nullptr;  ///< [total, h_c, d]
+  void* dvc = nullptr;
+  float* da_k = nullptr;  ///< [h_c, h_k]
+  float* da_v = nullptr;
+  float* dgamma_k = nullptr;  ///< [h_k, d]
+  float* dbeta_k = nullptr;
+  float* dgamma_v = nullptr;
+  float* dbeta_v = nullptr;
+  // site Output (the KeyValue gains above are then unused, and these unused at KeyValue)
+  void* kc_rot = nullptr;  ///< RoPE(K_c) [total, h_c, d]: written by the forward, read by both
+  void* out = nullptr;     ///< GN_o(O) [total, h, d], written by the forward
+  const float* gamma_o = nullptr;  ///< [h, d] fp32
+  const float* beta_o = nullptr;
+  float* dgamma_o = nullptr;  ///< [h, d] fp32, written by the backward
+  float* dbeta_o = nullptr;
+};
+
+namespace detail {
+
+/// Tokens per chunk of the Output site's dgamma_o, dbeta_o pass (at most kMeaMaxBlocks chunks).
+inline int mea_output_chunks(int total, int& tokens_per_chunk) {
+  if (total <= 0) return tokens_per_chunk = 1, 0;
+  int chunks = (total + 255) / 256;  // >= 256 tokens a chunk: the partials stay ~1% of traffic
+  if (chunks > variants::kMeaMaxBlocks) chunks = variants::kMeaMaxBlocks;
+  tokens_per_chunk = (total + chunks - 1) / chunks;
+  return (total + tokens_per_chunk - 1) / tokens_per_chunk;
+}
+
+/// Byte offsets of the backward workspace: the pass's block partials; at the Output site also
+/// the attention's dO (T), the O rows' statistics and the dgamma_o, dbeta_o chunk partials.
+struct MeaWorkspace {
+  size_t dout = 0, stats = 0, gn = 0, bytes = 0;
+};
+inline size_t mea_round16(size_t n) {
+  return (n + 15) / 16 * 16;
+}
+inline MeaWorkspace mea_workspace(core::NormSite site, int total, int h, int h_kv, int h_c, int d) {
+  MeaWorkspace w;
+  if (total <= 0 || h < 1 || h_kv < 1 || h_c < 1 || d < 1) return w;
+  const variants::MeaGeometry g = variants::mea_geometry(total, h_kv, h_c, d);
+  w.bytes = mea_round16(size_t(g.blocks) * size_t(variants::mea_partial_floats(h_kv, h_c, d)) * 4);
+  if (site != core::NormSite::kOutput) return w;
+  const size_t rows = size_t(total) * size_t(h);
+  w.dout = w.bytes, w.bytes += mea_round16(rows * size_t(d) * 2);
+  w.stats = w.bytes, w.bytes += mea_round16(rows * 2 * 4);
+  int tpc = 1;
+  const int chunks = mea_output_chunks(total, tpc);
+  w.gn = w.bytes, w.bytes += size_t(chunks) * 2 * size_t(h) * size_t(d) * 4;
+  return w;
+}
+
+}  // namespace detail
+
+/// Bytes of the backward workspace of a layer (16-byte aligned pointer).
+inline size_t mea_workspace_bytes(core::NormSite site, int total, int h, int h_kv, int h_c, int d) {
+  return detail::mea_workspace(site, total, h, h_kv, h_c, d).bytes;
+}
+inline size_t mea_workspace_bytes(const MeaLayerParams& y, const MeaOptions& o) {
+  return mea_workspace_bytes(o.site, y.attn.total_q, y.attn.h, y.attn.h_k, y.h_c, y.attn.d);
+}
+
+namespace detail {
+inline bool mea_aligned(const void* p, size_t n) {
+  return reinterpret_cast<uintptr_t>(p) % n == 0;
+}
+/// cu_seqlens_q and cu_seqlens_k are the same offsets: the same pointer, or host copies (which
+/// the attention's checks tie to the device arrays) with equal contents.
+inline bool mea_same_offsets(const int* x, const int* x_host, const int* y, const int* y_host,
+                             int b) {
+  if (x == y) return true;
+  if (!x || !y || !x_host || !y_host) return false;
+  for (int i = 0; i <= b; ++i)
+    if (x_host[i] != y_host[i]) return false;
+  return true;
+}
+}  // namespace detail
+
+namespace detail {
+
+/// The attention the layer runs: at the Output site k and v name the component rows the policy
+/// reads (RoPE(K_c) and V_c, [total, h_c, d]), so that the attention's checks see real operands.
+inline FlashBwdParams mea_attention(const MeaLayerParams& y, const MeaOptions& o) {
+  FlashBwdParams a = y.attn;
+  if (o.site == core::NormSite::kOutput) {
+    a.k = y.kc_rot, a.v = y.vc;
+    a.k_row_stride = a.v_row_stride = int64_t(y.h_c) * a.d;
+    a.k_head_stride = a.v_head_stride = a.d;
+  }
+  return a;
+}
+
+struct MeaPtr {
+  const void* p;
+  const char* name;
+};
+/// Non-null and aligned to `align` bytes, in order; the message names the first bad one.
+inline Status mea_check_ptrs(std::initializer_list<MeaPtr> ptrs, size_t align) {
+  for (const MeaPtr& x : ptrs) {
+    if (!x.p) return Status::InvalidArgument(std::string(x.name) + " is null");
+    if (!mea_aligned(x.p, align))
+      return Status::InvalidArgument(std::string(x.name) + " is not " + std::to_string(align) +
+                                     "-byte aligned");
+  }
+  return Status::Ok();
+}
+
+}  // namespace detail
+
+/// Every field of one layer; Ok means the pass (and the attention) will run it. Nothing is
+/// launched by this function.
+inline Status validate(const MeaLayerParams& y, const MeaOptions& o, bool backward,
+                       const void* workspace = nullptr, size_t workspace_bytes = 0) {
+  using detail::mea_check_ptrs;
+  if (o.site != core::NormSite::kKeyValue && o.site != core::NormSite::kOutput)
+    return Status::InvalidArgument("site: not a NormSite value");
+  const bool kv = o.site == core::NormSite::kKeyValue;
+  if (y.h_c < 1 || y.h_c > variants::kMeaMaxComponentHeads)
+    return Status::InvalidArgument("h_c = " + std::to_string(y.h_c) +
+                                   ": must be in [1, kMeaMaxComponentHeads = " +
+                                   std::to_string(variants::kMeaMaxComponentHeads) + "]");
+  const bool tokens = y.attn.total_q > 0;  // no tokens: no activation is read or written
+  if (!kv && tokens && (!y.kc_rot || !y.vc))
+    return Status::InvalidArgument(std::string(!y.kc_rot ? "kc_rot" : "vc") +
+                                   " is null (site Output: the attention reads it)");
+  const FlashBwdParams a = detail::mea_attention(y, o);
+  Status s = backward ? validate(a) : validate(static_cast<const FlashFwdParams&>(a));
+  if (!s.ok()) return Status(s.code(), std::string("attn: ") + s.message());
+  if (a.h_k > variants::kMeaMaxCompositeHeads)
+    return Status::InvalidArgument(
+        "attn.h_k = " + std::to_string(a.h_k) +
+        ": more than kMeaMaxCompositeHeads = " + std::to_string(variants::kMeaMaxCompositeHeads));
+  if (a.seqlen_k != a.seqlen_q || (backward && a.total_k != a.total_q) ||
+      !detail::mea_same_offsets(a.cu_seqlens_q, a.cu_seqlens_q_host, a.cu_seqlens_k,
+                                a.cu_seqlens_k_host, a.b))
+    return Status::InvalidArgument(
+        "attn: self-attention (seqlen_k = seqlen_q, total_k = total_q, cu_seqlens_k = "
+        "cu_seqlens_q) is required: the pass composes keys at the query's tokens");
+  const int64_t hd = int64_t(a.h) * a.d, kd = int64_t(a.h_k) * a.d;
+  if (a.q_row_stride != hd || a.q_head_stride != a.d ||
+      (kv && (a.k_row_stride != kd || a.k_head_stride != a.d || a.v_row_stride != kd ||
+              a.v_head_stride != a.d)) ||
+      (!kv && (a.o_row_stride != hd || a.o_head_stride != a.d)) ||
+      (backward && (a.dq_row_stride != hd || a.dq_head_stride != a.d || a.dk_row_stride != kd ||
+                    a.dk_head_stride != a.d || a.dv_row_stride != kd || a.dv_head_stride != a.d ||
+                    (!kv && (a.do_row_stride != hd || a.do_head_stride != a.d)))))
+    return Status::InvalidArgument(
+        "attn: the MEA pass needs contiguous [total, heads, d] operands (row stride heads * d, "
+        "head stride d)");
+  if (a.total_q > 0 && (!a.q || !a.k || !a.v))
+    return Status::InvalidArgument("attn.q / attn.k / attn.v (the pass's outputs) is null");
+  if (!(o.gn_eps > 0.f) || !std::isfinite(o.gn_eps))
+    return Status::InvalidArgument("gn_eps must be finite and > 0");
+  if (o.rope && (!(o.rope_theta > 1.f) || !std::isfinite(o.rope_theta)))
+    return Status::InvalidArgument("rope_theta must be finite and > 1");
+  // activations (T): 16-byte aligned like the attention's operands; parameters fp32
+  if (tokens)
+    if (Status t = mea_check_ptrs({{y.q, "q"}, {y.kc, "kc"}, {y.vc, "vc"}}, 16); !t.ok()) return t;
+  if (Status t = mea_check_ptrs({{y.a_k, "a_k"}, {y.a_v, "a_v"}}, 4); !t.ok()) return t;
+  if (kv) {
+    if (Status t = mea_check_ptrs({{y.gamma_k, "gamma_k"},
+                                   {y.beta_k, "beta_k"},
+                                   {y.gamma_v, "gamma_v"},
+                                   {y.beta_v, "beta_v"}},
+                                  4);
+        !t.ok())
+      return t;
+    for (const void* out : {a.q, a.k, a.v})
+      if (out && (out == y.kc || out == y.vc))
+        return Status::InvalidArgument(
+            "kc / vc: shared with attn.q / attn.k / attn.v, which the pass writes while other "
+            "tokens' K_c, V_c are read (and the backward recomposes K', V' from them)");
+  } else {
+    if (tokens)
+      if (Status t = mea_check_ptrs({{y.kc_rot, "kc_rot"}, {y.out, "out"}}, 16); !t.ok()) return t;
+    if (Status t = mea_check_ptrs({{y.gamma_o, "gamma_o"}, {y.beta_o, "beta_o"}}, 4); !t.ok())
+      return t;
+    if (tokens && (y.kc_rot == y.kc || y.kc_rot == y.vc || y.kc_rot == y.q || y.kc_rot == a.q))
+      return Status::InvalidArgument(
+          "kc_rot: shared with kc / vc / q / attn.q, which the pass reads or writes");
+    if (tokens && y.out == a.o)
+      return Status::InvalidArgument(
+          "out: shared with attn.o, the pre-GroupNorm output the backward needs");
+  }
+  if (backward) {
+    if (tokens)
+      if (Status t = mea_check_ptrs({{y.dq, "dq"}, {y.dkc, "dkc"}, {y.dvc, "dvc"}}, 16); !t.ok())
+        return t;
+    if (Status t = mea_check_ptrs({{y.da_k, "da_k"}, {y.da_v, "da_v"}}, 4); !t.ok()) return t;
+    if (kv) {
+      if (Status t = mea_check_ptrs({{y.dgamma_k, "dgamma_k"},
+                                     {y.dbeta_k, "dbeta_k"},
+                                     {y.dgamma_v, "dgamma_v"},
+                                     {y.dbeta_v, "dbeta_v"}},
+                                    4);
+          !t.ok())
+        return t;
+    } else if (Status t = mea_check_ptrs({{y.dgamma_o, "dgamma_o"}, {y.dbeta_o, "dbeta_o"}}, 4);
+               !t.ok()) {
+      return t;
+    }
+    for (const void* g : {y.dkc, y.dvc})
+      if (tokens && (g == y.kc || g == y.vc || (!kv && g == y.kc_rot)))
+        return Status::InvalidArgument(
+            "dkc / dvc: shared with kc / vc / kc_rot, which the backward reads to recompose K', "
+            "V'");
+    const size_t need = mea_workspace_bytes(y, o);
+    if (need > 0 && !workspace)
+      return Status::InvalidArgument("workspace (mea_workspace_bytes) is null");
+    if (workspace_bytes < need)
+      return Status::InvalidArgument("workspace_bytes = " + std::to_string(workspace_bytes) +
+                                     ": less than mea_workspace_bytes = " + std::to_string(need));
+    if (workspace && !detail::mea_aligned(workspace, 16))
+      return Status::InvalidArgument("workspace is not 16-byte aligned");
+  }
+  return Status::Ok();
+}
+
+namespace detail {
+
+inline variants::MeaLayer mea_layer(const MeaLayerParams& y, const MeaOptions& o, bool backward,
+                                    void* workspace) {
+  const FlashBwdParams& a = y.attn;
+  const bool kv = o.site == core::NormSite::kKeyValue;
+  variants::MeaLayer p;
+  p.total = a.total_q, p.h = a.h, p.h_kv = a.h_k, p.h_c = y.h_c;
+  p.cu_seqlens = a.cu_seqlens_q, p.b = a.b, p.seqlen = a.seqlen_q;
+  p.gn = kv, p.eps = o.gn_eps, p.rope = o.rope, p.rope_theta = o.rope_theta;
+  p.a_k = y.a_k, p.a_v = y.a_v;
+  p.gamma_k = y.gamma_k, p.beta_k = y.beta_k, p.gamma_v = y.gamma_v, p.beta_v = y.beta_v;
+  p.q = y.q, p.vc = y.vc;
+  p.kc = kv || !backward ? y.kc : y.kc_rot;  // Output: the backward reads RoPE(K_c)
+  p.q_rot = const_cast<void*>(a.q);
+  p.k_attn = kv ? const_cast<void*>(a.k) : y.kc_rot;
+  p.v_attn = kv ? const_cast<void*>(a.v) : nullptr;
+  p.dq_rot = a.dq, p.dk_attn = a.dk, p.dv_attn = a.dv;
+  p.dq = y.dq, p.dkc = y.dkc, p.dvc = y.dvc;
+  p.partial = static_cast<float*>(workspace);
+  return p;
+}
+
+inline variants::MeaOutputAttention mea_output_policy(const MeaLayerParams& y, const MeaOptions& o,
+                                                      void* workspace) {
+  variants::MeaOutputAttention v;
+  v.kc_rot = y.kc_rot, v.vc = y.vc, v.a_k = y.a_k, v.a_v = y.a_v, v.h_c = y.h_c;
+  v.gamma = y.gamma_o, v.beta = y.beta_o, v.eps = o.gn_eps, v.out = y.out;
+  v.dy = y.attn.dout;
+  if (workspace) {
+    const MeaWorkspace w =
+        mea_workspace(o.site, y.attn.total_q, y.attn.h, y.attn.h_k, y.h_c, y.attn.d);
+    v.stats = reinterpret_cast<float*>(static_cast<char*>(workspace) + w.stats);
+  }
+  return v;
+}
+
+template <class T, int D>
+Status mea_launch(const MeaLayerParams& y, const MeaOptions& o, bool backward, void* workspace,
+                  cudaStream_t stream) {
+  const variants::MeaLayer p = mea_layer(y, o, backward, workspace);
+  const variants::MeaGeometry g = variants::mea_geometry(p.total, p.h_kv, p.h_c, D);
+  const size_t smem = size_t(variants::mea_smem_floats(g.m, p.h_kv, p.h_c, D)) * sizeof(float);
+  if (g.blocks > 0) {
+    if (Status s = launch(
+            backward ? variants::mea_backward_kernel<T, D> : variants::mea_forward_kernel<T, D>,
+            dim3(unsigned(g.blocks)), dim3(unsigned(g.threads())), smem, stream, p);
+        !s.ok())
+      return s;
+  }
+  if (!backward) return Status::Ok();
+  variants::MeaReduce r;  // zero blocks: the reduction writes zero gradients
+  r.partial = p.partial, r.blocks = g.blocks, r.h_kv = p.h_kv, r.h_c = p.h_c, r.d = D;
+  r.gn = p.gn;
+  r.da_k = y.da_k, r.da_v = y.da_v, r.dgamma_k = y.dgamma_k, r.dbeta_k = y.dbeta_k;
+  r.dgamma_v = y.dgamma_v, r.dbeta_v = y.dbeta_v;
+  const int64_t n = p.gn ? variants::mea_partial_floats(p.h_kv, p.h_c, D) : 2 * p.h_c * p.h_kv;
+  if (Status s = launch(
+          variants::mea_reduce_kernel<variants::kMeaReduceThreads>,
+          dim3(unsigned((n + variants::kMeaReduceThreads - 1) / variants::kMeaReduceThreads)),
+          dim3(variants::kMeaReduceThreads), 0, stream, r);
+      !s.ok() || p.gn)
+    return s;
+  // site Output: dgamma_o, dbeta_o from O, dL/dout and the statistics the preprocess stored
+  const MeaWorkspace w = mea_workspace(o.site, p.total, p.h, p.h_kv, p.h_c, D);
+  variants::MeaOutputGnGrad gp;
+  gp.o = y.attn.o, gp.dy = y.attn.dout, gp.total = p.total, gp.h = p.h, gp.d = D;
+  if (workspace) {  // none for zero tokens: the sums below then write zeros
+    gp.stats = reinterpret_cast<const float*>(static_cast<char*>(workspace) + w.stats);
+    gp.partial = reinterpret_cast<float*>(static_cast<char*>(workspace) + w.gn);
+  }
+  const int chunks = mea_output_chunks(p.total, gp.tokens_per_chunk);
+  const int64_t hd = int64_t(p.h) * D;
+  const unsigned cols =
+      unsigned((hd + variants::kMeaColumnThreads - 1) / variants::kMeaColumnThreads);
+  if (chunks > 0)
+    if (Status s =
+            launch(variants::mea_output_gn_partial_kernel<T, variants::kMeaColumnThreads>,
+                   dim3(cols, unsigned(chunks)), dim3(variants::kMeaColumnThreads), 0, stream, gp);
+        !s.ok())
+      return s;
+  for (int q = 0; q < 2; ++q)
+    if (Status s = launch(variants::mea_sum_kernel<variants::kMeaColumnThreads>, dim3(cols),
+                          dim3(variants::kMeaColumnThreads), 0, stream,
+                          static_cast<const float*>(gp.partial ? gp.partial + q * hd : nullptr),
+                          2 * hd, chunks, hd, q == 0 ? y.dgamma_o : y.dbeta_o);
+        !s.ok())
+      return s;
+  return Status::Ok();
+}
+template <class T>
+Status mea_launch_dtype(const MeaLayerParams& y, const MeaOptions& o, bool backward,
+                        void* workspace, cudaStream_t stream) {
+  switch (y.attn.d) {
+    case 64:
+      return mea_launch<T, 64>(y, o, backward, workspace, stream);
+    case 96:
+      return mea_launch<T, 96>(y, o, backward, workspace, stream);
+    default:
+      return mea_launch<T, 128>(y, o, backward, workspace, stream);
+  }
+}
+inline Status mea_launch_pass(const MeaLayerParams& y, const MeaOptions& o, bool backward,
+                              void* workspace, cudaStream_t stream) {
+  return y.attn.dtype == Dtype::kBf16
+             ? mea_launch_dtype<__nv_bfloat16>(y, o, backward, workspace, stream)
+             : mea_launch_dtype<__half>(y, o, backward, workspace, stream);
+}
+
+}  // namespace detail
+
+/// Forward of one layer: validates, then runs the pass and the attention.
+inline Status mea_forward(const MeaLayerParams& y, const MeaOptions& o, cudaStream_t stream = 0) {
+  if (Status s = validate(y, o, false); !s.ok()) return s;
+  if (Status s = detail::mea_launch_pass(y, o, false, nullptr, stream); !s.ok()) return s;
+  const FlashBwdParams a = detail::mea_attention(y, o);
+  if (o.site == core::NormSite::kKeyValue) return flash_fwd(a, stream);
+  return flash_fwd(a, detail::mea_output_policy(y, o, nullptr), stream);
+}
+
+/// Backward of one layer (after its forward): validates, then runs the attention's backward and
+/// the pass's. `workspace`: mea_workspace_bytes(y, o) bytes, 16-byte aligned.
+inline Status mea_backward(const MeaLayerParams& y, const MeaOptions& o, void* workspace,
+                           size_t workspace_bytes, cudaStream_t stream = 0) {
+  if (Status s = validate(y, o, true, workspace, workspace_bytes); !s.ok()) return s;
+  FlashBwdParams a = detail::mea_attention(y, o);
+  if (o.site == core::NormSite::kKeyValue) {
+    if (Status s = flash_bwd(a, stream); !s.ok()) return s;
+  } else {
+    const variants::MeaOutputAttention v = detail::mea_output_policy(y, o, workspace);
+    if (a.total_q > 0) {  // the dQ and dK/dV kernels read the GroupNorm's dO from the workspace
+      const detail::MeaWorkspace w =
+          detail::mea_workspace(o.site, a.total_q, a.h, a.h_k, y.h_c, a.d);
+      a.dout = static_cast<char*>(workspace) + w.dout;
+      a.do_row_stride = int64_t(a.h) * a.d, a.do_head_stride = a.d;
+    }
+    if (Status s = flash_bwd(a, v, stream); !s.ok()) return s;
+  }
+  return detail::mea_launch_pass(y, o, true, workspace, stream);
+}
+
+/// A stack of independent MEA layers: forward 0 .. L-1, backward L-1 .. 0. Every layer is
+/// validated before anything is launched.
+struct MeaStack {
+  MeaOptions options;
+  std::vector<MeaLayerParams> layers;
+  void* workspace = nullptr;  ///< backward: max over the layers of mea_workspace_bytes
+  size_t workspace_bytes = 0;
+
+  Status validate(bool backward) const {
+    if (layers.empty()) return Status::InvalidArgument("layers is empty");
+    for (size_t l = 0; l < layers.size(); ++l)
+      if (Status s = api::validate(layers[l], options, backward, workspace, workspace_bytes);
+          !s.ok())
+        return Status(s.code(), "layers[" + std::to_string(l) + "]." + s.message());
+    return Status::Ok();
+  }
+
+  Status forward(cudaStream_t stream = 0) const {
+    if (Status s = validate(false); !s.ok()) return s;
+    for (const MeaLayerParams& y : layers)
+      if (Status s = mea_forward(y, options, stream); !s.ok()) return s;
+    return Status::Ok();
+  }
+
+  Status backward(cudaStream_t stream = 0) const {
+    if (Status s = validate(true); !s.ok()) return s;
+    for (size_t l = layers.size(); l-- > 0;)
+      if (Status s = mea_backward(layers[l], options, workspace, workspace_bytes, stream); !s.ok())
+        return s;
+    return Status::Ok();
+  }
+};
+
+}  // namespace strata::api
