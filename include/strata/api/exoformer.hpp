@@ -208,13 +208,7 @@ struct ExoStack {
         backward ? api::validate(a) : api::validate(static_cast<const FlashFwdParams&>(a));
     if (!s.ok()) return Status(s.code(), at + "attn: " + s.message());
     const FlashBwdParams& f = layers[0].attn;
-    if (a.total_q != f.total_q || a.h != f.h || a.h_k != f.h_k || a.d != f.d ||
-        a.dtype != f.dtype || a.b != f.b || a.seqlen_q != f.seqlen_q || a.seqlen_k != a.seqlen_q ||
-        (backward && a.total_k != a.total_q) ||
-        !detail::same_offsets(a.cu_seqlens_q, a.cu_seqlens_q_host, a.cu_seqlens_k,
-                              a.cu_seqlens_k_host, a.b) ||
-        !detail::same_offsets(a.cu_seqlens_q, a.cu_seqlens_q_host, f.cu_seqlens_q,
-                              f.cu_seqlens_q_host, a.b))
+    if (a.h != f.h || !detail::same_token_attention(a, f, backward))
       return Status::InvalidArgument(
           at +
           "attn: self-attention over layer 0's tokens (total, h, h_k, d, dtype, cu_seqlens "

@@ -67,6 +67,20 @@ inline bool same_offsets(const int* x, const int* x_host, const int* y, const in
   return true;
 }
 
+/// Layer attention `a` runs over the tokens of a stack's layer 0 attention `f`, as cross-layer
+/// methods that read other layers' rows at the same token need: self-attention (seqlen_k =
+/// seqlen_q, the same offsets; total_k = total_q in the backward) with f's tokens, KV heads, head
+/// dim, dtype and batch.
+inline bool same_token_attention(const FlashBwdParams& a, const FlashBwdParams& f, bool backward) {
+  return a.total_q == f.total_q && a.h_k == f.h_k && a.d == f.d && a.dtype == f.dtype &&
+         a.b == f.b && a.seqlen_q == f.seqlen_q && a.seqlen_k == a.seqlen_q &&
+         (!backward || a.total_k == a.total_q) &&
+         same_offsets(a.cu_seqlens_q, a.cu_seqlens_q_host, a.cu_seqlens_k, a.cu_seqlens_k_host,
+                      a.b) &&
+         same_offsets(a.cu_seqlens_q, a.cu_seqlens_q_host, f.cu_seqlens_q, f.cu_seqlens_q_host,
+                      a.b);
+}
+
 /// The storage type is one Strata compiles (bf16, fp16) and d a compiled head dimension.
 inline Status check_dtype_and_head_dim(Dtype dtype, int d) {
   if (dtype != Dtype::kBf16 && dtype != Dtype::kFp16)

@@ -124,16 +124,6 @@ namespace detail {
 inline bool mea_aligned(const void* p, size_t n) {
   return reinterpret_cast<uintptr_t>(p) % n == 0;
 }
-/// cu_seqlens_q and cu_seqlens_k are the same offsets: the same pointer, or host copies (which
-/// the attention's checks tie to the device arrays) with equal contents.
-inline bool mea_same_offsets(const int* x, const int* x_host, const int* y, const int* y_host,
-                             int b) {
-  if (x == y) return true;
-  if (!x || !y || !x_host || !y_host) return false;
-  for (int i = 0; i <= b; ++i)
-    if (x_host[i] != y_host[i]) return false;
-  return true;
-}
 }  // namespace detail
 
 namespace detail {
@@ -191,8 +181,8 @@ inline Status validate(const MeaLayerParams& y, const MeaOptions& o, bool backwa
         "attn.h_k = " + std::to_string(a.h_k) +
         ": more than kMeaMaxCompositeHeads = " + std::to_string(variants::kMeaMaxCompositeHeads));
   if (a.seqlen_k != a.seqlen_q || (backward && a.total_k != a.total_q) ||
-      !detail::mea_same_offsets(a.cu_seqlens_q, a.cu_seqlens_q_host, a.cu_seqlens_k,
-                                a.cu_seqlens_k_host, a.b))
+      !detail::same_offsets(a.cu_seqlens_q, a.cu_seqlens_q_host, a.cu_seqlens_k,
+                            a.cu_seqlens_k_host, a.b))
     return Status::InvalidArgument(
         "attn: self-attention (seqlen_k = seqlen_q, total_k = total_q, cu_seqlens_k = "
         "cu_seqlens_q) is required: the pass composes keys at the query's tokens");
