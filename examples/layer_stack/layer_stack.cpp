@@ -201,7 +201,8 @@ int main() {
     mc.h_c = output_site ? kKvHeads / 2 : kKvHeads;
     const cost::NormSite site = output_site ? cost::NormSite::kOutput : cost::NormSite::kKeyValue;
     const double bytes =
-        kLayers * (output_site ? moved(cost::mea_output_fused_forward_traffic(m, mc.h_c, bf) +
+        kLayers * (output_site ? moved(cost::mea_output_prepass_forward_traffic(m, mc.h_c, bf) +
+                                       cost::mea_output_epilogue_forward_traffic(m, bf) +
                                        cost::mea_output_fused_backward_traffic(m, mc.h_c, bf))
                                : moved(cost::mea_kv_fused_forward_traffic(m, mc.h_c, bf) +
                                        cost::mea_kv_fused_backward_traffic(m, mc.h_c, bf)));

@@ -1,6 +1,7 @@
 // Traffic of the fused token-local passes (issue: at most 1.05x the cost model's minimum bytes),
 // counted by the simulator's traffic build: every byte a launch loads from or stores to the
 // problem's tensors and workspaces, against strata/cost's minimum for the pass.
+#include <strata/api/mea.hpp>
 #include <strata/api/qk_norm_rope.hpp>
 #include <strata/cost/depth.hpp>
 #include <strata/cost/exoformer.hpp>
@@ -23,6 +24,7 @@ namespace {
 
 namespace traffic = strata::sim::traffic;
 namespace api = strata::api;
+namespace att = strata::attention;
 namespace cost = strata::cost;
 using bf16 = __nv_bfloat16;
 
@@ -359,6 +361,70 @@ TEST(TokenLocalTraffic, MeaKeyValuePassWithinFivePercentOfTheMinimum) {
   check_mea_kv_pass<64>(3000, 8, 4, 2);   // virtual heads
   check_mea_kv_pass<128>(2000, 8, 4, 4);  // full MEA
   check_mea_kv_pass<96>(1500, 4, 2, 1);
+}
+
+/// MEA's Output-site token-local passes (the attention around them is not counted): forward,
+/// RoPE on q and K_c; backward, the HLC backward from dK', dV' with RoPE's backward of dq and K_c,
+/// and the GroupNorm's dγ_o, dβ_o from O, dL/dout and the preprocess's row statistics; against
+/// cost::mea_output_{prepass_forward,fused_backward}_traffic.
+template <int D>
+void check_mea_output_passes(int tokens, int H, int Hk, int Hc) {
+  strata_test::SimGuard guard;
+  traffic::clear();
+  std::vector<int> cu = {0, tokens / 3, tokens};
+  auto act = [](size_t n, int period) {
+    std::vector<bf16> x(n);
+    for (size_t i = 0; i < n; ++i)
+      x[i] = strata::core::from_float<bf16>(0.1f * float(int(i % period) - period / 2));
+    return x;
+  };
+  const size_t nq = size_t(tokens) * H * D, nk = size_t(tokens) * Hk * D,
+               nc = size_t(tokens) * Hc * D, na = size_t(Hc) * size_t(Hk), no = size_t(H) * D;
+  std::vector<bf16> q = act(nq, 13), kc = act(nc, 7), vc = act(nc, 5), q_rot(nq), kc_rot(nc);
+  std::vector<bf16> dq_rot = act(nq, 6), dk = act(nk, 8), dv = act(nk, 10), o = act(nq, 9),
+                    dout = act(nq, 4), dq(nq), dkc(nc), dvc(nc);
+  std::vector<float> ak(na, 0.5f), av(na, 0.7f), dak(na), dav(na), dg(no), db(no);
+  api::MeaOptions opt;
+  opt.site = strata::core::NormSite::kOutput;
+  api::MeaLayerParams y;
+  att::FlashBwdParams& a = y.attn;
+  a.dtype = att::Dtype::kBf16, a.b = 2, a.h = H, a.h_k = Hk, a.d = D;
+  a.total_q = a.total_k = tokens, a.seqlen_q = a.seqlen_k = tokens - tokens / 3;
+  a.cu_seqlens_q = a.cu_seqlens_k = a.cu_seqlens_q_host = a.cu_seqlens_k_host = cu.data();
+  a.q = q_rot.data(), a.dq = dq_rot.data(), a.dk = dk.data(), a.dv = dv.data();
+  a.o = o.data(), a.dout = dout.data();
+  y.h_c = Hc, y.q = q.data(), y.kc = kc.data(), y.vc = vc.data(), y.kc_rot = kc_rot.data();
+  y.a_k = ak.data(), y.a_v = av.data(), y.da_k = dak.data(), y.da_v = dav.data();
+  y.dq = dq.data(), y.dkc = dkc.data(), y.dvc = dvc.data();
+  y.dgamma_o = dg.data(), y.dbeta_o = db.data();
+  std::vector<float> work(api::mea_workspace_bytes(y, opt) / sizeof(float) + 4, 0.5f);
+  for (auto* v : {&q, &kc, &vc, &q_rot, &kc_rot, &dq_rot, &dk, &dv, &o, &dout, &dq, &dkc, &dvc})
+    watch(*v);
+  for (auto* v : {&ak, &av, &dak, &dav, &dg, &db, &work}) watch(*v);
+  cost::ModelShape m;
+  m.num_heads = H, m.num_kv_heads = Hk, m.head_dim = D;
+  const int64_t fwd_min =
+      cost::mea_output_prepass_forward_traffic(m, Hc, cost::kBf16).total(tokens);
+  const int64_t bwd_min = cost::mea_output_fused_backward_traffic(m, Hc, cost::kBf16).total(tokens);
+  const int64_t fwd = bytes_moved(
+      [&] { return api::detail::mea_launch<bf16, D>(y, opt, false, nullptr, nullptr); });
+  const int64_t bwd = bytes_moved(
+      [&] { return api::detail::mea_launch<bf16, D>(y, opt, true, work.data(), nullptr); });
+  std::printf(
+      "mea output passes d %d tokens %d H %d/%d H_c %d: forward %lld / %lld B (%.4fx), backward "
+      "%lld / %lld B (%.4fx)\n",
+      D, tokens, H, Hk, Hc, (long long)fwd, (long long)fwd_min, double(fwd) / double(fwd_min),
+      (long long)bwd, (long long)bwd_min, double(bwd) / double(bwd_min));
+  EXPECT_GE(fwd, fwd_min);
+  EXPECT_LE(double(fwd), 1.05 * double(fwd_min));
+  EXPECT_GE(bwd, bwd_min);
+  EXPECT_LE(double(bwd), 1.05 * double(bwd_min));
+  traffic::clear();
+}
+
+TEST(TokenLocalTraffic, MeaOutputPassesWithinFivePercentOfTheMinimum) {
+  check_mea_output_passes<64>(3000, 8, 4, 2);  // virtual heads
+  check_mea_output_passes<128>(2000, 8, 4, 4);
 }
 
 }  // namespace

@@ -285,7 +285,7 @@ struct ExoRun {
       st.layers.push_back(y);
     }
     work.assign(strata::api::exo_workspace_bytes(int(nq), H, D) / 4 + 1, NAN);
-    st.workspace = work.data();
+    st.workspace = work.data(), st.workspace_bytes = work.size() * sizeof(float);
   }
 };
 

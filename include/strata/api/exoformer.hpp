@@ -16,6 +16,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cmath>
 #include <string>
 #include <vector>
 
@@ -96,6 +97,7 @@ struct ExoStack {
   ExoAnchors anchors;
   std::vector<ExoStackLayer> layers;
   float* workspace = nullptr;  ///< backward: exo_workspace_bytes(total, h, d)
+  size_t workspace_bytes = 0;  ///< its size, checked
 
   /// Every field of every layer, before anything runs.
   Status validate(bool backward) const {
@@ -105,11 +107,12 @@ struct ExoStack {
         o.granularity != core::MixGranularity::kHeadwise &&
         o.granularity != core::MixGranularity::kScalar)
       return Status::InvalidArgument("options.granularity: not a MixGranularity value");
-    if (!(o.norm_eps > 0.f)) return Status::InvalidArgument("options.norm_eps must be positive");
-    if (!(o.anchor_eps > 0.f))
-      return Status::InvalidArgument("options.anchor_eps must be positive");
-    if (o.rope && !(o.rope_theta > 1.f))
-      return Status::InvalidArgument("options.rope_theta must be above 1");
+    if (!(o.norm_eps > 0.f) || !std::isfinite(o.norm_eps))
+      return Status::InvalidArgument("options.norm_eps must be positive and finite");
+    if (!(o.anchor_eps > 0.f) || !std::isfinite(o.anchor_eps))
+      return Status::InvalidArgument("options.anchor_eps must be positive and finite");
+    if (o.rope && (!(o.rope_theta > 1.f) || !std::isfinite(o.rope_theta)))
+      return Status::InvalidArgument("options.rope_theta must be finite and above 1");
     const FlashBwdParams& f = layers[0].attn;
     const int L = int(layers.size());
     for (int p = 0; p < kExoStreams; ++p) {
@@ -134,6 +137,16 @@ struct ExoStack {
     }
     if (backward && f.total_q > 0 && !workspace)
       return Status::InvalidArgument("workspace (exo_workspace_bytes) is null");
+    if (backward && workspace_bytes < exo_workspace_bytes(f.total_q, f.h, f.d))
+      return Status::InvalidArgument("workspace_bytes = " + std::to_string(workspace_bytes) +
+                                     ": less than exo_workspace_bytes = " +
+                                     std::to_string(exo_workspace_bytes(f.total_q, f.h, f.d)));
+    for (int p = 0; backward && L > 1 && p < kExoStreams; ++p)
+      for (int q = p + 1; q < kExoStreams; ++q)
+        if (anchors.acc[size_t(p)] == anchors.acc[size_t(q)])
+          return Status::InvalidArgument(std::string("anchors.") + stream_name(p) +
+                                         ".acc: shared with anchors." + stream_name(q) +
+                                         ".acc (the streams run concurrently)");
     for (size_t l = 0; l < layers.size(); ++l)
       if (Status s = validate_layer(l, backward); !s.ok()) return s;
     return Status::Ok();
@@ -246,6 +259,17 @@ struct ExoStack {
         if (out.ptr == anchors.anchor[size_t(q)].ptr)
           return Status::InvalidArgument(n + " output (attn / gate): overwrites anchors." +
                                          stream_name(q) + ", which every layer reads");
+      for (int q = 0; backward && q < kExoStreams; ++q) {
+        // written before the pass (the attention's gradients) or by every layer (dP), while
+        // P and the anchors are read again
+        const void* dout = dout_of(y, q).ptr;
+        if (dout == m.p[size_t(p)].ptr || dout == anchors.anchor[size_t(p)].ptr ||
+            m.dp[size_t(q)].ptr == anchors.anchor[size_t(p)].ptr ||
+            (q != p && m.dp[size_t(q)].ptr == m.p[size_t(p)].ptr))
+          return Status::InvalidArgument(n + " / anchors." + stream_name(p) +
+                                         ": overwritten by a gradient (attn / gate / mix.dp) "
+                                         "before the backward reads it");
+      }
       if (backward && out.ptr == m.p[size_t(p)].ptr)
         return Status::InvalidArgument(n +
                                        ": the backward needs the raw projection; the mixed "

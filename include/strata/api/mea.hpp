@@ -231,6 +231,10 @@ inline Status validate(const MeaLayerParams& y, const MeaOptions& o, bool backwa
     if (tokens && y.out == a.o)
       return Status::InvalidArgument(
           "out: shared with attn.o, the pre-GroupNorm output the backward needs");
+    if (tokens &&
+        (a.q == y.kc || a.q == y.vc || y.out == y.kc_rot || y.out == y.vc || y.out == a.q))
+      return Status::InvalidArgument(
+          "attn.q / out: shared with kc / vc / kc_rot / attn.q, which other tokens still read");
   }
   if (backward) {
     if (tokens)
@@ -254,6 +258,16 @@ inline Status validate(const MeaLayerParams& y, const MeaOptions& o, bool backwa
         return Status::InvalidArgument(
             "dkc / dvc: shared with kc / vc / kc_rot, which the backward reads to recompose K', "
             "V'");
+    // the attention's gradients are written first and the pass reads the components after
+    for (const void* g : {a.dq, a.dk, a.dv})
+      if (tokens && g && (g == y.kc || g == y.vc || (!kv && g == y.kc_rot)))
+        return Status::InvalidArgument(
+            "attn.dq / dk / dv: shared with kc / vc / kc_rot, which the pass reads after the "
+            "attention's backward wrote them");
+    // dK_c is written while other blocks still read dK', dV' (the K side runs before the V side)
+    if (tokens && (y.dkc == a.dk || y.dkc == a.dv || y.dvc == a.dk || y.dvc == a.dv))
+      return Status::InvalidArgument(
+          "dkc / dvc: shared with attn.dk / attn.dv, which the pass reads while writing them");
     const size_t need = mea_workspace_bytes(y, o);
     if (need > 0 && !workspace)
       return Status::InvalidArgument("workspace (mea_workspace_bytes) is null");

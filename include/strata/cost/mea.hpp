@@ -146,26 +146,35 @@ constexpr Traffic mea_kv_fused_backward_traffic(const ModelShape& m, int64_t num
   return t;
 }
 
-/// Minimum traffic per token of the Output site's token-local work, forward: RoPE on q and on the
-/// H_c component keys before the attention expands them in its tiles (read and write H·d + H_c·d;
-/// the GroupNorm is the attention epilogue's, which writes O and the normalised output).
-constexpr Traffic mea_output_fused_forward_traffic(const ModelShape& m, int64_t num_component_heads,
-                                                   const Storage& s) {
+/// Minimum traffic per token of the Output site's token-local forward pass: RoPE on q and on the
+/// H_c component keys, which the attention then expands in its tiles (read and write H·d + H_c·d).
+/// The GroupNorm is the attention epilogue's (mea_output_epilogue_forward_traffic).
+constexpr Traffic mea_output_prepass_forward_traffic(const ModelShape& m,
+                                                     int64_t num_component_heads,
+                                                     const Storage& s) {
   const int64_t qc = (m.num_heads + num_component_heads) * m.head_dim;
   Traffic t;
   t.read = s.act * qc;
-  t.write = s.act * qc + s.act * m.num_heads * m.head_dim;  // O besides the normalised output
-  t.read_fixed = s.param * 2 * m.num_heads * m.head_dim;    // γ, β
+  t.write = s.act * qc;
   return t;
 }
-/// Backward: the HLC backward from the attention's dK', dV' (mea_hlc_backward_traffic at the
-/// Output site), RoPE's backward of dq (read dq_rot, write dq), and the GroupNorm's parameter
-/// gradients from O and dL/dout (read H·d each; dγ, dβ written).
+/// Extra traffic per token of the Output-site GroupNorm in the attention epilogue: the
+/// normalised output is written besides O (H·d), which the backward needs. Fixed: γ, β.
+constexpr Traffic mea_output_epilogue_forward_traffic(const ModelShape& m, const Storage& s) {
+  Traffic t;
+  t.write = s.act * m.num_heads * m.head_dim;
+  t.read_fixed = s.param * 2 * m.num_heads * m.head_dim;
+  return t;
+}
+/// The Output site's token-local backward passes: the HLC backward from the attention's dK', dV'
+/// (mea_hlc_backward_traffic at the Output site), RoPE's backward of dq (read dq_rot, write dq),
+/// and the GroupNorm's parameter gradients from O, dL/dout (H·d each) and the row statistics the
+/// attention's preprocess stored (mean and 1/σ, fp32 per head); dγ, dβ written.
 constexpr Traffic mea_output_fused_backward_traffic(const ModelShape& m,
                                                     int64_t num_component_heads, const Storage& s) {
   const int64_t hd = m.num_heads * m.head_dim;
   Traffic t = mea_hlc_backward_traffic(m, num_component_heads, NormSite::kOutput, s);
-  t.read += s.act * 3 * hd;
+  t.read += s.act * 3 * hd + s.acc * 2 * m.num_heads;
   t.write += s.act * hd;
   t.read_fixed += s.param * 2 * hd;
   t.write_fixed += s.acc * 2 * hd;

@@ -425,11 +425,12 @@ __global__ void __launch_bounds__(Threads) mea_reduce_kernel(const MeaReduce p) 
 // Site Output (GroupNorm on each head's attention output, SPEC §4a reading B):
 //   forward   the pass above (gn = false) writes q_rot = RoPE(q) and RoPE(K_c); the attention
 //             runs with MeaOutputAttention, whose load_k / load_v build each tile's composite
-//             rows K'[h] = sum_c A^K[c,h] RoPE(K_c)[c], V'[h] = sum_c A^V[c,h] V_c[c] in fp32 (one
-//             rounding to T, like a stored operand): virtual heads are never materialised. Its
-//             store_o writes the attention output O (pre-GN, rounded to T: the operand of
-//             FlashAttention's backward, D = rowsum(dO o O), and the input of the GN backward)
-//             and out = GN(O as stored) with the quad's row reducer.
+//             rows K'[h] = sum_c A^K[c,h] RoPE(K_c)[c], V'[h] = sum_c A^V[c,h] V_c[c] in fp32 and
+//             round them to T like a stored operand (for K' a second rounding: RoPE(K_c) is
+//             itself stored in T, and dA^K uses it as stored): virtual heads are never
+//             materialised. Its store_o writes the attention output O (pre-GN, rounded to T: the
+//             operand of FlashAttention's backward, D = rowsum(dO o O), and the input of the GN
+//             backward) and out = GN(O as stored) with the quad's row reducer.
 //   backward  preprocess (one thread per (token, head) row) turns dL/dout into dO = GN'(O) dL/dout,
 //             written to the dO workspace the dQ and dK/dV kernels read, stores the row's
 //             (mu, 1/sigma) and returns D = rowsum(dO o O) (dO as stored); the flash backward
@@ -573,8 +574,11 @@ template <class T, int Threads = kMeaColumnThreads>
 __global__ void __launch_bounds__(Threads) mea_output_gn_partial_kernel(const MeaOutputGnGrad p) {
   const int64_t hd = int64_t(p.h) * p.d;
   const int64_t col = int64_t(blockIdx.x) * Threads + threadIdx.x;
-  if (col >= hd) return;  // no collective below
-  const int hh = int(col / p.d);
+  // h d is a multiple of 32 (d is 64, 96 or 128): whole warps leave here, and each warp's 32
+  // columns lie in one head, whose row statistics lanes 0 and 1 load and share (read once per
+  // warp, not once per column)
+  if (col >= hd) return;
+  const int hh = int(col / p.d), lane = int(threadIdx.x % 32);
   const int t0 = int(blockIdx.y) * p.tokens_per_chunk;
   const int t1 = t0 + p.tokens_per_chunk < p.total ? t0 + p.tokens_per_chunk : p.total;
   const T* o = static_cast<const T*>(p.o);
@@ -582,8 +586,9 @@ __global__ void __launch_bounds__(Threads) mea_output_gn_partial_kernel(const Me
   float dg = 0.f, db = 0.f;
   for (int t = t0; t < t1; ++t) {
     const int64_t row = int64_t(t) * p.h + hh;
-    const float xh =
-        (core::to_float(o[int64_t(t) * hd + col]) - p.stats[2 * row]) * p.stats[2 * row + 1];
+    const float st = lane < 2 ? p.stats[2 * row + lane] : 0.f;
+    const float mu = arch::shfl(st, 0), rs = arch::shfl(st, 1);
+    const float xh = (core::to_float(o[int64_t(t) * hd + col]) - mu) * rs;
     const float g = core::to_float(dy[int64_t(t) * hd + col]);
     dg += g * xh;
     db += g;
