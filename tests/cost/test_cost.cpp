@@ -472,6 +472,22 @@ TEST(Mea, FusedPassByteMinimaHandComputed) {
   // backward: read dK', dV' (64) and K_c, V_c (32); write dK_c, dV_c (32)
   EXPECT_EQ(mea_hlc_backward_traffic(m, 2, NormSite::kKeyValue, kBf16),
             (Traffic{.read = 192, .write = 64, .read_fixed = 576, .write_fixed = 576}));
+  // Strata's KeyValue pass also rotates q (H·d = 32: read and write 64 B; backward dq_rot, dq)
+  EXPECT_EQ(mea_kv_fused_forward_traffic(m, 2, kBf16),
+            (Traffic{.read = 128, .write = 192, .read_fixed = 4 * (16 + 128)}));
+  EXPECT_EQ(mea_kv_fused_backward_traffic(m, 2, kBf16),
+            (Traffic{.read = 256, .write = 128, .read_fixed = 576, .write_fixed = 576}));
+  // Output site: the prepass rotates q and K_c (32 + 16 elements each way); the epilogue writes O
+  // besides GN(O) and reads γ, β; the backward: dK', dV' (64) + RoPE(K_c), V_c (32) + dq_rot, O,
+  // dL/dout (96) bf16 and the row statistics (2·4 fp32) read; dK_c, dV_c (32) and dq (32) written
+  EXPECT_EQ(mea_output_prepass_forward_traffic(m, 2, kBf16), (Traffic{.read = 96, .write = 96}));
+  EXPECT_EQ(mea_output_epilogue_forward_traffic(m, kBf16),
+            (Traffic{.write = 64, .read_fixed = 4 * 64}));
+  EXPECT_EQ(mea_output_fused_backward_traffic(m, 2, kBf16),
+            (Traffic{.read = 2 * (64 + 32 + 96) + 32,
+                     .write = 2 * (32 + 32),
+                     .read_fixed = 4 * (16 + 64),
+                     .write_fixed = 4 * (16 + 64)}));
 }
 
 // ---- Gated Attention (SPEC 5b, 5c, 5d)
