@@ -33,6 +33,14 @@ void watch(std::vector<T>& v) {
   traffic::watch(v.data(), v.size() * sizeof(T));
 }
 
+/// n bf16 activations of a repeating pattern (values in [-period/20, period/20)).
+std::vector<bf16> act(size_t n, int period) {
+  std::vector<bf16> x(n);
+  for (size_t i = 0; i < n; ++i)
+    x[i] = strata::core::from_float<bf16>(0.1f * float(int(i % period) - period / 2));
+  return x;
+}
+
 /// Bytes loaded plus stored by every launch of `run`.
 template <class F>
 int64_t bytes_moved(F run) {
@@ -107,12 +115,6 @@ void check_depth_pass(int tokens) {
   const int H = 8, Hk = 2, N = 2;
   const std::vector<int> cu = {0, tokens / 2, tokens};
   const size_t nq = size_t(tokens) * H * D, nk = size_t(tokens) * Hk * D;
-  auto act = [](size_t n, int period) {
-    std::vector<bf16> x(n);
-    for (size_t i = 0; i < n; ++i)
-      x[i] = strata::core::from_float<bf16>(0.1f * float(int(i % period) - period / 2));
-    return x;
-  };
   std::vector<bf16> q = act(nq, 13), k = act(nk, 7), v = act(nk, 5), q_rot(nq), khat(nk), vhat(nk);
   std::vector<bf16> s0k = act(nk, 3), s0v = act(nk, 11), s1k = act(nk, 9), s1v = act(nk, 4);
   std::vector<bf16> dq_rot = act(nq, 6), dkhat = act(nk, 8), dvhat = act(nk, 10), dq(nq), dk(nk),
@@ -190,12 +192,6 @@ void check_exo_pass(int tokens, strata::core::MixGranularity g, bool accumulate,
   traffic::clear();
   const int H = 4, Hk = 2;
   const std::vector<int> cu = {0, tokens / 2, tokens};
-  auto act = [](size_t n, int period) {
-    std::vector<bf16> x(n);
-    for (size_t i = 0; i < n; ++i)
-      x[i] = strata::core::from_float<bf16>(0.1f * float(int(i % period) - period / 2));
-    return x;
-  };
   sv::ExoMix m;
   m.total = tokens, m.h = H, m.h_k = Hk, m.cu_seqlens = cu.data(), m.b = 2;
   m.granularity = g, m.accumulate = accumulate, m.finalize = finalize;
@@ -291,12 +287,6 @@ void check_mea_kv_pass(int tokens, int H, int Hk, int Hc) {
   strata_test::SimGuard guard;
   traffic::clear();
   const std::vector<int> cu = {0, tokens / 3, tokens};
-  auto act = [](size_t n, int period) {
-    std::vector<bf16> x(n);
-    for (size_t i = 0; i < n; ++i)
-      x[i] = strata::core::from_float<bf16>(0.1f * float(int(i % period) - period / 2));
-    return x;
-  };
   const size_t nq = size_t(tokens) * H * D, nk = size_t(tokens) * Hk * D,
                nc = size_t(tokens) * Hc * D;
   std::vector<bf16> q = act(nq, 13), kc = act(nc, 7), vc = act(nc, 5), q_rot(nq), k_attn(nk),
@@ -372,12 +362,6 @@ void check_mea_output_passes(int tokens, int H, int Hk, int Hc) {
   strata_test::SimGuard guard;
   traffic::clear();
   std::vector<int> cu = {0, tokens / 3, tokens};
-  auto act = [](size_t n, int period) {
-    std::vector<bf16> x(n);
-    for (size_t i = 0; i < n; ++i)
-      x[i] = strata::core::from_float<bf16>(0.1f * float(int(i % period) - period / 2));
-    return x;
-  };
   const size_t nq = size_t(tokens) * H * D, nk = size_t(tokens) * Hk * D,
                nc = size_t(tokens) * Hc * D, na = size_t(Hc) * size_t(Hk), no = size_t(H) * D;
   std::vector<bf16> q = act(nq, 13), kc = act(nc, 7), vc = act(nc, 5), q_rot(nq), kc_rot(nc);

@@ -58,6 +58,8 @@ TEST(ExoFormer, OneLayerAndManyBlocks) {
   ec = exo_case({1, 140, 160}, 2, 2, 64, true);
   ec.granularity = MixGranularity::kScalar;
   expect_exo<fp16>(ec);
+  ec = exo_case({0, 0}, 2, 1, 64, true);  // no tokens: the parameter gradients are written, zero
+  expect_exo<bf16>(ec);
 }
 
 TEST(ExoFormer, AllSchedules) {

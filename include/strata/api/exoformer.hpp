@@ -330,16 +330,18 @@ struct ExoStack {
     return m;
   }
 
+  /// The pass, and after the backward the parameter-gradient reduction, which also runs (over
+  /// zero blocks, writing zeros) when there are no tokens.
   template <class T, int D>
   static Status launch_mix(const variants::ExoMix& m, bool backward, cudaStream_t stream) {
     const dim3 grid(unsigned(variants::exo_blocks(m.total)), kExoStreams);
-    if (!backward)
-      return launch(variants::exo_mix_forward_kernel<T, D>, grid, dim3(variants::kExoThreads), 0,
-                    stream, m);
-    if (Status s = launch(variants::exo_mix_backward_kernel<T, D>, grid,
-                          dim3(variants::kExoThreads), 0, stream, m);
-        !s.ok())
-      return s;
+    if (grid.x > 0)
+      if (Status s = launch(backward ? variants::exo_mix_backward_kernel<T, D>
+                                     : variants::exo_mix_forward_kernel<T, D>,
+                            grid, dim3(variants::kExoThreads), 0, stream, m);
+          !s.ok())
+        return s;
+    if (!backward) return Status::Ok();
     int outputs = 0;
     for (int p = 0; p < kExoStreams; ++p)
       outputs = std::max(outputs, variants::exo_reduce_outputs(m, p, D));
@@ -376,29 +378,7 @@ struct ExoStack {
   Status run_backward(size_t l, cudaStream_t stream) const {
     const ExoStackLayer& y = layers[l];
     if (Status s = gated_backward(y.attn, y.gate, stream); !s.ok()) return s;
-    if (y.attn.total_q > 0) return mix(l, true, stream);
-    return zero_gradients(l, stream);
-  }
-
-  /// No tokens: the parameter gradients are still written (zero), through the reduction over zero
-  /// blocks.
-  Status zero_gradients(size_t l, cudaStream_t stream) const {
-    variants::ExoMix m = kernel_args(l, true);
-    const FlashBwdParams& a = layers[l].attn;
-    const int outputs =
-        std::max(variants::exo_reduce_outputs(m, 0, a.d), variants::exo_reduce_outputs(m, 3, a.d));
-    const dim3 rgrid(
-        unsigned((outputs + variants::kExoReduceWarps - 1) / variants::kExoReduceWarps),
-        kExoStreams);
-    const dim3 block(32 * variants::kExoReduceWarps);
-    switch (a.d) {
-      case 64:
-        return launch(variants::exo_reduce_kernel<64>, rgrid, block, 0, stream, m, 0);
-      case 96:
-        return launch(variants::exo_reduce_kernel<96>, rgrid, block, 0, stream, m, 0);
-      default:
-        return launch(variants::exo_reduce_kernel<128>, rgrid, block, 0, stream, m, 0);
-    }
+    return mix(l, true, stream);
   }
 };
 
