@@ -13,8 +13,9 @@
 #include <cstdint>
 
 namespace zoo {
+STRATA_EXECUTOR_BEGIN  // kernels are executor-specific: see strata/config.hpp
 
-using strata::arch::kFullMask;
+    using strata::arch::kFullMask;
 
 /// Per-block sum of `x[0..n)`: grid-stride loads, warp butterflies, static shared memory.
 template <int kBlock>
@@ -242,4 +243,5 @@ __global__ void histogram(const Int* x, int n, Int* bins, int nbins, float* tota
   }
 }
 
+STRATA_EXECUTOR_END
 }  // namespace zoo

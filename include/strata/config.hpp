@@ -16,6 +16,27 @@
 #define STRATA_SIM 1
 #endif
 
+// Executor namespaces. A program may hold both kinds of translation unit (a PyTorch extension
+// with a CPU part and a CUDA part, say), and the linker keeps one copy of each inline function
+// and template instantiation per mangled name. Everything whose definition depends on the
+// executor (kernels, device helpers, arch ops, launchers and whatever calls them) is therefore
+// declared inside an inline namespace named after the executor, the innermost namespace around
+// it: `strata::api::flash_fwd` is `strata::api::sim_v1::flash_fwd` in a simulator build and
+// `strata::api::cuda_v1::flash_fwd` under nvcc, spelled the same in source, distinct at link time.
+// Executor-neutral code (Params structs, validation, core math, reference, cost model) stays
+// outside, so a user's declaration that takes a Params struct links from either kind of TU; it
+// never calls into an executor namespace (tests/package/mixed_executors audits the symbols).
+#if STRATA_SIM
+/// The inline namespace of this translation unit's executor.
+#define STRATA_EXECUTOR_NS sim_v1
+#else
+#define STRATA_EXECUTOR_NS cuda_v1
+#endif
+/// Opens the executor's inline namespace (innermost: inside `namespace strata::x { ... }`).
+#define STRATA_EXECUTOR_BEGIN inline namespace STRATA_EXECUTOR_NS {
+/// Closes what STRATA_EXECUTOR_BEGIN opened.
+#define STRATA_EXECUTOR_END }
+
 #if defined(__CUDA_ARCH__)
 #define STRATA_DEVICE_PASS 1
 #else

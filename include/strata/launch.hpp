@@ -26,6 +26,8 @@ inline std::string dim3_str(dim3 d) {
 }
 }  // namespace detail
 
+STRATA_EXECUTOR_BEGIN
+
 /// Largest dynamic shared memory a launch may request: the device's opt-in limit under nvcc,
 /// sim::Options::max_dynamic_smem in the simulator.
 inline size_t max_dynamic_smem_bytes() {
@@ -90,4 +92,5 @@ Status launch(void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem_byte
 #endif
 }
 
+STRATA_EXECUTOR_END
 }  // namespace strata

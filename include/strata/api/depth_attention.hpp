@@ -59,6 +59,7 @@ inline size_t depth_workspace_bytes(int total, int h_k, int d) {
   return size_t(blocks) * 2 * size_t(d > 0 ? d : 0) * sizeof(float);
 }
 
+STRATA_EXECUTOR_BEGIN
 struct DepthStack {
   variants::QkNormRopeOptions local;  ///< QK-norm (q before RoPE, k after) and RoPE
   std::vector<DepthStackLayer> layers;
@@ -227,4 +228,5 @@ struct DepthStack {
   }
 };
 
+STRATA_EXECUTOR_END
 }  // namespace strata::api

@@ -92,6 +92,7 @@ inline int64_t exo_lambda_count(core::MixGranularity g, int heads, int d) {
                                                  : 1;
 }
 
+STRATA_EXECUTOR_BEGIN
 struct ExoStack {
   ExoOptions options;
   ExoAnchors anchors;
@@ -382,4 +383,5 @@ struct ExoStack {
   }
 };
 
+STRATA_EXECUTOR_END
 }  // namespace strata::api

@@ -168,6 +168,7 @@ inline Status validate(const FlashFwdParams& p) {
 }
 
 namespace detail {
+STRATA_EXECUTOR_BEGIN
 template <class T, int D, class Variant>
 Status launch_fwd(const FlashFwdParams& p, const Variant& var, cudaStream_t stream) {
   using Tr = attention::FlashFwdTraits<D>;
@@ -187,8 +188,10 @@ Status dispatch_fwd(const FlashFwdParams& p, const Variant& var, cudaStream_t st
   return Status::InvalidArgument("d = " + std::to_string(p.d) +
                                  " is not a compiled head dimension");
 }
+STRATA_EXECUTOR_END
 }  // namespace detail
 
+STRATA_EXECUTOR_BEGIN
 /// Forward: validates, then launches the instantiation for (dtype, d). The workspace it needs is
 /// none. An empty problem (total_q = 0) launches nothing.
 /// `var` is the variant policy (attention/variant.hpp); a variant's own fields are checked by its
@@ -204,6 +207,7 @@ inline Status flash_fwd(const FlashFwdParams& p, cudaStream_t stream = 0) {
   return flash_fwd(p, attention::VanillaAttention{}, stream);
 }
 
+STRATA_EXECUTOR_END
 /// Bytes of the fp32 workspace the backward needs (p.dsum): D for every (head, query row).
 inline size_t flash_bwd_workspace_bytes(const FlashBwdParams& p) {
   return size_t(p.h > 0 ? p.h : 0) * size_t(p.total_q > 0 ? p.total_q : 0) * sizeof(float);
@@ -246,6 +250,7 @@ inline Status validate(const FlashBwdParams& p) {
 }
 
 namespace detail {
+STRATA_EXECUTOR_BEGIN
 template <class T, int D, class Variant>
 Status launch_bwd(const FlashBwdParams& p, const Variant& var, cudaStream_t stream) {
   using Tr = attention::FlashBwdTraits<D>;
@@ -279,8 +284,10 @@ Status dispatch_bwd(const FlashBwdParams& p, const Variant& var, cudaStream_t st
   return Status::InvalidArgument("d = " + std::to_string(p.d) +
                                  " is not a compiled head dimension");
 }
+STRATA_EXECUTOR_END
 }  // namespace detail
 
+STRATA_EXECUTOR_BEGIN
 /// Backward: validates, then runs the preprocess (D = rowsum(dO o O) into p.dsum), the dQ kernel
 /// and the dK/dV kernel. Deterministic: bitwise identical results from run to run.
 /// With a variant policy: the same one the forward ran with.
@@ -294,4 +301,5 @@ inline Status flash_bwd(const FlashBwdParams& p, cudaStream_t stream = 0) {
   return flash_bwd(p, attention::VanillaAttention{}, stream);
 }
 
+STRATA_EXECUTOR_END
 }  // namespace strata::api

@@ -281,6 +281,7 @@ inline Status validate(const MeaLayerParams& y, const MeaOptions& o, bool backwa
 }
 
 namespace detail {
+STRATA_EXECUTOR_BEGIN
 
 inline variants::MeaLayer mea_layer(const MeaLayerParams& y, const MeaOptions& o, bool backward,
                                     void* workspace) {
@@ -389,8 +390,10 @@ inline Status mea_launch_pass(const MeaLayerParams& y, const MeaOptions& o, bool
              : mea_launch_dtype<__half>(y, o, backward, workspace, stream);
 }
 
+STRATA_EXECUTOR_END
 }  // namespace detail
 
+STRATA_EXECUTOR_BEGIN
 /// Forward of one layer: validates, then runs the pass and the attention.
 inline Status mea_forward(const MeaLayerParams& y, const MeaOptions& o, cudaStream_t stream = 0) {
   if (Status s = validate(y, o, false); !s.ok()) return s;
@@ -454,4 +457,5 @@ struct MeaStack {
   }
 };
 
+STRATA_EXECUTOR_END
 }  // namespace strata::api

@@ -63,6 +63,7 @@ inline Status validate(const GateArgs& g, const FlashFwdParams& attn, bool backw
 }
 
 namespace detail {
+STRATA_EXECUTOR_BEGIN
 inline variants::OutputGate gate_policy(const GateArgs& g) {
   variants::OutputGate v;
   v.gate = g.gate;
@@ -71,7 +72,10 @@ inline variants::OutputGate gate_policy(const GateArgs& g) {
   v.dgate = g.dgate;
   return v;
 }
+STRATA_EXECUTOR_END
 }  // namespace detail
+
+STRATA_EXECUTOR_BEGIN
 
 /// Forward: attn.o = Attention(q, k, v) o sigma(g); attn.lse as in flash_fwd.
 inline Status gated_forward(const FlashFwdParams& attn, const GateArgs& g,
@@ -100,4 +104,5 @@ inline Status gated_backward(const FlashBwdParams& attn, const GateArgs& g,
   return flash_bwd(p, v, stream);
 }
 
+STRATA_EXECUTOR_END
 }  // namespace strata::api

@@ -82,6 +82,7 @@ inline Status validate(const QkNormRopeParams& p, bool backward) {
 }
 
 namespace detail {
+STRATA_EXECUTOR_BEGIN
 template <class T, int D>
 Status qk_launch(const QkNormRopeParams& p, bool backward, cudaStream_t stream) {
   QkRows sides[2] = {p.q, p.k};
@@ -131,8 +132,10 @@ Status qk_dispatch(const QkNormRopeParams& p, bool backward, cudaStream_t stream
       return qk_launch<T, 128>(p, backward, stream);
   }
 }
+STRATA_EXECUTOR_END
 }  // namespace detail
 
+STRATA_EXECUTOR_BEGIN
 /// Forward: q.y = RoPE(RMSNorm(q.x)), k.y likewise.
 inline Status qk_norm_rope_forward(const QkNormRopeParams& p, cudaStream_t stream = 0) {
   if (Status s = validate(p, false); !s.ok()) return s;
@@ -147,4 +150,5 @@ inline Status qk_norm_rope_backward(const QkNormRopeParams& p, cudaStream_t stre
                                  : detail::qk_dispatch<__half>(p, true, stream);
 }
 
+STRATA_EXECUTOR_END
 }  // namespace strata::api

@@ -68,6 +68,7 @@ inline Status validate(const ValueResidualArgs& a, bool backward) {
 }
 
 namespace detail {
+STRATA_EXECUTOR_BEGIN
 inline variants::ValueResidual value_residual_policy(const ValueResidualArgs& a) {
   variants::ValueResidual v;
   v.v_first = a.v_first;
@@ -77,8 +78,10 @@ inline variants::ValueResidual value_residual_policy(const ValueResidualArgs& a)
   v.dv_first = a.dv_first, v.dlambda_rows = a.workspace;
   return v;
 }
+STRATA_EXECUTOR_END
 }  // namespace detail
 
+STRATA_EXECUTOR_BEGIN
 /// Zeroes the fp32 dV_0 accumulator (n elements) before a stack's backward.
 inline Status value_residual_zero(float* dv_first, int64_t n, cudaStream_t stream = 0) {
   if (n < 0) return Status::InvalidArgument("n is negative");
@@ -138,6 +141,7 @@ inline Status value_residual_first_backward(const FlashBwdParams& attn, const fl
   return flash_bwd(attn, v, stream);
 }
 
+STRATA_EXECUTOR_END
 /// Kind of a value-residual stack.
 enum class ValueResidualKind { kResFormer, kSVFormer };
 
@@ -150,6 +154,7 @@ struct ValueResidualLayer {
   float *dlambda_self = nullptr, *dlambda_first = nullptr;
 };
 
+STRATA_EXECUTOR_BEGIN
 /// The layer-stack helper: forward 0 .. L-1, backward L-1 .. 0 with the fp32 dV_0 accumulator.
 /// Every call validates everything it launches first; an error returns before that layer.
 struct ValueResidualStack {
@@ -248,4 +253,5 @@ struct ValueResidualStack {
   }
 };
 
+STRATA_EXECUTOR_END
 }  // namespace strata::api

@@ -12,6 +12,7 @@
 #endif
 
 namespace strata::arch {
+STRATA_EXECUTOR_BEGIN
 
 /// Copies `Bytes` (4, 8, 16) from `gmem` to `smem`; only the first `src_bytes` are read, the
 /// rest of the destination is zero-filled (src_bytes = 0 zero-fills it all, e.g. for a ragged
@@ -63,4 +64,5 @@ STRATA_DEVICE void cp_async_wait_all() {
 #endif
 }
 
+STRATA_EXECUTOR_END
 }  // namespace strata::arch

@@ -6,6 +6,7 @@
 #include "strata/config.hpp"
 
 namespace strata::arch {
+STRATA_EXECUTOR_BEGIN
 
 /// Element `i` (0..7, two per 32-bit register, low half first) of lane `lane`'s A fragment
 /// (16x16, row-major operand) is A[row][col].
@@ -24,4 +25,5 @@ STRATA_HOST_DEVICE void mma_c_coord(int lane, int i, int& row, int& col) {
   col = 2 * (lane & 3) + (i & 1);
 }
 
+STRATA_EXECUTOR_END
 }  // namespace strata::arch

@@ -13,6 +13,7 @@
 #endif
 
 namespace strata::arch {
+STRATA_EXECUTOR_BEGIN
 
 /// Loads `N` (1, 2, 4) 8x8 b16 matrices; `Trans` transposes each one on the way.
 template <int N, bool Trans = false>
@@ -61,4 +62,5 @@ STRATA_DEVICE void ldmatrix_x4(uint32_t (&r)[4], const void* p STRATA_SITE_DECL)
   ldmatrix<4, Trans>(r, p STRATA_SITE_ARG);
 }
 
+STRATA_EXECUTOR_END
 }  // namespace strata::arch

@@ -15,6 +15,7 @@
 #endif
 
 namespace strata::arch {
+STRATA_EXECUTOR_BEGIN
 
 /// D = A * B + C, bf16 inputs, f32 accumulators (the whole warp executes it).
 STRATA_DEVICE void mma_m16n8k16_bf16(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2],
@@ -58,4 +59,5 @@ STRATA_DEVICE void mma_m16n8k16(float (&d)[4], const uint32_t (&a)[4], const uin
     mma_m16n8k16_f16(d, a, b, c STRATA_SITE_ARG);
 }
 
+STRATA_EXECUTOR_END
 }  // namespace strata::arch

@@ -19,6 +19,7 @@
 #endif
 
 namespace strata::arch {
+STRATA_EXECUTOR_BEGIN
 
 #if STRATA_DEVICE_PASS
 /// Address of a shared-memory object in the shared window, as PTX instructions expect it.
@@ -27,4 +28,5 @@ STRATA_DEVICE uint32_t smem_u32(const void* p) {
 }
 #endif
 
+STRATA_EXECUTOR_END
 }  // namespace strata::arch

@@ -11,6 +11,7 @@
 #endif
 
 namespace strata::arch {
+STRATA_EXECUTOR_BEGIN
 
 /// All 32 lanes.
 inline constexpr unsigned kFullMask = 0xffffffffu;
@@ -111,4 +112,5 @@ struct LaneGroupSum {
   STRATA_DEVICE float operator()(float x) const { return warp_sum<Width>(x); }
 };
 
+STRATA_EXECUTOR_END
 }  // namespace strata::arch

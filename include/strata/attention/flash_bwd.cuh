@@ -57,6 +57,8 @@ STRATA_HOST_DEVICE float lse_log2(float lse, bool valid) {
   return valid && lse != -INFINITY ? lse * core::kLog2e : INFINITY;
 }
 
+STRATA_EXECUTOR_BEGIN
+
 /// D[h, row] = sum_d dO[row, h, d] O[row, h, d], one thread per (row, head).
 /// The variant's preprocess hook computes it (and, e.g., a gate's backward).
 template <class T, int D, class Variant = VanillaAttention>
@@ -328,6 +330,8 @@ __global__ void __launch_bounds__(FlashBwdTraits<D>::kThreads)
     var.template store_dk_dv<T>(dk_row, dv_row, p, rs, arch::LaneGroupSum<4>{});
   }
 }
+
+STRATA_EXECUTOR_END
 
 /// Grids of the three backward kernels.
 template <int D>

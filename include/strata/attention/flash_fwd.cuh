@@ -46,6 +46,8 @@ inline dim3 flash_fwd_grid(const FlashFwdParams& p) {
               unsigned(p.h), unsigned(p.b));
 }
 
+STRATA_EXECUTOR_BEGIN
+
 template <class T, int D, class Variant = VanillaAttention>
 __global__ void __launch_bounds__(FlashFwdTraits<D>::kThreads)
     flash_fwd_kernel(const FlashFwdParams p, const Variant var) {
@@ -205,4 +207,5 @@ __global__ void __launch_bounds__(FlashFwdTraits<D>::kThreads)
   }
 }
 
+STRATA_EXECUTOR_END
 }  // namespace strata::attention

@@ -40,13 +40,15 @@ STRATA_HOST_DEVICE T* head_rows(T* base, int row0, int64_t row_stride, int head,
   return base + int64_t(row0) * row_stride + int64_t(head) * head_stride;
 }
 
-/// Copies rows [row0, row0 + nrows) of a [rows, D] operand (row stride in elements) into shared
-/// memory rows of `ld` elements, 16 bytes per cp.async; rows at or past `rows_valid` are
-/// zero-filled (0 source bytes), so ragged tiles hold zeros, never stale data. All `Threads`
-/// threads of the block call it; the caller commits the group.
-template <int D, int Threads, class T>
-STRATA_DEVICE void load_tile_rows(T* dst, int ld, const T* src, int64_t row_stride, int row0,
-                                  int rows_valid, int nrows, int tid) {
+STRATA_EXECUTOR_BEGIN  // the device helpers: cp.async and ldmatrix through strata/arch
+
+    /// Copies rows [row0, row0 + nrows) of a [rows, D] operand (row stride in elements) into shared
+    /// memory rows of `ld` elements, 16 bytes per cp.async; rows at or past `rows_valid` are
+    /// zero-filled (0 source bytes), so ragged tiles hold zeros, never stale data. All `Threads`
+    /// threads of the block call it; the caller commits the group.
+    template <int D, int Threads, class T>
+    STRATA_DEVICE void load_tile_rows(T* dst, int ld, const T* src, int64_t row_stride, int row0,
+                                      int rows_valid, int nrows, int tid) {
   constexpr int kChunks = D / 8;
   for (int c = tid; c < nrows * kChunks; c += Threads) {
     const int r = c / kChunks, col = (c % kChunks) * 8;
@@ -85,6 +87,8 @@ STRATA_DEVICE void load_b_kn(uint32_t (&b0)[2], uint32_t (&b1)[2], const T* s, i
                           &s[(k0 + lane % 8 + 8 * ((lane / 8) % 2)) * ld + n0 + 8 * (lane / 16)]);
   b0[0] = r[0], b0[1] = r[1], b1[0] = r[2], b1[1] = r[3];
 }
+
+STRATA_EXECUTOR_END
 
 /// An accumulator pair (n8 tiles 2k and 2k+1 of a 16-row result) as the A operand of the k16
 /// step k of the next mma: the C layout of two n8 tiles is the A layout of one k16 step.

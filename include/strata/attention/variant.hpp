@@ -57,8 +57,10 @@ struct RowSite {
   STRATA_HOST_DEVICE int col(int j) const { return (j / 2) * 8 + col0 + j % 2; }
 };
 
-/// Plain scaled-dot-product attention: every hook does what FlashAttention does.
-struct VanillaAttention {
+STRATA_EXECUTOR_BEGIN  // policies call device helpers
+
+    /// Plain scaled-dot-product attention: every hook does what FlashAttention does.
+    struct VanillaAttention {
   static constexpr bool kTransformsLogits = false;
 
   STRATA_HOST_DEVICE Mask mask(const FlashFwdParams& p, const SeqBounds& sb) const {
@@ -153,6 +155,8 @@ struct VanillaAttention {
     for (int j = 0; j < N; ++j) out[r.col(j)] = core::from_float<T>(x[j]);
   }
 };
+
+STRATA_EXECUTOR_END
 
 /// The compile-time conformance check of a variant policy for storage type T and head dim D:
 /// every hook present with the signature the kernels call, and the policy trivially copyable

@@ -65,6 +65,8 @@ inline constexpr int kDepthRowsPerGroup = 8;
 inline constexpr int kDepthGroups = kDepthThreads / kDepthLanes;
 inline constexpr int kDepthRowsPerBlock = kDepthGroups * kDepthRowsPerGroup;
 
+STRATA_EXECUTOR_BEGIN
+
 namespace depth_detail {
 
 template <int D>
@@ -336,4 +338,5 @@ __global__ void __launch_bounds__(2 * D)
   (j < D ? dgamma_q[j] : dgamma_k[j - D]) = acc;
 }
 
+STRATA_EXECUTOR_END
 }  // namespace strata::variants

@@ -96,6 +96,8 @@ STRATA_HOST_DEVICE int exo_blocks(int total) {
   return (total + kExoTokensPerBlock - 1) / kExoTokensPerBlock;
 }
 
+STRATA_EXECUTOR_BEGIN
+
 namespace exo_detail {
 
 template <int D>
@@ -412,4 +414,5 @@ __global__ void __launch_bounds__(32 * kExoReduceWarps)
   if (dst && lane == 0) *dst = acc;
 }
 
+STRATA_EXECUTOR_END
 }  // namespace strata::variants

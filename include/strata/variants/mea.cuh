@@ -131,6 +131,8 @@ STRATA_HOST_DEVICE MeaGeometry mea_geometry(int total, int h_kv, int h_c, int d)
   return g;
 }
 
+STRATA_EXECUTOR_BEGIN
+
 namespace mea_detail {
 
 template <int D>
@@ -608,4 +610,5 @@ __global__ void __launch_bounds__(Threads)
   out[i] = acc;
 }
 
+STRATA_EXECUTOR_END
 }  // namespace strata::variants

@@ -15,6 +15,8 @@
 
 namespace strata::variants {
 
+STRATA_EXECUTOR_BEGIN
+
 struct OutputGate : attention::VanillaAttention {
   const void* gate = nullptr;  ///< gate logits (T): [total_q, h, d] or, headwise, [total_q, h]
   int64_t gate_row_stride = 0, gate_head_stride = 0;
@@ -73,4 +75,5 @@ struct OutputGate : attention::VanillaAttention {
   }
 };
 
+STRATA_EXECUTOR_END
 }  // namespace strata::variants

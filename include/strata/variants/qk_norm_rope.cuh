@@ -89,6 +89,17 @@ struct QuadRow {
   }
 };
 
+/// Threads per block of the row kernels, and rows each quad of lanes walks (256 rows per block).
+/// The gains are staged once per block in shared memory and the dgamma partials of the block's
+/// quads are summed there, so per 256 rows the pass reads the gains once and writes (and later
+/// reads) one dgamma partial: within 1% of the minimum bytes (tests/traffic).
+inline constexpr int kQkNormThreads = 128;
+inline constexpr int kQkNormRowsPerQuad = 8;
+inline constexpr int kQkNormQuads = kQkNormThreads / 4;
+inline constexpr int kQkNormRowsPerBlock = kQkNormQuads * kQkNormRowsPerQuad;
+
+STRATA_EXECUTOR_BEGIN
+
 template <class T, int D>
 STRATA_DEVICE void load_quad(const void* base, int64_t row_stride, int64_t head_stride, int t,
                              int h, const QuadRow<D>& q, float (&x)[D / 4]) {
@@ -118,15 +129,6 @@ STRATA_DEVICE void rope_quad(float (&x)[D / 4], const QuadRow<D>& q, float pos, 
       core::rope_rotate(x[e], x[e + D / 8], c, s);
   }
 }
-
-/// Threads per block of the row kernels, and rows each quad of lanes walks (256 rows per block).
-/// The gains are staged once per block in shared memory and the dgamma partials of the block's
-/// quads are summed there, so per 256 rows the pass reads the gains once and writes (and later
-/// reads) one dgamma partial: within 1% of the minimum bytes (tests/traffic).
-inline constexpr int kQkNormThreads = 128;
-inline constexpr int kQkNormRowsPerQuad = 8;
-inline constexpr int kQkNormQuads = kQkNormThreads / 4;
-inline constexpr int kQkNormRowsPerBlock = kQkNormQuads * kQkNormRowsPerQuad;
 
 /// Stages the gains (or ones without qk_norm) in shared memory; then the quad's share of them.
 template <int D>
@@ -230,4 +232,5 @@ __global__ void __launch_bounds__(D)
   dgamma[j] = acc;
 }
 
+STRATA_EXECUTOR_END
 }  // namespace strata::variants

@@ -32,6 +32,8 @@ STRATA_HOST_DEVICE float* accumulator_row(float* acc, const FlashFwdParams& p, c
   return acc + (r.token * p.h_k + r.head) * int64_t(p.d);
 }
 
+STRATA_EXECUTOR_BEGIN
+
 /// ResFormer, layers l >= 1.
 struct ValueResidual : attention::VanillaAttention {
   const void* v_first = nullptr;  ///< V_0 as stored (T), [total_k, h_k, d] with these strides
@@ -188,4 +190,5 @@ __global__ void __launch_bounds__(Threads) fill_zero_kernel(float* x, int64_t n)
   if (i < n) x[i] = 0.f;
 }
 
+STRATA_EXECUTOR_END
 }  // namespace strata::variants
