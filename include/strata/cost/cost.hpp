@@ -4,6 +4,7 @@
 #pragma once
 
 #include "strata/cost/attention.hpp"
+#include "strata/cost/decode.hpp"
 #include "strata/cost/depth.hpp"
 #include "strata/cost/exoformer.hpp"
 #include "strata/cost/gated.hpp"
