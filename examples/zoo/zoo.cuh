@@ -15,7 +15,7 @@
 namespace zoo {
 STRATA_EXECUTOR_BEGIN  // kernels are executor-specific: see strata/config.hpp
 
-    using strata::arch::kFullMask;
+using strata::arch::kFullMask;
 
 /// Per-block sum of `x[0..n)`: grid-stride loads, warp butterflies, static shared memory.
 template <int kBlock>

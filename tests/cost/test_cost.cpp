@@ -549,3 +549,14 @@ TEST(Traffic, SumAndTotal) {
 }
 
 }  // namespace
+
+TEST(Decode, ByteMinimaHandComputed) {
+  using namespace strata::cost;
+  // 10 slots of 8 bytes; 7 stored tokens: K and V rows (2 heads x 64 x 2 bytes) read and written
+  EXPECT_EQ(kv_append_bytes(10, 7, 2, 64), 80 + 7 * 2 * (2 * 2 * 64 * 2));
+  // K and V of 100 tokens x 2 KV heads read once; q and o of 8 heads; 8 fp32 LSE
+  EXPECT_EQ(paged_attention_bytes(1, 100, 8, 2, 64), 51200 + 2048 + 32);
+  // fp32 partials (64 + 1 LSE) of 4 rows x 8 heads x 4 splits, written and read
+  EXPECT_EQ(split_merge_bytes(4, 8, 64, 4), 2 * 4 * 8 * 4 * 65 * 4);
+  EXPECT_EQ(split_merge_bytes(4, 8, 64, 1), 0);
+}

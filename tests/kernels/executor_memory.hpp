@@ -17,17 +17,17 @@ namespace kernel_test {
 STRATA_EXECUTOR_BEGIN  // Vec and sync_device differ between the executors
 
 #if STRATA_SIM
-    template <class T>
-    using Vec = std::vector<T>;
+template <class T>
+using Vec = std::vector<T>;
 
 /// Nothing to wait for: simulated launches have finished when they return.
 inline std::string sync_device() {
   return {};
 }
 #else
-    /// std::allocator's interface over cudaMallocManaged.
-    template <class T>
-    struct ManagedAllocator {
+/// std::allocator's interface over cudaMallocManaged.
+template <class T>
+struct ManagedAllocator {
   using value_type = T;
   ManagedAllocator() = default;
   template <class U>

@@ -196,9 +196,10 @@ struct Problem {
   Problem& operator=(const Problem&) = delete;
 };
 
-template <class T, int D>
-Errors run_forward(const Case& cs) {
-  Problem<T> pr(cs, D);
+/// Errors of the problem's O and LSE (as a kernel left them) against fp64, beside the naive
+/// same-dtype attention's (FlashAttention's rule: Errors::pass).
+template <class T>
+Errors forward_errors(const Problem<T>& pr, const Case& cs, int D) {
   const ref::AttentionConfig& c = pr.c;
   const ref::Tensor &q = pr.q, &k = pr.k, &v = pr.v;
   const int64_t Nq = pr.nq;
@@ -207,14 +208,7 @@ Errors run_forward(const Case& cs) {
   ref::Tensor out64, lse64, outn, lsen;
   ref::attention_forward(c, q, k, v, out64, lse64);
   naive_attention<T>(c, q, k, v, outn, lsen);
-
   Errors e;
-  // through the public launcher: validation, then the (dtype, d) instantiation
-  if (const auto st = strata::api::flash_fwd(pr.p); !st.ok()) {
-    e.status = st.message();
-    return e;
-  }
-  if (e.status = sync_device(); !e.status.empty()) return e;
   for (int64_t t = 0; t < Nq; ++t)
     for (int hh = 0; hh < cs.h; ++hh) {
       for (int i = 0; i < D; ++i) {
@@ -235,6 +229,23 @@ Errors run_forward(const Case& cs) {
       e.lse_naive = std::max(e.lse_naive, std::fabs(n - r));
     }
   return e;
+}
+
+template <class T, int D>
+Errors run_forward(const Case& cs) {
+  Problem<T> pr(cs, D);
+  // through the public launcher: validation, then the (dtype, d) instantiation
+  if (const auto st = strata::api::flash_fwd(pr.p); !st.ok()) {
+    Errors e;
+    e.status = st.message();
+    return e;
+  }
+  if (std::string err = sync_device(); !err.empty()) {
+    Errors e;
+    e.status = err;
+    return e;
+  }
+  return forward_errors(pr, cs, D);
 }
 
 using T_raw = uint16_t;

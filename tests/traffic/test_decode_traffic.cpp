@@ -6,6 +6,8 @@
 #include <gtest/gtest.h>
 
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
 #include <vector>
 
 #include "common.hpp"
@@ -54,6 +56,70 @@ void check_append(int total, int h_k) {
   const int64_t minimum = strata::cost::kv_append_bytes(total, stored, h_k, D);
   EXPECT_EQ(moved, minimum) << "D = " << D << ", h_k = " << h_k << ", " << total << " tokens";
   traffic::clear();
+}
+
+/// Decode steps (one new token per sequence, GQA 4) over a paged cache (block table, 16-token
+/// pages, shuffled): bytes moved against cost::paged_attention_bytes, unsplit and with 4 splits
+/// (whose fp32 partials and merge, cost::split_merge_bytes, are part of the minimum then). The
+/// page indices and lengths the kernels read are counted as overhead.
+template <int D>
+void check_decode(int splits) {
+  strata_test::SimGuard guard;
+  traffic::clear();
+  const int h = 8, h_k = 2, page = 16;
+  const std::vector<int> lens = {100, 700, 1500, 64};
+  const int B = int(lens.size());
+  std::vector<int> seqlens = lens, table, cu = {0};
+  int pages = 0;
+  for (int n : lens) pages += (n + page - 1) / page;
+  const int max_pages = (1500 + page - 1) / page;
+  table.assign(size_t(B) * max_pages, 0);
+  int next = pages - 1;
+  for (int s = 0; s < B; ++s) {
+    for (int j = 0; j < (lens[size_t(s)] + page - 1) / page; ++j)
+      table[size_t(s) * max_pages + size_t(j)] = next--;  // pages in reverse order
+    cu.push_back(s + 1);
+  }
+  std::vector<uint16_t> kc(size_t(pages) * page * h_k * D, 0x3c00), vc(kc.size(), 0x3c00);
+  std::vector<uint16_t> q(size_t(B) * h * D, 0x3c00), o(q.size());
+  std::vector<float> lse(size_t(B) * h);
+  strata::api::PagedAttentionParams p;
+  strata::api::KvCache& c = p.cache;
+  c.dtype = strata::attention::Dtype::kFp16, c.h_k = h_k, c.d = D, c.page_size = page;
+  c.num_pages = pages, c.b = B, c.indexing = strata::api::CacheIndexing::kBlockTable;
+  c.k = strata::attention::nhd_cache(kc.data(), page, h_k, D);
+  c.v = strata::attention::hnd_cache(vc.data(), page, h_k, D);
+  c.cache_seqlens = seqlens.data(), c.block_table = table.data(), c.max_pages = max_pages;
+  c.block_table_stride = max_pages;
+  p.q = q.data(), p.q_row_stride = h * D, p.q_head_stride = D;
+  p.o = o.data(), p.o_row_stride = h * D, p.o_head_stride = D, p.lse = lse.data();
+  p.cu_seqlens_q = cu.data(), p.total_q = B, p.max_seqlen_q = 1, p.h = h;
+  p.softmax_scale = 0.125f, p.num_splits = splits;
+  std::vector<float> work(strata::api::paged_attention_workspace_bytes(p) / 4 + 1);
+  p.workspace = work.data();
+  for (auto* v : {&kc, &vc, &q, &o}) watch(*v);
+  watch(lse);
+  watch(work);
+  for (auto* v : {&seqlens, &table, &cu}) watch(*v);  // page indices count as overhead
+  strata::sim::reset_counters();
+  ASSERT_TRUE(strata::api::paged_attention(p).ok());
+  const strata::sim::Counters n = strata::sim::total_counters();
+  const int64_t moved = int64_t(n.global_load_bytes + n.global_store_bytes);
+  int64_t minimum = 0;
+  for (int len : lens) minimum += strata::cost::paged_attention_bytes(1, len, h, h_k, D);
+  minimum += strata::cost::split_merge_bytes(B, h, D, splits);
+  const double ratio = double(moved) / double(minimum);
+  if (std::getenv("STRATA_VERBOSE"))
+    std::printf("decode D = %d, %d split(s): %.4fx the minimum\n", D, splits, ratio);
+  EXPECT_GE(ratio, 1.0);
+  EXPECT_LE(ratio, 1.05) << "D = " << D << ", splits " << splits;
+  traffic::clear();
+}
+
+TEST(DecodeTraffic, DecodeReadsTheCacheOnce) {
+  check_decode<64>(1);
+  check_decode<128>(1);
+  check_decode<64>(4);
 }
 
 TEST(DecodeTraffic, KvAppendMovesExactlyTheMinimum) {

@@ -7,10 +7,12 @@
 #include <cstdint>
 #include <string>
 #include <unordered_set>
+#include <vector>
 
 #include "strata/api/flash.hpp"
 #include "strata/attention/kv_append.cuh"
 #include "strata/attention/kv_cache.hpp"
+#include "strata/attention/paged_attention.cuh"
 
 namespace strata::api {
 
@@ -18,6 +20,7 @@ using attention::CacheIndexing;
 using attention::CacheTensor;
 using attention::KvAppendParams;
 using attention::KvCache;
+using attention::PagedAttentionParams;
 
 namespace detail {
 
@@ -119,12 +122,185 @@ inline Status validate(const KvAppendParams& p) {
   return Status::Ok();
 }
 
+/// Checks a cache's indexing for `b` sequences: the arrays its mode reads are set, and, from the
+/// host copies when given, every length is within the capacity, every page index in
+/// [0, num_pages), and no page appears twice in one sequence (pages shared between sequences, as
+/// in prefix sharing, are fine).
+inline Status validate_cache_indexing(const KvCache& c) {
+  if (c.b < 1 || c.b > 65535)
+    return Status::InvalidArgument("b = " + std::to_string(c.b) + ": must be in [1, 65535]");
+  const auto seq = [](const char* what, int s) {
+    return std::string(what) + "[" + std::to_string(s) + "]";
+  };
+  switch (c.indexing) {
+    case CacheIndexing::kContiguous:
+      if (!c.cache_seqlens) return Status::InvalidArgument("cache_seqlens is null");
+      for (int s = 0; c.cache_seqlens_host && s < c.b; ++s) {
+        const int n = c.cache_seqlens_host[s];
+        if (n < 0 || n > c.page_size)
+          return Status::InvalidArgument(
+              seq("cache_seqlens", s) + " = " + std::to_string(n) +
+              ": beyond the slot's capacity (page_size = " + std::to_string(c.page_size) + ")");
+      }
+      for (int s = 0; c.cache_batch_idx && c.cache_batch_idx_host && s < c.b; ++s)
+        if (c.cache_batch_idx_host[s] < 0 || c.cache_batch_idx_host[s] >= c.num_pages)
+          return Status::InvalidArgument(
+              seq("cache_batch_idx", s) + " = " + std::to_string(c.cache_batch_idx_host[s]) +
+              ": not a slot of the cache (num_pages = " + std::to_string(c.num_pages) + ")");
+      if (!c.cache_batch_idx && c.b > c.num_pages)
+        return Status::InvalidArgument("b = " + std::to_string(c.b) +
+                                       ": more sequences than slots and no cache_batch_idx");
+      return Status::Ok();
+    case CacheIndexing::kBlockTable: {
+      if (!c.cache_seqlens) return Status::InvalidArgument("cache_seqlens is null");
+      if (!c.block_table) return Status::InvalidArgument("block_table is null");
+      if (c.max_pages < 1)
+        return Status::InvalidArgument("max_pages = " + std::to_string(c.max_pages) +
+                                       ": must be >= 1");
+      if (c.block_table_stride < c.max_pages)
+        return Status::InvalidArgument(
+            "block_table_stride = " + std::to_string(c.block_table_stride) +
+            ": rows of max_pages entries overlap");
+      if (!c.cache_seqlens_host) return Status::Ok();
+      for (int s = 0; s < c.b; ++s) {
+        const int n = c.cache_seqlens_host[s];
+        if (n < 0 || int64_t(n) > int64_t(c.max_pages) * c.page_size)
+          return Status::InvalidArgument(seq("cache_seqlens", s) + " = " + std::to_string(n) +
+                                         ": beyond max_pages * page_size");
+        if (!c.block_table_host) continue;
+        std::unordered_set<int> used;
+        for (int j = 0; j < (n + c.page_size - 1) / c.page_size; ++j) {
+          const int pg = c.block_table_host[int64_t(s) * c.block_table_stride + j];
+          const std::string at = "block_table[" + std::to_string(s) + "][" + std::to_string(j) +
+                                 "] = " + std::to_string(pg);
+          if (pg < 0 || pg >= c.num_pages)
+            return Status::InvalidArgument(
+                at + ": not a page of the cache (num_pages = " + std::to_string(c.num_pages) + ")");
+          if (!used.insert(pg).second)
+            return Status::InvalidArgument(at + ": a page this sequence already uses");
+        }
+      }
+      return Status::Ok();
+    }
+    case CacheIndexing::kPageList: {
+      if (!c.indptr) return Status::InvalidArgument("indptr is null");
+      if (!c.indices) return Status::InvalidArgument("indices is null");
+      if (!c.last_page_len) return Status::InvalidArgument("last_page_len is null");
+      if (!c.indptr_host) return Status::Ok();
+      if (c.indptr_host[0] != 0) return Status::InvalidArgument("indptr[0] is not 0");
+      for (int s = 0; s < c.b; ++s) {
+        const int pages = c.indptr_host[s + 1] - c.indptr_host[s];
+        if (pages < 0) return Status::InvalidArgument(seq("indptr", s + 1) + " decreases");
+        if (pages > 0 && c.last_page_len_host &&
+            (c.last_page_len_host[s] < 1 || c.last_page_len_host[s] > c.page_size))
+          return Status::InvalidArgument(seq("last_page_len", s) + " = " +
+                                         std::to_string(c.last_page_len_host[s]) +
+                                         ": must be in [1, page_size]");
+        if (!c.indices_host) continue;
+        std::unordered_set<int> used;
+        for (int j = c.indptr_host[s]; j < c.indptr_host[s + 1]; ++j) {
+          const int pg = c.indices_host[j];
+          const std::string at = seq("indices", j) + " = " + std::to_string(pg);
+          if (pg < 0 || pg >= c.num_pages)
+            return Status::InvalidArgument(
+                at + ": not a page of the cache (num_pages = " + std::to_string(c.num_pages) + ")");
+          if (!used.insert(pg).second)
+            return Status::InvalidArgument(at + ": a page sequence " + std::to_string(s) +
+                                           " already uses");
+        }
+      }
+      return Status::Ok();
+    }
+  }
+  return Status::InvalidArgument("indexing: not a CacheIndexing value");
+}
+
+/// Bytes of the workspace of a split-KV launch (num_splits > 1): fp32 partial outputs and LSE.
+inline size_t paged_attention_workspace_bytes(const PagedAttentionParams& p) {
+  return attention::paged_attention_workspace_floats(p) * sizeof(float);
+}
+
+/// Checks every field of an attention over the cache; Ok means the launcher will run it.
+inline Status validate(const PagedAttentionParams& p) {
+  const KvCache& c = p.cache;
+  if (Status s = validate_cache_storage(c); !s.ok())
+    return Status(s.code(), std::string("cache.") + s.message());
+  if (Status s = validate_cache_indexing(c); !s.ok())
+    return Status(s.code(), std::string("cache.") + s.message());
+  if (p.h < 1 || p.h > 65535 || p.h % c.h_k != 0)
+    return Status::InvalidArgument(
+        "h = " + std::to_string(p.h) +
+        ": must be in [1, 65535] and a multiple of cache.h_k = " + std::to_string(c.h_k));
+  if (p.total_q < 0) return Status::InvalidArgument("total_q is negative");
+  if (p.max_seqlen_q < 0) return Status::InvalidArgument("max_seqlen_q is negative");
+  if (!std::isfinite(p.softmax_scale) || p.softmax_scale == 0.f)
+    return Status::InvalidArgument("softmax_scale must be finite and non-zero");
+  if (p.window_left < -1)
+    return Status::InvalidArgument("window_left = " + std::to_string(p.window_left) +
+                                   ": must be -1 (unlimited) or >= 0");
+  if (p.num_splits < 1 || p.num_splits > attention::kMaxSplits)
+    return Status::InvalidArgument("num_splits = " + std::to_string(p.num_splits) +
+                                   ": must be in [1, " + std::to_string(attention::kMaxSplits) +
+                                   "]");
+  if (!p.cu_seqlens_q) return Status::InvalidArgument("cu_seqlens_q is null");
+  if (p.cu_seqlens_q_host) {
+    if (Status s = detail::check_cu_seqlens(p.cu_seqlens_q_host, c.b, p.total_q, p.max_seqlen_q,
+                                            "cu_seqlens_q", "max_seqlen_q");
+        !s.ok())
+      return s;
+    // a chunk longer than its cache: the cache must already hold the new tokens (append first)
+    const bool lens_known = c.indexing == CacheIndexing::kPageList
+                                ? c.indptr_host && c.last_page_len_host
+                                : c.cache_seqlens_host != nullptr;
+    for (int s = 0; lens_known && s < c.b; ++s) {
+      int tk = 0;
+      if (c.indexing != CacheIndexing::kPageList) {
+        tk = c.cache_seqlens_host[s];
+      } else {
+        const int pages = c.indptr_host[s + 1] - c.indptr_host[s];
+        tk = pages > 0 ? (pages - 1) * c.page_size + c.last_page_len_host[s] : 0;
+      }
+      const int tq = p.cu_seqlens_q_host[s + 1] - p.cu_seqlens_q_host[s];
+      if (tq > tk)
+        return Status::InvalidArgument("cu_seqlens_q: sequence " + std::to_string(s) + " has " +
+                                       std::to_string(tq) + " new tokens but its cache holds " +
+                                       std::to_string(tk) + " (append them first)");
+    }
+  }
+  if (int64_t(p.max_seqlen_q) * (p.h / c.h_k) > INT32_MAX / 2)
+    return Status::InvalidArgument("max_seqlen_q * h / h_k overflows int32");
+  if (p.total_q == 0) return Status::Ok();
+  if (Status s = detail::check_operand(p.q, "q", p.q_row_stride, p.q_head_stride); !s.ok())
+    return s;
+  if (Status s = detail::check_operand(p.o, "o", p.o_row_stride, p.o_head_stride); !s.ok())
+    return s;
+  if (!p.lse) return Status::InvalidArgument("lse is null");
+  if (p.num_splits > 1) {
+    if (!p.workspace)
+      return Status::InvalidArgument("workspace (paged_attention_workspace_bytes) is null");
+    if (!detail::aligned16(p.workspace))
+      return Status::InvalidArgument("workspace is not 16-byte aligned");
+  }
+  return Status::Ok();
+}
+
 namespace detail {
 STRATA_EXECUTOR_BEGIN
 template <int D>
 Status launch_kv_append(const KvAppendParams& p, cudaStream_t stream) {
   return launch(attention::kv_append_kernel<D>, attention::kv_append_grid(p),
                 dim3(attention::kKvAppendThreads), 0, stream, p);
+}
+template <class T, int D>
+Status launch_paged(const PagedAttentionParams& p, cudaStream_t stream) {
+  using Tr = attention::PagedAttentionTraits<D>;
+  if (Status s =
+          launch(attention::paged_attention_kernel<T, D>, attention::paged_attention_grid<D>(p),
+                 dim3(Tr::kThreads), Tr::template kSmemBytes<T>, stream, p);
+      !s.ok() || p.num_splits == 1)
+    return s;
+  return launch(attention::paged_attention_merge_kernel<T, D>,
+                dim3(unsigned(p.total_q), unsigned(p.h)), dim3(D), 0, stream, p);
 }
 STRATA_EXECUTOR_END
 }  // namespace detail
@@ -143,6 +319,25 @@ inline Status kv_append(const KvAppendParams& p, cudaStream_t stream = 0) {
       return detail::launch_kv_append<96>(p, stream);
     default:
       return detail::launch_kv_append<128>(p, stream);
+  }
+}
+
+/// Attention of the new tokens over the cache (validated first): o and lse, through fp32
+/// partials and a merge when num_splits > 1. The cache must already hold the new tokens.
+inline Status paged_attention(const PagedAttentionParams& p, cudaStream_t stream = 0) {
+  if (Status s = validate(p); !s.ok()) return s;
+  if (p.total_q == 0 || p.max_seqlen_q == 0) return Status::Ok();
+  const bool bf16 = p.cache.dtype == attention::Dtype::kBf16;
+  switch (p.cache.d) {
+    case 64:
+      return bf16 ? detail::launch_paged<__nv_bfloat16, 64>(p, stream)
+                  : detail::launch_paged<__half, 64>(p, stream);
+    case 96:
+      return bf16 ? detail::launch_paged<__nv_bfloat16, 96>(p, stream)
+                  : detail::launch_paged<__half, 96>(p, stream);
+    default:
+      return bf16 ? detail::launch_paged<__nv_bfloat16, 128>(p, stream)
+                  : detail::launch_paged<__half, 128>(p, stream);
   }
 }
 

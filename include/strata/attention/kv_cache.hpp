@@ -58,6 +58,15 @@ struct KvCache {
   const int* indptr = nullptr;         ///< [b + 1] offsets into indices
   const int* indices = nullptr;        ///< physical pages, sequence by sequence
   const int* last_page_len = nullptr;  ///< [b] tokens in each sequence's last page (1..page_size)
+  /// Optional host copies of the indexing arrays, read by validation only: with them every
+  /// length, page and slot index is checked against the cache (pages in range, no page twice in
+  /// one sequence, lengths within the capacity). Without them the indexing is trusted.
+  const int* cache_seqlens_host = nullptr;
+  const int* cache_batch_idx_host = nullptr;
+  const int* block_table_host = nullptr;
+  const int* indptr_host = nullptr;
+  const int* indices_host = nullptr;
+  const int* last_page_len_host = nullptr;
 
   /// Tokens in the cache of sequence s.
   STRATA_HOST_DEVICE int seqlen(int s) const {
@@ -115,6 +124,33 @@ struct KvAppendParams {
   /// below cache.slots() and no slot to be written twice. Without it slots are trusted, and the
   /// kernel skips (does not write) a slot at or past cache.slots().
   const int64_t* slot_mapping_host = nullptr;
+};
+
+/// Attention of new query tokens over a KV cache that already holds them (append first): one
+/// token per sequence (decode), chunks of tokens (chunked prefill, speculative verification), or
+/// both in one batch. Query i of a chunk of tq tokens against a cache of tk tokens sits at cache
+/// position tk - tq + i (causal: bottom-right aligned, FlashAttention's convention).
+struct PagedAttentionParams {
+  KvCache cache;            ///< with its indexing; b sequences
+  const void* q = nullptr;  ///< [total_q, h, d], the cache's dtype
+  int64_t q_row_stride = 0, q_head_stride = 0;
+  void* o = nullptr;  ///< [total_q, h, d], written
+  int64_t o_row_stride = 0, o_head_stride = 0;
+  /// [h, total_q] fp32, written: the natural-log LSE of each row (FlashAttention's varlen
+  /// layout); -inf for a row without keys.
+  float* lse = nullptr;
+  const int* cu_seqlens_q = nullptr;  ///< [b + 1] offsets of each sequence's new tokens (device)
+  const int* cu_seqlens_q_host = nullptr;  ///< optional host copy, read by validation only
+  int total_q = 0;
+  int max_seqlen_q = 0;  ///< the longest chunk (sizes the grid); 1 for pure decode
+  int h = 0;             ///< query heads (h % cache.h_k == 0)
+  float softmax_scale = 0.f;
+  bool is_causal = true;
+  int window_left = -1;  ///< -1: unlimited
+  /// Key splits per (sequence, KV head) (flash-decoding): 1 writes o and lse directly; more write
+  /// fp32 partials to `workspace` (paged_attention_workspace_bytes) that a merge combines.
+  int num_splits = 1;
+  float* workspace = nullptr;
 };
 
 }  // namespace strata::attention

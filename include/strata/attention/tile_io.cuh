@@ -42,13 +42,13 @@ STRATA_HOST_DEVICE T* head_rows(T* base, int row0, int64_t row_stride, int head,
 
 STRATA_EXECUTOR_BEGIN  // the device helpers: cp.async and ldmatrix through strata/arch
 
-    /// Copies rows [row0, row0 + nrows) of a [rows, D] operand (row stride in elements) into shared
-    /// memory rows of `ld` elements, 16 bytes per cp.async; rows at or past `rows_valid` are
-    /// zero-filled (0 source bytes), so ragged tiles hold zeros, never stale data. All `Threads`
-    /// threads of the block call it; the caller commits the group.
-    template <int D, int Threads, class T>
-    STRATA_DEVICE void load_tile_rows(T* dst, int ld, const T* src, int64_t row_stride, int row0,
-                                      int rows_valid, int nrows, int tid) {
+/// Copies rows [row0, row0 + nrows) of a [rows, D] operand (row stride in elements) into shared
+/// memory rows of `ld` elements, 16 bytes per cp.async; rows at or past `rows_valid` are
+/// zero-filled (0 source bytes), so ragged tiles hold zeros, never stale data. All `Threads`
+/// threads of the block call it; the caller commits the group.
+template <int D, int Threads, class T>
+STRATA_DEVICE void load_tile_rows(T* dst, int ld, const T* src, int64_t row_stride, int row0,
+                                  int rows_valid, int nrows, int tid) {
   constexpr int kChunks = D / 8;
   for (int c = tid; c < nrows * kChunks; c += Threads) {
     const int r = c / kChunks, col = (c % kChunks) * 8;

@@ -59,8 +59,8 @@ struct RowSite {
 
 STRATA_EXECUTOR_BEGIN  // policies call device helpers
 
-    /// Plain scaled-dot-product attention: every hook does what FlashAttention does.
-    struct VanillaAttention {
+/// Plain scaled-dot-product attention: every hook does what FlashAttention does.
+struct VanillaAttention {
   static constexpr bool kTransformsLogits = false;
 
   STRATA_HOST_DEVICE Mask mask(const FlashFwdParams& p, const SeqBounds& sb) const {

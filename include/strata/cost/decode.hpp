@@ -17,4 +17,21 @@ constexpr int64_t kv_append_bytes(int64_t total_new, int64_t stored, int h_k, in
   return total_new * 8 + stored * 2 * (2 * int64_t(h_k) * d * s.act);
 }
 
+/// Minimum bytes of attending tq new tokens of one sequence (h query heads over h_k KV heads of
+/// dimension d) over a cache of tk tokens that it reads whole (decode, or a causal chunk without a
+/// window): each KV head's K and V rows are read once for its G query heads (GQA packing), the
+/// queries read once, the outputs and the fp32 LSE written once. Page indices and sequence
+/// lengths (a few bytes per 64 keys) are not counted.
+constexpr int64_t paged_attention_bytes(int64_t tq, int64_t tk, int h, int h_k, int d,
+                                        Storage s = kBf16) {
+  return 2 * tk * h_k * d * s.act + 2 * tq * h * d * s.act + tq * h * 4;
+}
+
+/// The extra bytes of splitting the keys of tq rows over h heads into `splits` parts
+/// (flash-decoding): each split's fp32 partial output and LSE written once and read once by the
+/// merge. Worth it when the grid is otherwise too small to fill the GPU; the plan decides.
+constexpr int64_t split_merge_bytes(int64_t tq, int h, int d, int splits) {
+  return splits > 1 ? 2 * tq * h * int64_t(splits) * (d + 1) * 4 : 0;
+}
+
 }  // namespace strata::cost
