@@ -290,6 +290,24 @@ TEST(PagedAttention, TokenByTokenAndChunksMatchTheFullForward) {
   }
 }
 
+TEST(PagedAttentionPlan, SplitCountsHandComputed) {
+  using strata::api::paged_attention_num_splits;
+  // 8 blocks (one sequence, 8 KV heads), 512 key tiles, 132 SMs: the eligible split counts with
+  // the best wave efficiency are 16, 32, 64, 128 (8 s / 132 = 0.970 of a wave; 33 and 66 would
+  // fill whole waves but give the same tiles per split as 32 and 65); 14 is the first at >= 85% of
+  // that (112 / 132 = 0.848), 13 is not (0.788).
+  EXPECT_EQ(paged_attention_num_splits(8, 512, 132), 14);
+  // 105 blocks (< 0.8 x 132): one split is 0.795 of a wave, as are 2, 3 and 4; 5 gives 3.98 waves
+  EXPECT_EQ(paged_attention_num_splits(105, 512, 132), 5);
+  EXPECT_EQ(paged_attention_num_splits(106, 512, 132), 1);  // already 80% of a wave
+  EXPECT_EQ(paged_attention_num_splits(8, 1, 132), 1);      // one key tile: nothing to split
+  EXPECT_EQ(paged_attention_num_splits(8, 3, 132), 3);      // capped by the key tiles
+  // from a problem: 2 sequences x 4 KV heads, decode with G = 4 (one query tile), 4k context
+  PagedAttentionParams p;
+  p.cache.b = 2, p.cache.h_k = 4, p.h = 16, p.max_seqlen_q = 1;
+  EXPECT_EQ(paged_attention_num_splits(p, 4096, 132), paged_attention_num_splits(8, 64, 132));
+}
+
 TEST(PagedAttentionValidation, EveryBadFieldIsNamedAndNothingIsWritten) {
   using T = __nv_bfloat16;
   struct Bad {

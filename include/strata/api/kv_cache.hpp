@@ -4,6 +4,8 @@
 // written.
 #pragma once
 
+#include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <string>
 #include <unordered_set>
@@ -213,6 +215,46 @@ inline Status validate_cache_indexing(const KvCache& c) {
     }
   }
   return Status::InvalidArgument("indexing: not a CacheIndexing value");
+}
+
+/// Key splits for a launch (flash-decoding), FlashAttention-2's rule: with `blocks` = sequences x
+/// KV heads x query tiles already at 80% of a wave of `num_sms` (132 on an H100 SXM, 108 on an
+/// A100) no split; otherwise, among split counts up to min(max_splits, num_sms, key tiles) that
+/// change the tiles per split, the smallest whose wave efficiency (waves / ceil(waves)) is at
+/// least 85% of the best. `key_tiles` = ceil(longest cache / 64). Host only; the result goes into
+/// PagedAttentionParams::num_splits (with paged_attention_workspace_bytes for the workspace).
+inline int paged_attention_num_splits(int64_t blocks, int key_tiles, int num_sms,
+                                      int max_splits = 128) {
+  if (blocks <= 0 || key_tiles <= 1 || num_sms <= 0 || double(blocks) >= 0.8 * num_sms) return 1;
+  int cap = max_splits < num_sms ? max_splits : num_sms;
+  cap = cap < key_tiles ? cap : key_tiles;
+  cap = cap < attention::kMaxSplits ? cap : attention::kMaxSplits;
+  const auto ceil_div = [](int64_t a, int64_t b) { return (a + b - 1) / b; };
+  const auto eligible = [&](int s) {
+    return s == 1 || ceil_div(key_tiles, s) != ceil_div(key_tiles, s - 1);
+  };
+  const auto efficiency = [&](int s) {
+    const double waves = double(blocks * s) / num_sms;
+    return waves / std::ceil(waves);
+  };
+  double best = 0;
+  for (int s = 1; s <= cap; ++s)
+    if (eligible(s)) best = std::max(best, efficiency(s));
+  for (int s = 1; s <= cap; ++s)
+    if (eligible(s) && efficiency(s) >= 0.85 * best) return s;
+  return 1;
+}
+
+/// The same from a problem: blocks from its grid, key tiles from the longest cache.
+inline int paged_attention_num_splits(const PagedAttentionParams& p, int max_seqlen_k,
+                                      int num_sms) {
+  if (p.cache.h_k < 1 || p.h < p.cache.h_k) return 1;
+  const int64_t rows = int64_t(p.max_seqlen_q) * (p.h / p.cache.h_k);
+  const int64_t bm = attention::PagedAttentionTraits<64>::kBlockM;  // the same for every D
+  const int64_t blocks = int64_t(p.cache.b) * p.cache.h_k * ((rows + bm - 1) / bm);
+  const int64_t bn = attention::PagedAttentionTraits<64>::kBlockN;
+  const int tiles = int((int64_t(max_seqlen_k) + bn - 1) / bn);
+  return paged_attention_num_splits(blocks, tiles, num_sms);
 }
 
 /// Bytes of the workspace of a split-KV launch (num_splits > 1): fp32 partial outputs and LSE.
