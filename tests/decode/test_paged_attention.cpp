@@ -119,7 +119,7 @@ struct CacheRun {
     p.softmax_scale = pr.p.softmax_scale, p.is_causal = cs.causal, p.window_left = cs.window_left;
     p.num_splits = spec.num_splits;
     workspace.assign(strata::api::paged_attention_workspace_bytes(p) / 4 + 4, NAN);
-    p.workspace = workspace.data();
+    p.workspace = workspace.data(), p.workspace_bytes = workspace.size() * sizeof(float);
   }
 };
 
@@ -341,6 +341,8 @@ TEST(PagedAttentionValidation, EveryBadFieldIsNamedAndNothingIsWritten) {
       {"q is null", [](CacheRun<T>& r) { r.p.q = nullptr; }},
       {"o_row_stride = 4", [](CacheRun<T>& r) { r.p.o_row_stride = 4; }},
       {"lse is null", [](CacheRun<T>& r) { r.p.lse = nullptr; }},
+      {"max_seqlen_q = 0", [](CacheRun<T>& r) { r.p.max_seqlen_q = 0; }},
+      {"workspace_bytes = 0", [](CacheRun<T>& r) { r.p.num_splits = 2, r.p.workspace_bytes = 0; }},
       {"workspace (paged_attention_workspace_bytes) is null",
        [](CacheRun<T>& r) { r.p.num_splits = 2, r.p.workspace = nullptr; }},
   };

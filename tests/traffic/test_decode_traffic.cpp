@@ -96,7 +96,7 @@ void check_decode(int splits) {
   p.cu_seqlens_q = cu.data(), p.total_q = B, p.max_seqlen_q = 1, p.h = h;
   p.softmax_scale = 0.125f, p.num_splits = splits;
   std::vector<float> work(strata::api::paged_attention_workspace_bytes(p) / 4 + 1);
-  p.workspace = work.data();
+  p.workspace = work.data(), p.workspace_bytes = work.size() * sizeof(float);
   for (auto* v : {&kc, &vc, &q, &o}) watch(*v);
   watch(lse);
   watch(work);

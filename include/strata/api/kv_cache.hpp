@@ -274,7 +274,9 @@ inline Status validate(const PagedAttentionParams& p) {
         "h = " + std::to_string(p.h) +
         ": must be in [1, 65535] and a multiple of cache.h_k = " + std::to_string(c.h_k));
   if (p.total_q < 0) return Status::InvalidArgument("total_q is negative");
-  if (p.max_seqlen_q < 0) return Status::InvalidArgument("max_seqlen_q is negative");
+  if (p.max_seqlen_q < 0 || (p.total_q > 0 && p.max_seqlen_q == 0))
+    return Status::InvalidArgument("max_seqlen_q = " + std::to_string(p.max_seqlen_q) +
+                                   ": must be >= 1 (the longest chunk) when total_q > 0");
   if (!std::isfinite(p.softmax_scale) || p.softmax_scale == 0.f)
     return Status::InvalidArgument("softmax_scale must be finite and non-zero");
   if (p.window_left < -1)
@@ -322,6 +324,10 @@ inline Status validate(const PagedAttentionParams& p) {
       return Status::InvalidArgument("workspace (paged_attention_workspace_bytes) is null");
     if (!detail::aligned16(p.workspace))
       return Status::InvalidArgument("workspace is not 16-byte aligned");
+    if (p.workspace_bytes < paged_attention_workspace_bytes(p))
+      return Status::InvalidArgument("workspace_bytes = " + std::to_string(p.workspace_bytes) +
+                                     ": less than paged_attention_workspace_bytes = " +
+                                     std::to_string(paged_attention_workspace_bytes(p)));
   }
   return Status::Ok();
 }

@@ -17,6 +17,7 @@
 // slot_mapping) is page * page_size + offset.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 
 #include "strata/attention/params.hpp"
@@ -151,6 +152,7 @@ struct PagedAttentionParams {
   /// fp32 partials to `workspace` (paged_attention_workspace_bytes) that a merge combines.
   int num_splits = 1;
   float* workspace = nullptr;
+  size_t workspace_bytes = 0;  ///< its size, checked against paged_attention_workspace_bytes
 };
 
 }  // namespace strata::attention
