@@ -138,14 +138,8 @@ Errors run_paged(const Case& cs, const CacheSpec& spec, Vec<T>* o_out = nullptr)
 
 template <class T>
 Errors run_any(const Case& cs, const CacheSpec& spec, Vec<T>* o = nullptr) {
-  switch (cs.d) {
-    case 64:
-      return run_paged<T, 64>(cs, spec, o);
-    case 96:
-      return run_paged<T, 96>(cs, spec, o);
-    default:
-      return run_paged<T, 128>(cs, spec, o);
-  }
+  return kernel_test::with_head_dim<T>(
+      cs, [&]<class U, int D>(const Case& x) { return run_paged<U, D>(x, spec, o); });
 }
 
 Case make_case(std::vector<int> lens_q, std::vector<int> lens_k, int h, int h_k, int d,

@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstdint>
 #include <string>
+#include <tuple>
 #include <unordered_set>
 #include <vector>
 
@@ -100,10 +101,10 @@ inline Status validate(const KvAppendParams& p) {
   if (Status s = detail::check_operand(p.v_new, "v_new", p.v_new_row_stride, p.v_new_head_stride);
       !s.ok())
     return s;
-  if (p.k_new_head_stride < p.cache.d || p.k_new_row_stride < p.k_new_head_stride * p.cache.h_k)
-    return Status::InvalidArgument("k_new strides overlap rows or heads");
-  if (p.v_new_head_stride < p.cache.d || p.v_new_row_stride < p.v_new_head_stride * p.cache.h_k)
-    return Status::InvalidArgument("v_new strides overlap rows or heads");
+  for (auto [ptr, name, rs, hs] :
+       {std::tuple{p.k_new, "k_new", p.k_new_row_stride, p.k_new_head_stride},
+        {p.v_new, "v_new", p.v_new_row_stride, p.v_new_head_stride}})
+    if (Status s = detail::check_rows(ptr, name, rs, hs, p.cache.h_k, p.cache.d); !s.ok()) return s;
   if (!p.slot_mapping) return Status::InvalidArgument("slot_mapping is null");
   if (reinterpret_cast<uintptr_t>(p.slot_mapping) % 8)
     return Status::InvalidArgument("slot_mapping is not 8-byte aligned");
@@ -293,17 +294,14 @@ inline Status validate(const PagedAttentionParams& p) {
         !s.ok())
       return s;
     // a chunk longer than its cache: the cache must already hold the new tokens (append first)
+    KvCache host = c;  // the descriptor over the host copies: host.seqlen(s) is the cache length
+    host.cache_seqlens = c.cache_seqlens_host;
+    host.indptr = c.indptr_host, host.last_page_len = c.last_page_len_host;
     const bool lens_known = c.indexing == CacheIndexing::kPageList
-                                ? c.indptr_host && c.last_page_len_host
-                                : c.cache_seqlens_host != nullptr;
+                                ? host.indptr && host.last_page_len
+                                : host.cache_seqlens != nullptr;
     for (int s = 0; lens_known && s < c.b; ++s) {
-      int tk = 0;
-      if (c.indexing != CacheIndexing::kPageList) {
-        tk = c.cache_seqlens_host[s];
-      } else {
-        const int pages = c.indptr_host[s + 1] - c.indptr_host[s];
-        tk = pages > 0 ? (pages - 1) * c.page_size + c.last_page_len_host[s] : 0;
-      }
+      const int tk = host.seqlen(s);
       const int tq = p.cu_seqlens_q_host[s + 1] - p.cu_seqlens_q_host[s];
       if (tq > tk)
         return Status::InvalidArgument("cu_seqlens_q: sequence " + std::to_string(s) + " has " +
@@ -374,7 +372,7 @@ inline Status kv_append(const KvAppendParams& p, cudaStream_t stream = 0) {
 /// partials and a merge when num_splits > 1. The cache must already hold the new tokens.
 inline Status paged_attention(const PagedAttentionParams& p, cudaStream_t stream = 0) {
   if (Status s = validate(p); !s.ok()) return s;
-  if (p.total_q == 0 || p.max_seqlen_q == 0) return Status::Ok();
+  if (p.total_q == 0) return Status::Ok();
   const bool bf16 = p.cache.dtype == attention::Dtype::kBf16;
   switch (p.cache.d) {
     case 64:

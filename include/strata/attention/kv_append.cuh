@@ -36,16 +36,19 @@ __global__ void __launch_bounds__(kKvAppendThreads) kv_append_kernel(const KvApp
   slot = arch::shfl(slot, 0);
   if (slot < 0 || slot >= p.cache.slots()) return;
   const int h_k = p.cache.h_k;
+  // the slot's row in K and in V (head 0), once per token
+  const int64_t k_row = cache_offset(p.cache.k, p.cache.page_size, slot, 0);
+  const int64_t v_row = cache_offset(p.cache.v, p.cache.page_size, slot, 0);
   for (int c = lane; c < 2 * h_k * kChunks; c += 32) {
     const bool is_v = c >= h_k * kChunks;
     const int r = is_v ? c - h_k * kChunks : c;
     const int h = r / kChunks, e = (r % kChunks) * 8;
-    const CacheTensor& dst = is_v ? p.cache.v : p.cache.k;
     const uint16_t* src = static_cast<const uint16_t*>(is_v ? p.v_new : p.k_new) +
                           int64_t(t) * (is_v ? p.v_new_row_stride : p.k_new_row_stride) +
                           int64_t(h) * (is_v ? p.v_new_head_stride : p.k_new_head_stride) + e;
-    uint16_t* out =
-        static_cast<uint16_t*>(dst.data) + cache_offset(dst, p.cache.page_size, slot, h) + e;
+    uint16_t* out = static_cast<uint16_t*>(is_v ? p.cache.v.data : p.cache.k.data) +
+                    (is_v ? v_row : k_row) +
+                    int64_t(h) * (is_v ? p.cache.v.head_stride : p.cache.k.head_stride) + e;
     *reinterpret_cast<uint4*>(out) = *reinterpret_cast<const uint4*>(src);
   }
 }

@@ -32,11 +32,11 @@ struct PagedAttentionTraits {
   static constexpr int kBlockN = 64;                     ///< keys per tile
   static constexpr int kLd = D + 8;  ///< padded smem row (16-byte aligned, banks staggered)
   static constexpr int kChunks = D / 8;
-  /// Q, K and V tiles (T), the warps' P rows (fp32) and the tile's key slots (int64).
+  /// Q, K and V tiles (T), the warps' P rows (fp32) and the tile's K and V row offsets (int64).
   template <class T>
   static constexpr size_t kSmemBytes = size_t(kBlockM + 2 * kBlockN) * kLd * sizeof(T) +
                                        size_t(kWarps) * kBlockN * sizeof(float) +
-                                       size_t(kBlockN) * sizeof(int64_t);
+                                       2 * size_t(kBlockN) * sizeof(int64_t);
 };
 
 /// Grid: (query tiles of the longest packed chunk x splits, KV heads, sequences).
@@ -66,7 +66,8 @@ __global__ void __launch_bounds__(PagedAttentionTraits<D>::kThreads, 1)
   T* Ks = Qs + BM * LD;                                // [BN][LD]
   T* Vs = Ks + BN * LD;                                // [BN][LD]
   float* Ps = reinterpret_cast<float*>(Vs + BN * LD);  // [warps][BN]
-  int64_t* slots = reinterpret_cast<int64_t*>(Ps + Tr::kWarps * BN);  // [BN]
+  // [2][BN]: element offset of key j's row (page and offset, head 0) in K and in V; -1 past tk
+  int64_t* rows = reinterpret_cast<int64_t*>(Ps + Tr::kWarps * BN);
 
   const int S = p.num_splits;
   const int split = int(blockIdx.x) % S, qtile = int(blockIdx.x) / S;
@@ -124,21 +125,22 @@ __global__ void __launch_bounds__(PagedAttentionTraits<D>::kThreads, 1)
   float* prow = Ps + warp * BN;
 
   for (int kt = kt_begin; kt < kt_end; ++kt) {
-    __syncthreads();  // the previous tile's K, V and slots are no longer read
-    for (int j = tid; j < BN; j += Tr::kThreads) {
+    __syncthreads();  // the previous tile's K, V and row offsets are no longer read
+    for (int j = tid; j < BN; j += Tr::kThreads) {  // one page lookup per key, not per chunk
       const int pos = kt * BN + j;
-      slots[j] = pos < tk ? p.cache.slot(s, pos) : -1;
+      const int64_t slot = pos < tk ? p.cache.slot(s, pos) : -1;
+      rows[j] = slot < 0 ? -1 : cache_offset(p.cache.k, p.cache.page_size, slot, hk);
+      rows[BN + j] = slot < 0 ? -1 : cache_offset(p.cache.v, p.cache.page_size, slot, hk);
     }
     __syncthreads();
     for (int c = tid; c < 2 * BN * Tr::kChunks; c += Tr::kThreads) {
       const bool is_v = c >= BN * Tr::kChunks;
       const int cc = is_v ? c - BN * Tr::kChunks : c;
       const int j = cc / Tr::kChunks, e = (cc % Tr::kChunks) * 8;
-      const CacheTensor& t = is_v ? p.cache.v : p.cache.k;
-      const int64_t slot = slots[j];
-      const T* src = static_cast<const T*>(t.data);
-      if (slot >= 0) src += cache_offset(t, p.cache.page_size, slot, hk) + e;
-      arch::cp_async<16>(&(is_v ? Vs : Ks)[j * LD + e], src, slot >= 0 ? 16 : 0);
+      const int64_t row = rows[(is_v ? BN : 0) + j];
+      const T* src = static_cast<const T*>(is_v ? p.cache.v.data : p.cache.k.data);
+      if (row >= 0) src += row + e;
+      arch::cp_async<16>(&(is_v ? Vs : Ks)[j * LD + e], src, row >= 0 ? 16 : 0);
     }
     arch::cp_async_commit();
     arch::cp_async_wait_all();

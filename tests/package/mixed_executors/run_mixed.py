@@ -75,7 +75,7 @@ def defined(obj: Path) -> set[str]:
     syms = set()
     for line in must(["nm", "--defined-only", "-P", str(obj)], quiet=True).splitlines():
         parts = line.split()
-        if len(parts) >= 2 and parts[1] in "TWVDBRu" and parts[1] != "":
+        if len(parts) >= 2 and parts[1] in "TWVDBRu":
             syms.add(parts[0])
     return syms
 
