@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cstring>
 #include <numeric>
 #include <ostream>
 #include <string>
@@ -197,6 +198,74 @@ TEST(KvAppendGuard, EmptyAppendReadsNothing) {
       std::all_of(a.k_cache.begin(), a.k_cache.end(), [](uint16_t x) { return x == kPoison; }));
 }
 
+/// Bits of x rounded to the dtype (bf16 or fp16).
+uint16_t bits(float x, Dtype dt) {
+  uint16_t b;
+  if (dt == Dtype::kBf16) {
+    const __nv_bfloat16 y = strata::core::from_float<__nv_bfloat16>(x);
+    std::memcpy(&b, &y, 2);
+  } else {
+    const __half y = strata::core::from_float<__half>(x);
+    std::memcpy(&b, &y, 2);
+  }
+  return b;
+}
+float value(uint16_t b, Dtype dt) {
+  if (dt == Dtype::kBf16) {
+    __nv_bfloat16 y;
+    std::memcpy(static_cast<void*>(&y), &b, 2);
+    return strata::core::to_float(y);
+  }
+  __half y;
+  std::memcpy(static_cast<void*>(&y), &b, 2);
+  return strata::core::to_float(y);
+}
+
+TEST(KvAppendVariants, ResFormerStoresVPrimeAndSVFormerStoresNoV) {
+  for (Dtype dt : {Dtype::kBf16, Dtype::kFp16})
+    for (auto g :
+         {strata::core::MixGranularity::kScalar, strata::core::MixGranularity::kHeadwise}) {
+      AppendProblem a(16, Layout::kNHD, Layout::kHND, 64, dt, 3, 21, 13);
+      strata_test::Rng rng(5);
+      auto normal = [&] { return float(int(rng.next_u32() % 2001) - 1000) / 400.f; };
+      std::vector<uint16_t> v_first(a.v_new.size());
+      for (auto* x : {&a.k_new, &a.v_new, &v_first})
+        for (uint16_t& e : *x) e = bits(normal(), dt);  // finite in both dtypes
+      const std::vector<float> ls = {0.5f, -1.25f, 2.f}, lf = {0.5f, 0.75f, -0.3f};
+      a.p.v_first_new = v_first.data();
+      a.p.v_first_new_row_stride = a.p.v_new_row_stride, a.p.v_first_new_head_stride = 64;
+      a.p.lambda_self = ls.data(), a.p.lambda_first = lf.data(), a.p.granularity = g;
+      ASSERT_TRUE(strata::api::kv_append(a.p).ok());
+      std::vector<uint16_t> k, v;
+      a.expected(k, v);
+      EXPECT_TRUE(k == a.k_cache);
+      const KvCache& c = a.p.cache;
+      int wrong = 0;
+      for (int t = 0; t < a.p.total_new; ++t)
+        for (int h = 0; t < a.p.total_new && a.slots[size_t(t)] >= 0 && h < c.h_k; ++h)
+          for (int e = 0; e < c.d; ++e) {
+            const size_t src = size_t(t) * size_t(a.p.v_new_row_stride) + size_t(h * c.d + e);
+            const int lh = g == strata::core::MixGranularity::kHeadwise ? h : 0;
+            const float want = ls[size_t(lh)] * value(a.v_new[src], dt) +
+                               lf[size_t(lh)] * value(v_first[src], dt);  // fp32, one rounding
+            const int64_t at = cache_offset(c.v, c.page_size, a.slots[size_t(t)], h) + e;
+            v[size_t(at)] = bits(want, dt);
+          }
+      for (size_t i = 0; i < v.size(); ++i) wrong += v[i] != a.v_cache[i];
+      EXPECT_EQ(wrong, 0) << "V' elements differing from the fp32 mix rounded once";
+
+      // SVFormer l >= 1: K only; V (and v_new) untouched
+      AppendProblem b(16, Layout::kHND, Layout::kNHD, 64, dt, 3, 21, 14);
+      b.p.store_v = false;
+      b.p.v_new = nullptr;
+      ASSERT_TRUE(strata::api::kv_append(b.p).ok());
+      b.expected(k, v);
+      EXPECT_TRUE(k == b.k_cache);
+      EXPECT_TRUE(
+          std::all_of(b.v_cache.begin(), b.v_cache.end(), [](uint16_t x) { return x == kPoison; }));
+    }
+}
+
 TEST(KvAppendValidation, EveryBadFieldIsNamedAndNothingIsWritten) {
   struct Bad {
     const char* needle;
@@ -226,6 +295,26 @@ TEST(KvAppendValidation, EveryBadFieldIsNamedAndNothingIsWritten) {
       {"slot_mapping is null", [](AppendProblem& a) { a.p.slot_mapping = nullptr; }},
       {"slot_mapping[3] = ", [](AppendProblem& a) { a.slots[3] = a.p.cache.slots(); }},
       {"the slot of an earlier new token", [](AppendProblem& a) { a.slots[5] = a.slots[0]; }},
+      {"v_first_new: set while store_v is false",
+       [](AppendProblem& a) { a.p.store_v = false, a.p.v_first_new = a.k_new.data(); }},
+      {"v_first_new_head_stride = 3",
+       [](AppendProblem& a) {
+         a.p.v_first_new = a.k_new.data(), a.p.v_first_new_row_stride = 136,
+         a.p.v_first_new_head_stride = 3;
+       }},
+      {"granularity: ResFormer's lambda",
+       [](AppendProblem& a) {
+         static const float l[1] = {0.5f};
+         a.p.v_first_new = a.k_new.data(), a.p.v_first_new_row_stride = 136;
+         a.p.v_first_new_head_stride = 64, a.p.lambda_self = a.p.lambda_first = l;
+         a.p.granularity = strata::core::MixGranularity::kElementwise;
+       }},
+      {"lambda_first is null",
+       [](AppendProblem& a) {
+         static const float l[1] = {0.5f};
+         a.p.v_first_new = a.k_new.data(), a.p.v_first_new_row_stride = 136;
+         a.p.v_first_new_head_stride = 64, a.p.lambda_self = l;
+       }},
   };
   for (const Bad& b : cases) {
     AppendProblem a(16, Layout::kNHD, Layout::kHND, 64, Dtype::kBf16, 2, 9, 11);

@@ -123,7 +123,7 @@ struct NaiveDepth {
 };
 
 template <class T, int D>
-Verdict run_depth(const DepthCase& dc) {
+Verdict run_depth(const DepthCase& dc, const ForwardRun<strata::api::DepthStack>& forward = {}) {
   const int L = dc.layers;
   const size_t nL = static_cast<size_t>(L);
   std::vector<std::unique_ptr<Problem<T>>> pr;
@@ -191,9 +191,13 @@ Verdict run_depth(const DepthCase& dc) {
     st.layers.push_back(y);
   }
   Verdict v;
-  if (const auto s = st.forward(); !s.ok()) v.status = std::string("forward: ") + s.message();
-  if (const auto s = st.backward(); v.status.empty() && !s.ok())
-    v.status = std::string("backward: ") + s.message();
+  if (forward) {
+    v.status = forward(st);
+  } else {
+    if (const auto s = st.forward(); !s.ok()) v.status = std::string("forward: ") + s.message();
+    if (const auto s = st.backward(); v.status.empty() && !s.ok())
+      v.status = std::string("backward: ") + s.message();
+  }
   if (v.status.empty()) v.status = sync_device();
   if (!v.status.empty()) return v;
 
@@ -203,6 +207,7 @@ Verdict run_depth(const DepthCase& dc) {
     const std::string tag = "layer " + std::to_string(l) + " ";
     v.check(tag + "O", values(pr[ul]->o, nel), f.out[ul].data, nv.out[ul].data, 1e-5);
     v.check(tag + "LSE", lse_rows(pr[ul]->lse, nq, H), f.lse[ul].data, nv.lse[ul].data, 1e-5);
+    if (forward) continue;
     // through the token-local backward: a second unit roundoff for the intermediate gradients
     // rounded to T (as for Gated Attention's QK-norm)
     const double ug = dc.qk_norm_rope ? 2 * u : u;

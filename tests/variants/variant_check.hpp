@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -38,6 +39,13 @@ struct Verdict {
   }
   bool pass() const { return status.empty() && !nan && worst <= 1.0; }
 };
+
+/// A forward run of a stack a check built, in place of the stack helper's forward and backward
+/// (the decode tests decode the stack step by step through a KV cache): it writes the layers' O
+/// and LSE buffers, which the check then compares (gradients are not checked). Returns an error
+/// message, or "".
+template <class... Args>
+using ForwardRun = std::function<std::string(const Args&...)>;
 
 template <class V>
 std::vector<double> values(const V& x, size_t n) {

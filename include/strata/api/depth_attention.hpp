@@ -59,6 +59,62 @@ inline size_t depth_workspace_bytes(int total, int h_k, int d) {
   return size_t(blocks) * 2 * size_t(d > 0 ? d : 0) * sizeof(float);
 }
 
+namespace detail {
+/// Layer l's sources: at most kMaxSources, strictly ascending earlier layers.
+inline Status check_depth_sources(const std::vector<int>& sources, size_t l,
+                                  const std::string& at) {
+  if (int(sources.size()) > core::kMaxSources)
+    return Status::InvalidArgument(
+        at + "sources: " + std::to_string(sources.size()) +
+        " sources, more than kMaxSources = " + std::to_string(core::kMaxSources));
+  for (size_t c = 0; c < sources.size(); ++c) {
+    const int j = sources[c];
+    if (j < 0 || j >= int(l) || (c > 0 && j <= sources[c - 1]))
+      return Status::InvalidArgument(at +
+                                     "sources: must be strictly ascending earlier layers (got " +
+                                     std::to_string(j) + ")");
+  }
+  return Status::Ok();
+}
+
+STRATA_EXECUTOR_BEGIN
+template <class T, int D>
+Status launch_depth_typed(const variants::DepthLayer& p, bool backward, cudaStream_t stream) {
+  const int64_t rows = int64_t(p.total) * p.h_k;
+  const int blocks = int((rows + variants::kDepthRowsPerBlock - 1) / variants::kDepthRowsPerBlock);
+  if (blocks > 0) {
+    if (Status s = launch(
+            backward ? variants::depth_backward_kernel<T, D> : variants::depth_forward_kernel<T, D>,
+            dim3(unsigned(blocks)), dim3(variants::kDepthThreads), 0, stream, p);
+        !s.ok())
+      return s;
+  }
+  if (backward && p.local.qk_norm)  // zero blocks: the reduction writes dgamma = 0
+    return launch(variants::depth_dgamma_reduce_kernel<D>, dim3(1), dim3(2 * D), 0, stream,
+                  static_cast<const float*>(p.partial), blocks, p.dgamma_q, p.dgamma_k);
+  return Status::Ok();
+}
+template <class T>
+Status launch_depth_dtype(const variants::DepthLayer& p, int d, bool backward,
+                          cudaStream_t stream) {
+  switch (d) {
+    case 64:
+      return launch_depth_typed<T, 64>(p, backward, stream);
+    case 96:
+      return launch_depth_typed<T, 96>(p, backward, stream);
+    default:
+      return launch_depth_typed<T, 128>(p, backward, stream);
+  }
+}
+/// The depth pass of one layer (arguments validated by the caller), forward or backward.
+inline Status launch_depth_pass(const variants::DepthLayer& p, Dtype dtype, int d, bool backward,
+                                cudaStream_t stream) {
+  return dtype == Dtype::kBf16 ? launch_depth_dtype<__nv_bfloat16>(p, d, backward, stream)
+                               : launch_depth_dtype<__half>(p, d, backward, stream);
+}
+STRATA_EXECUTOR_END
+}  // namespace detail
+
 STRATA_EXECUTOR_BEGIN
 struct DepthStack {
   variants::QkNormRopeOptions local;  ///< QK-norm (q before RoPE, k after) and RoPE
@@ -109,19 +165,8 @@ struct DepthStack {
                                          ", whose k^ / v^ this layer reads while writing its own");
       if (local.qk_norm && (!y.gamma_q || !y.gamma_k))
         return Status::InvalidArgument(at + "gamma_q / gamma_k is null (qk_norm)");
-      if (int(y.sources.size()) > core::kMaxSources)
-        return Status::InvalidArgument(
-            at + "sources: " + std::to_string(y.sources.size()) +
-            " sources, more than kMaxSources = " + std::to_string(core::kMaxSources));
-      for (size_t c = 0; c < y.sources.size(); ++c) {
-        const int j = y.sources[c];
-        if (j < 0 || j >= int(l) || (c > 0 && j <= y.sources[c - 1]))
-          return Status::InvalidArgument(at +
-                                         "sources: must be strictly ascending earlier "
-                                         "layers (got " +
-                                         std::to_string(j) + ")");
-        is_source[size_t(j)] = true;
-      }
+      if (Status s = detail::check_depth_sources(y.sources, l, at); !s.ok()) return s;
+      for (int j : y.sources) is_source[size_t(j)] = true;
       if (backward) {
         if (!y.dq || !y.dk || !y.dv) return Status::InvalidArgument(at + "dq / dk / dv is null");
         if (local.qk_norm && (!y.dgamma_q || !y.dgamma_k))
@@ -193,38 +238,9 @@ struct DepthStack {
   }
 
  private:
-  template <class T, int D>
-  Status launch_typed(size_t l, bool backward, cudaStream_t stream) const {
-    const variants::DepthLayer p = depth_layer(l);
-    const int64_t rows = int64_t(p.total) * p.h_k;
-    const int blocks =
-        int((rows + variants::kDepthRowsPerBlock - 1) / variants::kDepthRowsPerBlock);
-    if (blocks > 0) {
-      if (Status s = launch(backward ? variants::depth_backward_kernel<T, D>
-                                     : variants::depth_forward_kernel<T, D>,
-                            dim3(unsigned(blocks)), dim3(variants::kDepthThreads), 0, stream, p);
-          !s.ok())
-        return s;
-    }
-    if (backward && local.qk_norm)  // zero blocks: the reduction writes dgamma = 0
-      return launch(variants::depth_dgamma_reduce_kernel<D>, dim3(1), dim3(2 * D), 0, stream,
-                    static_cast<const float*>(p.partial), blocks, p.dgamma_q, p.dgamma_k);
-    return Status::Ok();
-  }
-  template <class T>
-  Status launch_dtype(size_t l, bool backward, cudaStream_t stream) const {
-    switch (layers[l].attn.d) {
-      case 64:
-        return launch_typed<T, 64>(l, backward, stream);
-      case 96:
-        return launch_typed<T, 96>(l, backward, stream);
-      default:
-        return launch_typed<T, 128>(l, backward, stream);
-    }
-  }
   Status launch_pass(size_t l, bool backward, cudaStream_t stream) const {
-    return layers[l].attn.dtype == Dtype::kBf16 ? launch_dtype<__nv_bfloat16>(l, backward, stream)
-                                                : launch_dtype<__half>(l, backward, stream);
+    return detail::launch_depth_pass(depth_layer(l), layers[l].attn.dtype, layers[l].attn.d,
+                                     backward, stream);
   }
 };
 

@@ -92,6 +92,48 @@ inline int64_t exo_lambda_count(core::MixGranularity g, int heads, int d) {
                                                  : 1;
 }
 
+namespace detail {
+STRATA_EXECUTOR_BEGIN
+/// The pass, and after the backward the parameter-gradient reduction, which also runs (over
+/// zero blocks, writing zeros) when there are no tokens.
+template <class T, int D>
+Status launch_exo_typed(const variants::ExoMix& m, bool backward, cudaStream_t stream) {
+  const dim3 grid(unsigned(variants::exo_blocks(m.total)), kExoStreams);
+  if (grid.x > 0)
+    if (Status s = launch(backward ? variants::exo_mix_backward_kernel<T, D>
+                                   : variants::exo_mix_forward_kernel<T, D>,
+                          grid, dim3(variants::kExoThreads), 0, stream, m);
+        !s.ok())
+      return s;
+  if (!backward) return Status::Ok();
+  int outputs = 0;
+  for (int p = 0; p < kExoStreams; ++p)
+    outputs = std::max(outputs, variants::exo_reduce_outputs(m, p, D));
+  const dim3 rgrid(unsigned((outputs + variants::kExoReduceWarps - 1) / variants::kExoReduceWarps),
+                   kExoStreams);
+  return launch(variants::exo_reduce_kernel<D>, rgrid, dim3(32 * variants::kExoReduceWarps), 0,
+                stream, m, int(grid.x));
+}
+template <class T>
+Status launch_exo_dtype(const variants::ExoMix& m, int d, bool backward, cudaStream_t stream) {
+  switch (d) {
+    case 64:
+      return launch_exo_typed<T, 64>(m, backward, stream);
+    case 96:
+      return launch_exo_typed<T, 96>(m, backward, stream);
+    default:
+      return launch_exo_typed<T, 128>(m, backward, stream);
+  }
+}
+/// The mix pass of one layer (arguments validated by the caller), forward or backward.
+inline Status launch_exo_mix(const variants::ExoMix& m, Dtype dtype, int d, bool backward,
+                             cudaStream_t stream) {
+  return dtype == Dtype::kBf16 ? launch_exo_dtype<__nv_bfloat16>(m, d, backward, stream)
+                               : launch_exo_dtype<__half>(m, d, backward, stream);
+}
+STRATA_EXECUTOR_END
+}  // namespace detail
+
 STRATA_EXECUTOR_BEGIN
 struct ExoStack {
   ExoOptions options;
@@ -331,43 +373,9 @@ struct ExoStack {
     return m;
   }
 
-  /// The pass, and after the backward the parameter-gradient reduction, which also runs (over
-  /// zero blocks, writing zeros) when there are no tokens.
-  template <class T, int D>
-  static Status launch_mix(const variants::ExoMix& m, bool backward, cudaStream_t stream) {
-    const dim3 grid(unsigned(variants::exo_blocks(m.total)), kExoStreams);
-    if (grid.x > 0)
-      if (Status s = launch(backward ? variants::exo_mix_backward_kernel<T, D>
-                                     : variants::exo_mix_forward_kernel<T, D>,
-                            grid, dim3(variants::kExoThreads), 0, stream, m);
-          !s.ok())
-        return s;
-    if (!backward) return Status::Ok();
-    int outputs = 0;
-    for (int p = 0; p < kExoStreams; ++p)
-      outputs = std::max(outputs, variants::exo_reduce_outputs(m, p, D));
-    const dim3 rgrid(
-        unsigned((outputs + variants::kExoReduceWarps - 1) / variants::kExoReduceWarps),
-        kExoStreams);
-    return launch(variants::exo_reduce_kernel<D>, rgrid, dim3(32 * variants::kExoReduceWarps), 0,
-                  stream, m, int(grid.x));
-  }
-  template <class T>
-  static Status dispatch_mix(const variants::ExoMix& m, int d, bool backward, cudaStream_t stream) {
-    switch (d) {
-      case 64:
-        return launch_mix<T, 64>(m, backward, stream);
-      case 96:
-        return launch_mix<T, 96>(m, backward, stream);
-      default:
-        return launch_mix<T, 128>(m, backward, stream);
-    }
-  }
   Status mix(size_t l, bool backward, cudaStream_t stream) const {
     const FlashBwdParams& a = layers[l].attn;
-    const variants::ExoMix m = kernel_args(l, backward);
-    return a.dtype == Dtype::kBf16 ? dispatch_mix<__nv_bfloat16>(m, a.d, backward, stream)
-                                   : dispatch_mix<__half>(m, a.d, backward, stream);
+    return detail::launch_exo_mix(kernel_args(l, backward), a.dtype, a.d, backward, stream);
   }
 
   Status run_forward(size_t l, cudaStream_t stream) const {

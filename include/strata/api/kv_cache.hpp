@@ -98,13 +98,38 @@ inline Status validate(const KvAppendParams& p) {
   if (Status s = detail::check_operand(p.k_new, "k_new", p.k_new_row_stride, p.k_new_head_stride);
       !s.ok())
     return s;
-  if (Status s = detail::check_operand(p.v_new, "v_new", p.v_new_row_stride, p.v_new_head_stride);
+  if (Status s = detail::check_rows(p.k_new, "k_new", p.k_new_row_stride, p.k_new_head_stride,
+                                    p.cache.h_k, p.cache.d);
       !s.ok())
     return s;
-  for (auto [ptr, name, rs, hs] :
-       {std::tuple{p.k_new, "k_new", p.k_new_row_stride, p.k_new_head_stride},
-        {p.v_new, "v_new", p.v_new_row_stride, p.v_new_head_stride}})
-    if (Status s = detail::check_rows(ptr, name, rs, hs, p.cache.h_k, p.cache.d); !s.ok()) return s;
+  if (p.store_v) {
+    if (Status s = detail::check_operand(p.v_new, "v_new", p.v_new_row_stride, p.v_new_head_stride);
+        !s.ok())
+      return s;
+    if (Status s = detail::check_rows(p.v_new, "v_new", p.v_new_row_stride, p.v_new_head_stride,
+                                      p.cache.h_k, p.cache.d);
+        !s.ok())
+      return s;
+  } else if (p.v_first_new) {
+    return Status::InvalidArgument(
+        "v_first_new: set while store_v is false (a value residual needs a V row to mix)");
+  }
+  if (p.store_v && p.v_first_new) {
+    if (Status s = detail::check_operand(p.v_first_new, "v_first_new", p.v_first_new_row_stride,
+                                         p.v_first_new_head_stride);
+        !s.ok())
+      return s;
+    if (Status s = detail::check_rows(p.v_first_new, "v_first_new", p.v_first_new_row_stride,
+                                      p.v_first_new_head_stride, p.cache.h_k, p.cache.d);
+        !s.ok())
+      return s;
+    if (p.granularity != core::MixGranularity::kScalar &&
+        p.granularity != core::MixGranularity::kHeadwise)
+      return Status::InvalidArgument(
+          "granularity: ResFormer's lambda is a scalar or one per KV head (kScalar, kHeadwise)");
+    if (!p.lambda_self) return Status::InvalidArgument("lambda_self is null");
+    if (!p.lambda_first) return Status::InvalidArgument("lambda_first is null");
+  }
   if (!p.slot_mapping) return Status::InvalidArgument("slot_mapping is null");
   if (reinterpret_cast<uintptr_t>(p.slot_mapping) % 8)
     return Status::InvalidArgument("slot_mapping is not 8-byte aligned");
@@ -317,6 +342,14 @@ inline Status validate(const PagedAttentionParams& p) {
   if (Status s = detail::check_operand(p.o, "o", p.o_row_stride, p.o_head_stride); !s.ok())
     return s;
   if (!p.lse) return Status::InvalidArgument("lse is null");
+  if (p.gate) {
+    if (p.gate_kind != core::GateKind::kElementwise && p.gate_kind != core::GateKind::kHeadwise)
+      return Status::InvalidArgument("gate_kind: not a GateKind value");
+    if (Status s = detail::check_rows(p.gate, "gate", p.gate_row_stride, p.gate_head_stride, p.h,
+                                      p.gate_kind == core::GateKind::kElementwise ? c.d : 1);
+        !s.ok())
+      return s;
+  }
   if (p.num_splits > 1) {
     if (!p.workspace)
       return Status::InvalidArgument("workspace (paged_attention_workspace_bytes) is null");
@@ -332,9 +365,9 @@ inline Status validate(const PagedAttentionParams& p) {
 
 namespace detail {
 STRATA_EXECUTOR_BEGIN
-template <int D>
+template <class T, int D>
 Status launch_kv_append(const KvAppendParams& p, cudaStream_t stream) {
-  return launch(attention::kv_append_kernel<D>, attention::kv_append_grid(p),
+  return launch(attention::kv_append_kernel<T, D>, attention::kv_append_grid(p),
                 dim3(attention::kKvAppendThreads), 0, stream, p);
 }
 template <class T, int D>
@@ -353,18 +386,23 @@ STRATA_EXECUTOR_END
 
 STRATA_EXECUTOR_BEGIN
 
-/// Writes the new tokens' K and V rows at their slots (validated first). Slots past the cache
-/// or negative are skipped; the rest of the cache is untouched.
+/// Writes the new tokens' K and V rows at their slots (validated first): V' mixed with layer 0's
+/// V for ResFormer (v_first_new), K only for SVFormer's layers l >= 1 (store_v = false). Slots
+/// past the cache or negative are skipped; the rest of the cache is untouched.
 inline Status kv_append(const KvAppendParams& p, cudaStream_t stream = 0) {
   if (Status s = validate(p); !s.ok()) return s;
   if (p.total_new == 0) return Status::Ok();
+  const bool bf16 = p.cache.dtype == attention::Dtype::kBf16;
   switch (p.cache.d) {
     case 64:
-      return detail::launch_kv_append<64>(p, stream);
+      return bf16 ? detail::launch_kv_append<__nv_bfloat16, 64>(p, stream)
+                  : detail::launch_kv_append<__half, 64>(p, stream);
     case 96:
-      return detail::launch_kv_append<96>(p, stream);
+      return bf16 ? detail::launch_kv_append<__nv_bfloat16, 96>(p, stream)
+                  : detail::launch_kv_append<__half, 96>(p, stream);
     default:
-      return detail::launch_kv_append<128>(p, stream);
+      return bf16 ? detail::launch_kv_append<__nv_bfloat16, 128>(p, stream)
+                  : detail::launch_kv_append<__half, 128>(p, stream);
   }
 }
 

@@ -3,12 +3,16 @@
 // so consecutive lanes touch consecutive bytes of a row). Lane 0 reads the slot and broadcasts it:
 // each byte of the new rows and of the slot mapping is read once, each cache byte written once.
 // A negative slot skips the token (padding); a slot at or past cache.slots() is skipped too, so a
-// slot mapping without a host copy to validate can never write outside the cache.
+// slot mapping without a host copy to validate can never write outside the cache. The variants'
+// token-local work on new V rows happens here too: ResFormer's V' = lambda_self V_l +
+// lambda_first V_0 is mixed once at append, SVFormer's layers l >= 1 store no V.
 #pragma once
 
 #include <cstdint>
+#include <cstring>
 
 #include "strata/attention/kv_cache.hpp"
+#include "strata/core/numeric.hpp"
 #include "strata/strata.cuh"
 
 namespace strata::attention {
@@ -24,10 +28,11 @@ inline dim3 kv_append_grid(const KvAppendParams& p) {
 
 STRATA_EXECUTOR_BEGIN
 
-/// Copies token t's K and V rows (D elements of 2 bytes per KV head) into its slot.
-template <int D>
+/// Copies token t's K and V rows (D elements of T per KV head) into its slot; with
+/// p.v_first_new the V row is ResFormer's V' (mixed in fp32), without p.store_v only K is written.
+template <class T, int D>
 __global__ void __launch_bounds__(kKvAppendThreads) kv_append_kernel(const KvAppendParams p) {
-  static_assert(D % 8 == 0, "rows are moved in 16-byte chunks");
+  static_assert(D % 8 == 0 && sizeof(T) == 2, "rows are moved in 16-byte chunks of 8 elements");
   constexpr int kChunks = D / 8;
   const int lane = int(threadIdx.x) % 32;
   const int t = int(blockIdx.x) * (kKvAppendThreads / 32) + int(threadIdx.x) / 32;
@@ -39,17 +44,32 @@ __global__ void __launch_bounds__(kKvAppendThreads) kv_append_kernel(const KvApp
   // the slot's row in K and in V (head 0), once per token
   const int64_t k_row = cache_offset(p.cache.k, p.cache.page_size, slot, 0);
   const int64_t v_row = cache_offset(p.cache.v, p.cache.page_size, slot, 0);
-  for (int c = lane; c < 2 * h_k * kChunks; c += 32) {
+  const int chunks = (p.store_v ? 2 : 1) * h_k * kChunks;
+  for (int c = lane; c < chunks; c += 32) {
     const bool is_v = c >= h_k * kChunks;
     const int r = is_v ? c - h_k * kChunks : c;
     const int h = r / kChunks, e = (r % kChunks) * 8;
-    const uint16_t* src = static_cast<const uint16_t*>(is_v ? p.v_new : p.k_new) +
-                          int64_t(t) * (is_v ? p.v_new_row_stride : p.k_new_row_stride) +
-                          int64_t(h) * (is_v ? p.v_new_head_stride : p.k_new_head_stride) + e;
-    uint16_t* out = static_cast<uint16_t*>(is_v ? p.cache.v.data : p.cache.k.data) +
-                    (is_v ? v_row : k_row) +
-                    int64_t(h) * (is_v ? p.cache.v.head_stride : p.cache.k.head_stride) + e;
-    *reinterpret_cast<uint4*>(out) = *reinterpret_cast<const uint4*>(src);
+    const T* src = static_cast<const T*>(is_v ? p.v_new : p.k_new) +
+                   int64_t(t) * (is_v ? p.v_new_row_stride : p.k_new_row_stride) +
+                   int64_t(h) * (is_v ? p.v_new_head_stride : p.k_new_head_stride) + e;
+    T* out = static_cast<T*>(is_v ? p.cache.v.data : p.cache.k.data) + (is_v ? v_row : k_row) +
+             int64_t(h) * (is_v ? p.cache.v.head_stride : p.cache.k.head_stride) + e;
+    uint4 x = *reinterpret_cast<const uint4*>(src);
+    if (is_v && p.v_first_new) {  // V' = lambda_self V_l + lambda_first V_0
+      const uint4 y = *reinterpret_cast<const uint4*>(static_cast<const T*>(p.v_first_new) +
+                                                      int64_t(t) * p.v_first_new_row_stride +
+                                                      int64_t(h) * p.v_first_new_head_stride + e);
+      const int lh = p.granularity == core::MixGranularity::kHeadwise ? h : 0;
+      const float ls = p.lambda_self[lh], lf = p.lambda_first[lh];
+      T va[8], vb[8];
+      memcpy(static_cast<void*>(va), &x, 16);  // T is a class: copy its bits
+      memcpy(static_cast<void*>(vb), &y, 16);
+      STRATA_UNROLL
+      for (int i = 0; i < 8; ++i)
+        va[i] = core::from_float<T>(ls * core::to_float(va[i]) + lf * core::to_float(vb[i]));
+      memcpy(&x, static_cast<const void*>(va), 16);
+    }
+    *reinterpret_cast<uint4*>(out) = x;
   }
 }
 

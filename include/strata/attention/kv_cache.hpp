@@ -22,6 +22,7 @@
 
 #include "strata/attention/params.hpp"
 #include "strata/config.hpp"
+#include "strata/core/options.hpp"
 
 namespace strata::attention {
 
@@ -125,6 +126,20 @@ struct KvAppendParams {
   /// below cache.slots() and no slot to be written twice. Without it slots are trusted, and the
   /// kernel skips (does not write) a slot at or past cache.slots().
   const int64_t* slot_mapping_host = nullptr;
+
+  /// SVFormer layers l >= 1: false stores K only (v_new unused); the layer's attention reads
+  /// layer 0's V cache (its KvCache::v points there), so the layer keeps no V at all.
+  bool store_v = true;
+  /// ResFormer layers l >= 1: with v_first_new set, the V row stored is
+  /// V'_l = lambda_self v_new + lambda_first v_first_new (fp32, one rounding, as the training
+  /// kernels mix their V tiles), v_first_new being layer 0's V of the same new tokens. Mixing at
+  /// append keeps the cache and each step's cache reads at vanilla size (K + V' per token);
+  /// keeping V_l and mixing V_0 in at every tile load would read K + 2 V per token per step.
+  const void* v_first_new = nullptr;  ///< [total_new, h_k, d], dtype of the cache, or null
+  int64_t v_first_new_row_stride = 0, v_first_new_head_stride = 0;
+  const float* lambda_self = nullptr;  ///< fp32: [] (kScalar) or [h_k] (kHeadwise)
+  const float* lambda_first = nullptr;
+  core::MixGranularity granularity = core::MixGranularity::kScalar;
 };
 
 /// Attention of new query tokens over a KV cache that already holds them (append first): one
@@ -153,6 +168,13 @@ struct PagedAttentionParams {
   int num_splits = 1;
   float* workspace = nullptr;
   size_t workspace_bytes = 0;  ///< its size, checked against paged_attention_workspace_bytes
+  /// Gated Attention's / ExoFormer's output gate, or null: o = O sigma(g) with logits g of the
+  /// new tokens, [total_q, h, d] (kElementwise) or [total_q, h] (kHeadwise), the cache's dtype.
+  /// It is applied once, to the final O: after the merge when num_splits > 1 (the partials are
+  /// never gated).
+  const void* gate = nullptr;
+  int64_t gate_row_stride = 0, gate_head_stride = 0;
+  core::GateKind gate_kind = core::GateKind::kElementwise;
 };
 
 }  // namespace strata::attention

@@ -6,12 +6,14 @@
 // registers; S = q.k and O += P V run on the CUDA cores: at decode a tile has only G real rows,
 // so the step is bound by reading the cache, not by arithmetic. With num_splits > 1 each block
 // covers one split of the key tiles (flash-decoding) and writes fp32 partial outputs and LSE,
-// which paged_attention_merge_kernel combines by their LSE.
+// which paged_attention_merge_kernel combines by their LSE. An output gate (Gated Attention,
+// ExoFormer) multiplies the final O only: in the epilogue without splits, in the merge with.
 #pragma once
 
 #include <cstdint>
 
 #include "strata/attention/kv_cache.hpp"
+#include "strata/core/gate.hpp"
 #include "strata/core/numeric.hpp"
 #include "strata/core/online_softmax.hpp"
 #include "strata/strata.cuh"
@@ -55,6 +57,16 @@ inline size_t paged_attention_workspace_floats(const PagedAttentionParams& p) {
 }
 
 STRATA_EXECUTOR_BEGIN
+
+/// Element e of the final output row (token, head): O, or O sigma(g) with the row's gate logit.
+template <class T>
+STRATA_DEVICE float paged_output(float o, const PagedAttentionParams& p, int64_t token, int head,
+                                 int e) {
+  if (!p.gate) return o;
+  const T* g = static_cast<const T*>(p.gate) + token * p.gate_row_stride +
+               int64_t(head) * p.gate_head_stride;
+  return o * core::sigmoid(core::to_float(g[p.gate_kind == core::GateKind::kHeadwise ? 0 : e]));
+}
 
 template <class T, int D>
 __global__ void __launch_bounds__(PagedAttentionTraits<D>::kThreads, 1)
@@ -194,7 +206,9 @@ __global__ void __launch_bounds__(PagedAttentionTraits<D>::kThreads, 1)
     if (S == 1) {
       T* o = static_cast<T*>(p.o) + token * p.o_row_stride + int64_t(head) * p.o_head_stride;
       STRATA_UNROLL
-      for (int k = 0; k < E; ++k) o[lane + 32 * k] = core::from_float<T>(acc[rr][k] * inv);
+      for (int k = 0; k < E; ++k)
+        o[lane + 32 * k] =
+            core::from_float<T>(paged_output<T>(acc[rr][k] * inv, p, token, head, lane + 32 * k));
       if (lane == 0) p.lse[int64_t(head) * p.total_q + token] = sm[rr].lse();
     } else {
       float* o = p.workspace + ((int64_t(split) * p.total_q + token) * p.h + head) * D;
@@ -232,7 +246,7 @@ __global__ void __launch_bounds__(D) paged_attention_merge_kernel(const PagedAtt
     o /= sum;
   }
   static_cast<T*>(p.o)[token * p.o_row_stride + int64_t(head) * p.o_head_stride + e] =
-      core::from_float<T>(o);
+      core::from_float<T>(paged_output<T>(o, p, token, head, e));
   if (e == 0) p.lse[int64_t(head) * p.total_q + token] = m == -INFINITY ? m : m + logf(sum);
 }
 

@@ -30,6 +30,9 @@ struct DepthLayer {
   int total = 0, h = 0, h_k = 0;    ///< tokens, query heads, KV heads
   const int* cu_seqlens = nullptr;  ///< [b + 1] (positions); null: fixed-length `seqlen`
   int b = 0, seqlen = 0;
+  /// [total] RoPE position of each token (device; decode: its place in the cache), or null:
+  /// from cu_seqlens
+  const int* positions = nullptr;
   QkNormRopeOptions local;  ///< QK-norm and RoPE (Qwen3-style Depth-Attention: both on)
   // forward
   const void* q = nullptr;  ///< raw projections (T): q [total, h, d]; k, v [total, h_k, d]
@@ -190,7 +193,7 @@ __global__ void __launch_bounds__(kDepthThreads) depth_forward_kernel(const Dept
       int64_t(blockIdx.x) * kDepthRowsPerBlock + (threadIdx.x / kDepthLanes) * kDepthRowsPerGroup;
   for (int i = 0; i < kDepthRowsPerGroup; ++i) {
     const Step st = step(p, r0, i);
-    const float pos = float(sequence_position(p.cu_seqlens, p.b, p.seqlen, st.t));
+    const float pos = float(sequence_position(p.positions, p.cu_seqlens, p.b, p.seqlen, st.t));
     float qbar[N] = {};
     for (int gi = 0; gi < G; ++gi) {
       float x[N];
@@ -239,7 +242,7 @@ __global__ void __launch_bounds__(kDepthThreads) depth_backward_kernel(const Dep
   float dgq[N] = {}, dgk[N] = {};
   for (int i = 0; i < kDepthRowsPerGroup; ++i) {
     const Step st = step(p, r0, i);
-    const float pos = float(sequence_position(p.cu_seqlens, p.b, p.seqlen, st.t));
+    const float pos = float(sequence_position(p.positions, p.cu_seqlens, p.b, p.seqlen, st.t));
     // g = dL/dv^: the attention's dv^ and what later layers sent
     float g[N];
     load<T, D>(st.valid, p.dvhat, p.h_k, st.t, st.g, r, g);

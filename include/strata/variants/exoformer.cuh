@@ -62,6 +62,9 @@ struct ExoMix {
   int total = 0, h = 0, h_k = 0;    ///< tokens, heads of q and g, heads of k and v
   const int* cu_seqlens = nullptr;  ///< [b + 1] (RoPE positions); null: fixed-length `seqlen`
   int b = 0, seqlen = 0;
+  /// [total] RoPE position of each token (device; decode: its place in the cache), or null:
+  /// from cu_seqlens
+  const int* positions = nullptr;
   core::MixGranularity granularity = core::MixGranularity::kElementwise;
   bool dynamic = true;  ///< per-token scales s; false: s = 1 (static ExoFormer)
   bool rope = true;
@@ -261,7 +264,8 @@ __global__ void __launch_bounds__(kExoThreads) exo_mix_forward_kernel(const ExoM
         staged(gn_s, r, g);
         core::rmsnorm_forward(y, g, D, m.norm_eps, y, Sum{});
         if (m.rope)
-          rope<D, false>(y, r, float(sequence_position(m.cu_seqlens, m.b, m.seqlen, tc)),
+          rope<D, false>(y, r,
+                         float(sequence_position(m.positions, m.cu_seqlens, m.b, m.seqlen, tc)),
                          m.rope_theta);
       }
       store<T, D>(valid, S.out, tc, h, r, y);
@@ -312,7 +316,8 @@ __global__ void __launch_bounds__(kExoThreads) exo_mix_backward_kernel(const Exo
       load<T, D>(valid, S.dout, tc, h, r, dy);  // zero past the end: adds nothing anywhere
       if (p < 2) {  // back through RoPE and the QK-norm, whose input P~ is recomputed
         if (m.rope)
-          rope<D, true>(dy, r, float(sequence_position(m.cu_seqlens, m.b, m.seqlen, tc)),
+          rope<D, true>(dy, r,
+                        float(sequence_position(m.positions, m.cu_seqlens, m.b, m.seqlen, tc)),
                         m.rope_theta);
         float y[N], g[N], dg[N] = {};
         core::anchor_mix_forward(a, x, l1, l2, s1, s2, y);

@@ -62,6 +62,9 @@ struct MeaLayer {
   int total = 0, h = 0, h_kv = 0, h_c = 0;  ///< tokens, query, composite and component heads
   const int* cu_seqlens = nullptr;          ///< [b + 1] (positions); null: fixed-length `seqlen`
   int b = 0, seqlen = 0;
+  /// [total] RoPE position of each token (device; decode: its place in the cache), or null:
+  /// from cu_seqlens
+  const int* positions = nullptr;
   /// true: GroupNorm on K', V' (site KeyValue). false (site Output, GN on the attention output):
   /// the forward writes q_rot and RoPE(K_c) into k_attn ([total, h_c, d]; the attention composes
   /// K' from it inside its tiles, HLC commuting with RoPE) and nothing into v_attn; the backward
@@ -247,7 +250,7 @@ __global__ void __launch_bounds__(kMeaMaxThreads, 1) mea_forward_kernel(const Me
       const int t = t0 + sl.j;
       const bool valid = sl.active && t < p.total;
       const int tc = t < p.total ? t : p.total - 1;  // clamped: positions of a real token
-      const float pos = float(sequence_position(p.cu_seqlens, p.b, p.seqlen, tc));
+      const float pos = float(sequence_position(p.positions, p.cu_seqlens, p.b, p.seqlen, tc));
       float x[N];
       if (p.gn) {
         compose<D>(xc_s, a_s + side * na, p.h_kv, p.h_c, sl.j, sl.h, r, x);
@@ -261,7 +264,8 @@ __global__ void __launch_bounds__(kMeaMaxThreads, 1) mea_forward_kernel(const Me
           STRATA_UNROLL
           for (int e = 0; e < N; ++e) x[e] = xr[r.col(e)];
           if (p.rope)
-            rope<D, false>(x, r, float(sequence_position(p.cu_seqlens, p.b, p.seqlen, tj)),
+            rope<D, false>(x, r,
+                           float(sequence_position(p.positions, p.cu_seqlens, p.b, p.seqlen, tj)),
                            p.rope_theta);
           store<T, D>(t0 + j < p.total, p.k_attn, p.h_c, t0 + j, c, r, x);
         }
@@ -312,7 +316,7 @@ __global__ void __launch_bounds__(kMeaMaxThreads, 1) mea_backward_kernel(const M
       const int t = t0 + sl.j;
       const bool valid = sl.active && t < p.total;
       const int tc = t < p.total ? t : p.total - 1;
-      const float pos = float(sequence_position(p.cu_seqlens, p.b, p.seqlen, tc));
+      const float pos = float(sequence_position(p.positions, p.cu_seqlens, p.b, p.seqlen, tc));
       __syncthreads();  // the previous readers of xc_s, dx_s are done
       stage_rows<T, D>(is_k ? p.kc : p.vc, p.total, p.h_c, t0, geo.m, xc_s, threads);
       __syncthreads();
@@ -348,7 +352,8 @@ __global__ void __launch_bounds__(kMeaMaxThreads, 1) mea_backward_kernel(const M
         }
         if (is_k && !p.gn && p.rope) {  // site Output: the components were rotated
           const int tj = t0 + j < p.total ? t0 + j : p.total - 1;
-          rope<D, true>(acc, r, float(sequence_position(p.cu_seqlens, p.b, p.seqlen, tj)),
+          rope<D, true>(acc, r,
+                        float(sequence_position(p.positions, p.cu_seqlens, p.b, p.seqlen, tj)),
                         p.rope_theta);
         }
         store<T, D>(t0 + j < p.total, is_k ? p.dkc : p.dvc, p.h_c, t0 + j, c, r, acc);

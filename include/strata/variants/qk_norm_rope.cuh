@@ -35,7 +35,8 @@ struct QkRows {
   int heads = 0, total = 0;
   const int* cu_seqlens = nullptr;  ///< [b + 1], device
   int b = 0, seqlen = 0;
-  const float* gamma = nullptr;  ///< [d] fp32, the norm's gain (qk_norm)
+  const int* positions = nullptr;  ///< [total] RoPE position of each token (device), or null
+  const float* gamma = nullptr;    ///< [d] fp32, the norm's gain (qk_norm)
   // backward
   const void* dy = nullptr;  ///< dL/dy (T)
   int64_t dy_row_stride = 0, dy_head_stride = 0;
@@ -47,9 +48,12 @@ struct QkRows {
   STRATA_HOST_DEVICE int64_t rows() const { return int64_t(total) * heads; }
 };
 
-/// Position of packed token `t` within its sequence: cu_seqlens [b + 1] (device), or every
-/// `seqlen` tokens of a fixed-length batch when cu_seqlens is null.
-STRATA_HOST_DEVICE int sequence_position(const int* cu_seqlens, int b, int seqlen, int t) {
+/// Position of packed token `t` within its sequence: positions[t] when given (decode and chunked
+/// prefill: a new token's place in its cache, vLLM's `positions`), else from cu_seqlens [b + 1]
+/// (device), or every `seqlen` tokens of a fixed-length batch when cu_seqlens is null.
+STRATA_HOST_DEVICE int sequence_position(const int* positions, const int* cu_seqlens, int b,
+                                         int seqlen, int t) {
+  if (positions) return positions[t];
   if (!cu_seqlens) return seqlen > 0 ? t % seqlen : 0;
   int lo = 0, hi = b - 1;  // the last sequence starting at or before t (empty ones skipped)
   while (lo < hi) {
@@ -63,7 +67,7 @@ STRATA_HOST_DEVICE int sequence_position(const int* cu_seqlens, int b, int seqle
 }
 
 STRATA_HOST_DEVICE int token_position(const QkRows& s, int t) {
-  return sequence_position(s.cu_seqlens, s.b, s.seqlen, t);
+  return sequence_position(s.positions, s.cu_seqlens, s.b, s.seqlen, t);
 }
 
 /// A row split over a group of W lanes; lane i owns columns [i D/2W, (i+1) D/2W) and their RoPE

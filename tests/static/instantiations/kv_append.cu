@@ -1,10 +1,13 @@
-// The shipped KV-cache append instantiations: head dims 64, 96, 128 (a byte copy: one kernel
-// serves bf16 and fp16).
+// The shipped KV-cache append instantiations: bf16 and fp16 (the dtype matters only to
+// ResFormer's V' mix), head dims 64, 96, 128.
 #include <strata/attention/kv_append.cuh>
 
-template __global__ void strata::attention::kv_append_kernel<64>(
-    const strata::attention::KvAppendParams);
-template __global__ void strata::attention::kv_append_kernel<96>(
-    const strata::attention::KvAppendParams);
-template __global__ void strata::attention::kv_append_kernel<128>(
-    const strata::attention::KvAppendParams);
+#define STRATA_KV_APPEND(T, D)                                        \
+  template __global__ void strata::attention::kv_append_kernel<T, D>( \
+      const strata::attention::KvAppendParams);
+STRATA_KV_APPEND(__nv_bfloat16, 64)
+STRATA_KV_APPEND(__nv_bfloat16, 96)
+STRATA_KV_APPEND(__nv_bfloat16, 128)
+STRATA_KV_APPEND(__half, 64)
+STRATA_KV_APPEND(__half, 96)
+STRATA_KV_APPEND(__half, 128)

@@ -1,0 +1,260 @@
+// The decode tests' driver: a stack that a variant check built over whole sequences (q, k, v,
+// gates, anchors, scales of every token; O and LSE buffers) is served step by step through an
+// api::DecodeStack with paged caches — a first chunk of `first` tokens per sequence, then
+// `chunk` tokens per step, each sequence ending on its own (later steps mix sequences with new
+// tokens and sequences without) — and each step's O and LSE rows land at their tokens in the
+// stack's buffers, which the check then compares with the fp64 reference of the whole sequence.
+#pragma once
+
+#include <strata/api/decode.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <functional>
+#include <numeric>
+#include <string>
+#include <vector>
+
+#include "common.hpp"
+#include "executor_memory.hpp"
+
+namespace kernel_test {
+
+using strata::api::CacheIndexing;
+using strata::api::DecodeLayer;
+using strata::api::DecodeMethod;
+using strata::api::DecodeStack;
+
+struct DecodeSchedule {
+  int first = 1;  ///< new tokens per sequence in the first step
+  int chunk = 1;  ///< new tokens per sequence in every later step
+  CacheIndexing mode = CacheIndexing::kBlockTable;
+  int page_size = 16;
+  bool hnd = false;  ///< HND pages (else NHD)
+  int num_splits = 1;
+  uint64_t shuffle = 1;  ///< seed of the physical page order
+  std::string describe() const {
+    const char* m = mode == CacheIndexing::kContiguous ? "contiguous"
+                    : mode == CacheIndexing::kPageList ? "page list"
+                                                       : "block table";
+    return "first " + std::to_string(first) + " chunk " + std::to_string(chunk) + " " + m +
+           " page " + std::to_string(page_size) + (hnd ? " HND" : " NHD") + " splits " +
+           std::to_string(num_splits);
+  }
+};
+
+/// The whole-sequence problem the stack was built for.
+struct FullProblem {
+  std::vector<int> cu;  ///< [b + 1] token offsets
+  int h = 0, h_k = 0, d = 0;
+  strata::attention::Dtype dtype = strata::attention::Dtype::kBf16;
+  float scale = 0.f;
+  bool causal = true;
+  int window_left = -1;
+};
+
+inline FullProblem full_problem(const strata::attention::FlashFwdParams& a) {
+  FullProblem f;
+  if (a.cu_seqlens_q_host) {
+    f.cu.assign(a.cu_seqlens_q_host, a.cu_seqlens_q_host + a.b + 1);
+  } else {
+    for (int s = 0; s <= a.b; ++s) f.cu.push_back(s * a.seqlen_q);
+  }
+  f.h = a.h, f.h_k = a.h_k, f.d = a.d, f.dtype = a.dtype, f.scale = a.softmax_scale;
+  f.causal = a.is_causal, f.window_left = a.window_left;
+  return f;
+}
+
+namespace decode_detail {
+
+/// Rows `tokens` of a [total, row] buffer, packed.
+template <class E>
+Vec<E> gather(const void* full, size_t row, const std::vector<int>& tokens) {
+  Vec<E> out(std::max<size_t>(tokens.size() * row, 1) + 8);
+  for (size_t i = 0; i < tokens.size(); ++i)
+    std::memcpy(&out[i * row], static_cast<const E*>(full) + size_t(tokens[i]) * row,
+                row * sizeof(E));
+  return out;
+}
+
+}  // namespace decode_detail
+
+/// Serves `proto` (its layers' q, k, v, g, o, lse, mix.s and its anchors point at whole-sequence
+/// buffers, contiguous [total, heads, d]) step by step; returns an error message or "".
+/// A change to the first step's stack that makes it invalid (validation tests).
+using Spoil = std::function<void(DecodeStack&)>;
+
+/// With `spoil`, the first step is spoiled and must fail without writing anything: returns
+/// "invalid: " and the Status message, or what went wrong.
+template <class T>
+std::string decode_stack(const DecodeStack& proto, const FullProblem& fp, const DecodeSchedule& sch,
+                         const Spoil& spoil = {}) {
+  using decode_detail::gather;
+  const int B = int(fp.cu.size()) - 1, L = int(proto.layers.size());
+  const int H = fp.h, Hk = fp.h_k, D = fp.d;
+  const int total = fp.cu[size_t(B)];
+  std::vector<int> len(static_cast<size_t>(B));
+  int max_len = 1;
+  for (int s = 0; s < B; ++s)
+    len[size_t(s)] = fp.cu[size_t(s) + 1] - fp.cu[size_t(s)],
+    max_len = std::max(max_len, len[size_t(s)]);
+
+  // the caches: every layer its own K and V pages, one shuffled page allocation for all layers
+  strata::api::KvCache c;
+  c.dtype = fp.dtype, c.h_k = Hk, c.d = D, c.b = B, c.indexing = sch.mode;
+  std::vector<int> table, batch_idx;
+  if (sch.mode == CacheIndexing::kContiguous) {
+    c.page_size = max_len + 3, c.num_pages = B + 1;
+    for (int s = 0; s < B; ++s) batch_idx.push_back(B - s);  // slot 0 unused
+  } else {
+    c.page_size = sch.page_size, c.num_pages = 2;
+    for (int n : len) c.num_pages += (n + sch.page_size - 1) / sch.page_size;
+  }
+  c.max_pages = std::max(1, (max_len + c.page_size - 1) / c.page_size);
+  c.block_table_stride = c.max_pages + 1;
+  std::vector<int> order(size_t(c.num_pages));
+  std::iota(order.begin(), order.end(), 0);
+  strata_test::Rng rng(sch.shuffle);
+  for (size_t i = order.size(); i > 1; --i) std::swap(order[i - 1], order[rng.next_u32() % i]);
+  table.assign(size_t(B) * size_t(c.block_table_stride), -1);
+  size_t next = 0;
+  for (int s = 0; s < B; ++s)
+    for (int j = 0; j < (len[size_t(s)] + c.page_size - 1) / c.page_size; ++j)
+      table[size_t(s) * size_t(c.block_table_stride) + size_t(j)] = order[next++];
+  const size_t cache_elems = size_t(c.num_pages) * size_t(c.page_size) * size_t(Hk) * size_t(D);
+  const T nan = strata::core::from_float<T>(NAN);
+  std::vector<Vec<T>> kc(static_cast<size_t>(L)), vc(static_cast<size_t>(L));
+  DecodeStack st = proto;
+  for (int l = 0; l < L; ++l) {
+    kc[size_t(l)].assign(cache_elems, nan), vc[size_t(l)].assign(cache_elems, nan);
+    auto tensor = [&](Vec<T>& x, bool hnd) {
+      return hnd ? strata::attention::hnd_cache(x.data(), c.page_size, Hk, D)
+                 : strata::attention::nhd_cache(x.data(), c.page_size, Hk, D);
+    };
+    st.layers[size_t(l)].k_cache = tensor(kc[size_t(l)], sch.hnd);
+    st.layers[size_t(l)].v_cache = tensor(vc[size_t(l)], !sch.hnd);  // K and V differ
+  }
+  st.h = H, st.softmax_scale = fp.scale, st.is_causal = fp.causal;
+  st.window_left = fp.window_left, st.num_splits = sch.num_splits;
+
+  const bool gated_headwise =
+      proto.method == DecodeMethod::kGated && proto.gate_kind == strata::core::GateKind::kHeadwise;
+  const size_t rq = size_t(H) * D, rkv = size_t(Hk) * D, rg = gated_headwise ? size_t(H) : rq;
+  std::vector<int> done(size_t(B), 0);
+  for (int stepi = 0;; ++stepi) {
+    // this step's new tokens, sequence by sequence
+    std::vector<int> tokens, positions, cu{0}, seqlens, indptr{0}, indices, last;
+    std::vector<int64_t> slots;
+    int max_q = 0;
+    for (int s = 0; s < B; ++s) {
+      const int want = stepi == 0 ? sch.first : sch.chunk;
+      const int n = std::min(want, len[size_t(s)] - done[size_t(s)]);
+      max_q = std::max(max_q, n);
+      const int after = done[size_t(s)] + n;
+      seqlens.push_back(after);
+      const int pages = (after + c.page_size - 1) / c.page_size;
+      for (int j = 0; j < pages; ++j)
+        indices.push_back(table[size_t(s) * size_t(c.block_table_stride) + size_t(j)]);
+      indptr.push_back(int(indices.size()));
+      last.push_back(pages ? after - (pages - 1) * c.page_size : 0);
+      cu.push_back(cu.back() + n);
+    }
+    if (cu.back() == 0) break;
+    indices.push_back(0);  // never an empty array
+    strata::api::KvCache cs = c;
+    cs.cache_seqlens = cs.cache_seqlens_host = seqlens.data();
+    cs.cache_batch_idx = cs.cache_batch_idx_host = batch_idx.empty() ? nullptr : batch_idx.data();
+    cs.block_table = cs.block_table_host = table.data();
+    cs.indptr = cs.indptr_host = indptr.data();
+    cs.indices = cs.indices_host = indices.data();
+    cs.last_page_len = cs.last_page_len_host = last.data();
+    for (int s = 0; s < B; ++s)
+      for (int i = done[size_t(s)]; i < seqlens[size_t(s)]; ++i) {
+        tokens.push_back(fp.cu[size_t(s)] + i);
+        positions.push_back(i);
+        slots.push_back(cs.slot(s, i));
+      }
+    const int nq = int(tokens.size());
+
+    // the step's buffers: the new tokens' rows gathered from the whole-sequence inputs
+    DecodeStack run = st;
+    run.cache = cs;
+    run.slot_mapping = run.slot_mapping_host = slots.data();
+    Vec<int> pos_d(positions.begin(), positions.end()), cu_d(cu.begin(), cu.end());
+    run.positions = pos_d.data();
+    run.cu_seqlens_q = run.cu_seqlens_q_host = cu_d.data();
+    run.total_q = nq, run.max_seqlen_q = max_q;
+    std::vector<Vec<T>> keep;
+    std::vector<Vec<float>> keep_f;
+    keep.reserve(size_t(L) * 12 + 8), keep_f.reserve(size_t(L) * 3 + 1);
+    auto rows = [&](const void* full, size_t row) -> const void* {
+      if (!full) return nullptr;
+      keep.push_back(gather<T>(full, row, tokens));
+      return keep.back().data();
+    };
+    auto scratch = [&](size_t row) -> void* {
+      keep.emplace_back(size_t(nq) * row + 8, nan);
+      return keep.back().data();
+    };
+    for (int p = 0; p < strata::api::kExoStreams; ++p) {
+      auto& a = run.anchors.anchor[size_t(p)];
+      a.ptr = rows(a.ptr, p == 1 || p == 2 ? rkv : rq);
+    }
+    for (int l = 0; l < L; ++l) {
+      DecodeLayer& y = run.layers[size_t(l)];
+      y.q = rows(y.q, rq), y.k = rows(y.k, rkv), y.v = rows(y.v, rkv), y.g = rows(y.g, rg);
+      y.o = scratch(rq);
+      keep_f.emplace_back(size_t(nq) * H + 1, NAN);
+      y.lse = keep_f.back().data();
+      if (y.mix.s) {
+        keep_f.push_back(gather<float>(y.mix.s, 8, tokens));
+        y.mix.s = keep_f.back().data();
+      }
+      y.q_attn = scratch(rq), y.k_attn = scratch(rkv), y.v_attn = scratch(rkv);
+      y.g_attn = scratch(rq);
+    }
+    Vec<float> work;
+    if (sch.num_splits > 1) {
+      work.assign(strata::api::paged_attention_workspace_bytes(run.attention_params(0)) / 4 + 4,
+                  NAN);
+      run.workspace = work.data(), run.workspace_bytes = work.size() * sizeof(float);
+    }
+    if (spoil) {
+      spoil(run);
+      const strata::Status s = run.step();
+      if (s.ok()) return "the spoiled step ran";
+      const auto poisoned = [](const Vec<T>& x) {
+        return std::all_of(x.begin(), x.end(),
+                           [](T e) { return std::isnan(strata::core::to_float(e)); });
+      };
+      for (int l = 0; l < L; ++l)
+        if (!poisoned(kc[size_t(l)]) || !poisoned(vc[size_t(l)]))
+          return "layer " + std::to_string(l) + "'s cache was written: " + s.message();
+      for (const Vec<T>& x : keep)  // outputs and step buffers (the gathered inputs are finite)
+        if (std::isnan(strata::core::to_float(x[x.size() - 1])) && !poisoned(x))
+          return std::string("a step buffer was written: ") + s.message();
+      return std::string("invalid: ") + s.message();
+    }
+    if (const strata::Status s = run.step(); !s.ok())
+      return "step " + std::to_string(stepi) + ": " + s.message();
+    if (std::string e = sync_device(); !e.empty()) return e;
+    // O and LSE rows back to their tokens
+    for (int l = 0; l < L; ++l) {
+      const DecodeLayer& y = run.layers[size_t(l)];
+      const DecodeLayer& full = proto.layers[size_t(l)];
+      for (int i = 0; i < nq; ++i) {
+        std::memcpy(static_cast<T*>(full.o) + size_t(tokens[size_t(i)]) * rq,
+                    static_cast<const T*>(y.o) + size_t(i) * rq, rq * sizeof(T));
+        for (int hh = 0; hh < H; ++hh)
+          full.lse[size_t(hh) * size_t(total) + size_t(tokens[size_t(i)])] =
+              y.lse[size_t(hh) * size_t(nq) + size_t(i)];
+      }
+    }
+    for (int s = 0; s < B; ++s) done[size_t(s)] = seqlens[size_t(s)];
+  }
+  return "";
+}
+
+}  // namespace kernel_test

@@ -1,0 +1,299 @@
+// Every method served step by step through api::DecodeStack with paged caches — token by
+// token, in chunks of 3 and 16, after a prefill chunk, with and without split-KV, through every
+// indexing mode — gives each layer's O and LSE of the whole-sequence stack within
+// FlashAttention's rule of the fp64 reference (the variant checks' stacks, decoded instead of run
+// by their training helpers). The cache holds what each paper caches; the checks read only O
+// and LSE.
+#include <strata/api/decode.hpp>
+
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+#include "../variants/depth_check.hpp"
+#include "../variants/exoformer_check.hpp"
+#include "../variants/expect_verdict.hpp"
+#include "../variants/output_gate_check.hpp"
+#include "../variants/value_residual_check.hpp"
+#include "decode_driver.hpp"
+
+namespace {
+
+using namespace kernel_test;
+namespace api = strata::api;
+
+/// The schedules every method is decoded with.
+std::vector<DecodeSchedule> schedules() {
+  return {
+      {1, 1, CacheIndexing::kBlockTable, 16, false, 1, 1},  // token by token
+      {1, 3, CacheIndexing::kPageList, 1, true, 1, 2},      // chunks of 3, SGLang's page 1
+      {5, 16, CacheIndexing::kBlockTable, 64, true, 3, 3},  // prefill 5, chunks of 16, splits
+      {2, 3, CacheIndexing::kContiguous, 0, false, 2, 4},   // contiguous slots, splits
+  };
+}
+
+template <class T>
+std::string decode_depth(const api::DepthStack& st, const DecodeSchedule& sch,
+                         const Spoil& spoil = {}) {
+  DecodeStack proto;
+  proto.method = DecodeMethod::kDepth;
+  proto.local = st.local;
+  for (const api::DepthStackLayer& x : st.layers) {
+    DecodeLayer y;
+    y.q = x.q, y.k = x.k, y.v = x.v;  // raw: the depth pass normalises and rotates
+    y.o = x.attn.o, y.lse = x.attn.lse;
+    y.gamma_q = x.gamma_q, y.gamma_k = x.gamma_k, y.sources = x.sources;
+    proto.layers.push_back(y);
+  }
+  return decode_stack<T>(proto, full_problem(st.layers[0].attn), sch, spoil);
+}
+
+template <class T>
+std::string decode_value_residual(const api::ValueResidualStack& st, const DecodeSchedule& sch,
+                                  const Spoil& spoil = {}) {
+  DecodeStack proto;
+  const bool res = st.kind == api::ValueResidualKind::kResFormer;
+  proto.method = res ? DecodeMethod::kResFormer : DecodeMethod::kSVFormer;
+  proto.granularity = st.granularity;
+  for (size_t l = 0; l < st.layers.size(); ++l) {
+    const api::ValueResidualLayer& x = st.layers[l];
+    DecodeLayer y;
+    y.q = x.attn.q, y.k = x.attn.k;
+    y.v = res || l == 0 ? x.attn.v : nullptr;  // SVFormer layers l >= 1 have no V
+    y.o = x.attn.o, y.lse = x.attn.lse;
+    y.lambda_self = x.lambda_self, y.lambda_first = x.lambda_first;
+    proto.layers.push_back(y);
+  }
+  return decode_stack<T>(proto, full_problem(st.layers[0].attn), sch, spoil);
+}
+
+template <class T>
+std::string decode_exo(const api::ExoStack& st, const DecodeSchedule& sch,
+                       const Spoil& spoil = {}) {
+  DecodeStack proto;
+  proto.method = DecodeMethod::kExoFormer;
+  proto.exo = st.options;
+  for (int p = 0; p < api::kExoStreams; ++p)
+    proto.anchors.anchor[size_t(p)] = st.anchors.anchor[size_t(p)],
+    proto.anchors.gamma[size_t(p)] = st.anchors.gamma[size_t(p)];
+  for (const api::ExoStackLayer& x : st.layers) {
+    DecodeLayer y;
+    y.q = x.mix.p[0].ptr, y.k = x.mix.p[1].ptr, y.v = x.mix.p[2].ptr, y.g = x.mix.p[3].ptr;
+    y.o = x.attn.o, y.lse = x.attn.lse;
+    y.mix = x.mix;
+    if (!st.options.dynamic) y.mix.s = nullptr;
+    proto.layers.push_back(y);
+  }
+  return decode_stack<T>(proto, full_problem(st.layers[0].attn), sch, spoil);
+}
+
+template <class T>
+std::string decode_gated(const strata::attention::FlashFwdParams& a, const api::GateArgs& g,
+                         const DecodeSchedule& sch, const Spoil& spoil = {}) {
+  DecodeStack proto;
+  proto.method = DecodeMethod::kGated;
+  proto.gate_kind = g.kind;
+  DecodeLayer y;
+  y.q = a.q, y.k = a.k, y.v = a.v, y.g = g.gate, y.o = a.o, y.lse = a.lse;
+  proto.layers.push_back(y);
+  return decode_stack<T>(proto, full_problem(a), sch, spoil);
+}
+
+Case decode_case(std::vector<int> lens, int h, int h_k, int d, uint64_t seed) {
+  Case c;
+  c.lens_q = std::move(lens), c.h = h, c.h_k = h_k, c.d = d, c.causal = true, c.seed = seed;
+  return c;
+}
+
+/// Sequences of 1, 0 (an empty one), 7 and 23 tokens: steps mix sequences still decoding with
+/// finished ones.
+const std::vector<int> kLens = {1, 0, 7, 23};
+
+TEST(DecodeStack, DepthAttentionEveryScheduleMatchesTheFullForward) {
+  for (const DecodeSchedule& sch : schedules())
+    for (int g : {1, 4}) {
+      DepthCase dc;
+      dc.attn = decode_case(kLens, 2 * g, 2, 64, 11 + uint64_t(g));
+      dc.layers = 4, dc.stride = 2, dc.recent_window = 1;
+      const std::string what = "decode " + dc.describe() + " " + sch.describe();
+      expect_verdict(with_head_dim<__nv_bfloat16>(dc.attn,
+                                                  [&]<class U, int D>(const Case&) {
+                                                    return run_depth<U, D>(
+                                                        dc, [&](const api::DepthStack& st) {
+                                                          return decode_depth<U>(st, sch);
+                                                        });
+                                                  }),
+                     what);
+    }
+}
+
+TEST(DecodeStack, ResFormerAndSVFormerEveryScheduleMatchTheFullForward) {
+  for (const DecodeSchedule& sch : schedules())
+    for (auto kind : {api::ValueResidualKind::kResFormer, api::ValueResidualKind::kSVFormer}) {
+      StackCase sc;
+      sc.attn = decode_case(kLens, 8, 2, 64, 21);
+      sc.layers = 3, sc.kind = kind, sc.granularity = MixGranularity::kHeadwise;
+      const std::string what = "decode " + sc.describe() + " " + sch.describe();
+      expect_verdict(with_head_dim<__half>(sc.attn,
+                                           [&]<class U, int D>(const Case&) {
+                                             return run_stack<U, D>(
+                                                 sc, [&](const api::ValueResidualStack& st) {
+                                                   return decode_value_residual<U>(st, sch);
+                                                 });
+                                           }),
+                     what);
+    }
+}
+
+TEST(DecodeStack, ExoFormerEveryScheduleMatchesTheFullForward) {
+  for (const DecodeSchedule& sch : schedules()) {
+    ExoCase ec;
+    ec.attn = decode_case(kLens, 4, 4, 64, 31);
+    ec.layers = 3;
+    const std::string what = "decode " + ec.describe() + " " + sch.describe();
+    expect_verdict(with_head_dim<__nv_bfloat16>(ec.attn,
+                                                [&]<class U, int D>(const Case&) {
+                                                  return run_exoformer<U, D>(
+                                                      ec, [&](const api::ExoStack& st) {
+                                                        return decode_exo<U>(st, sch);
+                                                      });
+                                                }),
+                   what);
+  }
+}
+
+TEST(DecodeStack, GatedAttentionEveryScheduleMatchesTheFullForward) {
+  for (const DecodeSchedule& sch : schedules())
+    for (auto kind : {strata::core::GateKind::kElementwise, strata::core::GateKind::kHeadwise}) {
+      GateCase gc;
+      gc.attn = decode_case(kLens, 8, 2, 64, 41);
+      gc.layers = 1, gc.kind = kind;
+      const std::string what = "decode " + gc.describe() + " " + sch.describe();
+      expect_verdict(
+          with_head_dim<__nv_bfloat16>(gc.attn,
+                                       [&]<class U, int D>(const Case&) {
+                                         return run_gated<U, D>(
+                                             gc, [&](const strata::attention::FlashFwdParams& a,
+                                                     const api::GateArgs& g) {
+                                               return decode_gated<U>(a, g, sch);
+                                             });
+                                       }),
+          what);
+    }
+}
+
+/// A spoiled first step: the message names the field and nothing is written.
+struct Bad {
+  const char* needle;
+  Spoil spoil;
+};
+
+void expect_invalid(const std::string& got, const char* needle) {
+  EXPECT_EQ(got.rfind("invalid: ", 0), 0u) << needle << ": " << got;
+  EXPECT_NE(got.find(needle), std::string::npos) << "wanted \"" << needle << "\", got: " << got;
+}
+
+TEST(DecodeStackValidation, EveryBadFieldIsNamedAndNothingIsWritten) {
+  using L = DecodeStack;
+  static const int64_t far_slot[64] = {1 << 30};
+  const Bad depth[] = {
+      {"method: not a DecodeMethod value", [](L& s) { s.method = DecodeMethod(9); }},
+      {"layers is empty", [](L& s) { s.layers.clear(); }},
+      {"layers[2].sources: must be strictly ascending",
+       [](L& s) {
+         s.layers[2].sources = {1, 0};
+       }},
+      {"more than kMaxSources", [](L& s) { s.layers[3].sources = {0, 1, 2, 0, 1, 2, 0, 1, 2}; }},
+      {"layers[1].sources: must be strictly ascending earlier layers (got 1)",
+       [](L& s) { s.layers[1].sources = {1}; }},
+      {"positions is null", [](L& s) { s.positions = nullptr; }},
+      {"layers[1].gamma_q / gamma_k is null", [](L& s) { s.layers[1].gamma_k = nullptr; }},
+      {"layers[0].q_attn / k_attn / v_attn is null", [](L& s) { s.layers[0].v_attn = nullptr; }},
+      {"layers[1].k is null", [](L& s) { s.layers[1].k = nullptr; }},
+      {"layers[1].k_attn / v_attn: shared with source layer 0",
+       [](L& s) { s.layers[1].k_attn = s.layers[0].k_attn; }},
+      {"layers[0].append: slot_mapping[0] = 1073741824: beyond the cache",
+       [](L& s) { s.slot_mapping_host = far_slot; }},
+      {"layers[0].append: cache.k.data is null", [](L& s) { s.layers[0].k_cache.data = nullptr; }},
+      {"layers[0].attention: h = 3", [](L& s) { s.h = 3; }},
+      {"layers[0].attention: workspace", [](L& s) { s.num_splits = 2; }},
+      {"layers[0].attention: window_left = -2", [](L& s) { s.window_left = -2; }},
+      {"layers[0].attention: cache.block_table is null",
+       [](L& s) { s.cache.block_table = nullptr; }},
+      {"layers[3].attention: lse is null", [](L& s) { s.layers[3].lse = nullptr; }},
+  };
+  DepthCase dc;
+  dc.attn = decode_case(kLens, 8, 2, 64, 3);
+  dc.layers = 4, dc.stride = 2, dc.recent_window = 1;
+  run_depth<__nv_bfloat16, 64>(dc, [&](const api::DepthStack& st) {
+    for (const Bad& b : depth)
+      expect_invalid(decode_depth<__nv_bfloat16>(st, {}, b.spoil), b.needle);
+    return std::string();
+  });
+
+  const Bad exo[] = {
+      {"anchors.k: gamma is null", [](L& s) { s.anchors.gamma[1] = nullptr; }},
+      {"anchors.g is null", [](L& s) { s.anchors.anchor[3].ptr = nullptr; }},
+      {"layers[2].mix.v: lambda1 / lambda2 is null",
+       [](L& s) { s.layers[2].mix.lambda2[2] = nullptr; }},
+      {"layers[1].mix.s is null (dynamic)", [](L& s) { s.layers[1].mix.s = nullptr; }},
+      {"layers[1].mix.gamma_q / gamma_k is null", [](L& s) { s.layers[1].mix.gamma_q = nullptr; }},
+      {"overwrites anchors.q",
+       [](L& s) { s.layers[0].g_attn = const_cast<void*>(s.anchors.anchor[0].ptr); }},
+      {"layers[0].q_attn / k_attn / v_attn / g_attn is null",
+       [](L& s) { s.layers[0].g_attn = nullptr; }},
+      {"layers[1].g is null", [](L& s) { s.layers[1].g = nullptr; }},
+      {"exo.granularity", [](L& s) { s.exo.granularity = strata::core::MixGranularity(7); }},
+  };
+  ExoCase ec;
+  ec.attn = decode_case(kLens, 4, 4, 64, 5);
+  ec.layers = 3;
+  run_exoformer<__nv_bfloat16, 64>(ec, [&](const api::ExoStack& st) {
+    for (const Bad& b : exo) expect_invalid(decode_exo<__nv_bfloat16>(st, {}, b.spoil), b.needle);
+    return std::string();
+  });
+
+  const Bad res[] = {
+      {"layers[1].lambda_self / lambda_first is null (ResFormer)",
+       [](L& s) { s.layers[1].lambda_first = nullptr; }},
+      {"layers[1].append: granularity",
+       [](L& s) { s.granularity = strata::core::MixGranularity::kElementwise; }},
+      {"layers[0].append: v_new is null", [](L& s) { s.layers[0].v = nullptr; }},
+  };
+  StackCase sc;
+  sc.attn = decode_case(kLens, 8, 2, 64, 7);
+  sc.layers = 3;
+  run_stack<__half, 64>(sc, [&](const api::ValueResidualStack& st) {
+    for (const Bad& b : res)
+      expect_invalid(decode_value_residual<__half>(st, {}, b.spoil), b.needle);
+    return std::string();
+  });
+  sc.kind = api::ValueResidualKind::kSVFormer;
+  run_stack<__half, 64>(sc, [&](const api::ValueResidualStack& st) {
+    // layer 0's V cache is what layers >= 1 read
+    expect_invalid(
+        decode_value_residual<__half>(st, {}, [](L& s) { s.layers[0].v_cache.data = nullptr; }),
+        "layers[0].append: cache.v.data is null");
+    return std::string();
+  });
+
+  GateCase gc;
+  gc.attn = decode_case(kLens, 8, 2, 64, 9);
+  gc.layers = 1;
+  run_gated<__nv_bfloat16, 64>(gc, [&](const strata::attention::FlashFwdParams& a,
+                                       const api::GateArgs& g) {
+    expect_invalid(decode_gated<__nv_bfloat16>(a, g, {}, [](L& s) { s.layers[0].g = nullptr; }),
+                   "layers[0].g (the gate logits) is null");
+    expect_invalid(decode_gated<__nv_bfloat16>(a, g, {},
+                                               [](L& s) {
+                                                 s.gate_kind = strata::core::GateKind::kHeadwise;
+                                                 s.layers[0].g =
+                                                     static_cast<const char*>(s.layers[0].g) + 1;
+                                               }),
+                   "layers[0].attention: gate is misaligned");
+    return std::string();
+  });
+}
+
+}  // namespace
