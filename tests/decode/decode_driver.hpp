@@ -86,11 +86,12 @@ Vec<E> gather(const void* full, size_t row, const std::vector<int>& tokens) {
 /// A change to the first step's stack that makes it invalid (validation tests).
 using Spoil = std::function<void(DecodeStack&)>;
 
-/// With `spoil`, the first step is spoiled and must fail without writing anything: returns
+/// With `stored_bytes`, the bytes the caches hold at the end (elements written). With `spoil`,
+/// the first step is spoiled and must fail without writing anything: returns
 /// "invalid: " and the Status message, or what went wrong.
 template <class T>
 std::string decode_stack(const DecodeStack& proto, const FullProblem& fp, const DecodeSchedule& sch,
-                         const Spoil& spoil = {}) {
+                         const Spoil& spoil = {}, int64_t* stored_bytes = nullptr) {
   using decode_detail::gather;
   const int B = int(fp.cu.size()) - 1, L = int(proto.layers.size());
   const int H = fp.h, Hk = fp.h_k, D = fp.d;
@@ -253,6 +254,12 @@ std::string decode_stack(const DecodeStack& proto, const FullProblem& fp, const 
       }
     }
     for (int s = 0; s < B; ++s) done[size_t(s)] = seqlens[size_t(s)];
+  }
+  if (stored_bytes) {  // what the caches hold after the last step: every written element
+    *stored_bytes = 0;
+    for (int l = 0; l < L; ++l)
+      for (const Vec<T>* x : {&kc[size_t(l)], &vc[size_t(l)]})
+        for (T e : *x) *stored_bytes += std::isnan(strata::core::to_float(e)) ? 0 : sizeof(T);
   }
   return "";
 }

@@ -5,6 +5,7 @@
 // by their training helpers). The cache holds what each paper caches; the checks read only O
 // and LSE.
 #include <strata/api/decode.hpp>
+#include <strata/cost/decode.hpp>
 
 #include <gtest/gtest.h>
 
@@ -35,7 +36,7 @@ std::vector<DecodeSchedule> schedules() {
 
 template <class T>
 std::string decode_depth(const api::DepthStack& st, const DecodeSchedule& sch,
-                         const Spoil& spoil = {}) {
+                         const Spoil& spoil = {}, int64_t* stored = nullptr) {
   DecodeStack proto;
   proto.method = DecodeMethod::kDepth;
   proto.local = st.local;
@@ -46,12 +47,12 @@ std::string decode_depth(const api::DepthStack& st, const DecodeSchedule& sch,
     y.gamma_q = x.gamma_q, y.gamma_k = x.gamma_k, y.sources = x.sources;
     proto.layers.push_back(y);
   }
-  return decode_stack<T>(proto, full_problem(st.layers[0].attn), sch, spoil);
+  return decode_stack<T>(proto, full_problem(st.layers[0].attn), sch, spoil, stored);
 }
 
 template <class T>
 std::string decode_value_residual(const api::ValueResidualStack& st, const DecodeSchedule& sch,
-                                  const Spoil& spoil = {}) {
+                                  const Spoil& spoil = {}, int64_t* stored = nullptr) {
   DecodeStack proto;
   const bool res = st.kind == api::ValueResidualKind::kResFormer;
   proto.method = res ? DecodeMethod::kResFormer : DecodeMethod::kSVFormer;
@@ -65,12 +66,12 @@ std::string decode_value_residual(const api::ValueResidualStack& st, const Decod
     y.lambda_self = x.lambda_self, y.lambda_first = x.lambda_first;
     proto.layers.push_back(y);
   }
-  return decode_stack<T>(proto, full_problem(st.layers[0].attn), sch, spoil);
+  return decode_stack<T>(proto, full_problem(st.layers[0].attn), sch, spoil, stored);
 }
 
 template <class T>
-std::string decode_exo(const api::ExoStack& st, const DecodeSchedule& sch,
-                       const Spoil& spoil = {}) {
+std::string decode_exo(const api::ExoStack& st, const DecodeSchedule& sch, const Spoil& spoil = {},
+                       int64_t* stored = nullptr) {
   DecodeStack proto;
   proto.method = DecodeMethod::kExoFormer;
   proto.exo = st.options;
@@ -85,19 +86,20 @@ std::string decode_exo(const api::ExoStack& st, const DecodeSchedule& sch,
     if (!st.options.dynamic) y.mix.s = nullptr;
     proto.layers.push_back(y);
   }
-  return decode_stack<T>(proto, full_problem(st.layers[0].attn), sch, spoil);
+  return decode_stack<T>(proto, full_problem(st.layers[0].attn), sch, spoil, stored);
 }
 
 template <class T>
 std::string decode_gated(const strata::attention::FlashFwdParams& a, const api::GateArgs& g,
-                         const DecodeSchedule& sch, const Spoil& spoil = {}) {
+                         const DecodeSchedule& sch, const Spoil& spoil = {},
+                         int64_t* stored = nullptr) {
   DecodeStack proto;
   proto.method = DecodeMethod::kGated;
   proto.gate_kind = g.kind;
   DecodeLayer y;
   y.q = a.q, y.k = a.k, y.v = a.v, y.g = g.gate, y.o = a.o, y.lse = a.lse;
   proto.layers.push_back(y);
-  return decode_stack<T>(proto, full_problem(a), sch, spoil);
+  return decode_stack<T>(proto, full_problem(a), sch, spoil, stored);
 }
 
 Case decode_case(std::vector<int> lens, int h, int h_k, int d, uint64_t seed) {
@@ -181,6 +183,50 @@ TEST(DecodeStack, GatedAttentionEveryScheduleMatchesTheFullForward) {
                                        }),
           what);
     }
+}
+
+/// The cache of each method holds what the cost model says (SPEC's claims: Depth-Attention,
+/// ResFormer, ExoFormer and Gated Attention the size of a vanilla cache, SVFormer (L + 1) / 2L of
+/// it), counted as the elements the decode wrote.
+TEST(DecodeStack, CacheBytesPerTokenAreTheCostModels) {
+  namespace cost = strata::cost;
+  int tokens = 0;
+  for (int n : kLens) tokens += n;
+  const DecodeSchedule sch{2, 3, CacheIndexing::kBlockTable, 16, false, 1, 1};
+  int64_t stored = -1;
+  DepthCase dc;
+  dc.attn = decode_case(kLens, 8, 2, 64, 3);
+  run_depth<__nv_bfloat16, 64>(dc, [&](const api::DepthStack& st) {
+    return decode_depth<__nv_bfloat16>(st, sch, {}, &stored);
+  });
+  EXPECT_EQ(stored, tokens * cost::cache_bytes_per_token(cost::CacheMethod::kDepth, 4, 2, 64));
+  for (auto kind : {api::ValueResidualKind::kResFormer, api::ValueResidualKind::kSVFormer}) {
+    StackCase sc;
+    sc.attn = decode_case(kLens, 8, 2, 64, 7);
+    sc.layers = 3, sc.kind = kind;
+    run_stack<__half, 64>(sc, [&](const api::ValueResidualStack& st) {
+      return decode_value_residual<__half>(st, sch, {}, &stored);
+    });
+    const auto m = kind == api::ValueResidualKind::kSVFormer ? cost::CacheMethod::kSVFormer
+                                                             : cost::CacheMethod::kResFormer;
+    EXPECT_EQ(stored, tokens * cost::cache_bytes_per_token(m, 3, 2, 64));
+  }
+  EXPECT_EQ(2 * 3 * cost::cache_bytes_per_token(cost::CacheMethod::kSVFormer, 3, 2, 64),
+            (3 + 1) * cost::cache_bytes_per_token(cost::CacheMethod::kVanilla, 3, 2, 64));
+  ExoCase ec;
+  ec.attn = decode_case(kLens, 4, 4, 64, 5);
+  ec.layers = 3;
+  run_exoformer<__nv_bfloat16, 64>(
+      ec, [&](const api::ExoStack& st) { return decode_exo<__nv_bfloat16>(st, sch, {}, &stored); });
+  EXPECT_EQ(stored, tokens * cost::cache_bytes_per_token(cost::CacheMethod::kExoFormer, 3, 4, 64));
+  GateCase gc;
+  gc.attn = decode_case(kLens, 8, 2, 64, 9);
+  gc.layers = 1;
+  run_gated<__nv_bfloat16, 64>(
+      gc, [&](const strata::attention::FlashFwdParams& a, const api::GateArgs& g) {
+        return decode_gated<__nv_bfloat16>(a, g, sch, {}, &stored);
+      });
+  EXPECT_EQ(stored, tokens * cost::cache_bytes_per_token(cost::CacheMethod::kGated, 1, 2, 64));
 }
 
 /// A spoiled first step: the message names the field and nothing is written.
