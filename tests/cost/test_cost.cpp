@@ -560,21 +560,3 @@ TEST(Decode, ByteMinimaHandComputed) {
   EXPECT_EQ(split_merge_bytes(4, 8, 64, 4), 2 * 4 * 8 * 4 * 65 * 4);
   EXPECT_EQ(split_merge_bytes(4, 8, 64, 1), 0);
 }
-
-TEST(Decode, CacheSizeClaims) {
-  using namespace strata::cost;
-  // Depth-Attention's released 3B configuration: L = 48, H_kv = 8, d = 64, bf16
-  const int64_t vanilla = cache_bytes_per_token(CacheMethod::kVanilla, 48, 8, 64);
-  EXPECT_EQ(vanilla, 2 * 48 * 8 * 64 * 2);  // 98,304 bytes: 384 MiB per 4k-token sequence
-  EXPECT_EQ(vanilla * 4096, int64_t(384) << 20);
-  for (CacheMethod m :
-       {CacheMethod::kGated, CacheMethod::kResFormer, CacheMethod::kDepth, CacheMethod::kExoFormer})
-    EXPECT_EQ(cache_bytes_per_token(m, 48, 8, 64), vanilla);  // "same cache size as vanilla"
-  // SVFormer: K for every layer, V for layer 0 only: (L + 1) / 2L of vanilla
-  EXPECT_EQ(cache_bytes_per_token(CacheMethod::kSVFormer, 48, 8, 64) * 2 * 48, vanilla * 49);
-  EXPECT_EQ(cache_bytes_per_token(CacheMethod::kSVFormer, 48, 8, 64), 50176);
-  // MEA's virtual heads: H_c component heads instead of H_kv: H_c / H_kv of vanilla
-  EXPECT_EQ(cache_bytes_per_token(CacheMethod::kMea, 48, 8, 64, 4) * 2, vanilla);
-  EXPECT_EQ(cache_bytes_per_token(CacheMethod::kMea, 48, 8, 64, 8), vanilla);
-  EXPECT_EQ(cache_bytes_per_token(CacheMethod::kVanilla, 48, 8, 64, 0, kFp32), 2 * vanilla);
-}

@@ -5,7 +5,10 @@
 // by their training helpers). The cache holds what each paper caches; the checks read only O
 // and LSE.
 #include <strata/api/decode.hpp>
-#include <strata/cost/decode.hpp>
+#include <strata/cost/depth.hpp>
+#include <strata/cost/exoformer.hpp>
+#include <strata/cost/gated.hpp>
+#include <strata/cost/value_residual.hpp>
 
 #include <gtest/gtest.h>
 
@@ -185,13 +188,19 @@ TEST(DecodeStack, GatedAttentionEveryScheduleMatchesTheFullForward) {
     }
 }
 
-/// The cache of each method holds what the cost model says (SPEC's claims: Depth-Attention,
-/// ResFormer, ExoFormer and Gated Attention the size of a vanilla cache, SVFormer (L + 1) / 2L of
-/// it), counted as the elements the decode wrote.
+/// The cache of each method holds what the cost model (strata/cost) says — the papers' claims:
+/// Depth-Attention, ResFormer, ExoFormer and Gated Attention the size of a vanilla cache,
+/// SVFormer (L + 1) / 2L of it — counted as the elements the decode wrote.
 TEST(DecodeStack, CacheBytesPerTokenAreTheCostModels) {
   namespace cost = strata::cost;
   int tokens = 0;
   for (int n : kLens) tokens += n;
+  const auto shape = [](int layers, int h, int h_k) {
+    cost::ModelShape m;
+    m.num_layers = layers, m.num_heads = h, m.num_kv_heads = h_k, m.head_dim = 64;
+    m.hidden = h * 64;
+    return m;
+  };
   const DecodeSchedule sch{2, 3, CacheIndexing::kBlockTable, 16, false, 1, 1};
   int64_t stored = -1;
   DepthCase dc;
@@ -199,7 +208,7 @@ TEST(DecodeStack, CacheBytesPerTokenAreTheCostModels) {
   run_depth<__nv_bfloat16, 64>(dc, [&](const api::DepthStack& st) {
     return decode_depth<__nv_bfloat16>(st, sch, {}, &stored);
   });
-  EXPECT_EQ(stored, tokens * cost::cache_bytes_per_token(cost::CacheMethod::kDepth, 4, 2, 64));
+  EXPECT_EQ(stored, tokens * cost::depth_kv_cache_bytes_per_token(shape(4, 8, 2), 2));
   for (auto kind : {api::ValueResidualKind::kResFormer, api::ValueResidualKind::kSVFormer}) {
     StackCase sc;
     sc.attn = decode_case(kLens, 8, 2, 64, 7);
@@ -207,18 +216,17 @@ TEST(DecodeStack, CacheBytesPerTokenAreTheCostModels) {
     run_stack<__half, 64>(sc, [&](const api::ValueResidualStack& st) {
       return decode_value_residual<__half>(st, sch, {}, &stored);
     });
-    const auto m = kind == api::ValueResidualKind::kSVFormer ? cost::CacheMethod::kSVFormer
-                                                             : cost::CacheMethod::kResFormer;
-    EXPECT_EQ(stored, tokens * cost::cache_bytes_per_token(m, 3, 2, 64));
+    const cost::ModelShape m = shape(3, 8, 2);
+    EXPECT_EQ(stored, tokens * (kind == api::ValueResidualKind::kSVFormer
+                                    ? cost::svformer_kv_cache_bytes_per_token(m, 2)
+                                    : cost::resformer_kv_cache_bytes_per_token(m, 2)));
   }
-  EXPECT_EQ(2 * 3 * cost::cache_bytes_per_token(cost::CacheMethod::kSVFormer, 3, 2, 64),
-            (3 + 1) * cost::cache_bytes_per_token(cost::CacheMethod::kVanilla, 3, 2, 64));
   ExoCase ec;
   ec.attn = decode_case(kLens, 4, 4, 64, 5);
   ec.layers = 3;
   run_exoformer<__nv_bfloat16, 64>(
       ec, [&](const api::ExoStack& st) { return decode_exo<__nv_bfloat16>(st, sch, {}, &stored); });
-  EXPECT_EQ(stored, tokens * cost::cache_bytes_per_token(cost::CacheMethod::kExoFormer, 3, 4, 64));
+  EXPECT_EQ(stored, tokens * cost::exoformer_kv_cache_bytes_per_token(shape(3, 4, 4), 2));
   GateCase gc;
   gc.attn = decode_case(kLens, 8, 2, 64, 9);
   gc.layers = 1;
@@ -226,7 +234,7 @@ TEST(DecodeStack, CacheBytesPerTokenAreTheCostModels) {
       gc, [&](const strata::attention::FlashFwdParams& a, const api::GateArgs& g) {
         return decode_gated<__nv_bfloat16>(a, g, sch, {}, &stored);
       });
-  EXPECT_EQ(stored, tokens * cost::cache_bytes_per_token(cost::CacheMethod::kGated, 1, 2, 64));
+  EXPECT_EQ(stored, tokens * cost::gated_kv_cache_bytes_per_token(shape(1, 8, 2), 2));
 }
 
 /// A spoiled first step: the message names the field and nothing is written.
