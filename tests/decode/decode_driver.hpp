@@ -4,9 +4,12 @@
 // `chunk` tokens per step, each sequence ending on its own (later steps mix sequences with new
 // tokens and sequences without) — and each step's O and LSE rows land at their tokens in the
 // stack's buffers, which the check then compares with the fp64 reference of the whole sequence.
+// Shared by the decode tests and examples/decode (copy decode_stack's loop into an engine).
 #pragma once
 
 #include <strata/api/decode.hpp>
+#include <strata/api/output_gate.hpp>
+#include <strata/api/value_residual.hpp>
 
 #include <algorithm>
 #include <cmath>
@@ -262,6 +265,77 @@ std::string decode_stack(const DecodeStack& proto, const FullProblem& fp, const 
         for (T e : *x) *stored_bytes += std::isnan(strata::core::to_float(e)) ? 0 : sizeof(T);
   }
   return "";
+}
+
+/// The stacks the variant checks build (tests/variants/*_check.hpp), served by decode_stack:
+/// each layer's inputs are the training stack's, its O and LSE buffers receive the outputs.
+template <class T>
+std::string decode_depth(const strata::api::DepthStack& st, const DecodeSchedule& sch,
+                         const Spoil& spoil = {}, int64_t* stored = nullptr) {
+  DecodeStack proto;
+  proto.method = DecodeMethod::kDepth;
+  proto.local = st.local;
+  for (const strata::api::DepthStackLayer& x : st.layers) {
+    DecodeLayer y;
+    y.q = x.q, y.k = x.k, y.v = x.v;  // raw: the depth pass normalises and rotates
+    y.o = x.attn.o, y.lse = x.attn.lse;
+    y.gamma_q = x.gamma_q, y.gamma_k = x.gamma_k, y.sources = x.sources;
+    proto.layers.push_back(y);
+  }
+  return decode_stack<T>(proto, full_problem(st.layers[0].attn), sch, spoil, stored);
+}
+
+template <class T>
+std::string decode_value_residual(const strata::api::ValueResidualStack& st,
+                                  const DecodeSchedule& sch, const Spoil& spoil = {},
+                                  int64_t* stored = nullptr) {
+  DecodeStack proto;
+  const bool res = st.kind == strata::api::ValueResidualKind::kResFormer;
+  proto.method = res ? DecodeMethod::kResFormer : DecodeMethod::kSVFormer;
+  proto.granularity = st.granularity;
+  for (size_t l = 0; l < st.layers.size(); ++l) {
+    const strata::api::ValueResidualLayer& x = st.layers[l];
+    DecodeLayer y;
+    y.q = x.attn.q, y.k = x.attn.k;
+    y.v = res || l == 0 ? x.attn.v : nullptr;  // SVFormer layers l >= 1 have no V
+    y.o = x.attn.o, y.lse = x.attn.lse;
+    y.lambda_self = x.lambda_self, y.lambda_first = x.lambda_first;
+    proto.layers.push_back(y);
+  }
+  return decode_stack<T>(proto, full_problem(st.layers[0].attn), sch, spoil, stored);
+}
+
+template <class T>
+std::string decode_exo(const strata::api::ExoStack& st, const DecodeSchedule& sch,
+                       const Spoil& spoil = {}, int64_t* stored = nullptr) {
+  DecodeStack proto;
+  proto.method = DecodeMethod::kExoFormer;
+  proto.exo = st.options;
+  for (int p = 0; p < strata::api::kExoStreams; ++p)
+    proto.anchors.anchor[size_t(p)] = st.anchors.anchor[size_t(p)],
+    proto.anchors.gamma[size_t(p)] = st.anchors.gamma[size_t(p)];
+  for (const strata::api::ExoStackLayer& x : st.layers) {
+    DecodeLayer y;
+    y.q = x.mix.p[0].ptr, y.k = x.mix.p[1].ptr, y.v = x.mix.p[2].ptr, y.g = x.mix.p[3].ptr;
+    y.o = x.attn.o, y.lse = x.attn.lse;
+    y.mix = x.mix;
+    if (!st.options.dynamic) y.mix.s = nullptr;
+    proto.layers.push_back(y);
+  }
+  return decode_stack<T>(proto, full_problem(st.layers[0].attn), sch, spoil, stored);
+}
+
+template <class T>
+std::string decode_gated(const strata::attention::FlashFwdParams& a, const strata::api::GateArgs& g,
+                         const DecodeSchedule& sch, const Spoil& spoil = {},
+                         int64_t* stored = nullptr) {
+  DecodeStack proto;
+  proto.method = DecodeMethod::kGated;
+  proto.gate_kind = g.kind;
+  DecodeLayer y;
+  y.q = a.q, y.k = a.k, y.v = a.v, y.g = g.gate, y.o = a.o, y.lse = a.lse;
+  proto.layers.push_back(y);
+  return decode_stack<T>(proto, full_problem(a), sch, spoil, stored);
 }
 
 }  // namespace kernel_test
