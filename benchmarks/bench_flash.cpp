@@ -13,6 +13,8 @@
 
 #include <benchmark/benchmark.h>
 
+#include "bench_common.hpp"
+
 #include <cmath>
 #include <cstdio>
 #include <vector>
@@ -22,88 +24,7 @@ namespace {
 namespace att = strata::attention;
 using bf16 = __nv_bfloat16;
 
-#if STRATA_SIM
-constexpr bool kSimulator = true;
-
-/// An operand in the executor's memory: host memory for the simulator.
-template <class T>
-class Buffer {
- public:
-  explicit Buffer(const std::vector<T>& init) : h_(init) {}
-  T* get() { return h_.data(); }
-
- private:
-  std::vector<T> h_;
-};
-
-/// Runs the benchmark loop; the simulator is timed by Google Benchmark's wall clock.
-template <class F>
-void time_iterations(benchmark::State& state, F launch) {
-  for (auto _ : state)
-    if (!launch().ok()) state.SkipWithError("launch failed");
-}
-#else
-constexpr bool kSimulator = false;
-
-#define STRATA_BENCH_CUDA(call)                                        \
-  do {                                                                 \
-    const cudaError_t e_ = (call);                                     \
-    if (e_ != cudaSuccess) {                                           \
-      std::fprintf(stderr, "%s: %s\n", #call, cudaGetErrorString(e_)); \
-      std::abort();                                                    \
-    }                                                                  \
-  } while (0)
-
-/// An operand in device memory, initialised from the host.
-template <class T>
-class Buffer {
- public:
-  explicit Buffer(const std::vector<T>& init) {
-    STRATA_BENCH_CUDA(cudaMalloc(&d_, init.size() * sizeof(T) + 16));
-    STRATA_BENCH_CUDA(cudaMemcpy(d_, init.data(), init.size() * sizeof(T), cudaMemcpyHostToDevice));
-  }
-  ~Buffer() { cudaFree(d_); }
-  Buffer(const Buffer&) = delete;
-  Buffer& operator=(const Buffer&) = delete;
-  T* get() { return d_; }
-
- private:
-  T* d_ = nullptr;
-};
-
-/// Times every iteration with CUDA events around the launch alone, after overwriting a buffer of
-/// twice the L2 size (outside the timed range) so that every iteration starts with a cold L2.
-template <class F>
-void time_iterations(benchmark::State& state, F launch) {
-  int dev = 0, l2 = 0;
-  STRATA_BENCH_CUDA(cudaGetDevice(&dev));
-  STRATA_BENCH_CUDA(cudaDeviceGetAttribute(&l2, cudaDevAttrL2CacheSize, dev));
-  const size_t flush_bytes = 2 * size_t(l2 > 0 ? l2 : 64 << 20);
-  void* flush = nullptr;
-  STRATA_BENCH_CUDA(cudaMalloc(&flush, flush_bytes));
-  cudaEvent_t start, stop;
-  STRATA_BENCH_CUDA(cudaEventCreate(&start));
-  STRATA_BENCH_CUDA(cudaEventCreate(&stop));
-  int round = 0;
-  for (auto _ : state) {
-    STRATA_BENCH_CUDA(cudaMemsetAsync(flush, ++round & 0xff, flush_bytes));
-    STRATA_BENCH_CUDA(cudaEventRecord(start));
-    const strata::Status s = launch();
-    STRATA_BENCH_CUDA(cudaEventRecord(stop));
-    STRATA_BENCH_CUDA(cudaEventSynchronize(stop));
-    if (!s.ok()) {
-      state.SkipWithError("launch failed");
-      break;
-    }
-    float ms = 0.f;
-    STRATA_BENCH_CUDA(cudaEventElapsedTime(&ms, start, stop));
-    state.SetIterationTime(double(ms) * 1e-3);
-  }
-  cudaEventDestroy(start);
-  cudaEventDestroy(stop);
-  cudaFree(flush);
-}
-#endif
+using namespace strata_bench;
 
 /// Shapes: (seqlen, head dim, causal). The simulator runs small ones; a GPU the peers' range.
 void shapes(benchmark::internal::Benchmark* b) {
@@ -112,19 +33,6 @@ void shapes(benchmark::internal::Benchmark* b) {
   else
     b->ArgsProduct({{512, 1024, 2048, 4096, 8192, 16384}, {64, 96, 128}, {0, 1}})->UseManualTime();
   b->ArgNames({"seqlen", "d", "causal"})->Unit(benchmark::kMillisecond);
-}
-
-template <class T>
-std::vector<T> zeros(size_t n) {
-  return std::vector<T>(n, T(0.f));
-}
-
-/// Deterministic inputs: small values, so that no shape overflows.
-std::vector<bf16> pattern(size_t n, int period, float step, float offset = 0.f) {
-  std::vector<bf16> x(n);
-  for (size_t i = 0; i < n; ++i)
-    x[i] = strata::core::from_float<bf16>(float(i % period) * step + offset);
-  return x;
 }
 
 /// Forward, bf16, batch 1, 4 query heads over 2 KV heads. On a GPU with 16k tokens and
@@ -187,19 +95,5 @@ BENCHMARK(BM_FlashBackward)->Apply(shapes);
 }  // namespace
 
 int main(int argc, char** argv) {
-#if !STRATA_SIM
-  int devices = 0;
-  if (const cudaError_t e = cudaGetDeviceCount(&devices); e != cudaSuccess || devices == 0) {
-    std::fprintf(stderr,
-                 "strata_bench_flash_gpu: no usable CUDA device (%s); strata_bench_flash runs "
-                 "the same benchmarks in the simulator\n",
-                 e != cudaSuccess ? cudaGetErrorString(e) : "0 devices");
-    return 1;
-  }
-#endif
-  benchmark::Initialize(&argc, argv);
-  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
-  benchmark::RunSpecifiedBenchmarks();
-  benchmark::Shutdown();
-  return 0;
+  return strata_bench::run_main(argc, argv, "strata_bench_flash");
 }

@@ -35,16 +35,22 @@ struct DecodeSchedule {
   int chunk = 1;  ///< new tokens per sequence in every later step
   CacheIndexing mode = CacheIndexing::kBlockTable;
   int page_size = 16;
-  bool hnd = false;  ///< HND pages (else NHD)
-  int num_splits = 1;
+  bool hnd = false;      ///< HND pages (else NHD)
+  int num_splits = 1;    ///< without a graph bucket
   uint64_t shuffle = 1;  ///< seed of the physical page order
+  /// > 0: CUDA-graph mode: one plan for a bucket of this many tokens (every step padded to it,
+  /// max_seqlen_q fixed to the larger of first and chunk) on a GPU of `graph_sms` SMs, one
+  /// workspace for all steps; the padded rows of O must stay unwritten.
+  int graph_tokens = 0;
+  int graph_sms = 4;
   std::string describe() const {
     const char* m = mode == CacheIndexing::kContiguous ? "contiguous"
                     : mode == CacheIndexing::kPageList ? "page list"
                                                        : "block table";
     return "first " + std::to_string(first) + " chunk " + std::to_string(chunk) + " " + m +
            " page " + std::to_string(page_size) + (hnd ? " HND" : " NHD") + " splits " +
-           std::to_string(num_splits);
+           std::to_string(num_splits) +
+           (graph_tokens ? " graph bucket " + std::to_string(graph_tokens) : std::string());
   }
 };
 
@@ -143,6 +149,20 @@ std::string decode_stack(const DecodeStack& proto, const FullProblem& fp, const 
   st.h = H, st.softmax_scale = fp.scale, st.is_causal = fp.causal;
   st.window_left = fp.window_left, st.num_splits = sch.num_splits;
 
+  // CUDA-graph mode: the bucket's plan and workspace, made once
+  strata::api::PagedAttentionPlan plan;
+  Vec<float> graph_work;
+  if (sch.graph_tokens > 0) {
+    strata::api::PagedAttentionShape shape;
+    shape.b = B, shape.total_q = sch.graph_tokens,
+    shape.max_seqlen_q = std::max(sch.first, sch.chunk);
+    shape.max_seqlen_k = max_len, shape.h = H, shape.h_k = Hk, shape.d = D;
+    if (strata::Status s = strata::api::plan_paged_attention(shape, sch.graph_sms, &plan); !s.ok())
+      return std::string("plan: ") + s.message();
+    graph_work.assign(plan.workspace_bytes / 4 + 4, NAN);
+    st.plan = &plan;
+    st.workspace = graph_work.data(), st.workspace_bytes = graph_work.size() * sizeof(float);
+  }
   const bool gated_headwise =
       proto.method == DecodeMethod::kGated && proto.gate_kind == strata::core::GateKind::kHeadwise;
   const size_t rq = size_t(H) * D, rkv = size_t(Hk) * D, rg = gated_headwise ? size_t(H) : rq;
@@ -180,6 +200,13 @@ std::string decode_stack(const DecodeStack& proto, const FullProblem& fp, const 
         positions.push_back(i);
         slots.push_back(cs.slot(s, i));
       }
+    const int real = int(tokens.size());
+    if (sch.graph_tokens > 0) {  // padding tokens: slot -1 (not stored), past cu_seqlens_q[b]
+      if (real > sch.graph_tokens) return "a step larger than the graph bucket";
+      while (int(tokens.size()) < sch.graph_tokens)
+        tokens.push_back(tokens.front()), positions.push_back(0), slots.push_back(-1);
+      max_q = std::max(sch.first, sch.chunk);
+    }
     const int nq = int(tokens.size());
 
     // the step's buffers: the new tokens' rows gathered from the whole-sequence inputs
@@ -220,7 +247,7 @@ std::string decode_stack(const DecodeStack& proto, const FullProblem& fp, const 
       y.g_attn = scratch(rq);
     }
     Vec<float> work;
-    if (sch.num_splits > 1) {
+    if (sch.num_splits > 1 && sch.graph_tokens == 0) {
       work.assign(strata::api::paged_attention_workspace_bytes(run.attention_params(0)) / 4 + 4,
                   NAN);
       run.workspace = work.data(), run.workspace_bytes = work.size() * sizeof(float);
@@ -244,11 +271,14 @@ std::string decode_stack(const DecodeStack& proto, const FullProblem& fp, const 
     if (const strata::Status s = run.step(); !s.ok())
       return "step " + std::to_string(stepi) + ": " + s.message();
     if (std::string e = sync_device(); !e.empty()) return e;
-    // O and LSE rows back to their tokens
+    // O and LSE rows back to their tokens; the padding rows were not written
     for (int l = 0; l < L; ++l) {
       const DecodeLayer& y = run.layers[size_t(l)];
       const DecodeLayer& full = proto.layers[size_t(l)];
-      for (int i = 0; i < nq; ++i) {
+      for (size_t i = size_t(real) * rq; i < size_t(nq) * rq; ++i)
+        if (!std::isnan(strata::core::to_float(static_cast<const T*>(y.o)[i])))
+          return "layer " + std::to_string(l) + ": a padding row of O was written";
+      for (int i = 0; i < real; ++i) {
         std::memcpy(static_cast<T*>(full.o) + size_t(tokens[size_t(i)]) * rq,
                     static_cast<const T*>(y.o) + size_t(i) * rq, rq * sizeof(T));
         for (int hh = 0; hh < H; ++hh)

@@ -120,6 +120,39 @@ TEST(DecodeStack, GatedAttentionEveryScheduleMatchesTheFullForward) {
     }
 }
 
+/// CUDA-graph mode: one plan for a padded bucket, its grid and workspace reused by every layer
+/// and every step (split-KV on: 150-token caches on 132 SMs), the padding rows never written.
+TEST(DecodeStack, GraphModeOnePlanForEveryStepAndLayer) {
+  const std::vector<int> lens = {1, 0, 7, 150};
+  const DecodeSchedule sch{5, 16, CacheIndexing::kBlockTable, 16, false, 1, 5, 40, 132};
+  strata::api::PagedAttentionPlan plan;
+  strata::api::PagedAttentionShape shape{4, 40, 16, 150, 8, 2, 64};
+  ASSERT_TRUE(strata::api::plan_paged_attention(shape, 132, &plan).ok());
+  EXPECT_GT(plan.num_splits, 1);  // the graph's run splits the keys: the merge is exercised
+  DepthCase dc;
+  dc.attn = decode_case(lens, 8, 2, 64, 17);
+  expect_verdict(
+      run_depth<__nv_bfloat16, 64>(
+          dc, [&](const api::DepthStack& st) { return decode_depth<__nv_bfloat16>(st, sch); }),
+      "graph " + dc.describe());
+  StackCase sc;
+  sc.attn = decode_case(lens, 8, 2, 64, 19);
+  sc.layers = 3, sc.kind = api::ValueResidualKind::kSVFormer;
+  expect_verdict(run_stack<__half, 64>(sc,
+                                       [&](const api::ValueResidualStack& st) {
+                                         return decode_value_residual<__half>(st, sch);
+                                       }),
+                 "graph " + sc.describe());
+  GateCase gc;
+  gc.attn = decode_case(lens, 8, 2, 64, 23);
+  gc.layers = 1, gc.kind = strata::core::GateKind::kHeadwise;
+  expect_verdict(
+      run_gated<__nv_bfloat16, 64>(
+          gc, [&](const strata::attention::FlashFwdParams& a,
+                  const api::GateArgs& g) { return decode_gated<__nv_bfloat16>(a, g, sch); }),
+      "graph " + gc.describe());
+}
+
 /// The cache of each method holds what the cost model (strata/cost) says — the papers' claims:
 /// Depth-Attention, ResFormer, ExoFormer and Gated Attention the size of a vanilla cache,
 /// SVFormer (L + 1) / 2L of it — counted as the elements the decode wrote.
@@ -208,6 +241,12 @@ TEST(DecodeStackValidation, EveryBadFieldIsNamedAndNothingIsWritten) {
       {"layers[0].attention: cache.block_table is null",
        [](L& s) { s.cache.block_table = nullptr; }},
       {"layers[3].attention: lse is null", [](L& s) { s.layers[3].lse = nullptr; }},
+      {"layers[0].attention (plan): total_q / max_seqlen_q: not the plan's",
+       [](L& s) {
+         static strata::api::PagedAttentionPlan p;
+         p.shape = {s.cache.b, s.total_q + 1, s.max_seqlen_q, 64, s.h, s.cache.h_k, s.cache.d};
+         s.plan = &p;
+       }},
   };
   DepthCase dc;
   dc.attn = decode_case(kLens, 8, 2, 64, 3);

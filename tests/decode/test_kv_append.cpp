@@ -222,48 +222,51 @@ float value(uint16_t b, Dtype dt) {
 }
 
 TEST(KvAppendVariants, ResFormerStoresVPrimeAndSVFormerStoresNoV) {
+  // 40 KV heads: more than a warp's lanes, the lambdas are read per chunk instead of shuffled
   for (Dtype dt : {Dtype::kBf16, Dtype::kFp16})
-    for (auto g :
-         {strata::core::MixGranularity::kScalar, strata::core::MixGranularity::kHeadwise}) {
-      AppendProblem a(16, Layout::kNHD, Layout::kHND, 64, dt, 3, 21, 13);
-      strata_test::Rng rng(5);
-      auto normal = [&] { return float(int(rng.next_u32() % 2001) - 1000) / 400.f; };
-      std::vector<uint16_t> v_first(a.v_new.size());
-      for (auto* x : {&a.k_new, &a.v_new, &v_first})
-        for (uint16_t& e : *x) e = bits(normal(), dt);  // finite in both dtypes
-      const std::vector<float> ls = {0.5f, -1.25f, 2.f}, lf = {0.5f, 0.75f, -0.3f};
-      a.p.v_first_new = v_first.data();
-      a.p.v_first_new_row_stride = a.p.v_new_row_stride, a.p.v_first_new_head_stride = 64;
-      a.p.lambda_self = ls.data(), a.p.lambda_first = lf.data(), a.p.granularity = g;
-      ASSERT_TRUE(strata::api::kv_append(a.p).ok());
-      std::vector<uint16_t> k, v;
-      a.expected(k, v);
-      EXPECT_TRUE(k == a.k_cache);
-      const KvCache& c = a.p.cache;
-      int wrong = 0;
-      for (int t = 0; t < a.p.total_new; ++t)
-        for (int h = 0; t < a.p.total_new && a.slots[size_t(t)] >= 0 && h < c.h_k; ++h)
-          for (int e = 0; e < c.d; ++e) {
-            const size_t src = size_t(t) * size_t(a.p.v_new_row_stride) + size_t(h * c.d + e);
-            const int lh = g == strata::core::MixGranularity::kHeadwise ? h : 0;
-            const float want = ls[size_t(lh)] * value(a.v_new[src], dt) +
-                               lf[size_t(lh)] * value(v_first[src], dt);  // fp32, one rounding
-            const int64_t at = cache_offset(c.v, c.page_size, a.slots[size_t(t)], h) + e;
-            v[size_t(at)] = bits(want, dt);
-          }
-      for (size_t i = 0; i < v.size(); ++i) wrong += v[i] != a.v_cache[i];
-      EXPECT_EQ(wrong, 0) << "V' elements differing from the fp32 mix rounded once";
+    for (auto g : {strata::core::MixGranularity::kScalar, strata::core::MixGranularity::kHeadwise})
+      for (int h_k : {3, 40}) {
+        AppendProblem a(16, Layout::kNHD, Layout::kHND, 64, dt, h_k, 21, 13);
+        strata_test::Rng rng(5);
+        auto normal = [&] { return float(int(rng.next_u32() % 2001) - 1000) / 400.f; };
+        std::vector<uint16_t> v_first(a.v_new.size());
+        for (auto* x : {&a.k_new, &a.v_new, &v_first})
+          for (uint16_t& e : *x) e = bits(normal(), dt);  // finite in both dtypes
+        std::vector<float> ls, lf;
+        for (int h = 0; h < h_k; ++h)
+          ls.push_back(0.5f - 0.375f * float(h % 5)), lf.push_back(0.25f + 0.125f * float(h % 7));
+        a.p.v_first_new = v_first.data();
+        a.p.v_first_new_row_stride = a.p.v_new_row_stride, a.p.v_first_new_head_stride = 64;
+        a.p.lambda_self = ls.data(), a.p.lambda_first = lf.data(), a.p.granularity = g;
+        ASSERT_TRUE(strata::api::kv_append(a.p).ok());
+        std::vector<uint16_t> k, v;
+        a.expected(k, v);
+        EXPECT_TRUE(k == a.k_cache);
+        const KvCache& c = a.p.cache;
+        int wrong = 0;
+        for (int t = 0; t < a.p.total_new; ++t)
+          for (int h = 0; t < a.p.total_new && a.slots[size_t(t)] >= 0 && h < c.h_k; ++h)
+            for (int e = 0; e < c.d; ++e) {
+              const size_t src = size_t(t) * size_t(a.p.v_new_row_stride) + size_t(h * c.d + e);
+              const int lh = g == strata::core::MixGranularity::kHeadwise ? h : 0;
+              const float want = ls[size_t(lh)] * value(a.v_new[src], dt) +
+                                 lf[size_t(lh)] * value(v_first[src], dt);  // fp32, one rounding
+              const int64_t at = cache_offset(c.v, c.page_size, a.slots[size_t(t)], h) + e;
+              v[size_t(at)] = bits(want, dt);
+            }
+        for (size_t i = 0; i < v.size(); ++i) wrong += v[i] != a.v_cache[i];
+        EXPECT_EQ(wrong, 0) << "V' elements differing from the fp32 mix rounded once";
 
-      // SVFormer l >= 1: K only; V (and v_new) untouched
-      AppendProblem b(16, Layout::kHND, Layout::kNHD, 64, dt, 3, 21, 14);
-      b.p.store_v = false;
-      b.p.v_new = nullptr;
-      ASSERT_TRUE(strata::api::kv_append(b.p).ok());
-      b.expected(k, v);
-      EXPECT_TRUE(k == b.k_cache);
-      EXPECT_TRUE(
-          std::all_of(b.v_cache.begin(), b.v_cache.end(), [](uint16_t x) { return x == kPoison; }));
-    }
+        // SVFormer l >= 1: K only; V (and v_new) untouched
+        AppendProblem b(16, Layout::kHND, Layout::kNHD, 64, dt, h_k, 21, 14);
+        b.p.store_v = false;
+        b.p.v_new = nullptr;
+        ASSERT_TRUE(strata::api::kv_append(b.p).ok());
+        b.expected(k, v);
+        EXPECT_TRUE(k == b.k_cache);
+        EXPECT_TRUE(std::all_of(b.v_cache.begin(), b.v_cache.end(),
+                                [](uint16_t x) { return x == kPoison; }));
+      }
 }
 
 TEST(KvAppendValidation, EveryBadFieldIsNamedAndNothingIsWritten) {

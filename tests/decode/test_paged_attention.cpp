@@ -370,3 +370,43 @@ TEST(PagedAttentionValidation, EveryBadFieldIsNamedAndNothingIsWritten) {
 }
 
 }  // namespace
+
+TEST(PagedAttentionPlan, SplitsAndWorkspaceOfTheShapeAndEveryBadField) {
+  namespace api = strata::api;
+  // decode of 4 sequences, 8 query / 2 KV heads (one 64-row tile each): 8 blocks on 132 SMs,
+  // caches of 4096 tokens (64 key tiles): FlashAttention-2's rule as computed by num_splits
+  api::PagedAttentionShape shape{4, 4, 1, 4096, 8, 2, 128};
+  api::PagedAttentionPlan plan;
+  ASSERT_TRUE(api::plan_paged_attention(shape, 132, &plan).ok());
+  EXPECT_EQ(plan.num_splits, api::paged_attention_num_splits(8, 64, 132));
+  EXPECT_GT(plan.num_splits, 1);
+  EXPECT_EQ(plan.workspace_bytes, size_t(plan.num_splits) * 4 * 8 * (128 + 1) * 4);
+  // a full wave: no split, no workspace
+  shape.b = 128;
+  ASSERT_TRUE(api::plan_paged_attention(shape, 132, &plan).ok());
+  EXPECT_EQ(plan.num_splits, 1);
+  EXPECT_EQ(plan.workspace_bytes, 0u);
+  // max_splits bounds the count
+  shape.b = 1;
+  ASSERT_TRUE(api::plan_paged_attention(shape, 132, &plan, 3).ok());
+  EXPECT_LE(plan.num_splits, 3);
+  struct Bad {
+    const char* needle;
+    api::PagedAttentionShape shape;
+    int sms, max_splits;
+  };
+  const Bad bad[] = {
+      {"shape.b = 0", {0, 4, 1, 64, 8, 2, 64}, 132, 128},
+      {"shape.h = 6", {1, 4, 1, 64, 6, 4, 64}, 132, 128},
+      {"max_seqlen_q >= 1 with tokens", {1, 4, 0, 64, 8, 2, 64}, 132, 128},
+      {"shape.d = 80", {1, 4, 1, 64, 8, 2, 80}, 132, 128},
+      {"num_sms = 0", {1, 4, 1, 64, 8, 2, 64}, 0, 128},
+      {"max_splits = 300", {1, 4, 1, 64, 8, 2, 64}, 132, 300},
+  };
+  for (const Bad& b : bad) {
+    const strata::Status s = api::plan_paged_attention(b.shape, b.sms, &plan, b.max_splits);
+    EXPECT_NE(std::string(s.message()).find(b.needle), std::string::npos)
+        << "wanted \"" << b.needle << "\", got: " << s.message();
+  }
+  EXPECT_FALSE(api::plan_paged_attention(shape, 132, nullptr).ok());
+}

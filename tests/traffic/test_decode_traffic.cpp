@@ -25,8 +25,10 @@ void watch(std::vector<T>& v) {
 
 /// Appends `total` tokens (every third one padding, slot -1) to a paged cache of 16-token pages,
 /// K in NHD and V in HND pages, and compares the bytes moved with cost::kv_append_bytes.
+enum class AppendKind { kVanilla, kResFormerScalar, kResFormerHeadwise, kSVFormer };
+
 template <int D>
-void check_append(int total, int h_k) {
+void check_append(int total, int h_k, AppendKind kind = AppendKind::kVanilla) {
   strata_test::SimGuard guard;
   traffic::clear();
   const int page = 16, pages = total / page + 2;
@@ -47,13 +49,27 @@ void check_append(int total, int h_k) {
   p.k_new_row_stride = p.v_new_row_stride = int64_t(h_k) * D;
   p.k_new_head_stride = p.v_new_head_stride = D;
   p.total_new = total, p.slot_mapping = slots.data();
-  for (auto* v : {&kc, &vc, &kn, &vn}) watch(*v);
-  watch(slots);
+  std::vector<uint16_t> v0(kn.size(), 3);
+  std::vector<float> ls(size_t(h_k), 0.5f), lf(size_t(h_k), 0.25f);
+  const bool headwise = kind == AppendKind::kResFormerHeadwise;
+  if (kind == AppendKind::kResFormerScalar || headwise) {
+    p.v_first_new = v0.data(), p.v_first_new_row_stride = int64_t(h_k) * D;
+    p.v_first_new_head_stride = D, p.lambda_self = ls.data(), p.lambda_first = lf.data();
+    p.granularity =
+        headwise ? strata::core::MixGranularity::kHeadwise : strata::core::MixGranularity::kScalar;
+  }
+  if (kind == AppendKind::kSVFormer) p.store_v = false;
+  for (auto* v : {&kc, &vc, &kn, &vn, &v0}) watch(*v);
+  watch(slots), watch(ls), watch(lf);
   strata::sim::reset_counters();
   ASSERT_TRUE(strata::api::kv_append(p).ok());
   const strata::sim::Counters n = strata::sim::total_counters();
   const int64_t moved = int64_t(n.global_load_bytes + n.global_store_bytes);
-  const int64_t minimum = strata::cost::kv_append_bytes(total, stored, h_k, D);
+  int64_t minimum = strata::cost::kv_append_bytes(total, stored, h_k, D);
+  if (kind == AppendKind::kResFormerScalar || headwise)
+    minimum += strata::cost::value_residual_append_extra_bytes(stored, h_k, D, headwise);
+  if (kind == AppendKind::kSVFormer)
+    minimum -= strata::cost::svformer_append_saved_bytes(stored, h_k, D);
   EXPECT_EQ(moved, minimum) << "D = " << D << ", h_k = " << h_k << ", " << total << " tokens";
   traffic::clear();
 }
@@ -126,6 +142,16 @@ TEST(DecodeTraffic, KvAppendMovesExactlyTheMinimum) {
   check_append<64>(100, 8);
   check_append<96>(37, 2);
   check_append<128>(64, 1);
+}
+
+TEST(DecodeTraffic, VariantAppendsMoveExactlyTheirMinimum) {
+  // ResFormer reads layer 0's V row and the lambdas once per stored token; SVFormer skips V
+  for (AppendKind k :
+       {AppendKind::kResFormerScalar, AppendKind::kResFormerHeadwise, AppendKind::kSVFormer}) {
+    check_append<64>(100, 8, k);
+    check_append<96>(37, 3, k);
+    check_append<128>(64, 1, k);
+  }
 }
 
 }  // namespace

@@ -92,11 +92,15 @@ struct DecodeStack {
   float softmax_scale = 0.f;
   bool is_causal = true;
   int window_left = -1;
-  /// Key splits and their workspace (paged_attention_workspace_bytes of any layer's
-  /// attention_params; the layers run one after another and share it).
+  /// Key splits (ignored with a plan) and their workspace (paged_attention_workspace_bytes of any
+  /// layer's attention_params, or the plan's; the layers run one after another and share it).
   int num_splits = 1;
   float* workspace = nullptr;
   size_t workspace_bytes = 0;
+  /// Optional plan (plan_paged_attention) for the step's shape, shared by the layers: the
+  /// attention runs under it (its split count, its grid) — for a CUDA graph, the plan of the
+  /// captured bucket, total_q padded to it (padding tokens: slot -1, past cu_seqlens_q[b]).
+  const PagedAttentionPlan* plan = nullptr;
   core::GateKind gate_kind = core::GateKind::kElementwise;           ///< kGated
   core::MixGranularity granularity = core::MixGranularity::kScalar;  ///< kResFormer
   variants::QkNormRopeOptions local;                                 ///< kDepth
@@ -167,7 +171,8 @@ struct DecodeStack {
     p.cu_seqlens_q = cu_seqlens_q, p.cu_seqlens_q_host = cu_seqlens_q_host;
     p.total_q = total_q, p.max_seqlen_q = max_seqlen_q, p.h = h;
     p.softmax_scale = softmax_scale, p.is_causal = is_causal, p.window_left = window_left;
-    p.num_splits = num_splits, p.workspace = workspace, p.workspace_bytes = workspace_bytes;
+    p.num_splits = plan ? plan->num_splits : num_splits;
+    p.workspace = workspace, p.workspace_bytes = workspace_bytes;
     if (method == DecodeMethod::kGated || method == DecodeMethod::kExoFormer) {
       const bool headwise =
           method == DecodeMethod::kGated && gate_kind == core::GateKind::kHeadwise;
@@ -294,7 +299,10 @@ struct DecodeStack {
       return Status::InvalidArgument(at + "g (the gate logits) is null");
     if (Status s = api::validate(append_params(l)); !s.ok())
       return Status(s.code(), at + "append: " + s.message());
-    if (Status s = api::validate(attention_params(l)); !s.ok())
+    const PagedAttentionParams p = attention_params(l);
+    if (Status s = plan ? check_plan(p, *plan) : Status::Ok(); !s.ok())
+      return Status(s.code(), at + "attention (plan): " + s.message());
+    if (Status s = api::validate(p); !s.ok())
       return Status(s.code(), at + "attention: " + s.message());
     return Status::Ok();
   }

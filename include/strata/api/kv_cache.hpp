@@ -272,20 +272,97 @@ inline int paged_attention_num_splits(int64_t blocks, int key_tiles, int num_sms
 }
 
 /// The same from a problem: blocks from its grid, key tiles from the longest cache.
-inline int paged_attention_num_splits(const PagedAttentionParams& p, int max_seqlen_k,
-                                      int num_sms) {
+inline int paged_attention_num_splits(const PagedAttentionParams& p, int max_seqlen_k, int num_sms,
+                                      int max_splits = 128) {
   if (p.cache.h_k < 1 || p.h < p.cache.h_k) return 1;
   const int64_t rows = int64_t(p.max_seqlen_q) * (p.h / p.cache.h_k);
   const int64_t bm = attention::PagedAttentionTraits<64>::kBlockM;  // the same for every D
   const int64_t blocks = int64_t(p.cache.b) * p.cache.h_k * ((rows + bm - 1) / bm);
   const int64_t bn = attention::PagedAttentionTraits<64>::kBlockN;
   const int tiles = int((int64_t(max_seqlen_k) + bn - 1) / bn);
-  return paged_attention_num_splits(blocks, tiles, num_sms);
+  return paged_attention_num_splits(blocks, tiles, num_sms, max_splits);
 }
 
 /// Bytes of the workspace of a split-KV launch (num_splits > 1): fp32 partial outputs and LSE.
 inline size_t paged_attention_workspace_bytes(const PagedAttentionParams& p) {
   return attention::paged_attention_workspace_floats(p) * sizeof(float);
+}
+
+/// The batch shape a plan is made for: for a CUDA graph, the bucket it captures (the largest
+/// batch a replay serves; shorter chunks, shorter caches and padded tokens fit it).
+struct PagedAttentionShape {
+  int b = 0;             ///< sequences
+  int total_q = 0;       ///< new tokens, padding included
+  int max_seqlen_q = 0;  ///< the longest chunk (1: pure decode)
+  int max_seqlen_k = 0;  ///< the longest cache (sizes the split count)
+  int h = 0, h_k = 0, d = 0;
+};
+
+/// The host-side plan of attention over a cache (FlashInfer's plan / run split): the split count
+/// and the workspace for a batch shape, made once per step — or once per CUDA graph — and reused
+/// by every layer's run (the layers of a step share the shape). A run under a plan launches
+/// the plan's grid whatever the step's real lengths, needs no host copy, allocates nothing and
+/// never synchronises: it can be captured in a CUDA graph and replayed with new lengths, block
+/// tables and slots in the same device buffers.
+struct PagedAttentionPlan {
+  PagedAttentionShape shape;
+  int num_splits = 1;
+  size_t workspace_bytes = 0;  ///< allocate once; pass as PagedAttentionParams::workspace
+};
+
+/// Plans `shape` for a GPU of `num_sms` SMs (132 on an H100 SXM, 108 on an A100):
+/// paged_attention_num_splits (FlashAttention-2's rule) up to `max_splits`, and its workspace.
+inline Status plan_paged_attention(const PagedAttentionShape& shape, int num_sms,
+                                   PagedAttentionPlan* plan, int max_splits = 128) {
+  if (!plan) return Status::InvalidArgument("plan is null");
+  if (shape.b < 1 || shape.b > 65535)
+    return Status::InvalidArgument("shape.b = " + std::to_string(shape.b) +
+                                   ": must be in [1, 65535]");
+  if (shape.h_k < 1 || shape.h < shape.h_k || shape.h % shape.h_k != 0)
+    return Status::InvalidArgument(
+        "shape.h = " + std::to_string(shape.h) +
+        ": must be a multiple of shape.h_k = " + std::to_string(shape.h_k));
+  if (shape.total_q < 0 || shape.max_seqlen_q < 0 || shape.max_seqlen_k < 0 ||
+      (shape.total_q > 0 && shape.max_seqlen_q < 1))
+    return Status::InvalidArgument(
+        "shape: total_q, max_seqlen_q, max_seqlen_k must be >= 0, max_seqlen_q >= 1 with tokens");
+  if (shape.d != 64 && shape.d != 96 && shape.d != 128)
+    return Status::InvalidArgument("shape.d = " + std::to_string(shape.d) +
+                                   ": must be 64, 96 or 128");
+  if (num_sms < 1)
+    return Status::InvalidArgument("num_sms = " + std::to_string(num_sms) + ": must be >= 1");
+  if (max_splits < 1 || max_splits > attention::kMaxSplits)
+    return Status::InvalidArgument("max_splits = " + std::to_string(max_splits) +
+                                   ": must be in [1, " + std::to_string(attention::kMaxSplits) +
+                                   "]");
+  PagedAttentionParams p;  // the shape as params: the grid and the workspace of a run
+  p.cache.b = shape.b, p.cache.h_k = shape.h_k, p.cache.d = shape.d;
+  p.h = shape.h, p.total_q = shape.total_q, p.max_seqlen_q = shape.max_seqlen_q;
+  p.num_splits = paged_attention_num_splits(p, shape.max_seqlen_k, num_sms, max_splits);
+  plan->shape = shape;
+  plan->num_splits = p.num_splits;
+  plan->workspace_bytes = paged_attention_workspace_bytes(p);
+  return Status::Ok();
+}
+
+/// Checks that a run fits its plan: the plan's b, heads, d, total_q (padding included),
+/// max_seqlen_q and split count, and a workspace at least the plan's.
+inline Status check_plan(const PagedAttentionParams& p, const PagedAttentionPlan& plan) {
+  const PagedAttentionShape& s = plan.shape;
+  if (p.cache.b != s.b || p.h != s.h || p.cache.h_k != s.h_k || p.cache.d != s.d)
+    return Status::InvalidArgument("cache.b / h / cache.h_k / cache.d: not the plan's shape");
+  if (p.total_q != s.total_q || p.max_seqlen_q != s.max_seqlen_q)
+    return Status::InvalidArgument(
+        "total_q / max_seqlen_q: not the plan's (" + std::to_string(s.total_q) + ", " +
+        std::to_string(s.max_seqlen_q) + "): a run launches the plan's grid (pad the batch)");
+  if (p.num_splits != plan.num_splits)
+    return Status::InvalidArgument("num_splits = " + std::to_string(p.num_splits) +
+                                   ": not the plan's " + std::to_string(plan.num_splits));
+  if (p.num_splits > 1 && p.workspace_bytes < plan.workspace_bytes)
+    return Status::InvalidArgument("workspace_bytes = " + std::to_string(p.workspace_bytes) +
+                                   ": less than the plan's " +
+                                   std::to_string(plan.workspace_bytes));
+  return Status::Ok();
 }
 
 /// Checks every field of an attention over the cache; Ok means the launcher will run it.
@@ -314,10 +391,15 @@ inline Status validate(const PagedAttentionParams& p) {
                                    "]");
   if (!p.cu_seqlens_q) return Status::InvalidArgument("cu_seqlens_q is null");
   if (p.cu_seqlens_q_host) {
-    if (Status s = detail::check_cu_seqlens(p.cu_seqlens_q_host, c.b, p.total_q, p.max_seqlen_q,
+    // tokens past cu_seqlens_q[b] are padding (a CUDA graph's fixed batch): never read or written
+    if (Status s = detail::check_cu_seqlens(p.cu_seqlens_q_host, c.b, -1, p.max_seqlen_q,
                                             "cu_seqlens_q", "max_seqlen_q");
         !s.ok())
       return s;
+    if (p.cu_seqlens_q_host[c.b] > p.total_q)
+      return Status::InvalidArgument(
+          "cu_seqlens_q[b] = " + std::to_string(p.cu_seqlens_q_host[c.b]) +
+          ": more tokens than total_q = " + std::to_string(p.total_q));
     // a chunk longer than its cache: the cache must already hold the new tokens (append first)
     KvCache host = c;  // the descriptor over the host copies: host.seqlen(s) is the cache length
     host.cache_seqlens = c.cache_seqlens_host;
@@ -423,6 +505,14 @@ inline Status paged_attention(const PagedAttentionParams& p, cudaStream_t stream
       return bf16 ? detail::launch_paged<__nv_bfloat16, 128>(p, stream)
                   : detail::launch_paged<__half, 128>(p, stream);
   }
+}
+
+/// Attention over the cache under a plan (check_plan, then paged_attention): the same grid for
+/// every layer and every replay of a captured graph.
+inline Status paged_attention(const PagedAttentionParams& p, const PagedAttentionPlan& plan,
+                              cudaStream_t stream = 0) {
+  if (Status s = check_plan(p, plan); !s.ok()) return s;
+  return paged_attention(p, stream);
 }
 
 STRATA_EXECUTOR_END

@@ -45,22 +45,37 @@ __global__ void __launch_bounds__(kKvAppendThreads) kv_append_kernel(const KvApp
   const int64_t k_row = cache_offset(p.cache.k, p.cache.page_size, slot, 0);
   const int64_t v_row = cache_offset(p.cache.v, p.cache.page_size, slot, 0);
   const int chunks = (p.store_v ? 2 : 1) * h_k * kChunks;
-  for (int c = lane; c < chunks; c += 32) {
+  // ResFormer's lambdas, read once per token: lane j holds head j's pair (lane 0 the scalar) and
+  // the chunks fetch theirs by shuffle; more than 32 heads read them directly
+  const bool mix = p.store_v && p.v_first_new;
+  const bool headwise = p.granularity == core::MixGranularity::kHeadwise;
+  const bool staged = !headwise || h_k <= 32;
+  float lam_s = 0.f, lam_f = 0.f;
+  if (mix && staged && lane < (headwise ? h_k : 1))
+    lam_s = p.lambda_self[lane], lam_f = p.lambda_first[lane];
+  // whole warps walk the chunks (every lane reaches every shuffle); lane `lane` takes chunk c
+  for (int c0 = 0; c0 < chunks; c0 += 32) {
+    const int c = c0 + lane;
     const bool is_v = c >= h_k * kChunks;
     const int r = is_v ? c - h_k * kChunks : c;
     const int h = r / kChunks, e = (r % kChunks) * 8;
-    const T* src = static_cast<const T*>(is_v ? p.v_new : p.k_new) +
-                   int64_t(t) * (is_v ? p.v_new_row_stride : p.k_new_row_stride) +
-                   int64_t(h) * (is_v ? p.v_new_head_stride : p.k_new_head_stride) + e;
+    float ls = 0.f, lf = 0.f;
+    if (mix && staged) {
+      const int src = headwise ? (h < h_k ? h : 0) : 0;
+      ls = arch::shfl(lam_s, src), lf = arch::shfl(lam_f, src);
+    }
+    if (c >= chunks) continue;
+    const T* in = static_cast<const T*>(is_v ? p.v_new : p.k_new) +
+                  int64_t(t) * (is_v ? p.v_new_row_stride : p.k_new_row_stride) +
+                  int64_t(h) * (is_v ? p.v_new_head_stride : p.k_new_head_stride) + e;
     T* out = static_cast<T*>(is_v ? p.cache.v.data : p.cache.k.data) + (is_v ? v_row : k_row) +
              int64_t(h) * (is_v ? p.cache.v.head_stride : p.cache.k.head_stride) + e;
-    uint4 x = *reinterpret_cast<const uint4*>(src);
-    if (is_v && p.v_first_new) {  // V' = lambda_self V_l + lambda_first V_0
+    uint4 x = *reinterpret_cast<const uint4*>(in);
+    if (is_v && mix) {  // V' = lambda_self V_l + lambda_first V_0
       const uint4 y = *reinterpret_cast<const uint4*>(static_cast<const T*>(p.v_first_new) +
                                                       int64_t(t) * p.v_first_new_row_stride +
                                                       int64_t(h) * p.v_first_new_head_stride + e);
-      const int lh = p.granularity == core::MixGranularity::kHeadwise ? h : 0;
-      const float ls = p.lambda_self[lh], lf = p.lambda_first[lh];
+      if (!staged) ls = p.lambda_self[h], lf = p.lambda_first[h];
       T va[8], vb[8];
       memcpy(static_cast<void*>(va), &x, 16);  // T is a class: copy its bits
       memcpy(static_cast<void*>(vb), &y, 16);

@@ -155,7 +155,9 @@ struct PagedAttentionParams {
   /// [h, total_q] fp32, written: the natural-log LSE of each row (FlashAttention's varlen
   /// layout); -inf for a row without keys.
   float* lse = nullptr;
-  const int* cu_seqlens_q = nullptr;  ///< [b + 1] offsets of each sequence's new tokens (device)
+  /// [b + 1] offsets of each sequence's new tokens (device). Tokens from cu_seqlens_q[b] to
+  /// total_q are padding (a CUDA graph's fixed batch): their o and lse are not written.
+  const int* cu_seqlens_q = nullptr;
   const int* cu_seqlens_q_host = nullptr;  ///< optional host copy, read by validation only
   int total_q = 0;
   int max_seqlen_q = 0;  ///< the longest chunk (sizes the grid); 1 for pure decode

@@ -229,7 +229,8 @@ template <class T, int D>
 __global__ void __launch_bounds__(D) paged_attention_merge_kernel(const PagedAttentionParams p) {
   const int64_t token = blockIdx.x;
   const int head = int(blockIdx.y), e = int(threadIdx.x), S = p.num_splits;
-  __shared__ float lse_s[kMaxSplits];  // the row's partial LSE, read once
+  if (token >= p.cu_seqlens_q[p.cache.b]) return;  // padding (a graph's fixed batch): no partials
+  __shared__ float lse_s[kMaxSplits];              // the row's partial LSE, read once
   const float* lse_part = p.workspace + int64_t(S) * p.total_q * p.h * D;
   for (int sp = e; sp < S; sp += D)
     lse_s[sp] = lse_part[(int64_t(sp) * p.h + head) * p.total_q + token];

@@ -17,6 +17,18 @@ constexpr int64_t kv_append_bytes(int64_t total_new, int64_t stored, int h_k, in
   return total_new * 8 + stored * 2 * (2 * int64_t(h_k) * d * s.act);
 }
 
+/// The extra bytes of ResFormer's V' = lambda_self V_l + lambda_first V_0 mixed at append: layer
+/// 0's V row of each stored token read once, and its warp's lambda pair (8 bytes, one per KV head
+/// headwise) once per stored token. SVFormer's layers l >= 1 store no V: kv_append_bytes less
+/// svformer_append_saved_bytes (the V rows neither read nor written).
+constexpr int64_t value_residual_append_extra_bytes(int64_t stored, int h_k, int d, bool headwise,
+                                                    Storage s = kBf16) {
+  return stored * (int64_t(h_k) * d * s.act + 8 * (headwise ? int64_t(h_k) : 1));
+}
+constexpr int64_t svformer_append_saved_bytes(int64_t stored, int h_k, int d, Storage s = kBf16) {
+  return stored * 2 * int64_t(h_k) * d * s.act;
+}
+
 /// Minimum bytes of attending tq new tokens of one sequence (h query heads over h_k KV heads of
 /// dimension d) over a cache of tk tokens that it reads whole (decode, or a causal chunk without a
 /// window): each KV head's K and V rows are read once for its G query heads (GQA packing), the
