@@ -308,6 +308,9 @@ TEST(DecodeStackValidation, EveryBadFieldIsNamedAndNothingIsWritten) {
   gc.layers = 1;
   run_gated<__nv_bfloat16, 64>(gc, [&](const strata::attention::FlashFwdParams& a,
                                        const api::GateArgs& g) {
+    expect_invalid(decode_gated<__nv_bfloat16>(
+                       a, g, {}, [](L& s) { s.gate_kind = strata::core::GateKind(5); }),
+                   "gate_kind: not a GateKind value");
     expect_invalid(decode_gated<__nv_bfloat16>(a, g, {}, [](L& s) { s.layers[0].g = nullptr; }),
                    "layers[0].g (the gate logits) is null");
     expect_invalid(decode_gated<__nv_bfloat16>(a, g, {},

@@ -297,9 +297,21 @@ struct DecodeStack {
       return Status::InvalidArgument(at + "lambda_self / lambda_first is null (ResFormer)");
     if (method == DecodeMethod::kGated && !y.g)
       return Status::InvalidArgument(at + "g (the gate logits) is null");
-    if (Status s = api::validate(append_params(l)); !s.ok())
+    if (method == DecodeMethod::kGated && gate_kind != core::GateKind::kElementwise &&
+        gate_kind != core::GateKind::kHeadwise)
+      return Status::InvalidArgument("gate_kind: not a GateKind value");
+    // The step's indexing, lengths and slots are shared: their host copies are walked once, at
+    // layer 0; the later layers check only their own storage and buffers.
+    KvAppendParams a = append_params(l);
+    PagedAttentionParams p = attention_params(l);
+    if (l > 0) {
+      a.slot_mapping_host = nullptr, p.cu_seqlens_q_host = nullptr;
+      for (KvCache* c : {&a.cache, &p.cache})
+        c->cache_seqlens_host = c->cache_batch_idx_host = c->block_table_host = c->indptr_host =
+            c->indices_host = c->last_page_len_host = nullptr;
+    }
+    if (Status s = api::validate(a); !s.ok())
       return Status(s.code(), at + "append: " + s.message());
-    const PagedAttentionParams p = attention_params(l);
     if (Status s = plan ? check_plan(p, *plan) : Status::Ok(); !s.ok())
       return Status(s.code(), at + "attention (plan): " + s.message());
     if (Status s = api::validate(p); !s.ok())
