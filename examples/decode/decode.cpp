@@ -1,10 +1,11 @@
 // Serving every method through a paged KV cache: each method's L-layer stack (the same stacks
-// examples/layer_stack trains) is generated token by token — a prompt chunk of 5 tokens per
-// sequence, then one token per step — through api::DecodeStack (per layer: the token-local pass,
-// kv_append of what the paper caches, attention over the cache) with a block table of 16-token
-// pages in shuffled order, and with split-KV on. Every layer's outputs of every step are checked
-// against the fp64 reference of the whole-sequence stack (FlashAttention's rule), and the cache
-// each method filled is measured against the cost model's bytes per token.
+// examples/layer_stack trains; MEA with virtual heads, its cache holding the component heads) is
+// generated token by token — a prompt chunk of 5 tokens per sequence, then one token per step —
+// through api::DecodeStack (per layer: the token-local pass, kv_append of what the paper caches,
+// attention over the cache) with a block table of 16-token pages in shuffled order, and with
+// split-KV on. Every layer's outputs of every step are checked against the fp64 reference of the
+// whole-sequence stack (FlashAttention's rule), and the cache each method filled is measured
+// against the cost model's bytes per token.
 //
 // The generation loop — cache allocation, per-step slot mapping, positions and lengths, the
 // DecodeStack over the step's rows — is decode_stack() in tests/decode/decode_driver.hpp
@@ -14,6 +15,7 @@
 #include <strata/cost/depth.hpp>
 #include <strata/cost/exoformer.hpp>
 #include <strata/cost/gated.hpp>
+#include <strata/cost/mea.hpp>
 #include <strata/cost/value_residual.hpp>
 
 #include <cstdio>
@@ -24,6 +26,7 @@
 #include "decode_driver.hpp"
 #include "depth_check.hpp"
 #include "exoformer_check.hpp"
+#include "mea_check.hpp"
 #include "output_gate_check.hpp"
 #include "value_residual_check.hpp"
 
@@ -111,6 +114,19 @@ int main() {
                     cost::exoformer_kv_cache_bytes_per_token(mha, 2), [ec, sch](int64_t* stored) {
                       return run_exoformer<bf16, kHeadDim>(ec, [&](const api::ExoStack& st) {
                         return decode_exo<bf16>(st, sch, {}, stored);
+                      });
+                    }});
+  }
+
+  for (bool out : {false, true}) {
+    // MEA with virtual heads: the cache holds H_c = 1 component head per layer for the 2
+    // composite heads the tiles rebuild (half a vanilla cache)
+    MeaCase mc;
+    mc.attn = ac, mc.layers = kLayers, mc.h_c = 1, mc.output_site = out;
+    rows.push_back({out ? "MEA, GN on O (H_c = 1 cached)" : "MEA, GN on K', V' (H_c = 1 cached)",
+                    cost::mea_kv_cache_bytes_per_token(m, 1, 2), [mc, sch](int64_t* stored) {
+                      return run_mea<bf16, kHeadDim>(mc, [&](const api::MeaStack& st) {
+                        return decode_mea<bf16>(st, sch, {}, stored);
                       });
                     }});
   }

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <strata/api/decode.hpp>
+#include <strata/api/mea.hpp>
 #include <strata/api/output_gate.hpp>
 #include <strata/api/value_residual.hpp>
 
@@ -157,7 +158,11 @@ std::string decode_stack(const DecodeStack& proto, const FullProblem& fp, const 
     shape.b = B, shape.total_q = sch.graph_tokens,
     shape.max_seqlen_q = std::max(sch.first, sch.chunk);
     shape.max_seqlen_k = max_len, shape.h = H, shape.h_k = Hk, shape.d = D;
-    if (strata::Status s = strata::api::plan_paged_attention(shape, sch.graph_sms, &plan); !s.ok())
+    const bool mea = proto.method == DecodeMethod::kMea;
+    shape.h_kv = mea ? proto.h_kv : 0;
+    if (strata::Status s = mea ? strata::api::plan_mea_paged_attention(shape, sch.graph_sms, &plan)
+                               : strata::api::plan_paged_attention(shape, sch.graph_sms, &plan);
+        !s.ok())
       return std::string("plan: ") + s.message();
     graph_work.assign(plan.workspace_bytes / 4 + 4, NAN);
     st.plan = &plan;
@@ -366,6 +371,28 @@ std::string decode_gated(const strata::attention::FlashFwdParams& a, const strat
   y.q = a.q, y.k = a.k, y.v = a.v, y.g = g.gate, y.o = a.o, y.lse = a.lse;
   proto.layers.push_back(y);
   return decode_stack<T>(proto, full_problem(a), sch, spoil, stored);
+}
+
+/// MEA: the cache holds the H_c component heads (the stack's K_c, V_c); the layer's output is
+/// attn.o at the KeyValue site and `out` = GN_o(O) at the Output site.
+template <class T>
+std::string decode_mea(const strata::api::MeaStack& st, const DecodeSchedule& sch,
+                       const Spoil& spoil = {}, int64_t* stored = nullptr) {
+  DecodeStack proto;
+  proto.method = DecodeMethod::kMea;
+  proto.mea = st.options;
+  proto.h_kv = st.layers[0].attn.h_k;
+  const bool kv = st.options.site == strata::core::NormSite::kKeyValue;
+  for (const strata::api::MeaLayerParams& x : st.layers) {
+    DecodeLayer y;
+    y.q = x.q, y.k = x.kc, y.v = x.vc;  // raw: RoPE is the stack's
+    y.o = kv ? x.attn.o : x.out, y.lse = x.attn.lse;
+    y.mea = {x.a_k, x.a_v, x.gamma_k, x.beta_k, x.gamma_v, x.beta_v, x.gamma_o, x.beta_o};
+    proto.layers.push_back(y);
+  }
+  FullProblem fp = full_problem(st.layers[0].attn);
+  fp.h_k = st.layers[0].h_c;  // the cache's heads
+  return decode_stack<T>(proto, fp, sch, spoil, stored);
 }
 
 }  // namespace kernel_test

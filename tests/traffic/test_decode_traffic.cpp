@@ -1,13 +1,17 @@
 // Traffic of the inference kernels, counted by the simulator's traffic build against strata/cost:
-// the KV-cache append reads each slot once and moves each stored row once (exactly the minimum).
+// the KV-cache append reads each slot once and moves each stored row once (exactly the minimum);
+// decode attention (vanilla and MEA's component-head cache) reads the cache once.
 #include <strata/api/kv_cache.hpp>
+#include <strata/api/mea_decode.hpp>
 #include <strata/cost/decode.hpp>
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <string>
 #include <vector>
 
 #include "common.hpp"
@@ -74,15 +78,24 @@ void check_append(int total, int h_k, AppendKind kind = AppendKind::kVanilla) {
   traffic::clear();
 }
 
+/// MEA's decode instead of vanilla attention: the cache holds h_c component heads, the tiles
+/// compose h_kv composite heads for the h query heads (site KeyValue or Output).
+struct MeaSpec {
+  bool on = false;
+  bool kv_site = true;
+  int h = 8, h_kv = 4, h_c = 2;
+};
+
 /// Decode steps (one new token per sequence, GQA 4) over a paged cache (block table, 16-token
-/// pages, shuffled): bytes moved against cost::paged_attention_bytes, unsplit and with 4 splits
-/// (whose fp32 partials and merge, cost::split_merge_bytes, are part of the minimum then). The
-/// page indices and lengths the kernels read are counted as overhead.
+/// pages, shuffled): bytes moved against cost::paged_attention_bytes (MEA:
+/// mea_paged_attention_bytes), unsplit and with 4 splits (whose fp32 partials and merge,
+/// cost::split_merge_bytes, are part of the minimum then). The page indices and lengths the
+/// kernels read are counted as overhead.
 template <int D>
-void check_decode(int splits) {
+void check_decode(int splits, const MeaSpec& mea = {}) {
   strata_test::SimGuard guard;
   traffic::clear();
-  const int h = 8, h_k = 2, page = 16;
+  const int h = mea.on ? mea.h : 8, h_k = mea.on ? mea.h_c : 2, page = 16;
   const std::vector<int> lens = {100, 700, 1500, 64};
   const int B = int(lens.size());
   std::vector<int> seqlens = lens, table, cu = {0};
@@ -99,7 +112,8 @@ void check_decode(int splits) {
   std::vector<uint16_t> kc(size_t(pages) * page * h_k * D, 0x3c00), vc(kc.size(), 0x3c00);
   std::vector<uint16_t> q(size_t(B) * h * D, 0x3c00), o(q.size());
   std::vector<float> lse(size_t(B) * h);
-  strata::api::PagedAttentionParams p;
+  strata::api::MeaPagedAttentionParams mp;
+  strata::api::PagedAttentionParams& p = mp.attn;
   strata::api::KvCache& c = p.cache;
   c.dtype = strata::attention::Dtype::kFp16, c.h_k = h_k, c.d = D, c.page_size = page;
   c.num_pages = pages, c.b = B, c.indexing = strata::api::CacheIndexing::kBlockTable;
@@ -113,22 +127,37 @@ void check_decode(int splits) {
   p.softmax_scale = 0.125f, p.num_splits = splits;
   std::vector<float> work(strata::api::paged_attention_workspace_bytes(p) / 4 + 1);
   p.workspace = work.data(), p.workspace_bytes = work.size() * sizeof(float);
+  // MEA's parameters: A^K, A^V, and the site's GroupNorm gains
+  std::vector<float> a(size_t(2) * mea.h_c * mea.h_kv, 0.5f);
+  std::vector<float> gains(size_t(4) * std::max(mea.h_kv, mea.h) * D, 1.f);
+  mp.h_kv = mea.h_kv;
+  mp.options.site =
+      mea.kv_site ? strata::core::NormSite::kKeyValue : strata::core::NormSite::kOutput;
+  mp.w.a_k = a.data(), mp.w.a_v = a.data() + a.size() / 2;
+  const size_t g = gains.size() / 4;
+  mp.w.gamma_k = mp.w.gamma_o = gains.data(), mp.w.beta_k = mp.w.beta_o = gains.data() + g;
+  mp.w.gamma_v = gains.data() + 2 * g, mp.w.beta_v = gains.data() + 3 * g;
   for (auto* v : {&kc, &vc, &q, &o}) watch(*v);
-  watch(lse);
-  watch(work);
+  for (auto* v : {&lse, &work, &a, &gains}) watch(*v);
   for (auto* v : {&seqlens, &table, &cu}) watch(*v);  // page indices count as overhead
   strata::sim::reset_counters();
-  ASSERT_TRUE(strata::api::paged_attention(p).ok());
+  ASSERT_TRUE(
+      (mea.on ? strata::api::mea_paged_attention(mp) : strata::api::paged_attention(p)).ok());
   const strata::sim::Counters n = strata::sim::total_counters();
   const int64_t moved = int64_t(n.global_load_bytes + n.global_store_bytes);
   int64_t minimum = 0;
-  for (int len : lens) minimum += strata::cost::paged_attention_bytes(1, len, h, h_k, D);
+  for (int len : lens)
+    minimum += mea.on ? strata::cost::mea_paged_attention_bytes(1, len, h, mea.h_kv, mea.h_c, D,
+                                                                mea.kv_site, splits)
+                      : strata::cost::paged_attention_bytes(1, len, h, h_k, D);
   minimum += strata::cost::split_merge_bytes(B, h, D, splits);
   const double ratio = double(moved) / double(minimum);
-  if (std::getenv("STRATA_VERBOSE"))
-    std::printf("decode D = %d, %d split(s): %.4fx the minimum\n", D, splits, ratio);
-  EXPECT_GE(ratio, 1.0);
-  EXPECT_LE(ratio, 1.05) << "D = " << D << ", splits " << splits;
+  const std::string what = std::string(mea.on ? (mea.kv_site ? "MEA kv " : "MEA output ") : "") +
+                           "decode D = " + std::to_string(D) + ", " + std::to_string(splits) +
+                           " split(s)";
+  if (std::getenv("STRATA_VERBOSE")) std::printf("%s: %.4fx the minimum\n", what.c_str(), ratio);
+  EXPECT_GE(ratio, 1.0) << what;
+  EXPECT_LE(ratio, 1.05) << what;
   traffic::clear();
 }
 
@@ -136,6 +165,17 @@ TEST(DecodeTraffic, DecodeReadsTheCacheOnce) {
   check_decode<64>(1);
   check_decode<128>(1);
   check_decode<64>(4);
+}
+
+/// MEA reads each component row of the cache once for all composite heads: 8 query heads over 4
+/// composite heads from 2 components (16 keys a tile), and 32 heads from 16 components (2 keys
+/// a tile), at both sites, unsplit and with 4 splits.
+TEST(DecodeTraffic, MeaDecodeReadsTheComponentCacheOnce) {
+  for (bool kv : {true, false}) {
+    check_decode<64>(1, {true, kv, 8, 4, 2});
+    check_decode<128>(4, {true, kv, 8, 4, 2});
+    check_decode<64>(1, {true, kv, 32, 32, 16});
+  }
 }
 
 TEST(DecodeTraffic, KvAppendMovesExactlyTheMinimum) {

@@ -191,14 +191,7 @@ Verdict run_depth(const DepthCase& dc, const ForwardRun<strata::api::DepthStack>
     st.layers.push_back(y);
   }
   Verdict v;
-  if (forward) {
-    v.status = forward(st);
-  } else {
-    if (const auto s = st.forward(); !s.ok()) v.status = std::string("forward: ") + s.message();
-    if (const auto s = st.backward(); v.status.empty() && !s.ok())
-      v.status = std::string("backward: ") + s.message();
-  }
-  if (v.status.empty()) v.status = sync_device();
+  v.status = forward_or_train(forward, st);
   if (!v.status.empty()) return v;
 
   const double u = double(core::kUnitRoundoff<T>);

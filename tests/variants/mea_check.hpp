@@ -184,8 +184,11 @@ struct MeaRun {
   std::vector<float> param_grads;  // every layer's dA^K, dA^V, dgamma, dbeta, concatenated
 };
 
+/// With `forward`, the stack is run by it (the decode tests) in place of MeaStack's forward and
+/// backward, and only the layers' outputs and LSE are checked: O at the KeyValue site, `out` =
+/// GN_o(O) at the Output site.
 template <class T, int D>
-MeaRun run_mea_full(const MeaCase& mc) {
+MeaRun run_mea_full(const MeaCase& mc, const ForwardRun<strata::api::MeaStack>& forward = {}) {
   const int L = mc.layers, Hc = mc.h_c;
   const bool kv = !mc.output_site;
   const size_t nL = static_cast<size_t>(L);
@@ -281,10 +284,7 @@ MeaRun run_mea_full(const MeaCase& mc) {
   }
   MeaRun run;
   Verdict& v = run.verdict;
-  if (const auto s = st.forward(); !s.ok()) v.status = std::string("forward: ") + s.message();
-  if (const auto s = st.backward(); v.status.empty() && !s.ok())
-    v.status = std::string("backward: ") + s.message();
-  if (v.status.empty()) v.status = sync_device();
+  v.status = forward_or_train(forward, st);
   if (!v.status.empty()) return run;
 
   const double u = double(core::kUnitRoundoff<T>);
@@ -329,6 +329,14 @@ MeaRun run_mea_full(const MeaCase& mc) {
       if (!(worst <= 1.0) && v.status.empty())
         v.status = "pass-only check " + tag + family + ": ratio " + std::to_string(worst);
     };
+    if (forward) {
+      chk("LSE", lse_rows(pr[l]->lse, nq, H), f.lse[l].data, nv.lse[l].data, 1e-5);
+      if (kv)
+        chk("O", values(pr[l]->o, nel), f.out[l].data, nv.out[l].data, 1e-5);
+      else
+        chk("out", values(out[l], nel), f.out[l].data, nv.out[l].data, 1e-5);
+      continue;
+    }
     const ref::Tensor dk_st = tensor_of(dk_attn[l], nq, Hk, D);
     const ref::Tensor dv_st = tensor_of(dv_attn[l], nq, Hk, D);
     ref::Tensor dq_pass = tensor_of(dq_rot[l], nq, H, D);
@@ -391,8 +399,8 @@ MeaRun run_mea_full(const MeaCase& mc) {
 }
 
 template <class T, int D>
-Verdict run_mea(const MeaCase& mc) {
-  return run_mea_full<T, D>(mc).verdict;
+Verdict run_mea(const MeaCase& mc, const ForwardRun<strata::api::MeaStack>& forward = {}) {
+  return run_mea_full<T, D>(mc, forward).verdict;
 }
 
 }  // namespace kernel_test

@@ -159,14 +159,7 @@ Verdict run_stack(const StackCase& sc,
     st.layers.push_back(layer);
   }
   Verdict v;
-  if (forward) {
-    v.status = forward(st);
-  } else {
-    if (const auto s = st.forward(); !s.ok()) v.status = std::string("forward: ") + s.message();
-    if (const auto s = st.backward(); v.status.empty() && !s.ok())
-      v.status = std::string("backward: ") + s.message();
-  }
-  if (v.status.empty()) v.status = sync_device();
+  v.status = forward_or_train(forward, st);
   if (!v.status.empty()) return v;
 
   const size_t nqo = size_t(nq * ac.num_heads * D);

@@ -47,6 +47,21 @@ struct Verdict {
 template <class... Args>
 using ForwardRun = std::function<std::string(const Args&...)>;
 
+/// Runs a stack a check built: by `forward` when given, else by its own forward then backward,
+/// then waits for the device. Returns "" or what failed.
+template <class Stack>
+std::string forward_or_train(const ForwardRun<Stack>& forward, const Stack& st) {
+  std::string e;
+  if (forward) {
+    e = forward(st);
+  } else if (const auto s = st.forward(); !s.ok()) {
+    e = std::string("forward: ") + s.message();
+  } else if (const auto b = st.backward(); !b.ok()) {
+    e = std::string("backward: ") + b.message();
+  }
+  return e.empty() ? sync_device() : e;
+}
+
 template <class V>
 std::vector<double> values(const V& x, size_t n) {
   std::vector<double> v(n);

@@ -7,12 +7,16 @@
 //                                  the same tokens) -> q_attn, k^ (k_attn), v^ (v_attn)
 //                      kExoFormer: the mix pass (anchor RMSNorm, mix, QK-norm, RoPE) -> q~, k~,
 //                                  v~ and the gate logits g~ (q_attn, k_attn, v_attn, g_attn)
+//                      kMea:       RoPE of q at the new tokens' positions (q_attn) and, at the
+//                                  Output site, of the component keys K_c (k_attn)
 //   append             kv_append of the new K, V rows at their slots: what the paper caches —
 //                      k^ / v^ (Depth), k~ / v~ (ExoFormer), V' = lambda_self V_l + lambda_first
-//                      V_0 (ResFormer), K only (SVFormer l >= 1: the layer reads layer 0's V cache)
+//                      V_0 (ResFormer), K only (SVFormer l >= 1: the layer reads layer 0's V
+//                      cache), the H_c component heads K_c or RoPE(K_c), and V_c (MEA)
 //   attention          paged_attention of the new queries over the cache (split-KV and merge
 //                      when num_splits > 1), the output gate applied once to the final O
-//                      (kGated: g; kExoFormer: g~)
+//                      (kGated: g; kExoFormer: g~); kMea: mea_paged_attention, which composes
+//                      the H_kv composite heads inside its tiles (and normalises them, or O)
 //
 // Caches: every layer has its own K and V storage (CacheTensor) and all layers share the step's
 // indexing (KvCache: block table or page list, lengths that already count the new tokens) and
@@ -24,17 +28,20 @@
 //   st.step();          // or step_layer(l) for l = 0 .. L-1, between the engine's own layers
 #pragma once
 
+#include <cmath>
 #include <string>
 #include <vector>
 
 #include "strata/api/depth_attention.hpp"
 #include "strata/api/exoformer.hpp"
 #include "strata/api/kv_cache.hpp"
+#include "strata/api/mea_decode.hpp"
+#include "strata/api/qk_norm_rope.hpp"
 
 namespace strata::api {
 
 /// What a DecodeStack's layers compute (SPEC §1-§5).
-enum class DecodeMethod { kVanilla, kGated, kResFormer, kSVFormer, kDepth, kExoFormer };
+enum class DecodeMethod { kVanilla, kGated, kResFormer, kSVFormer, kDepth, kExoFormer, kMea };
 
 /// One layer of a decode step. Every new-token buffer is contiguous, [total_q, heads, d] (row
 /// stride heads * d, head stride d), in the cache's dtype.
@@ -43,14 +50,15 @@ struct DecodeLayer {
   /// The new tokens' projections: q [h], k and v [h_k]. kVanilla, kGated, kResFormer,
   /// kSVFormer: as the attention reads them (the caller's QK-norm and RoPE done). kDepth: raw
   /// (the depth pass normalises and rotates). kExoFormer: the raw projections P of the mix.
-  /// kSVFormer layers l >= 1: v unused (no V projection).
+  /// kSVFormer layers l >= 1: v unused (no V projection). kMea: raw q [h] and the component
+  /// heads K_c, V_c [h_c = cache.h_k] (RoPE is the stack's, see DecodeStack::mea).
   const void* q = nullptr;
   const void* k = nullptr;
   const void* v = nullptr;
   /// kGated: the gate logits [total_q, h, d] (headwise: [total_q, h], see gate_kind).
   /// kExoFormer: the raw gate projection P_g [total_q, h, d].
   const void* g = nullptr;
-  void* o = nullptr;     ///< [total_q, h, d], written
+  void* o = nullptr;     ///< [total_q, h, d], written (kMea, site Output: GN_o(O))
   float* lse = nullptr;  ///< [h, total_q] fp32, written (natural log, FlashAttention's layout)
   // kResFormer, layers l >= 1: V'_l = lambda_self V_l + lambda_first V_0
   const float* lambda_self = nullptr;  ///< fp32, [] or [h_k] (DecodeStack::granularity)
@@ -62,7 +70,10 @@ struct DecodeLayer {
   // kExoFormer: lambda1, lambda2 (per stream q, k, v, g), gamma_q, gamma_k and, dynamic, s
   // [total_q, 8] of the new tokens; mix.p is ignored (q, k, v, g above are the projections)
   ExoLayerMix mix;
-  /// kDepth, kExoFormer: the pass's outputs for the new tokens (transient step buffers):
+  /// kMea: A^K, A^V and the GroupNorm affines of the site
+  MeaWeights mea;
+  /// kDepth, kExoFormer (kMea with RoPE: q_attn, and k_attn [total_q, h_c, d] at the Output
+  /// site): the pass's outputs for the new tokens (transient step buffers):
   /// q_attn [total_q, h, d], k_attn and v_attn [total_q, h_k, d], kExoFormer g_attn
   /// [total_q, h, d]. A Depth layer that is a source keeps k^, v^ here for the later layers.
   void* q_attn = nullptr;
@@ -108,13 +119,18 @@ struct DecodeStack {
   /// kExoFormer: the new tokens' raw anchor projections anchor_P = E W_anc and the anchor
   /// RMSNorm gains (stream order q, k, v, g); the backward fields are unused.
   ExoAnchors anchors;
+  /// kMea: the site, GroupNorm eps and RoPE (of q at its position; at KeyValue of the composed
+  /// keys at theirs, in the attention's tiles; at Output of K_c at append)
+  MeaOptions mea;
+  int h_kv = 0;  ///< kMea: composite heads (cache.h_k holds the component heads H_c)
   std::vector<DecodeLayer> layers;
 
   /// Every field of every layer, before anything is written.
   Status validate() const {
     if (method != DecodeMethod::kVanilla && method != DecodeMethod::kGated &&
         method != DecodeMethod::kResFormer && method != DecodeMethod::kSVFormer &&
-        method != DecodeMethod::kDepth && method != DecodeMethod::kExoFormer)
+        method != DecodeMethod::kDepth && method != DecodeMethod::kExoFormer &&
+        method != DecodeMethod::kMea)
       return Status::InvalidArgument("method: not a DecodeMethod value");
     if (layers.empty()) return Status::InvalidArgument("layers is empty");
     for (size_t l = 0; l < layers.size(); ++l)
@@ -140,11 +156,12 @@ struct DecodeStack {
   /// The append of layer l: its cache, the rows the cache holds (see the file comment).
   KvAppendParams append_params(size_t l) const {
     const DecodeLayer& y = layers[l];
-    const bool pass = method == DecodeMethod::kDepth || method == DecodeMethod::kExoFormer;
+    const bool pass = method == DecodeMethod::kDepth || method == DecodeMethod::kExoFormer ||
+                      (mea_rope() && mea.site == core::NormSite::kOutput);
     KvAppendParams a;
     a.cache = layer_cache(l);
     a.k_new = pass ? y.k_attn : y.k;
-    a.v_new = pass ? y.v_attn : y.v;
+    a.v_new = pass && method != DecodeMethod::kMea ? y.v_attn : y.v;  // MEA rotates K_c only
     a.k_new_row_stride = a.v_new_row_stride = int64_t(cache.h_k) * cache.d;
     a.k_new_head_stride = a.v_new_head_stride = cache.d;
     a.total_new = total_q;
@@ -158,10 +175,11 @@ struct DecodeStack {
     }
     return a;
   }
-  /// The attention of layer l over its cache.
+  /// The attention of layer l over its cache (kMea: mea_attention_params(l).attn).
   PagedAttentionParams attention_params(size_t l) const {
     const DecodeLayer& y = layers[l];
-    const bool pass = method == DecodeMethod::kDepth || method == DecodeMethod::kExoFormer;
+    const bool pass =
+        method == DecodeMethod::kDepth || method == DecodeMethod::kExoFormer || mea_rope();
     PagedAttentionParams p;
     p.cache = layer_cache(l);
     p.q = pass ? y.q_attn : y.q;
@@ -183,8 +201,38 @@ struct DecodeStack {
     }
     return p;
   }
+  /// kMea: the attention of layer l over its component-head cache.
+  MeaPagedAttentionParams mea_attention_params(size_t l) const {
+    MeaPagedAttentionParams p;
+    p.attn = attention_params(l);
+    p.h_kv = h_kv, p.options = mea, p.w = layers[l].mea;
+    return p;
+  }
 
  private:
+  bool mea_rope() const { return method == DecodeMethod::kMea && mea.rope; }
+
+  /// kMea: RoPE of q (and at the Output site of K_c) at the new tokens' positions.
+  QkNormRopeParams mea_rope_args(size_t l) const {
+    const DecodeLayer& y = layers[l];
+    QkNormRopeParams p;
+    p.dtype = cache.dtype, p.d = cache.d;
+    p.options.qk_norm = false, p.options.rope = true, p.options.rope_theta = mea.rope_theta;
+    const bool out_site = mea.site == core::NormSite::kOutput;
+    QkRows* sides[2] = {&p.q, &p.k};
+    const void* x[2] = {y.q, y.k};
+    void* o[2] = {y.q_attn, y.k_attn};
+    for (int i = 0; i < 2; ++i) {
+      QkRows& r = *sides[i];
+      const int heads = i == 0 ? h : cache.h_k;
+      r.x = x[i], r.y = o[i], r.heads = heads;
+      r.x_row_stride = r.y_row_stride = int64_t(heads) * cache.d;
+      r.x_head_stride = r.y_head_stride = cache.d;
+      r.total = i == 0 || out_site ? total_q : 0;  // KeyValue: the tile rotates the keys
+      r.cu_seqlens = cu_seqlens_q, r.b = cache.b, r.positions = positions;
+    }
+    return p;
+  }
   /// The shared indexing with layer l's storage; SVFormer's layers l >= 1 read layer 0's V
   /// (and their append writes no V).
   KvCache layer_cache(size_t l) const {
@@ -293,6 +341,9 @@ struct DecodeStack {
         return Status::InvalidArgument(at + "mix.gamma_q / gamma_k is null");
       if (exo.dynamic && !y.mix.s) return Status::InvalidArgument(at + "mix.s is null (dynamic)");
     }
+    if (method == DecodeMethod::kMea) {
+      if (Status s = validate_mea_layer(l, at); !s.ok()) return s;
+    }
     if (method == DecodeMethod::kResFormer && l > 0 && (!y.lambda_self || !y.lambda_first))
       return Status::InvalidArgument(at + "lambda_self / lambda_first is null (ResFormer)");
     if (method == DecodeMethod::kGated && !y.g)
@@ -312,10 +363,44 @@ struct DecodeStack {
     }
     if (Status s = api::validate(a); !s.ok())
       return Status(s.code(), at + "append: " + s.message());
+    if (method == DecodeMethod::kMea) {
+      MeaPagedAttentionParams m = mea_attention_params(l);
+      m.attn = p;
+      if (Status s = plan ? check_plan(m, *plan) : Status::Ok(); !s.ok())
+        return Status(s.code(), at + "attention (plan): " + s.message());
+      if (Status s = api::validate(m); !s.ok())
+        return Status(s.code(), at + "attention: " + s.message());
+      return Status::Ok();
+    }
     if (Status s = plan ? check_plan(p, *plan) : Status::Ok(); !s.ok())
       return Status(s.code(), at + "attention (plan): " + s.message());
     if (Status s = api::validate(p); !s.ok())
       return Status(s.code(), at + "attention: " + s.message());
+    return Status::Ok();
+  }
+
+  /// kMea: the RoPE pass's operands (the attention checks the weights, the append K_c / V_c).
+  Status validate_mea_layer(size_t l, const std::string& at) const {
+    const DecodeLayer& y = layers[l];
+    if (mea.site != core::NormSite::kKeyValue && mea.site != core::NormSite::kOutput)
+      return Status::InvalidArgument("mea.site: not a NormSite value");
+    if (!(mea.gn_eps > 0.f) || !std::isfinite(mea.gn_eps))
+      return Status::InvalidArgument("mea.gn_eps must be finite and > 0");
+    if (mea.rope && (!(mea.rope_theta > 1.f) || !std::isfinite(mea.rope_theta)))
+      return Status::InvalidArgument("mea.rope_theta must be finite and > 1");
+    if (!mea.rope || total_q == 0) return Status::Ok();
+    if (!positions)
+      return Status::InvalidArgument(
+          "positions is null: RoPE rotates each new token by its position");
+    const bool out_site = mea.site == core::NormSite::kOutput;
+    if (!y.q_attn || (out_site && !y.k_attn))
+      return Status::InvalidArgument(at + (out_site ? "q_attn / k_attn" : "q_attn") +
+                                     " is null (the RoPE pass's step buffers)");
+    for (const void* b : {y.q_attn, out_site ? y.k_attn : nullptr})
+      if (b && (b == y.q || b == y.k || b == y.v))
+        return Status::InvalidArgument(at + "q_attn / k_attn: shared with q / k / v");
+    if (Status s = api::validate(mea_rope_args(l), false); !s.ok())
+      return Status(s.code(), at + "rope: " + s.message());
     return Status::Ok();
   }
 
@@ -328,7 +413,10 @@ struct DecodeStack {
       if (Status s = detail::launch_exo_mix(exo_args(l), cache.dtype, cache.d, false, stream);
           !s.ok())
         return s;
+    if (total_q > 0 && mea_rope())
+      if (Status s = qk_norm_rope_forward(mea_rope_args(l), stream); !s.ok()) return s;
     if (Status s = kv_append(append_params(l), stream); !s.ok()) return s;
+    if (method == DecodeMethod::kMea) return mea_paged_attention(mea_attention_params(l), stream);
     return paged_attention(attention_params(l), stream);
   }
 };

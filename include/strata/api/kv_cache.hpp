@@ -296,6 +296,9 @@ struct PagedAttentionShape {
   int max_seqlen_q = 0;  ///< the longest chunk (1: pure decode)
   int max_seqlen_k = 0;  ///< the longest cache (sizes the split count)
   int h = 0, h_k = 0, d = 0;
+  /// MEA (plan_mea_paged_attention): the composite heads, h_k being the cached component heads
+  /// H_c; 0 for every other attention
+  int h_kv = 0;
 };
 
 /// The host-side plan of attention over a cache (FlashInfer's plan / run split): the split count
@@ -310,18 +313,21 @@ struct PagedAttentionPlan {
   size_t workspace_bytes = 0;  ///< allocate once; pass as PagedAttentionParams::workspace
 };
 
-/// Plans `shape` for a GPU of `num_sms` SMs (132 on an H100 SXM, 108 on an A100):
-/// paged_attention_num_splits (FlashAttention-2's rule) up to `max_splits`, and its workspace.
-inline Status plan_paged_attention(const PagedAttentionShape& shape, int num_sms,
-                                   PagedAttentionPlan* plan, int max_splits = 128) {
-  if (!plan) return Status::InvalidArgument("plan is null");
+namespace detail {
+/// The shape checks and the split rule of a plan; `blocks` and `key_tiles` of the kernel's grid
+/// (vanilla: sequences x KV heads x 64-row tiles, 64-key tiles).
+inline Status plan_paged_shape(const PagedAttentionShape& shape, int num_sms,
+                               PagedAttentionPlan* plan, int max_splits, int64_t blocks = -1,
+                               int key_tiles = -1) {
   if (shape.b < 1 || shape.b > 65535)
     return Status::InvalidArgument("shape.b = " + std::to_string(shape.b) +
                                    ": must be in [1, 65535]");
-  if (shape.h_k < 1 || shape.h < shape.h_k || shape.h % shape.h_k != 0)
-    return Status::InvalidArgument(
-        "shape.h = " + std::to_string(shape.h) +
-        ": must be a multiple of shape.h_k = " + std::to_string(shape.h_k));
+  const bool mea = shape.h_kv > 0;  // queries group over the composite heads
+  const int groups = mea ? shape.h_kv : shape.h_k;
+  if (shape.h_k < 1 || groups < 1 || shape.h < groups || shape.h % groups != 0)
+    return Status::InvalidArgument("shape.h = " + std::to_string(shape.h) +
+                                   ": must be a multiple of shape." + (mea ? "h_kv" : "h_k") +
+                                   " = " + std::to_string(groups) + " (and shape.h_k >= 1)");
   if (shape.total_q < 0 || shape.max_seqlen_q < 0 || shape.max_seqlen_k < 0 ||
       (shape.total_q > 0 && shape.max_seqlen_q < 1))
     return Status::InvalidArgument(
@@ -338,16 +344,29 @@ inline Status plan_paged_attention(const PagedAttentionShape& shape, int num_sms
   PagedAttentionParams p;  // the shape as params: the grid and the workspace of a run
   p.cache.b = shape.b, p.cache.h_k = shape.h_k, p.cache.d = shape.d;
   p.h = shape.h, p.total_q = shape.total_q, p.max_seqlen_q = shape.max_seqlen_q;
-  p.num_splits = paged_attention_num_splits(p, shape.max_seqlen_k, num_sms, max_splits);
+  p.num_splits = blocks < 0 ? paged_attention_num_splits(p, shape.max_seqlen_k, num_sms, max_splits)
+                            : paged_attention_num_splits(blocks, key_tiles, num_sms, max_splits);
   plan->shape = shape;
   plan->num_splits = p.num_splits;
   plan->workspace_bytes = paged_attention_workspace_bytes(p);
   return Status::Ok();
 }
+}  // namespace detail
 
-/// Checks that a run fits its plan: the plan's b, heads, d, total_q (padding included),
-/// max_seqlen_q and split count, and a workspace at least the plan's.
-inline Status check_plan(const PagedAttentionParams& p, const PagedAttentionPlan& plan) {
+/// Plans `shape` for a GPU of `num_sms` SMs (132 on an H100 SXM, 108 on an A100):
+/// paged_attention_num_splits (FlashAttention-2's rule) up to `max_splits`, and its workspace.
+inline Status plan_paged_attention(const PagedAttentionShape& shape, int num_sms,
+                                   PagedAttentionPlan* plan, int max_splits = 128) {
+  if (!plan) return Status::InvalidArgument("plan is null");
+  if (shape.h_kv != 0)
+    return Status::InvalidArgument("shape.h_kv = " + std::to_string(shape.h_kv) +
+                                   ": an MEA shape (plan it with plan_mea_paged_attention)");
+  return detail::plan_paged_shape(shape, num_sms, plan, max_splits);
+}
+
+namespace detail {
+/// The checks of check_plan shared with MEA's.
+inline Status check_plan_shape(const PagedAttentionParams& p, const PagedAttentionPlan& plan) {
   const PagedAttentionShape& s = plan.shape;
   if (p.cache.b != s.b || p.h != s.h || p.cache.h_k != s.h_k || p.cache.d != s.d)
     return Status::InvalidArgument("cache.b / h / cache.h_k / cache.d: not the plan's shape");
@@ -364,18 +383,31 @@ inline Status check_plan(const PagedAttentionParams& p, const PagedAttentionPlan
                                    std::to_string(plan.workspace_bytes));
   return Status::Ok();
 }
+}  // namespace detail
 
-/// Checks every field of an attention over the cache; Ok means the launcher will run it.
-inline Status validate(const PagedAttentionParams& p) {
+/// Checks that a run fits its plan: the plan's b, heads, d, total_q (padding included),
+/// max_seqlen_q and split count, and a workspace at least the plan's.
+inline Status check_plan(const PagedAttentionParams& p, const PagedAttentionPlan& plan) {
+  if (plan.shape.h_kv != 0)
+    return Status::InvalidArgument("plan: an MEA plan (plan_mea_paged_attention)");
+  return detail::check_plan_shape(p, plan);
+}
+
+namespace detail {
+/// The checks of an attention over the cache whose queries group over `kv_heads` heads named
+/// `kv_name` (cache.h_k; MEA's composite heads h_kv) and pack `rows_per_token` rows per new
+/// token into the kernel's tiles.
+inline Status validate_paged(const PagedAttentionParams& p, int kv_heads, const char* kv_name,
+                             int64_t rows_per_token) {
   const KvCache& c = p.cache;
   if (Status s = validate_cache_storage(c); !s.ok())
     return Status(s.code(), std::string("cache.") + s.message());
   if (Status s = validate_cache_indexing(c); !s.ok())
     return Status(s.code(), std::string("cache.") + s.message());
-  if (p.h < 1 || p.h > 65535 || p.h % c.h_k != 0)
-    return Status::InvalidArgument(
-        "h = " + std::to_string(p.h) +
-        ": must be in [1, 65535] and a multiple of cache.h_k = " + std::to_string(c.h_k));
+  if (p.h < 1 || p.h > 65535 || kv_heads < 1 || p.h % kv_heads != 0)
+    return Status::InvalidArgument("h = " + std::to_string(p.h) +
+                                   ": must be in [1, 65535] and a multiple of " + kv_name + " = " +
+                                   std::to_string(kv_heads));
   if (p.total_q < 0) return Status::InvalidArgument("total_q is negative");
   if (p.max_seqlen_q < 0 || (p.total_q > 0 && p.max_seqlen_q == 0))
     return Status::InvalidArgument("max_seqlen_q = " + std::to_string(p.max_seqlen_q) +
@@ -416,8 +448,9 @@ inline Status validate(const PagedAttentionParams& p) {
                                        std::to_string(tk) + " (append them first)");
     }
   }
-  if (int64_t(p.max_seqlen_q) * (p.h / c.h_k) > INT32_MAX / 2)
-    return Status::InvalidArgument("max_seqlen_q * h / h_k overflows int32");
+  if (int64_t(p.max_seqlen_q) * rows_per_token > INT32_MAX / 2)
+    return Status::InvalidArgument("max_seqlen_q = " + std::to_string(p.max_seqlen_q) +
+                                   ": its packed rows overflow int32");
   if (p.total_q == 0) return Status::Ok();
   if (Status s = detail::check_operand(p.q, "q", p.q_row_stride, p.q_head_stride); !s.ok())
     return s;
@@ -443,6 +476,13 @@ inline Status validate(const PagedAttentionParams& p) {
                                      std::to_string(paged_attention_workspace_bytes(p)));
   }
   return Status::Ok();
+}
+}  // namespace detail
+
+/// Checks every field of an attention over the cache; Ok means the launcher will run it.
+inline Status validate(const PagedAttentionParams& p) {
+  const int hk = p.cache.h_k > 0 ? p.cache.h_k : 1;  // h_k itself: validate_cache_storage
+  return detail::validate_paged(p, p.cache.h_k, "cache.h_k", p.h / hk);
 }
 
 namespace detail {

@@ -12,6 +12,7 @@
 
 #include <cstdint>
 
+#include "strata/arch/warp.hpp"
 #include "strata/attention/kv_cache.hpp"
 #include "strata/core/gate.hpp"
 #include "strata/core/numeric.hpp"
@@ -56,16 +57,111 @@ inline size_t paged_attention_workspace_floats(const PagedAttentionParams& p) {
   return size_t(p.num_splits) * size_t(p.total_q) * size_t(p.h) * size_t(p.cache.d + 1);
 }
 
+/// Key tiles [begin, end) of `bn` keys that split `split` of p.num_splits walks, narrowed to
+/// the keys query tokens i_first .. i_last of a chunk (cache positions i + offset) can see:
+/// up to the last one's position (causal), from the first one's window start (window_left).
+struct KeyTiles {
+  int begin, end;
+};
+STRATA_HOST_DEVICE KeyTiles split_key_tiles(const PagedAttentionParams& p, int tk, int offset,
+                                            int bn, int split, int i_first, int i_last) {
+  const int tiles = (tk + bn - 1) / bn, S = p.num_splits;
+  const int per_split = (tiles + S - 1) / S;
+  KeyTiles t{split * per_split,
+             split * per_split + per_split < tiles ? split * per_split + per_split : tiles};
+  if (p.is_causal) {
+    const int key_end = i_last + offset + 1;  // exclusive
+    const int t_end = key_end <= 0 ? 0 : (key_end + bn - 1) / bn;
+    if (t_end < t.end) t.end = t_end;
+  }
+  if (p.window_left >= 0) {
+    const int key_begin = i_first + offset - p.window_left;
+    const int t_begin = key_begin <= 0 ? 0 : key_begin / bn;
+    if (t_begin > t.begin) t.begin = t_begin;
+  }
+  return t;
+}
+
 STRATA_EXECUTOR_BEGIN
 
-/// Element e of the final output row (token, head): O, or O sigma(g) with the row's gate logit.
-template <class T>
-STRATA_DEVICE float paged_output(float o, const PagedAttentionParams& p, int64_t token, int head,
-                                 int e) {
-  if (!p.gate) return o;
-  const T* g = static_cast<const T*>(p.gate) + token * p.gate_row_stride +
-               int64_t(head) * p.gate_head_stride;
-  return o * core::sigmoid(core::to_float(g[p.gate_kind == core::GateKind::kHeadwise ? 0 : e]));
+/// The output gate of the final O (Gated Attention, ExoFormer), or none: element e of row
+/// (token, head) is O sigma(g) with the row's gate logit.
+struct PagedGate {
+  const void* gate;
+  int64_t row_stride, head_stride;
+  core::GateKind kind;
+  STRATA_HOST_DEVICE static PagedGate of(const PagedAttentionParams& p) {
+    return {p.gate, p.gate_row_stride, p.gate_head_stride, p.gate_kind};
+  }
+  template <class T>
+  STRATA_DEVICE float element(float o, int64_t token, int head, int e) const {
+    if (!gate) return o;
+    const T* g = static_cast<const T*>(gate) + token * row_stride + int64_t(head) * head_stride;
+    return o * core::sigmoid(core::to_float(g[kind == core::GateKind::kHeadwise ? 0 : e]));
+  }
+  /// The finish of a row (see paged_merge_row): element by element.
+  template <class T, int N, class Col, class Sum>
+  STRATA_DEVICE void apply(float (&o)[N], int64_t token, int head, Col col, Sum) const {
+    STRATA_UNROLL
+    for (int n = 0; n < N; ++n) o[n] = element<T>(o[n], token, head, col(n));
+  }
+};
+
+/// Where a block's sequence sits: its new tokens [q0, q0 + tq) and its cache length tk, read by
+/// thread 0 once per block and shared. Every thread of the block calls it.
+struct CacheSeq {
+  int q0, tq, tk;
+};
+STRATA_DEVICE CacheSeq read_cache_seq(const PagedAttentionParams& p, int s) {
+  __shared__ int bounds[3];
+  if (threadIdx.x == 0) {
+    bounds[0] = p.cu_seqlens_q[s], bounds[1] = p.cu_seqlens_q[s + 1];
+    bounds[2] = p.cache.seqlen(s);
+  }
+  __syncthreads();
+  return {bounds[0], bounds[1] - bounds[0], bounds[2]};
+}
+
+/// cp.async of the Q tile (committed by the caller): packed row r is token q0 + (row0 + r) / n,
+/// head head0 + (row0 + r) % n; rows at or past nrows are zero-filled.
+template <class T, int D, int BM, int Threads>
+STRATA_DEVICE void load_q_tile(T* qs, const PagedAttentionParams& p, int q0, int row0, int nrows,
+                               int n, int head0) {
+  constexpr int kChunks = D / 8, LD = D + 8;
+  for (int c = int(threadIdx.x); c < BM * kChunks; c += Threads) {
+    const int r = c / kChunks, e = (c % kChunks) * 8, pr = row0 + r;
+    const bool ok = pr < nrows;
+    const T* src = static_cast<const T*>(p.q);
+    if (ok)
+      src += int64_t(q0 + pr / n) * p.q_row_stride + int64_t(head0 + pr % n) * p.q_head_stride + e;
+    arch::cp_async<16>(&qs[r * LD + e], src, ok ? 16 : 0);
+  }
+}
+
+/// Stores a warp's finished row (token, head): lane holds O elements lane + 32 k (already
+/// divided by the row's sum). Unsplit: `finish` maps the row (PagedGate, MEA's output
+/// GroupNorm; its sums run over the warp), then O in T and the LSE. Split: the fp32 partial and
+/// the split's LSE for the merge. Every lane of the warp calls it.
+template <class T, int E, class Finish>
+STRATA_DEVICE void store_row(const PagedAttentionParams& p, int split, int64_t token, int head,
+                             float (&o)[E], float lse, const Finish& finish) {
+  constexpr int D = 32 * E;
+  const int lane = int(threadIdx.x) % 32, S = p.num_splits;
+  if (S == 1) {
+    finish.template apply<T>(
+        o, token, head, [lane](int k) { return lane + 32 * k; }, arch::LaneGroupSum<32>{});
+    T* out = static_cast<T*>(p.o) + token * p.o_row_stride + int64_t(head) * p.o_head_stride;
+    STRATA_UNROLL
+    for (int k = 0; k < E; ++k) out[lane + 32 * k] = core::from_float<T>(o[k]);
+    if (lane == 0) p.lse[int64_t(head) * p.total_q + token] = lse;
+  } else {
+    float* w = p.workspace + ((int64_t(split) * p.total_q + token) * p.h + head) * D;
+    STRATA_UNROLL
+    for (int k = 0; k < E; ++k) w[lane + 32 * k] = o[k];
+    if (lane == 0)
+      p.workspace[int64_t(S) * p.total_q * p.h * D + (int64_t(split) * p.h + head) * p.total_q +
+                  token] = lse;
+  }
 }
 
 template <class T, int D>
@@ -86,44 +182,19 @@ __global__ void __launch_bounds__(PagedAttentionTraits<D>::kThreads, 1)
   const int hk = int(blockIdx.y), s = int(blockIdx.z);
   const int tid = int(threadIdx.x), lane = tid % 32, warp = tid / 32;
   const int G = p.h / p.cache.h_k;
-  __shared__ int bounds[3];  // the sequence's offsets and cache length, read once per block
-  if (tid == 0) {
-    bounds[0] = p.cu_seqlens_q[s], bounds[1] = p.cu_seqlens_q[s + 1];
-    bounds[2] = p.cache.seqlen(s);
-  }
-  __syncthreads();
-  const int q0 = bounds[0], tq = bounds[1] - q0, tk = bounds[2];
+  const CacheSeq sb = read_cache_seq(p, s);
+  const int q0 = sb.q0, tq = sb.tq, tk = sb.tk;
   const int nrows = tq * G, row0 = qtile * BM;
   if (row0 >= nrows) return;   // uniform over the block
   const int offset = tk - tq;  // cache position of query i is i + offset
 
   // Key tiles of this split, narrowed to the keys the tile's rows can see.
-  const int tiles = (tk + BN - 1) / BN;
-  const int per_split = (tiles + S - 1) / S;
-  int kt_begin = split * per_split,
-      kt_end = kt_begin + per_split < tiles ? kt_begin + per_split : tiles;
   const int last_row = (row0 + BM < nrows ? row0 + BM : nrows) - 1;
-  const int i_first = row0 / G, i_last = last_row / G;  // the tile's first and last tokens
-  if (p.is_causal) {
-    const int key_end = i_last + offset + 1;  // exclusive
-    const int t_end = key_end <= 0 ? 0 : (key_end + BN - 1) / BN;
-    if (t_end < kt_end) kt_end = t_end;
-  }
-  if (p.window_left >= 0) {
-    const int key_begin = i_first + offset - p.window_left;
-    const int t_begin = key_begin <= 0 ? 0 : key_begin / BN;
-    if (t_begin > kt_begin) kt_begin = t_begin;
-  }
+  const KeyTiles kts = split_key_tiles(p, tk, offset, BN, split, row0 / G, last_row / G);
+  const int kt_begin = kts.begin, kt_end = kts.end;
 
   // Q tile: packed row r is token (row0 + r) / G, head hk G + (row0 + r) % G.
-  for (int c = tid; c < BM * Tr::kChunks; c += Tr::kThreads) {
-    const int r = c / Tr::kChunks, e = (c % Tr::kChunks) * 8, pr = row0 + r;
-    const bool ok = pr < nrows;
-    const T* src = static_cast<const T*>(p.q);
-    if (ok)
-      src += int64_t(q0 + pr / G) * p.q_row_stride + int64_t(hk * G + pr % G) * p.q_head_stride + e;
-    arch::cp_async<16>(&Qs[r * LD + e], src, ok ? 16 : 0);
-  }
+  load_q_tile<T, D, BM, Tr::kThreads>(Qs, p, q0, row0, nrows, G, hk * G);
   arch::cp_async_commit();
 
   core::OnlineSoftmax sm[R];
@@ -196,59 +267,73 @@ __global__ void __launch_bounds__(PagedAttentionTraits<D>::kThreads, 1)
   arch::cp_async_wait_all();  // no copy outlives the block (the Q tile of a split without keys)
 
   // Epilogue: every row of the tile is written, also one that saw no key (O = 0, LSE = -inf).
+  const PagedGate gate = PagedGate::of(p);
   STRATA_UNROLL
   for (int rr = 0; rr < R; ++rr) {
     const int pr = row0 + warp * R + rr;
     if (pr >= nrows) continue;
-    const int64_t token = q0 + pr / G;
-    const int head = hk * G + pr % G;
     const float inv = sm[rr].inv_sum();
-    if (S == 1) {
-      T* o = static_cast<T*>(p.o) + token * p.o_row_stride + int64_t(head) * p.o_head_stride;
-      STRATA_UNROLL
-      for (int k = 0; k < E; ++k)
-        o[lane + 32 * k] =
-            core::from_float<T>(paged_output<T>(acc[rr][k] * inv, p, token, head, lane + 32 * k));
-      if (lane == 0) p.lse[int64_t(head) * p.total_q + token] = sm[rr].lse();
-    } else {
-      float* o = p.workspace + ((int64_t(split) * p.total_q + token) * p.h + head) * D;
-      STRATA_UNROLL
-      for (int k = 0; k < E; ++k) o[lane + 32 * k] = acc[rr][k] * inv;
-      if (lane == 0) {
-        float* lse = p.workspace + int64_t(S) * p.total_q * p.h * D;
-        lse[(int64_t(split) * p.h + head) * p.total_q + token] = sm[rr].lse();
-      }
-    }
+    float o[E];
+    STRATA_UNROLL
+    for (int k = 0; k < E; ++k) o[k] = acc[rr][k] * inv;
+    store_row<T>(p, split, q0 + pr / G, hk * G + pr % G, o, sm[rr].lse(), gate);
   }
 }
 
-/// Merges the splits' partial outputs of one (token, head) row by their LSE: block (token, head),
-/// D threads. LSE = log sum_s e^lse_s; O = sum_s e^(lse_s - LSE) O_s; a row without keys in any
-/// split gets O = 0, LSE = -inf.
-template <class T, int D>
-__global__ void __launch_bounds__(D) paged_attention_merge_kernel(const PagedAttentionParams p) {
+/// Sum over the D threads of a block (the merge's row), on every thread; every thread calls it.
+template <int D>
+struct BlockRowSum {
+  float* red;  ///< D / 32 floats of shared memory
+  STRATA_DEVICE float operator()(float x) const {
+    x = arch::warp_sum(x);
+    __syncthreads();  // the previous call's readers are done with `red`
+    if (threadIdx.x % 32 == 0) red[threadIdx.x / 32] = x;
+    __syncthreads();
+    float s = 0.f;
+    STRATA_UNROLL
+    for (int w = 0; w < D / 32; ++w) s += red[w];
+    return s;
+  }
+};
+
+/// Merges the splits' partial outputs of one (token, head) row by their LSE, the D threads of
+/// the block one element each: LSE = log sum_s e^lse_s; O = sum_s e^(lse_s - LSE) O_s; a row
+/// without keys in any split gets O = 0, LSE = -inf. `finish.apply<T>(o, token, head, col, sum)`
+/// then maps the final O row in place (PagedGate; MEA's output GroupNorm, a row-wide function
+/// that sums over the row with `sum`, which every thread of the block calls).
+template <class T, int D, class Finish>
+STRATA_DEVICE void paged_merge_row(const PagedAttentionParams& p, const Finish& finish) {
   const int64_t token = blockIdx.x;
   const int head = int(blockIdx.y), e = int(threadIdx.x), S = p.num_splits;
   if (token >= p.cu_seqlens_q[p.cache.b]) return;  // padding (a graph's fixed batch): no partials
   __shared__ float lse_s[kMaxSplits];              // the row's partial LSE, read once
+  __shared__ float red[D / 32];
   const float* lse_part = p.workspace + int64_t(S) * p.total_q * p.h * D;
   for (int sp = e; sp < S; sp += D)
     lse_s[sp] = lse_part[(int64_t(sp) * p.h + head) * p.total_q + token];
   __syncthreads();
   float m = -INFINITY;
   for (int sp = 0; sp < S; ++sp) m = lse_s[sp] > m ? lse_s[sp] : m;
-  float sum = 0.f, o = 0.f;
+  float sum = 0.f, o[1] = {0.f};
   if (m != -INFINITY) {
     for (int sp = 0; sp < S; ++sp) {
       const float w = expf(lse_s[sp] - m);
       sum += w;
-      o += w * p.workspace[((int64_t(sp) * p.total_q + token) * p.h + head) * D + e];
+      o[0] += w * p.workspace[((int64_t(sp) * p.total_q + token) * p.h + head) * D + e];
     }
-    o /= sum;
+    o[0] /= sum;
   }
+  finish.template apply<T>(
+      o, token, head, [e](int) { return e; }, BlockRowSum<D>{red});
   static_cast<T*>(p.o)[token * p.o_row_stride + int64_t(head) * p.o_head_stride + e] =
-      core::from_float<T>(paged_output<T>(o, p, token, head, e));
+      core::from_float<T>(o[0]);
   if (e == 0) p.lse[int64_t(head) * p.total_q + token] = m == -INFINITY ? m : m + logf(sum);
+}
+
+/// The split-KV merge of paged_attention_kernel: block (token, head), D threads.
+template <class T, int D>
+__global__ void __launch_bounds__(D) paged_attention_merge_kernel(const PagedAttentionParams p) {
+  paged_merge_row<T, D>(p, PagedGate::of(p));
 }
 
 STRATA_EXECUTOR_END

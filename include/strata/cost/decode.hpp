@@ -1,4 +1,5 @@
-// Byte model of the inference kernels (KV-cache append; decode attention to come).
+// Byte and FLOP model of the inference kernels: the KV-cache append, the attention over the
+// cache (vanilla and MEA's component-head cache) and its split-KV merge.
 // Plain host C++ (no CUDA include), header-only, constexpr.
 #pragma once
 
@@ -44,6 +45,34 @@ constexpr int64_t paged_attention_bytes(int64_t tq, int64_t tk, int h, int h_k, 
 /// merge. Worth it when the grid is otherwise too small to fill the GPU; the plan decides.
 constexpr int64_t split_merge_bytes(int64_t tq, int h, int d, int splits) {
   return splits > 1 ? 2 * tq * h * int64_t(splits) * (d + 1) * 4 : 0;
+}
+
+/// Minimum bytes of MEA's attention of tq new tokens of one sequence over a cache of tk tokens
+/// holding h_c component heads (strata/variants/mea_decode.cuh): each component row of K and V
+/// read once for every composite head (the tile composes them), the queries read and the outputs
+/// and LSE written once, and the parameters each of the `splits` blocks needs once: A^K, A^V
+/// [h_c, h_kv] and, at the KeyValue site, the GroupNorm gains of K' and V' [h_kv, d] x 4; at the
+/// Output site each output row's gains [d] x 2 (the GroupNorm of O). A chunk of more than 64 / h
+/// tokens spans several 64-row blocks, each of which reads the cache: this is the decode minimum.
+constexpr int64_t mea_paged_attention_bytes(int64_t tq, int64_t tk, int h, int h_kv, int h_c, int d,
+                                            bool kv_site, int splits = 1, Storage s = kBf16) {
+  const int64_t params =
+      2 * int64_t(h_c) * h_kv * s.param + (kv_site ? 4 * int64_t(h_kv) * d * s.param : 0);
+  return 2 * tk * h_c * d * s.act + 2 * tq * h * d * s.act + tq * h * 4 +
+         (splits > 1 ? splits : 1) * params + (kv_site ? 0 : tq * h * 2 * int64_t(d) * s.param);
+}
+
+/// Multiply-adds per cached key and step of MEA's two decode forms (SPEC 4c): composing K', V'
+/// in the tile (2 H_kv H_c d) then scoring and weighting them (2 H d), or absorbing A into the
+/// queries (an MQA over one wide key and value of H_c d: 2 H H_c d). With G = H / H_kv >= 2 and
+/// H_c >= 2 composing costs less; with G = 1 absorbing saves 2 H d, a 1 / (H_c + 1) share, but
+/// it is valid only at the Output site and holds H_c d fp32 accumulators per row instead of d.
+/// The kernel composes (both sites, one accumulator row).
+constexpr int64_t mea_decode_compose_flops(int h, int h_kv, int h_c, int d) {
+  return 2 * int64_t(h_kv) * h_c * d + 2 * int64_t(h) * d;
+}
+constexpr int64_t mea_decode_absorb_flops(int h, int h_c, int d) {
+  return 2 * int64_t(h) * h_c * d;
 }
 
 }  // namespace strata::cost
