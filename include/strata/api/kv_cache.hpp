@@ -15,14 +15,17 @@
 #include "strata/api/flash.hpp"
 #include "strata/attention/kv_append.cuh"
 #include "strata/attention/kv_cache.hpp"
+#include "strata/attention/merge_states.cuh"
 #include "strata/attention/paged_attention.cuh"
 
 namespace strata::api {
 
+using attention::AttentionState;
 using attention::CacheIndexing;
 using attention::CacheTensor;
 using attention::KvAppendParams;
 using attention::KvCache;
+using attention::MergeStatesParams;
 using attention::PagedAttentionParams;
 
 namespace detail {
@@ -439,7 +442,10 @@ inline Status validate_paged(const PagedAttentionParams& p, int kv_heads, const 
     const bool lens_known = c.indexing == CacheIndexing::kPageList
                                 ? host.indptr && host.last_page_len
                                 : host.cache_seqlens != nullptr;
-    for (int s = 0; lens_known && s < c.b; ++s) {
+    // without a causal mask or a window the queries need no place in the cache (cascade: a
+    // batch's queries as one chunk over a shared prefix)
+    const bool placed = p.is_causal || p.window_left >= 0;
+    for (int s = 0; placed && lens_known && s < c.b; ++s) {
       const int tk = host.seqlen(s);
       const int tq = p.cu_seqlens_q_host[s + 1] - p.cu_seqlens_q_host[s];
       if (tq > tk)
@@ -483,6 +489,29 @@ inline Status validate_paged(const PagedAttentionParams& p, int kv_heads, const 
 inline Status validate(const PagedAttentionParams& p) {
   const int hk = p.cache.h_k > 0 ? p.cache.h_k : 1;  // h_k itself: validate_cache_storage
   return detail::validate_paged(p, p.cache.h_k, "cache.h_k", p.h / hk);
+}
+
+/// Checks a merge of attention states; Ok means merge_attention_states will run it.
+inline Status validate(const MergeStatesParams& p) {
+  if (Status s = detail::check_dtype_and_head_dim(p.dtype, p.d); !s.ok()) return s;
+  if (p.total < 0 || p.total > INT32_MAX / 2)
+    return Status::InvalidArgument("total = " + std::to_string(p.total) + ": out of range");
+  if (p.h < 1 || p.h > 65535)
+    return Status::InvalidArgument("h = " + std::to_string(p.h) + ": must be in [1, 65535]");
+  if (p.num_states < 1 || p.num_states > attention::kMaxMergeStates)
+    return Status::InvalidArgument(
+        "num_states = " + std::to_string(p.num_states) +
+        ": must be in [1, kMaxMergeStates = " + std::to_string(attention::kMaxMergeStates) + "]");
+  if (p.total == 0) return Status::Ok();
+  for (int i = 0; i < p.num_states; ++i) {
+    const AttentionState& st = p.states[i];
+    const std::string n = "states[" + std::to_string(i) + "]";
+    if (Status s = detail::check_rows(st.o, n + ".o", st.o_row_stride, st.o_head_stride, p.h, p.d);
+        !s.ok())
+      return s;
+    if (!st.lse) return Status::InvalidArgument(n + ".lse is null");
+  }
+  return detail::check_rows(p.o, "o", p.o_row_stride, p.o_head_stride, p.h, p.d);
 }
 
 namespace detail {
@@ -544,6 +573,34 @@ inline Status paged_attention(const PagedAttentionParams& p, cudaStream_t stream
     default:
       return bf16 ? detail::launch_paged<__nv_bfloat16, 128>(p, stream)
                   : detail::launch_paged<__half, 128>(p, stream);
+  }
+}
+
+/// Merges attention states of the same queries over disjoint keys by their LSE (validated
+/// first): o, and lse when non-null; either may be a state's own (in place). Cascade attention:
+/// paged_attention of a batch's queries as one non-causal chunk over a shared prefix's pages
+/// (read once for all of them), then of each sequence over its own pages, then this merge.
+inline Status merge_attention_states(const MergeStatesParams& p, cudaStream_t stream = 0) {
+  if (Status s = validate(p); !s.ok()) return s;
+  if (p.total == 0) return Status::Ok();
+  const dim3 grid(unsigned(p.total), unsigned(p.h));
+  const bool bf16 = p.dtype == attention::Dtype::kBf16;
+  switch (p.d) {
+    case 64:
+      return bf16
+                 ? launch(attention::merge_states_kernel<__nv_bfloat16, 64>, grid, dim3(64), 0,
+                          stream, p)
+                 : launch(attention::merge_states_kernel<__half, 64>, grid, dim3(64), 0, stream, p);
+    case 96:
+      return bf16
+                 ? launch(attention::merge_states_kernel<__nv_bfloat16, 96>, grid, dim3(96), 0,
+                          stream, p)
+                 : launch(attention::merge_states_kernel<__half, 96>, grid, dim3(96), 0, stream, p);
+    default:
+      return bf16 ? launch(attention::merge_states_kernel<__nv_bfloat16, 128>, grid, dim3(128), 0,
+                           stream, p)
+                  : launch(attention::merge_states_kernel<__half, 128>, grid, dim3(128), 0, stream,
+                           p);
   }
 }
 

@@ -296,11 +296,34 @@ struct BlockRowSum {
   }
 };
 
-/// Merges the splits' partial outputs of one (token, head) row by their LSE, the D threads of
-/// the block one element each: LSE = log sum_s e^lse_s; O = sum_s e^(lse_s - LSE) O_s; a row
-/// without keys in any split gets O = 0, LSE = -inf. `finish.apply<T>(o, token, head, col, sum)`
-/// then maps the final O row in place (PagedGate; MEA's output GroupNorm, a row-wide function
-/// that sums over the row with `sum`, which every thread of the block calls).
+/// Merges S partial states of one (token, head) row by their LSE, the D threads of the block one
+/// element each: LSE = log sum_s e^lse_s, O = sum_s e^(lse_s - LSE) O_s; a row without keys in
+/// any state gets O = 0, LSE = -inf. lse_of(s) reads state s's LSE (natural log), o_of(s) its
+/// element threadIdx.x; `lse_s` is S floats of shared memory. Every thread calls it, and each
+/// thread reads only the element it returns: the output may overwrite a state in place.
+template <int D, class LseOf, class OOf>
+STRATA_DEVICE float merge_by_lse(int S, LseOf lse_of, OOf o_of, float* lse_s, float& lse) {
+  for (int sp = int(threadIdx.x); sp < S; sp += D) lse_s[sp] = lse_of(sp);  // read once
+  __syncthreads();
+  float m = -INFINITY;
+  for (int sp = 0; sp < S; ++sp) m = lse_s[sp] > m ? lse_s[sp] : m;
+  float sum = 0.f, o = 0.f;
+  if (m != -INFINITY) {
+    for (int sp = 0; sp < S; ++sp) {
+      const float w = expf(lse_s[sp] - m);
+      sum += w;
+      o += w * o_of(sp);
+    }
+    o /= sum;
+  }
+  lse = m == -INFINITY ? m : m + logf(sum);
+  return o;
+}
+
+/// The split-KV merge of one (token, head) row: merge_by_lse over the splits' fp32 partials in
+/// the workspace; `finish.apply<T>(o, token, head, col, sum)` then maps the final O row in place
+/// (PagedGate; MEA's output GroupNorm, a row-wide function that sums over the row with `sum`,
+/// which every thread of the block calls).
 template <class T, int D, class Finish>
 STRATA_DEVICE void paged_merge_row(const PagedAttentionParams& p, const Finish& finish) {
   const int64_t token = blockIdx.x;
@@ -309,25 +332,16 @@ STRATA_DEVICE void paged_merge_row(const PagedAttentionParams& p, const Finish& 
   __shared__ float lse_s[kMaxSplits];              // the row's partial LSE, read once
   __shared__ float red[D / 32];
   const float* lse_part = p.workspace + int64_t(S) * p.total_q * p.h * D;
-  for (int sp = e; sp < S; sp += D)
-    lse_s[sp] = lse_part[(int64_t(sp) * p.h + head) * p.total_q + token];
-  __syncthreads();
-  float m = -INFINITY;
-  for (int sp = 0; sp < S; ++sp) m = lse_s[sp] > m ? lse_s[sp] : m;
-  float sum = 0.f, o[1] = {0.f};
-  if (m != -INFINITY) {
-    for (int sp = 0; sp < S; ++sp) {
-      const float w = expf(lse_s[sp] - m);
-      sum += w;
-      o[0] += w * p.workspace[((int64_t(sp) * p.total_q + token) * p.h + head) * D + e];
-    }
-    o[0] /= sum;
-  }
+  float lse, o[1];
+  o[0] = merge_by_lse<D>(
+      S, [&](int sp) { return lse_part[(int64_t(sp) * p.h + head) * p.total_q + token]; },
+      [&](int sp) { return p.workspace[((int64_t(sp) * p.total_q + token) * p.h + head) * D + e]; },
+      lse_s, lse);
   finish.template apply<T>(
       o, token, head, [e](int) { return e; }, BlockRowSum<D>{red});
   static_cast<T*>(p.o)[token * p.o_row_stride + int64_t(head) * p.o_head_stride + e] =
       core::from_float<T>(o[0]);
-  if (e == 0) p.lse[int64_t(head) * p.total_q + token] = m == -INFINITY ? m : m + logf(sum);
+  if (e == 0) p.lse[int64_t(head) * p.total_q + token] = lse;
 }
 
 /// The split-KV merge of paged_attention_kernel: block (token, head), D threads.
