@@ -178,6 +178,36 @@ TEST(DecodeTraffic, MeaDecodeReadsTheComponentCacheOnce) {
   }
 }
 
+/// The standalone merge of attention states (cascade) reads each state's O row and LSE once and
+/// writes the merged row and LSE once: exactly the minimum, also in place.
+TEST(DecodeTraffic, MergeStatesMovesExactlyTheMinimum) {
+  strata_test::SimGuard guard;
+  traffic::clear();
+  const int total = 6, h = 4, d = 64, n = 3;
+  std::vector<std::vector<uint16_t>> o(n, std::vector<uint16_t>(size_t(total) * h * d, 0x3c00));
+  std::vector<std::vector<float>> lse(n, std::vector<float>(size_t(total) * h, 0.5f));
+  std::vector<uint16_t> out(o[0].size());
+  std::vector<float> out_lse(lse[0].size());
+  strata::api::MergeStatesParams p;
+  p.dtype = strata::attention::Dtype::kFp16, p.total = total, p.h = h, p.d = d, p.num_states = n;
+  for (int i = 0; i < n; ++i) {
+    p.states[i] = {o[size_t(i)].data(), h * d, d, lse[size_t(i)].data()};
+    watch(o[size_t(i)]), watch(lse[size_t(i)]);
+  }
+  watch(out), watch(out_lse);
+  p.o = out.data(), p.o_row_stride = h * d, p.o_head_stride = d, p.lse = out_lse.data();
+  const int64_t rows = int64_t(total) * h, minimum = (n + 1) * rows * (int64_t(d) * 2 + 4);
+  for (bool in_place : {false, true}) {
+    if (in_place) p.o = o[0].data(), p.lse = lse[0].data();
+    strata::sim::reset_counters();
+    ASSERT_TRUE(strata::api::merge_attention_states(p).ok());
+    const strata::sim::Counters c = strata::sim::total_counters();
+    EXPECT_EQ(int64_t(c.global_load_bytes + c.global_store_bytes), minimum)
+        << (in_place ? "in place" : "out of place");
+  }
+  traffic::clear();
+}
+
 TEST(DecodeTraffic, KvAppendMovesExactlyTheMinimum) {
   check_append<64>(100, 8);
   check_append<96>(37, 2);
