@@ -4,7 +4,7 @@
 # come from Debian on this kind of machine; without nvcc only the static (nvcc/ptxas) gate is skipped.
 set -euo pipefail
 
-packages=(cmake ninja-build g++ clang libboost-context-dev libgtest-dev libgmock-dev
+packages=(cmake ninja-build ccache g++ clang libboost-context-dev libgtest-dev libgmock-dev
           libbenchmark-dev doxygen python3 python3-venv)
 
 missing=()

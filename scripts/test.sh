@@ -19,8 +19,16 @@ if ! command -v nvcc >/dev/null 2>&1 && [[ -x /usr/local/cuda/bin/nvcc ]]; then
 fi
 if command -v nvcc >/dev/null 2>&1; then nvcc_checks=ON; else nvcc_checks=OFF; fi
 
+phase() { echo "test.sh: $1 done at $(($(date +%s) - start)) s"; }
+phase "install"
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release \
   -DSTRATA_BUILD_TESTS=ON -DSTRATA_BUILD_EXAMPLES=ON -DSTRATA_BUILD_BENCHMARKS=ON \
   -DSTRATA_ENABLE_NVCC_CHECKS=${nvcc_checks}
 cmake --build build -j2
-ctest --test-dir build --output-on-failure -j1 "$@"
+phase "build"
+if command -v ccache >/dev/null 2>&1; then ccache --show-stats | head -n 8; fi
+# Two tests at a time, one per core: a simulator test runs one worker thread unless
+# STRATA_SIM_WORKERS says otherwise, a static gate one nvcc. ctest's label summary at the end
+# gives each label's time.
+ctest --test-dir build --output-on-failure -j2 "$@"
+phase "tests"

@@ -35,6 +35,7 @@ import sys
 import time
 from pathlib import Path
 
+import nvcc_cache
 from nvcc_tools import DEFAULT_ARCHS, default_nvcc, scratch_dir
 
 # Function headers: `.visible .entry name(` / `.func (...) name(` / `.weak .func name(`.
@@ -148,7 +149,7 @@ def parse_golden(lines: list[str]) -> dict[str, list[str]]:
 
 def compile_ptx(nvcc: str, src: Path, arch: str, includes: list[str], out: Path) -> str:
     cmd = [nvcc, "-std=c++20", f"-arch={arch}", "-ptx"] + [f"-I{d}" for d in includes] + ["-o", str(out), str(src)]
-    res = subprocess.run(cmd, capture_output=True, text=True)
+    res = nvcc_cache.run(cmd, [out], Path(__file__).resolve().parents[2])
     if res.returncode != 0:
         raise RuntimeError(f"nvcc failed ({res.returncode}): {' '.join(cmd)}\n{res.stdout}{res.stderr}")
     return out.read_text()

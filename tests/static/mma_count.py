@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import argparse
 import re
-import subprocess
 import sys
 from pathlib import Path
 
+import nvcc_cache
 from nvcc_tools import DEFAULT_ARCHS, default_nvcc, scratch_dir
 
 BLOCK_N = 64  # FlashFwdTraits<D>::kBlockN
@@ -65,7 +65,7 @@ def main() -> int:
         for src, arch in ((repo / "tests" / "static" / "instantiations" / f, a) for f in SOURCES for a in DEFAULT_ARCHS):
             out = scratch / f"{src.stem}.{arch}.ptx"
             cmd = [args.nvcc, "-std=c++20", "-O3", f"-arch={arch}", "-ptx", f"-I{repo / 'include'}", "-o", str(out), str(src)]
-            res = subprocess.run(cmd, capture_output=True, text=True)
+            res = nvcc_cache.run(cmd, [out], repo)
             if res.returncode != 0:
                 print(res.stdout + res.stderr, file=sys.stderr)
                 return 2

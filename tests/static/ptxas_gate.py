@@ -10,10 +10,15 @@ and the `ptxas info` lines are parsed per kernel. The gate fails if
   * a kernel reports a nonzero stack frame or spill (belt and braces beside -Werror);
   * a kernel uses more static shared memory than 99 KB (101376 bytes, the sm_86/sm_89 limit);
   * a kernel is missing from the budget, or exceeds its registers / smem_bytes budget;
-  * the budget lists a kernel (for a checked arch) that no instantiation file compiled.
+  * the budget lists a kernel (for a checked arch) that no instantiation file compiled;
+  * the SASS of any kernel (cuobjdump -sass of the cubin) has a local-memory instruction (LDL,
+    STL), or its inventory of HMMA, LDSM, LDGSTS and MUFU instructions differs from the budget's.
+
+The SASS inventory needs cuobjdump: $STRATA_CUOBJDUMP, on PATH, beside nvcc, or from the
+nvidia-cuda-cuobjdump wheel that scripts/install_python_deps.sh puts in the test venv.
 
 budget.json: {"<demangled kernel>": {"mangled": "<symbol>", "sm_80": {"registers": R,
-"smem_bytes": S}, "sm_90a": {...}}}. Kernels are matched by mangled symbol when the entry has
+"smem_bytes": S, "sass": {"HMMA": h, "LDSM": l, "LDGSTS": g, "MUFU": m}}, "sm_90a": {...}}}. Kernels are matched by mangled symbol when the entry has
 one (so the demangler in use does not matter), else by demangled name. `--update` rewrites it
 with the measured values (exact: budgets are tightened deliberately, and loosened only by a
 reviewed --update); hard failures (compile errors, spills, stack, smem limit) still fail.
@@ -36,6 +41,7 @@ import sys
 import time
 from pathlib import Path
 
+import nvcc_cache
 from nvcc_tools import DEFAULT_ARCHS, default_nvcc, scratch_dir
 SMEM_LIMIT = 101376  # 99 KB: the largest per-block shared memory of sm_86 / sm_89.
 
@@ -45,6 +51,40 @@ _FRAME = re.compile(r"(\d+) bytes stack frame, (\d+) bytes spill stores, (\d+) b
 _USED = re.compile(r"ptxas info\s*: Used (\d+) registers")
 _SMEM = re.compile(r"(\d+) bytes smem")
 _DIAG = re.compile(r"^(ptxas|nvlink|nvcc)\s*(error|warning|fatal)", re.I)
+
+
+SASS_COUNTED = ("HMMA", "LDSM", "LDGSTS", "MUFU")
+SASS_FORBIDDEN = ("LDL", "STL")
+_SASS_FUNC = re.compile(r"^\s*Function : (\S+)")
+_SASS_INSN = re.compile(r"^\s*/\*[0-9a-f]{4,}\*/\s+(?:@!?U?P[T0-9]+\s+)?([A-Z][A-Z0-9_]*)")
+
+
+def find_cuobjdump(nvcc: str) -> str | None:
+    cands = [os.environ.get("STRATA_CUOBJDUMP"), shutil.which("cuobjdump"), str(Path(nvcc).resolve().parent / "cuobjdump")]
+    venv = Path(os.environ.get("STRATA_VENV", Path.home() / ".cache" / "strata-venv"))
+    cands += [str(p) for p in sorted(venv.glob("lib/python3*/site-packages/nvidia/cu*/bin/cuobjdump"))]
+    for cand in cands:
+        if cand and Path(cand).is_file() and os.access(cand, os.X_OK):
+            return cand
+    return None
+
+
+def sass_inventory(cuobjdump: str, cubin: Path) -> dict[str, dict[str, int]]:
+    """{mangled: {opcode: count}} of the counted and forbidden opcodes of every function."""
+    res = subprocess.run([cuobjdump, "-sass", str(cubin)], capture_output=True, text=True)
+    if res.returncode != 0:
+        raise RuntimeError(f"cuobjdump -sass {cubin} failed: {res.stderr.strip()}")
+    inv: dict[str, dict[str, int]] = {}
+    cur = None
+    for line in res.stdout.splitlines():
+        m = _SASS_FUNC.match(line)
+        if m:
+            cur = inv.setdefault(m.group(1), {k: 0 for k in SASS_COUNTED + SASS_FORBIDDEN})
+            continue
+        m = _SASS_INSN.match(line)
+        if m and cur is not None and m.group(1) in cur:
+            cur[m.group(1)] += 1
+    return inv
 
 
 def find_demangler(nvcc: str) -> list[str] | None:
@@ -114,7 +154,7 @@ def compile_one(nvcc: str, src: Path, arch: str, repo: Path, out: Path) -> tuple
         f"-I{repo / 'include'}", f"-I{repo / 'examples'}",
         "-o", str(out), str(src),
     ]  # fmt: skip
-    res = subprocess.run(cmd, capture_output=True, text=True)
+    res = nvcc_cache.run(cmd, [out], repo)
     return res.returncode, res.stdout + res.stderr, cmd
 
 
@@ -142,6 +182,12 @@ def main() -> int:
         print(f"ptxas_gate: nvcc not found: {args.nvcc}", file=sys.stderr)
         return 2
 
+    cuobjdump = find_cuobjdump(args.nvcc)
+    if not cuobjdump:
+        print("ptxas_gate: cuobjdump not found ($STRATA_CUOBJDUMP, PATH, beside nvcc, or the test venv: "
+              "scripts/install_python_deps.sh installs it)", file=sys.stderr)
+        return 2
+
     t0 = time.monotonic()
     failures: list[str] = []
     compiled_ok = True
@@ -152,7 +198,8 @@ def main() -> int:
         for src in sources:
             for arch in archs:
                 t = time.monotonic()
-                rc, out, cmd = compile_one(args.nvcc, src, arch, repo, scratch / f"{src.stem}.{arch}.cubin")
+                cubin = scratch / f"{src.stem}.{arch}.cubin"
+                rc, out, cmd = compile_one(args.nvcc, src, arch, repo, cubin)
                 dt = time.monotonic() - t
                 print(f"ptxas_gate: {src.name} [{arch}] compiled in {dt:.1f} s (exit {rc})")
                 diags = [ln for ln in out.splitlines() if _DIAG.match(ln.strip()) or ": error" in ln or ": warning" in ln]
@@ -168,6 +215,12 @@ def main() -> int:
                 except RuntimeError as e:
                     failures.append(str(e))
                     continue
+                if rc == 0:
+                    try:
+                        for name, counts in sass_inventory(cuobjdump, cubin).items():
+                            funcs.setdefault(name, {"entry": False})["sass"] = counts
+                    except RuntimeError as e:
+                        failures.append(str(e))
                 entries = {n: f for n, f in funcs.items() if f.get("entry")}
                 if not entries:
                     failures.append(f"{src.name} [{arch}]: no kernel found in the ptxas output")
@@ -191,6 +244,9 @@ def main() -> int:
                 f"{names[name]} [{arch}]: {info.get('stack_frame', 0)} bytes stack frame, "
                 f"{info.get('spill_stores', 0)} bytes spill stores, {info.get('spill_loads', 0)} bytes spill loads"
             )
+        local = {k: info.get("sass", {}).get(k, 0) for k in SASS_FORBIDDEN}
+        if any(local.values()):
+            failures.append(f"{names[name]} [{arch}]: local memory in the SASS: {local}")
         if info.get("entry") and "registers" not in info:
             failures.append(f"{names[name]} [{arch}]: no 'Used N registers' line parsed")
 
@@ -239,6 +295,12 @@ def main() -> int:
                         failures.append(f"{names[mangled]} [{arch}]: {regs} registers > budget {b.get('registers')}")
                     elif regs < b.get("registers", -1):
                         notes.append(f"{names[mangled]} [{arch}]: {regs} registers < budget {b['registers']} (tighten)")
+                    want = b.get("sass")
+                    got = {k: info.get("sass", {}).get(k, 0) for k in SASS_COUNTED}
+                    if want is None:
+                        failures.append(f"{names[mangled]} [{arch}]: no SASS inventory in {budget_path.name} (run --update)")
+                    elif want != got:
+                        failures.append(f"{names[mangled]} [{arch}]: SASS inventory {got} != budget {want} (review, then --update)")
                     if smem > b.get("smem_bytes", -1):
                         failures.append(f"{names[mangled]} [{arch}]: {smem} bytes smem > budget {b.get('smem_bytes')}")
                     elif smem < b.get("smem_bytes", -1):
@@ -253,6 +315,7 @@ def main() -> int:
                     f"{smem} / {sb}",
                     f"{info.get('spill_stores', 0)}+{info.get('spill_loads', 0)}",
                     str(info.get("stack_frame", 0)),
+                    " ".join(str(info.get("sass", {}).get(k, 0)) for k in SASS_COUNTED),
                 )
             )
     if not args.update:
@@ -263,7 +326,7 @@ def main() -> int:
             if stale:
                 failures.append(f"{key}: in {budget_path.name} for {', '.join(stale)} but not compiled (stale entry)")
 
-    header = ("kernel", "arch", "regs / budget", "smem / budget", "spill st+ld", "stack")
+    header = ("kernel", "arch", "regs / budget", "smem / budget", "spill st+ld", "stack", "HMMA LDSM LDGSTS MUFU")
     widths = [max(len(r[i]) for r in rows + [header]) for i in range(len(header))]
     fmt = "  ".join(f"{{:{'<' if i < 2 else '>'}{w}}}" for i, w in enumerate(widths))
     print()
@@ -290,7 +353,11 @@ def main() -> int:
                 for arch in archs:
                     info = measured[arch].get(mangled)
                     if info is not None:
-                        entry[arch] = {"registers": info.get("registers", 0), "smem_bytes": info.get("smem_bytes", 0)}
+                        entry[arch] = {
+                            "registers": info.get("registers", 0),
+                            "smem_bytes": info.get("smem_bytes", 0),
+                            "sass": {k: info.get("sass", {}).get(k, 0) for k in SASS_COUNTED},
+                        }
                 new[names[mangled]] = entry
             budget_path.write_text(json.dumps(dict(sorted(new.items())), indent=2) + "\n")
             print(f"ptxas_gate: wrote {budget_path} ({len(all_mangled)} kernels)")

@@ -1,11 +1,12 @@
 // strata/arch: the only inline PTX of the project. Each op is a small wrapper whose device pass
 // is one asm statement and whose simulator twin lives in strata/sim/emulated_ptx.hpp; golden-PTX
-// tests pin every asm string.
+// tests pin every asm string. sfu.hpp is the exception: plain CUDA math behind counted wrappers.
 #pragma once
 
 #include "strata/arch/cp_async.hpp"
 #include "strata/arch/fragment.hpp"
 #include "strata/arch/ldmatrix.hpp"
 #include "strata/arch/mma.hpp"
+#include "strata/arch/sfu.hpp"
 #include "strata/arch/smem.hpp"
 #include "strata/arch/warp.hpp"

@@ -12,6 +12,7 @@
 
 #include <cstdint>
 
+#include "strata/arch/sfu.hpp"
 #include "strata/arch/warp.hpp"
 #include "strata/attention/kv_cache.hpp"
 #include "strata/core/gate.hpp"
@@ -310,13 +311,13 @@ STRATA_DEVICE float merge_by_lse(int S, LseOf lse_of, OOf o_of, float* lse_s, fl
   float sum = 0.f, o = 0.f;
   if (m != -INFINITY) {
     for (int sp = 0; sp < S; ++sp) {
-      const float w = expf(lse_s[sp] - m);
+      const float w = arch::exp_e(lse_s[sp] - m);
       sum += w;
       o += w * o_of(sp);
     }
     o /= sum;
   }
-  lse = m == -INFINITY ? m : m + logf(sum);
+  lse = m == -INFINITY ? m : m + arch::log_e(sum);
   return o;
 }
 

@@ -150,9 +150,10 @@ struct VanillaAttention {
   STRATA_HOST_DEVICE static void store_fragment_row(T* base, int64_t row_stride,
                                                     int64_t head_stride, const float (&x)[N],
                                                     const RowSite& r) {
+    static_assert(N % 2 == 0, "fragment rows come in column pairs");
     T* out = base + r.token * row_stride + int64_t(r.head) * head_stride;
     STRATA_UNROLL
-    for (int j = 0; j < N; ++j) out[r.col(j)] = core::from_float<T>(x[j]);
+    for (int j = 0; j < N; j += 2) core::store_pair(out + r.col(j), x[j], x[j + 1]);
   }
 };
 

@@ -6,6 +6,7 @@
 // A constant row has x^ = 0: y = beta, and dx = r (u - mean(u)), finite for eps > 0.
 #pragma once
 
+#include "strata/arch/sfu.hpp"
 #include "strata/core/numeric.hpp"
 
 namespace strata::core {
@@ -21,7 +22,7 @@ STRATA_HOST_DEVICE void group_norm_stats(const float (&x)[N], int n, float eps, 
   float ss = 0.f;
   STRATA_UNROLL
   for (int i = 0; i < N; ++i) ss += (x[i] - mu) * (x[i] - mu);
-  r = 1.f / sqrtf(sum(ss) / float(n) + eps);
+  r = arch::rsqrt_rn(sum(ss) / float(n) + eps);
 }
 
 /// y = gamma x^ + beta. `y` may alias `x`.

@@ -11,8 +11,10 @@
 #include <cuda_fp16.h>
 
 #include <cmath>
+#include <cstring>
 #include <type_traits>
 
+#include "strata/arch/sfu.hpp"
 #include "strata/config.hpp"
 
 namespace strata::core {
@@ -67,6 +69,26 @@ STRATA_HOST_DEVICE void store_row(const float (&x)[N], T* p) {
   for (int i = 0; i < N; ++i) p[i] = from_float<T>(x[i]);
 }
 
+/// Rounds two fp32 values to a storage type and stores them to p[0] and p[1] as one access of 4
+/// bytes (bf16, fp16) or 8 (fp32); `p` must be aligned to two elements. A warp storing fragment
+/// rows element by element issues 2-byte stores that use a quarter of each 32-byte sector; paired,
+/// half.
+template <class T>
+STRATA_HOST_DEVICE void store_pair(T* p, float a, float b) {
+  static_assert(kIsStorage<T>, "storage type must be float, __half or __nv_bfloat16");
+#if STRATA_DEVICE_PASS
+  if constexpr (std::is_same_v<T, float>)
+    *reinterpret_cast<float2*>(p) = make_float2(a, b);
+  else if constexpr (std::is_same_v<T, __half>)
+    *reinterpret_cast<__half2*>(p) = __floats2half2_rn(a, b);
+  else
+    *reinterpret_cast<__nv_bfloat162*>(p) = __floats2bfloat162_rn(a, b);
+#else
+  const T v[2] = {from_float<T>(a), from_float<T>(b)};
+  std::memcpy(p, v, sizeof v);  // one 4- or 8-byte store
+#endif
+}
+
 /// The row-sum reducer of a thread that owns a whole row: the identity. Core functions take a
 /// reducer so that a row split over several threads (a kernel's lane group) can pass one that
 /// sums across the group (e.g. a shfl_xor butterfly); every thread of the group must call it.
@@ -76,8 +98,8 @@ struct LocalSum {
 
 /// Logistic sigmoid 1 / (1 + e^-x), finite and without overflow for every x (including +-inf).
 STRATA_HOST_DEVICE float sigmoid(float x) {
-  if (x >= 0.f) return 1.f / (1.f + expf(-x));
-  const float e = expf(x);  // x < 0: e in [0, 1), no overflow
+  if (x >= 0.f) return 1.f / (1.f + arch::exp_e(-x));
+  const float e = arch::exp_e(x);  // x < 0: e in [0, 1), no overflow
   return e / (1.f + e);
 }
 

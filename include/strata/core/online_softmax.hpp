@@ -12,6 +12,7 @@
 
 #include <cmath>
 
+#include "strata/arch/sfu.hpp"
 #include "strata/config.hpp"
 
 namespace strata::core {
@@ -23,7 +24,7 @@ inline constexpr float kLog2e = 1.442695040888963407f;
 
 /// 2^x with 2^-inf = 0 (also for the -inf - -inf case the callers guard against).
 STRATA_HOST_DEVICE float exp2_or_zero(float x) {
-  return x == -INFINITY ? 0.f : exp2f(x);
+  return x == -INFINITY ? 0.f : arch::ex2(x);
 }
 
 /// Running max / sum of one softmax row in base-2 units.
@@ -35,7 +36,7 @@ struct OnlineSoftmax {
   /// and the caller's output accumulators must be, rescaled (0 if nothing was seen before).
   STRATA_HOST_DEVICE float raise_max(float tile_max) {
     const float m_new = m > tile_max ? m : tile_max;
-    const float alpha = m == -INFINITY ? 0.f : exp2f(m - m_new);  // m_new >= m > -inf
+    const float alpha = m == -INFINITY ? 0.f : arch::ex2(m - m_new);  // m_new >= m > -inf
     l *= alpha;
     m = m_new;
     return alpha;
@@ -59,8 +60,8 @@ struct OnlineSoftmax {
   /// then summed.
   STRATA_HOST_DEVICE void merge(const OnlineSoftmax& o, float& scale_self, float& scale_other) {
     const float m_new = m > o.m ? m : o.m;
-    scale_self = m == -INFINITY ? 0.f : exp2f(m - m_new);
-    scale_other = o.m == -INFINITY ? 0.f : exp2f(o.m - m_new);
+    scale_self = m == -INFINITY ? 0.f : arch::ex2(m - m_new);
+    scale_other = o.m == -INFINITY ? 0.f : arch::ex2(o.m - m_new);
     l = l * scale_self + o.l * scale_other;
     m = m_new;
   }
@@ -69,7 +70,7 @@ struct OnlineSoftmax {
   STRATA_HOST_DEVICE float inv_sum() const { return l > 0.f ? 1.f / l : 0.f; }
   /// Natural log-sum-exp of the row's scores in natural units (the scores were multiplied by
   /// log2(e) to get base-2 units): ln(sum_j e^(x_j)) = ln2 * (m + log2 l); -inf for an empty row.
-  STRATA_HOST_DEVICE float lse() const { return l > 0.f ? kLn2 * (m + log2f(l)) : -INFINITY; }
+  STRATA_HOST_DEVICE float lse() const { return l > 0.f ? kLn2 * (m + arch::lg2(l)) : -INFINITY; }
 };
 
 }  // namespace strata::core

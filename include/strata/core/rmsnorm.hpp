@@ -9,6 +9,7 @@
 // An all-zero row gives y = 0 and dx = r gamma dy with r = 1/sqrt(eps): finite for eps > 0.
 #pragma once
 
+#include "strata/arch/sfu.hpp"
 #include "strata/core/numeric.hpp"
 
 namespace strata::core {
@@ -19,7 +20,7 @@ STRATA_HOST_DEVICE float rms_inverse(const float (&x)[N], int n, float eps, Sum 
   float ss = 0.f;
   STRATA_UNROLL
   for (int i = 0; i < N; ++i) ss += x[i] * x[i];
-  return 1.f / sqrtf(sum(ss) / float(n) + eps);
+  return arch::rsqrt_rn(sum(ss) / float(n) + eps);
 }
 
 /// y = gamma * x * r; returns r. `y` may alias `x`.

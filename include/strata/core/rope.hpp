@@ -4,27 +4,20 @@
 // The backward is the transposed rotation (by -a). fp32, like the official codes' fp32 tables.
 #pragma once
 
+#include "strata/arch/sfu.hpp"
 #include "strata/core/numeric.hpp"
 
 namespace strata::core {
 
-/// sin(pi x) and cos(pi x). The argument reduction of sincospif is exact (x mod 2) and needs no
-/// local-memory table, unlike sinf/cosf of a large angle (Payne-Hanek), which the ptxas gate
-/// rejects as a stack frame. The host has no sincospif: it rounds the double result.
+/// sin(pi x) and cos(pi x) (arch::sincospi: exact argument reduction, no local memory).
 STRATA_HOST_DEVICE void sin_cos_pi(float x, float& s, float& c) {
-#if STRATA_DEVICE_PASS
-  sincospif(x, &s, &c);
-#else
-  const double r = 2.0 * (0.5 * double(x) - floor(0.5 * double(x)));  // x mod 2, exact
-  s = float(sin(3.14159265358979323846 * r));
-  c = float(cos(3.14159265358979323846 * r));
-#endif
+  arch::sincospi(x, s, c);
 }
 
 /// cos and sin of the rotation of pair i (0 <= i < d/2) at position `pos`, base `theta`: the
 /// angle pos * theta^(-2i/d) in half-turns (fp32, as the official codes' fp32 frequency tables).
 STRATA_HOST_DEVICE void rope_cos_sin(float pos, int i, int d, float theta, float& c, float& s) {
-  const float inv_freq_pi = powf(theta, -float(2 * i) / float(d)) * 0.318309886183790672f;
+  const float inv_freq_pi = arch::pow_f(theta, -float(2 * i) / float(d)) * 0.318309886183790672f;
   sin_cos_pi(pos * inv_freq_pi, s, c);
 }
 

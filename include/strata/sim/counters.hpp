@@ -7,6 +7,38 @@
 
 namespace strata::sim {
 
+/// Warp-wide shared-memory requests (sim/access_model.hpp has the bank model).
+struct SmemStats {
+  uint64_t requests = 0;    ///< warp-wide instructions
+  uint64_t bytes = 0;       ///< bytes the lanes accessed (a broadcast word counts per lane)
+  uint64_t wavefronts = 0;  ///< shared-memory cycles the requests took
+  uint64_t conflicts = 0;   ///< wavefronts beyond the conflict-free count (bank conflicts)
+  SmemStats& operator+=(const SmemStats& o) {
+    requests += o.requests;
+    bytes += o.bytes;
+    wavefronts += o.wavefronts;
+    conflicts += o.conflicts;
+    return *this;
+  }
+};
+
+/// Warp-wide global-memory requests to watched memory (sim/traffic.hpp).
+struct GmemStats {
+  uint64_t requests = 0;  ///< warp-wide instructions
+  uint64_t bytes = 0;     ///< distinct bytes each request touched, summed over requests
+  uint64_t sectors = 0;   ///< 32-byte sectors each request touched, summed over requests
+  /// Useful bytes per byte moved: 1 when every sector a request touches is fully used.
+  double sector_efficiency() const {
+    return sectors ? double(bytes) / (32.0 * double(sectors)) : 1.0;
+  }
+  GmemStats& operator+=(const GmemStats& o) {
+    requests += o.requests;
+    bytes += o.bytes;
+    sectors += o.sectors;
+    return *this;
+  }
+};
+
 /// Event counts of one launch (or, summed, of many).
 struct Counters {
   uint64_t launches = 0;          ///< kernel launches
@@ -27,6 +59,16 @@ struct Counters {
   /// traffic build.
   uint64_t global_load_bytes = 0;
   uint64_t global_store_bytes = 0;
+  /// Shared-memory requests: emulated ldmatrix in every build (in smem_load); plain loads and
+  /// stores and cp.async's shared side (in smem_store) in a traffic build with
+  /// Options::access_profile set.
+  SmemStats smem_load, smem_store;
+  /// Global requests to watched memory, in a traffic build with Options::access_profile set:
+  /// plain loads, plain stores (atomics count here), and cp.async's global side.
+  GmemStats gmem_load, gmem_store, gmem_cp_async;
+  /// Special-function unit operations per thread (exp2, log2, rcp, rsqrt, sin, cos through
+  /// strata/arch/sfu.hpp).
+  uint64_t sfu = 0;
 
   Counters& operator+=(const Counters& o) {
     launches += o.launches;
@@ -45,6 +87,12 @@ struct Counters {
     fiber_switches += o.fiber_switches;
     global_load_bytes += o.global_load_bytes;
     global_store_bytes += o.global_store_bytes;
+    smem_load += o.smem_load;
+    smem_store += o.smem_store;
+    gmem_load += o.gmem_load;
+    gmem_store += o.gmem_store;
+    gmem_cp_async += o.gmem_cp_async;
+    sfu += o.sfu;
     return *this;
   }
 };

@@ -23,7 +23,9 @@ using detail::Thread;
 /// ldmatrix.sync.aligned.m8n8.x{1,2,4}[.trans].shared.b16: lanes 8i..8i+7 give the row
 /// addresses of matrix i. Without .trans lane l receives row l/4, columns 2(l%4), 2(l%4)+1 of
 /// each matrix; with .trans it receives (row 2(l%4), col l/4) and (row 2(l%4)+1, col l/4).
-STRATA_SIM_NO_TSAN inline void ldmatrix_fn(Thread* lanes, unsigned mask) {
+// Uninstrumented in a traffic build: the rows it copies are the ldmatrix's shared-memory reads,
+// counted here as one request, not as the completing lane's plain loads.
+STRATA_SIM_NO_TSAN STRATA_SIM_NO_TRAFFIC inline void ldmatrix_fn(Thread* lanes, unsigned mask) {
   auto& st = *static_cast<detail::LdmatrixStage*>(lanes[__builtin_ctz(mask)].wio);
   if (mask != 0xffffffffu)
     detail::fault_at(lanes[__builtin_ctz(mask)], lanes[__builtin_ctz(mask)].site,
@@ -37,6 +39,13 @@ STRATA_SIM_NO_TSAN inline void ldmatrix_fn(Thread* lanes, unsigned mask) {
   for (int l = 0; l < 8 * num; ++l)
     if (reinterpret_cast<uintptr_t>(st.addr[l]) % 16)
       detail::fault_at(lanes[l], lanes[l].site, "ldmatrix row address is not 16-byte aligned");
+  // one phase per matrix: its 8 rows of 16 bytes (sim/access_model.hpp)
+  const SmemCost cost = ldmatrix_cost(st.addr, num);
+  SmemStats& ld = detail::g_block->ctr.smem_load;
+  ++ld.requests;
+  ld.bytes += 128u * unsigned(num);
+  ld.wavefronts += cost.wavefronts;
+  ld.conflicts += cost.conflicts;
   for (int l = 0; l < 32; ++l) {
     for (int i = 0; i < num; ++i) {
       uint16_t lo, hi;
@@ -213,8 +222,10 @@ STRATA_SIM_NO_TSAN inline void mma_m16n8k16(float (&d)[4], const uint32_t (&a)[4
 /// cp.async of `bytes` (4, 8 or 16): `src_bytes` < `bytes` zero-fills the rest. The copy is
 /// deferred to cp.async.wait_group; until then the destination reads as NaN (0xFF bytes), so a
 /// kernel that forgets to wait computes garbage.
-STRATA_SIM_NO_TSAN inline void cp_async(void* smem, const void* gmem, int bytes, int src_bytes,
-                                        const ::strata::Site& s) {
+// Uninstrumented in a traffic build: the poisoning of the destination is not the kernel's store.
+STRATA_SIM_NO_TSAN STRATA_SIM_NO_TRAFFIC inline void cp_async(void* smem, const void* gmem,
+                                                              int bytes, int src_bytes,
+                                                              const ::strata::Site& s) {
   Thread& t = *detail::g_cur;
   if (reinterpret_cast<uintptr_t>(smem) % unsigned(bytes) ||
       reinterpret_cast<uintptr_t>(gmem) % unsigned(bytes))
@@ -227,8 +238,8 @@ STRATA_SIM_NO_TSAN inline void cp_async(void* smem, const void* gmem, int bytes,
   auto& b = *detail::g_block;
   ++b.ctr.cp_async;
   b.ctr.cp_async_bytes += unsigned(bytes);
-  // the copy is a memcpy, which a traffic build does not see: count the bytes read here
-  detail::traffic_read(gmem, size_t(src_bytes));
+  // the copy is a memcpy, which a traffic build does not see: count and log it here
+  detail::traffic_cp_async(smem, gmem, bytes, src_bytes, s);
   const detail::PendingCopy copy{smem, gmem, uint32_t(bytes), uint32_t(src_bytes)};
   if (!b.defer_cp_async) return copy.land();
   std::memset(smem, 0xFF, size_t(bytes));

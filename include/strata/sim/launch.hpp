@@ -12,6 +12,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "strata/arch/sfu.hpp"
 #include "strata/sim/counters.hpp"
 #include "strata/sim/options.hpp"
 #include "strata/sim/runtime.hpp"
@@ -87,6 +88,12 @@ inline Status run_launch(dim3 grid, dim3 block, size_t smem, void (*body)(void*)
     b.body = body;
     b.body_arg = arg;
     const StaticSmemRange st = static_smem_range();
+    g_smem_lo = reinterpret_cast<uintptr_t>(b.dyn.data());
+    g_smem_hi = g_smem_lo + b.dyn.bytes();
+    g_static_smem_lo = reinterpret_cast<uintptr_t>(st.lo);
+    g_static_smem_hi = g_static_smem_lo + st.bytes;
+    g_access_profile = o.access_profile;
+    ::strata::arch::detail::g_sfu_ops = &b.ctr.sfu;  // strata/arch/sfu.hpp counts from here
     traffic_begin();  // a traffic build counts watched global bytes from here (sim/traffic.hpp)
     for (;;) {
       if (stop.load(std::memory_order_relaxed)) break;
@@ -106,6 +113,7 @@ inline Status run_launch(dim3 grid, dim3 block, size_t smem, void (*body)(void*)
       }
     }
     traffic_end(b.ctr);
+    ::strata::arch::detail::g_sfu_ops = nullptr;
     std::lock_guard<std::mutex> lk(mu);
     total += b.ctr;
   };

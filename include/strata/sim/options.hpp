@@ -65,6 +65,10 @@ struct Options {
   bool poison_smem = true;
   /// cp.async data lands at cp.async.wait_group (and the destination reads NaN until then).
   bool defer_cp_async = true;
+  /// Traffic build only: log every shared-memory and watched global access to count requests,
+  /// wavefronts, bank conflicts and sectors (Counters::smem_*, gmem_*; sim/access_model.hpp).
+  /// Off by default: it slows a launch several times over.
+  bool access_profile = false;
   /// Set when an environment variable was malformed: every launch then fails with this text.
   std::string env_error;
 };

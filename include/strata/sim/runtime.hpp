@@ -26,6 +26,7 @@
 #include <cuda_runtime.h>  // dim3, uint3 (host use only; libcudart is not linked)
 
 #include "strata/config.hpp"
+#include "strata/sim/access_model.hpp"
 #include "strata/sim/context.hpp"
 #include "strata/sim/counters.hpp"
 #include "strata/sim/options.hpp"
@@ -69,6 +70,7 @@ struct alignas(64) Thread {
   std::vector<std::vector<PendingCopy>> cp_groups;  // committed groups, oldest first
   void* tsan_fiber = nullptr;
   void* asan_fake_stack = nullptr;
+  AccessLog alog;  // traffic build: accesses since the last tally (sim/access_model.hpp)
 };
 
 struct Block;
@@ -228,6 +230,23 @@ struct Block {
 
 inline thread_local Block* g_block = nullptr;
 inline thread_local Thread* g_cur = nullptr;
+
+/// Traffic build: turns each warp's logged accesses into requests, wavefronts and sectors in the
+/// block's counters. Called when every thread's log is complete up to the same point: a
+/// completed block-wide barrier, and the end of the block.
+STRATA_SIM_NO_TSAN inline void tally_accesses([[maybe_unused]] Block& b) {
+#if STRATA_SIM_TRAFFIC
+  const bool on = g_traffic_on;
+  g_traffic_on = false;
+  const int nwarps = (b.n + 31) / 32;
+  for (int w = 0; w < nwarps; ++w) {
+    AccessLog* lanes[32] = {};
+    for (int l = 0; l < 32 && 32 * w + l < b.n; ++l) lanes[l] = &b.tp[32 * w + l].alog;
+    tally_warp(lanes, b.ctr);
+  }
+  g_traffic_on = on;
+#endif
+}
 
 STRATA_SIM_NO_TSAN inline std::string site_str(const Site& s) {
   return std::string(s.file_name()) + ":" + std::to_string(s.line());
@@ -412,6 +431,7 @@ STRATA_SIM_NO_TSAN inline int block_barrier(const Site& site, int pred, BarrierO
     b.bar_accum_or = 0;
     b.bar_arrived = 0;
     ++b.ctr.barriers;
+    tally_accesses(b);
     for (int i = 0; i < b.n; ++i) b.idp[i] = i;
     release_in_order(b, b.idp, b.n);
   }
@@ -727,6 +747,7 @@ STRATA_SIM_NO_TSAN inline bool run_block(Block& b) {
     t.cp_open.clear();
     t.cp_groups.clear();
     t.asan_fake_stack = nullptr;
+    t.alog.n = 0;
     const auto& stk = b.sp[(i)];
     // Colour the stack tops: the stacks are page aligned and equally spaced, so without an
     // offset every fiber's hot frames would map to the same L1 and L2 sets and evict each other
@@ -782,6 +803,7 @@ STRATA_SIM_NO_TSAN inline bool run_block(Block& b) {
     t.tsan_fiber = nullptr;
   }
 #endif
+  if (!b.faulted) tally_accesses(b);
   ++b.ctr.blocks;
   b.ctr.threads += uint64_t(b.n);
   g_block = nullptr;

@@ -22,8 +22,18 @@
 // outputs, the simulator's bookkeeping, shared memory and fiber stacks are never counted.
 // Counts accumulate per OS thread and are added to the launch's Counters when the worker is
 // done (global_load_bytes, global_store_bytes). cp.async copies with memcpy, which is not
-// instrumented: emu::cp_async adds its source bytes explicitly (traffic_read) and the copy
+// instrumented: emu::cp_async reports the copy explicitly (traffic_cp_async) and the copy
 // itself (PendingCopy::land) is left uninstrumented, so nothing is counted twice.
+//
+// With Options::access_profile set, the same callbacks also log each access to the running
+// block's shared memory, and each watched global access, with the return address of the callback
+// (the instruction that made it) into the CUDA thread's access log. At every completed
+// __syncthreads and at the end of a block the runtime groups each warp's logs into warp-wide
+// requests (the k-th execution of an instruction by each lane) and counts shared-memory wavefronts
+// and bank conflicts, and global 32-byte sectors (sim/access_model.hpp;
+// Counters::smem_load/smem_store, gmem_load/gmem_store/ gmem_cp_async). Static __shared__ variables
+// of template kernels are not recognised as shared memory under g++ (sim/smem.hpp: they leave the
+// section), so kernels should use dynamic shared memory where their accesses are to be counted.
 //
 // g++ emits an atomic read-modify-write (atomicAdd, ...) as one store check: it counts once,
 // as a store. A memcpy whose size is a run-time value or large stays a call into libc, which is
@@ -38,7 +48,9 @@
 #include <cstdint>
 #include <vector>
 
+#include "strata/sim/access_model.hpp"
 #include "strata/sim/counters.hpp"
+#include "strata/sim/runtime.hpp"
 #include "strata/sim/sanitizers.hpp"
 
 #if STRATA_SIM_TRAFFIC && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_ADDRESS__)
@@ -74,7 +86,7 @@ inline void publish_traffic_table() {
 // volatile: g++ treats the instrumentation callbacks as builtins that touch no user memory; in a
 // function whose only calls are instrumentation it folds a count read after them to its value
 // before them, and could likewise drop the store that turns counting on as dead.
-inline thread_local volatile bool g_traffic_on = false;
+// (g_traffic_on itself lives in sim/access_model.hpp: the runtime turns it off while it tallies.)
 inline thread_local volatile uint64_t g_traffic_load = 0;
 inline thread_local volatile uint64_t g_traffic_store = 0;
 
@@ -97,11 +109,25 @@ STRATA_SIM_NO_TRAFFIC inline uint64_t traffic_watched(uintptr_t a, uintptr_t n) 
     bytes += (e < t.r[i].hi ? e : t.r[i].hi) - (a > t.r[i].lo ? a : t.r[i].lo);
   return bytes;
 }
-STRATA_SIM_NO_TRAFFIC inline void traffic_load(const void* p, uintptr_t n) {
-  if (g_traffic_on) g_traffic_load = g_traffic_load + traffic_watched(uintptr_t(p), n);
-}
-STRATA_SIM_NO_TRAFFIC inline void traffic_store(const void* p, uintptr_t n) {
-  if (g_traffic_on) g_traffic_store = g_traffic_store + traffic_watched(uintptr_t(p), n);
+/// One load or store of the running kernel, made by the instruction at `pc`: shared-memory
+/// accesses and watched global ones go to the CUDA thread's access log (tallied per warp into
+/// requests, wavefronts and sectors: sim/access_model.hpp); watched bytes are counted.
+STRATA_SIM_NO_TRAFFIC inline void traffic_access(const void* p, uintptr_t n, uintptr_t pc,
+                                                 bool store) {
+  if (!g_traffic_on) return;
+  const uintptr_t a = uintptr_t(p);
+  Thread* t = g_access_profile ? g_cur : nullptr;
+  if (t && in_shared(a)) {
+    t->alog.push(pc, a, uint32_t(n), store ? kSmemStore : kSmemLoad);
+    return;
+  }
+  const uint64_t w = traffic_watched(a, n);
+  if (!w) return;
+  if (store)
+    g_traffic_store = g_traffic_store + w;
+  else
+    g_traffic_load = g_traffic_load + w;
+  if (t) t->alog.push(pc, a, uint32_t(n), store ? kGmemStore : kGmemLoad);
 }
 
 /// A worker starts running the blocks of a launch.
@@ -116,14 +142,25 @@ STRATA_SIM_NO_TRAFFIC inline void traffic_end(Counters& c) {
   c.global_load_bytes += g_traffic_load;
   c.global_store_bytes += g_traffic_store;
 }
-/// Global bytes the simulator reads for the running kernel outside instrumented code (cp.async).
-STRATA_SIM_NO_TRAFFIC inline void traffic_read(const void* p, size_t n) {
-  traffic_load(p, n);
+/// A cp.async of the running thread, issued at `site`: its global source bytes (`src_bytes` of
+/// them are read) and its shared destination go to the access log under one key per site.
+STRATA_SIM_NO_TRAFFIC inline void traffic_cp_async(void* smem, const void* gmem, int bytes,
+                                                   int src_bytes, const Site& site) {
+  if (!g_traffic_on) return;
+  Thread* t = g_access_profile ? g_cur : nullptr;
+  // a key no code address takes: the site's file-name literal and line, tagged in the top bit
+  const uintptr_t key = (uintptr_t(1) << 63) | ((uintptr_t(site.file_name()) << 16) ^ site.line());
+  if (t) t->alog.push(key, uintptr_t(smem), uint32_t(bytes), kSmemStore);
+  if (src_bytes <= 0) return;
+  const uint64_t w = traffic_watched(uintptr_t(gmem), uintptr_t(src_bytes));
+  if (!w) return;
+  g_traffic_load = g_traffic_load + w;
+  if (t) t->alog.push(key, uintptr_t(gmem), uint32_t(src_bytes), kGmemCpAsync);
 }
 #else
 inline void traffic_begin() {}
 inline void traffic_end(Counters&) {}
-inline void traffic_read(const void*, size_t) {}
+inline void traffic_cp_async(void*, const void*, int, int, const Site&) {}
 #endif
 
 }  // namespace strata::sim::detail
@@ -131,12 +168,15 @@ inline void traffic_read(const void*, size_t) {}
 #if STRATA_SIM_TRAFFIC
 // The calls -fsanitize=kernel-address emits (outline instrumentation, recoverable: _noabort).
 #define STRATA_SIM_TRAFFIC_CALLBACK extern "C" inline __attribute__((used, no_sanitize_address))
-#define STRATA_SIM_TRAFFIC_FIXED(n)                                     \
-  STRATA_SIM_TRAFFIC_CALLBACK void __asan_load##n##_noabort(void* p) {  \
-    ::strata::sim::detail::traffic_load(p, n);                          \
-  }                                                                     \
-  STRATA_SIM_TRAFFIC_CALLBACK void __asan_store##n##_noabort(void* p) { \
-    ::strata::sim::detail::traffic_store(p, n);                         \
+// The return address names the instruction: the k-th execution of it by each lane of a warp is
+// one warp-wide request.
+#define STRATA_SIM_TRAFFIC_PC uintptr_t(__builtin_return_address(0))
+#define STRATA_SIM_TRAFFIC_FIXED(n)                                            \
+  STRATA_SIM_TRAFFIC_CALLBACK void __asan_load##n##_noabort(void* p) {         \
+    ::strata::sim::detail::traffic_access(p, n, STRATA_SIM_TRAFFIC_PC, false); \
+  }                                                                            \
+  STRATA_SIM_TRAFFIC_CALLBACK void __asan_store##n##_noabort(void* p) {        \
+    ::strata::sim::detail::traffic_access(p, n, STRATA_SIM_TRAFFIC_PC, true);  \
   }
 STRATA_SIM_TRAFFIC_FIXED(1)
 STRATA_SIM_TRAFFIC_FIXED(2)
@@ -146,10 +186,10 @@ STRATA_SIM_TRAFFIC_FIXED(16)
 #undef STRATA_SIM_TRAFFIC_FIXED
 // (the size is g++'s built-in declaration's type, a signed pointer-sized integer)
 STRATA_SIM_TRAFFIC_CALLBACK void __asan_loadN_noabort(void* p, intptr_t n) {
-  ::strata::sim::detail::traffic_load(p, uintptr_t(n));
+  ::strata::sim::detail::traffic_access(p, uintptr_t(n), STRATA_SIM_TRAFFIC_PC, false);
 }
 STRATA_SIM_TRAFFIC_CALLBACK void __asan_storeN_noabort(void* p, intptr_t n) {
-  ::strata::sim::detail::traffic_store(p, uintptr_t(n));
+  ::strata::sim::detail::traffic_access(p, uintptr_t(n), STRATA_SIM_TRAFFIC_PC, true);
 }
 // Emitted before calls that do not return (throw, abort), and around the dynamic initialisers
 // of a TU (ASan's init-order check); there is no shadow to clean or poison.
@@ -157,6 +197,7 @@ STRATA_SIM_TRAFFIC_CALLBACK void __asan_handle_no_return() {}
 STRATA_SIM_TRAFFIC_CALLBACK void __asan_before_dynamic_init(const void*) {}
 STRATA_SIM_TRAFFIC_CALLBACK void __asan_after_dynamic_init() {}
 #undef STRATA_SIM_TRAFFIC_CALLBACK
+#undef STRATA_SIM_TRAFFIC_PC
 #endif
 
 namespace strata::sim::traffic {

@@ -33,6 +33,7 @@
 #include <cstdint>
 #include <cstring>
 
+#include "strata/arch/sfu.hpp"
 #include "strata/arch/smem.hpp"
 #include "strata/attention/variant.hpp"
 #include "strata/core/group_norm.hpp"
@@ -542,7 +543,7 @@ struct MeaOutputAttention : attention::VanillaAttention {
       const float c = core::to_float(o[e]) - mu;
       var += c * c;
     }
-    const float rs = 1.f / sqrtf(var / float(D) + eps);
+    const float rs = arch::rsqrt_rn(var / float(D) + eps);
     float su = 0.f, sux = 0.f;
     STRATA_UNROLL_N(8)
     for (int e = 0; e < D; ++e) {

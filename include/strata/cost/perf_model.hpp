@@ -1,0 +1,184 @@
+// A per-SM throughput model of attention kernels: for each unit of an SM (tensor cores on the
+// mma.sync path, shared memory, special-function units) and for DRAM, the time the whole
+// problem's work needs at that unit's documented rate; the slowest unit bounds the kernel, and
+// the problem's FLOPs (FlashAttention's convention) over that time is the model's TFLOP/s
+// ceiling. The work per tile comes from the simulator's counters for Strata's kernels
+// (benchmarks/perf_model.cpp) and from FlashAttention-2's tile configurations, read from its
+// source (csrc/flash_attn/src/flash_{fwd,bwd}_launch_template.h, kernel_traits.h), for theirs.
+//
+// Limits, stated with every table: no latency model (no pipeline depth, no stall on a
+// barrier, no memory latency hidden or not by the resident warps), no instruction issue limit,
+// no L2, no clock throttling, no tail effect of the last wave. It says which unit a kernel's
+// work saturates first if everything overlaps perfectly: a ceiling, not a prediction.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+
+namespace strata::cost {
+
+/// The documented per-SM rates of one GPU (dense bf16/fp16).
+struct SmSpec {
+  const char* name;
+  int sms;
+  double clock_ghz;            ///< the clock NVIDIA's peak TFLOP/s figures are quoted at
+  double tensor_flop_per_clk;  ///< per SM, mma.sync m16n8k16 bf16 -> f32
+  double smem_bytes_per_clk;   ///< per SM: 32 banks x 4 bytes, one wavefront per clock
+  double sfu_ops_per_clk;      ///< per SM: ex2/lg2/rcp/rsq/sin/cos results
+  double dram_gb_per_s;
+  int smem_per_sm;  ///< bytes of shared memory an SM can give its blocks
+  int smem_reserved_per_block;
+  int regs_per_sm;
+  int max_threads_per_sm;
+  int max_blocks_per_sm;
+};
+
+/// A100 SXM4 80GB (sm_80): 108 SMs at 1410 MHz, 312 TFLOP/s dense bf16 = 2048 FLOP/clk/SM; 164 KB
+/// of shared memory per SM (1 KB reserved per block); 16 SFU results per clock per SM (CUDA C++
+/// Programming Guide, arithmetic-instruction throughput, cc 8.0); 2039 GB/s of HBM2e.
+inline constexpr SmSpec kA100{"A100-SXM4-80GB", 108,  1.41,  2048, 128, 16, 2039,
+                              164 * 1024,       1024, 65536, 2048, 32};
+
+/// H100 SXM5 (sm_90) on the mma.sync path: 132 SMs at 1830 MHz; its 989 TFLOP/s dense bf16 is
+/// wgmma's 4096 FLOP/clk/SM. mma.sync is taken at half of that, 2048 FLOP/clk/SM — an assumption,
+/// not an NVIDIA figure; it puts FlashAttention-2's measured ~350 TFLOP/s on an H100 at the same
+/// ~70% of the mma.sync peak that its ~225 TFLOP/s is of an A100's. 228 KB of shared memory per
+/// SM (1 KB reserved per block), 16 SFU results per clock per SM (cc 9.0), 3.35 TB/s of HBM3.
+inline constexpr SmSpec kH100{
+    "H100-SXM5 (mma.sync)", 132, 1.83, 2048, 128, 16, 3350, 228 * 1024, 1024, 65536, 2048, 32};
+
+/// What a block of a kernel holds on an SM.
+struct BlockResources {
+  int threads;
+  int registers;   ///< per thread, as ptxas reports them
+  int smem_bytes;  ///< static + dynamic shared memory per block
+};
+
+/// Blocks of a kernel resident on one SM: the least of the thread, register, shared-memory and
+/// block limits. Registers are allocated per warp in units of 256 (8 per thread).
+constexpr int resident_blocks(const SmSpec& sm, const BlockResources& b) {
+  const int warps = (b.threads + 31) / 32;
+  const int regs_per_warp = (b.registers + 7) / 8 * 8 * 32;
+  const int by_threads = sm.max_threads_per_sm / (32 * warps);
+  const int by_regs = b.registers > 0 ? sm.regs_per_sm / (regs_per_warp * warps) : by_threads;
+  const int by_smem = b.smem_bytes > 0
+                          ? sm.smem_per_sm / (b.smem_bytes + sm.smem_reserved_per_block)
+                          : sm.max_blocks_per_sm;
+  return std::min({by_threads, by_regs, by_smem, sm.max_blocks_per_sm});
+}
+
+/// Work of one block-iteration (one query tile against one key tile) on an SM's units.
+struct TileWork {
+  double mma = 0;              ///< mma.sync m16n8k16 (4096 FLOP each)
+  double smem_wavefronts = 0;  ///< shared-memory cycles, loads and stores
+  double sfu = 0;              ///< special-function results
+};
+
+/// The model's verdict on one kernel and problem.
+struct Bound {
+  double tensor_s = 0, smem_s = 0, sfu_s = 0, dram_s = 0;
+  double seconds = 0;      ///< the largest of the four
+  const char* limit = "";  ///< the unit that sets it
+  double tflops = 0;       ///< the problem's FLOPs over `seconds`, in TFLOP/s
+};
+
+/// The bound of `tiles` block-iterations of `per_tile` work spread evenly over the SMs, plus
+/// `dram_bytes` through DRAM; `flops` is the problem's FLOP count by FlashAttention's convention.
+constexpr Bound bound(const SmSpec& sm, const TileWork& per_tile, double tiles, double dram_bytes,
+                      double flops) {
+  const double clk = sm.clock_ghz * 1e9 * sm.sms;  // SM-clocks per second, all SMs
+  Bound b;
+  b.tensor_s = per_tile.mma * 4096.0 * tiles / (sm.tensor_flop_per_clk * clk);
+  b.smem_s = per_tile.smem_wavefronts * tiles / (sm.smem_bytes_per_clk / 128.0 * clk);
+  b.sfu_s = per_tile.sfu * tiles / (sm.sfu_ops_per_clk * clk);
+  b.dram_s = dram_bytes / (sm.dram_gb_per_s * 1e9);
+  b.seconds = b.tensor_s;
+  b.limit = "tensor";
+  if (b.smem_s > b.seconds) b.seconds = b.smem_s, b.limit = "smem";
+  if (b.sfu_s > b.seconds) b.seconds = b.sfu_s, b.limit = "sfu";
+  if (b.dram_s > b.seconds) b.seconds = b.dram_s, b.limit = "dram";
+  b.tflops = b.seconds > 0 ? flops / b.seconds * 1e-12 : 0;
+  return b;
+}
+
+// ----------------------------------------------------------------- FlashAttention-2's kernels
+
+/// A tile configuration of FlashAttention-2's sm80 kernels (Flash_fwd_kernel_traits /
+/// Flash_bwd_kernel_traits): kBlockM, kBlockN, kNWarps and, for the backward, the warp layouts
+/// of its three GEMM shapes (AtomLayoutMSdP, AtomLayoutNdKV, AtomLayoutMdQ).
+struct Fa2Config {
+  int bm, bn, warps;
+  int atom_sdp = 0, atom_dkv = 0, atom_dq = 0;
+  int smem_bytes = 0;
+};
+
+/// FlashAttention-2's forward on an A100 or H100 (run_mha_fwd_hdim*, no dropout, sm80 kernels):
+/// d = 64: 128 x 128, 4 warps; d = 96 and 128: 128 x 64, 4 warps. Shared memory: Q and one K and
+/// one V tile, bf16, swizzled without padding.
+constexpr Fa2Config fa2_forward_config(int d) {
+  Fa2Config c{128, d <= 64 ? 128 : 64, 4};
+  c.smem_bytes = (c.bm + 2 * c.bn) * d * 2;
+  return c;
+}
+
+/// FlashAttention-2's backward with >= 144 KB of shared memory per block (A100, H100;
+/// run_mha_bwd_hdim*): d = 64: 128 x 128, 8 warps, layouts 4/4/4; d = 96: 64 x 128, 8 warps,
+/// 2/4/4; d = 128: 64 x 128, 8 warps, 2/4/2. Shared memory (kernel_traits.h, double-buffered Q
+/// and dO): 2 Q + 2 dO tiles, K and V, P and dS, fp32 LSE/dpsum, approximately.
+constexpr Fa2Config fa2_backward_config(int d) {
+  Fa2Config c = d <= 64   ? Fa2Config{128, 128, 8, 4, 4, 4}
+                : d <= 96 ? Fa2Config{64, 128, 8, 2, 4, 4}
+                          : Fa2Config{64, 128, 8, 2, 4, 2};
+  c.smem_bytes = (4 * c.bm + 2 * c.bn) * d * 2 + 2 * c.bm * c.bn * 2 + 2 * c.bm * 4;
+  return c;
+}
+
+/// Shared-memory bytes a tiled GEMM C[M, N] += A[M, K] B[K, N] reads when `wm` x (warps / wm) warps
+/// tile C and each reads its rows of A and its columns of B through ldmatrix (operands in
+/// registers read nothing).
+constexpr double gemm_smem_bytes(int m, int n, int k, int warps, int wm, bool a_smem, bool b_smem) {
+  const int wn = warps / wm;
+  return (a_smem ? double(warps) * (m / wm) * k * 2 : 0) +
+         (b_smem ? double(warps) * (n / wn) * k * 2 : 0);
+}
+
+/// FlashAttention-2's forward per (query tile, key tile): S = Q K^T with Q and K from shared
+/// memory (Q is re-read each tile: Is_Q_in_regs = false), O += P V with P in registers; the K and
+/// V tiles land by cp.async; one exp2 per score and, per row, one rescale by each of its 4 lanes.
+constexpr TileWork fa2_forward_tile(int d, const Fa2Config& c) {
+  TileWork w;
+  w.mma = 2.0 * c.bm * c.bn * d * 2 / 4096;
+  const double reads = gemm_smem_bytes(c.bm, c.bn, d, c.warps, c.warps, true, true) +
+                       gemm_smem_bytes(c.bm, d, c.bn, c.warps, c.warps, false, true);
+  const double writes = 2.0 * c.bn * d * 2;
+  w.smem_wavefronts = (reads + writes) / 128;
+  w.sfu = double(c.bm) * c.bn + 4.0 * c.bm;
+  return w;
+}
+
+/// FlashAttention-2's backward per (query tile, key tile): five GEMMs (S = Q K^T, dP = dO V^T,
+/// dV += P^T dO, dK += dS^T Q, dQ = dS K, with P and dS staged through shared memory), the Q and
+/// dO tiles landing by cp.async, P and dS written; dQ goes to global memory by fp32 atomics.
+constexpr TileWork fa2_backward_tile(int d, const Fa2Config& c) {
+  TileWork w;
+  w.mma = 5.0 * c.bm * c.bn * d * 2 / 4096;
+  const double reads = 2 * gemm_smem_bytes(c.bm, c.bn, d, c.warps, c.atom_sdp, true, true) +
+                       2 * gemm_smem_bytes(c.bn, d, c.bm, c.warps, c.atom_dkv, true, true) +
+                       gemm_smem_bytes(c.bm, d, c.bn, c.warps, c.atom_dq, true, true);
+  const double writes = 2.0 * c.bm * d * 2 + 2.0 * c.bm * c.bn * 2;
+  w.smem_wavefronts = (reads + writes) / 128;
+  w.sfu = double(c.bm) * c.bn;
+  return w;
+}
+
+/// (query tile, key tile) pairs of one head's attention over T tokens, causal or not.
+constexpr double tile_pairs(int64_t t, int bm, int bn, bool causal) {
+  double pairs = 0;
+  for (int64_t m0 = 0; m0 < t; m0 += bm) {
+    const int64_t keys = causal ? std::min<int64_t>(t, m0 + bm) : t;
+    pairs += double((keys + bn - 1) / bn);
+  }
+  return pairs;
+}
+
+}  // namespace strata::cost

@@ -1,0 +1,88 @@
+// strata/cost/perf_model.hpp: occupancy by hand for the limits that bind, the peak rates NVIDIA
+// quotes recovered from the per-SM rates, FlashAttention-2's tile configurations and their work
+// per tile counted by hand, and the bound's choice of the limiting unit.
+#include <strata/cost/perf_model.hpp>
+
+#include <gtest/gtest.h>
+
+#include <cstring>
+
+namespace {
+
+using namespace strata::cost;
+
+TEST(PerfModel, PeakRatesAreNvidiasFigures) {
+  // 108 x 1.41 GHz x 2048 = 311.9 TFLOP/s; 132 x 1.83 GHz x 4096 (wgmma) = 989.5 TFLOP/s
+  EXPECT_NEAR(kA100.sms * kA100.clock_ghz * kA100.tensor_flop_per_clk * 1e-3, 311.9, 0.1);
+  EXPECT_NEAR(kH100.sms * kH100.clock_ghz * 2 * kH100.tensor_flop_per_clk * 1e-3, 989.5, 0.1);
+}
+
+TEST(PerfModel, ResidentBlocksTakeTheBindingLimit) {
+  // shared memory binds: 87,040 bytes (our d = 128 forward) -> 1 block on an A100, 2 on an H100
+  EXPECT_EQ(resident_blocks(kA100, {128, 128, 87040}), 1);
+  EXPECT_EQ(resident_blocks(kH100, {128, 128, 87040}), 2);
+  // FlashAttention-2's d = 128 forward: 64 KB -> 2 blocks of 4 warps on an A100
+  EXPECT_EQ(resident_blocks(kA100, {128, 255, 65536}), 2);
+  // registers bind: 255 -> 256 per thread, 8192 per warp, 8 warps per SM -> 2 blocks of 4 warps
+  EXPECT_EQ(resident_blocks(kA100, {128, 255, 1024}), 2);
+  // 64 registers: 2048 per warp, 8192 per block of 4 warps -> 8 blocks (threads would allow 16)
+  EXPECT_EQ(resident_blocks(kA100, {128, 64, 0}), 8);
+  // threads bind: 1024-thread blocks -> 2; tiny blocks -> the 32-block limit
+  EXPECT_EQ(resident_blocks(kA100, {1024, 32, 0}), 2);
+  EXPECT_EQ(resident_blocks(kA100, {32, 32, 0}), 32);
+}
+
+TEST(PerfModel, FlashAttention2ConfigurationsFromItsSource) {
+  const Fa2Config f64 = fa2_forward_config(64), f128 = fa2_forward_config(128);
+  EXPECT_EQ(f64.bm, 128);
+  EXPECT_EQ(f64.bn, 128);
+  EXPECT_EQ(f128.bn, 64);
+  EXPECT_EQ(f128.smem_bytes, 64 * 1024);  // "128 x 64 ... 64 KB"
+  const Fa2Config b64 = fa2_backward_config(64), b128 = fa2_backward_config(128);
+  EXPECT_EQ(b64.bm, 128);
+  EXPECT_EQ(b64.warps, 8);
+  EXPECT_EQ(b128.bm, 64);
+  EXPECT_EQ(b128.bn, 128);
+  EXPECT_EQ(b128.atom_dq, 2);
+}
+
+TEST(PerfModel, FlashAttention2WorkPerTileByHand) {
+  // forward d = 128, 128 x 64, 4 warps: 1024 mma; Q 32 KB once, K and V 16 KB per warp each
+  // (128 KB), cp.async writes 32 KB: 196,608 bytes = 1536 wavefronts; 8192 + 4 x 128 exp2
+  const TileWork f = fa2_forward_tile(128, fa2_forward_config(128));
+  EXPECT_DOUBLE_EQ(f.mma, 1024);
+  EXPECT_DOUBLE_EQ(f.smem_wavefronts, 1536);
+  EXPECT_DOUBLE_EQ(f.sfu, 8704);
+  // backward d = 128, 64 x 128, 8 warps 2/4/2: 2560 mma; S and dP: 2 x 8 x (32 + 32) x 128 x 2
+  // = 262,144 bytes; dV and dK: 2 x 8 x (32 x 64 + 64 x 64) x 2 = 196,608; dQ: 8 x (32 + 32) x 128
+  // x 2 = 131,072; writes 2 x 64 x 128 x 2 + 2 x 64 x 128 x 2 = 65,536 -> 655,360 bytes
+  const TileWork b = fa2_backward_tile(128, fa2_backward_config(128));
+  EXPECT_DOUBLE_EQ(b.mma, 2560);
+  EXPECT_DOUBLE_EQ(b.smem_wavefronts, 655360.0 / 128);
+  EXPECT_DOUBLE_EQ(b.sfu, 8192);
+}
+
+TEST(PerfModel, TilePairsCountTheCausalTriangle) {
+  EXPECT_DOUBLE_EQ(tile_pairs(256, 64, 64, false), 16);
+  EXPECT_DOUBLE_EQ(tile_pairs(256, 64, 64, true), 1 + 2 + 3 + 4);
+  EXPECT_DOUBLE_EQ(tile_pairs(256, 128, 64, true), 2 + 4);
+  EXPECT_DOUBLE_EQ(tile_pairs(100, 64, 64, false), 4);  // ragged: 2 x 2
+}
+
+TEST(PerfModel, TheBoundPicksTheSlowestUnit) {
+  // 1000 tiles of 1024 mma on an A100: 1000 x 1024 x 4096 / (2048 x 1.41e9 x 108) s
+  const double flops = 1000.0 * 1024 * 4096;
+  const Bound t = bound(kA100, {1024, 100, 100}, 1000, 0, flops);
+  EXPECT_STREQ(t.limit, "tensor");
+  EXPECT_NEAR(t.tflops, 311.9, 0.1);  // the whole peak: nothing else binds
+  const Bound s = bound(kA100, {1024, 4096, 100}, 1000, 0, flops);
+  EXPECT_STREQ(s.limit, "smem");  // 4096 wavefronts = 4096 clocks > 2048
+  EXPECT_NEAR(s.tflops, 311.9 / 2, 0.1);
+  const Bound u = bound(kA100, {1024, 100, 65536}, 1000, 0, flops);
+  EXPECT_STREQ(u.limit, "sfu");  // 65536 / 16 = 4096 clocks
+  const Bound d = bound(kA100, {1, 1, 1}, 1, 2039e9, flops);
+  EXPECT_STREQ(d.limit, "dram");
+  EXPECT_NEAR(d.seconds, 1.0, 1e-12);
+}
+
+}  // namespace
