@@ -3,6 +3,8 @@
 // with hand-counted cases; then kernels in a traffic build whose counters must equal them.
 #include "common.hpp"
 
+#include <strata/attention/tile_io.cuh>
+
 #include <cstdint>
 #include <new>
 #include <vector>
@@ -134,6 +136,35 @@ TEST(GmemModel, SectorsOfStridedAndMisalignedRequests) {
   s.bytes = 128;
   s.sectors = 8;
   EXPECT_DOUBLE_EQ(s.sector_efficiency(), 0.5);
+}
+
+// The copy order of a tile's 16-byte chunks (attention/tile_io.cuh) visits every chunk once,
+// and at D = 96 with 208-byte rows keeps each 8-lane phase of a cp.async on distinct banks.
+TEST(TileChunks, EveryChunkOnceAndConflictFreePhasesAtD96) {
+  for (const int nrows : {8, 32, 64, 12}) {
+    SCOPED_TRACE(nrows);
+    std::vector<int> seen(size_t(nrows) * 12, 0);
+    for (int c = 0; c < nrows * 12; ++c) {
+      int r = -1, chunk = -1;
+      strata::attention::tile_chunk<96>(c, nrows, r, chunk);
+      ASSERT_TRUE(r >= 0 && r < nrows && chunk >= 0 && chunk < 12) << c;
+      ++seen[size_t(r * 12 + chunk)];
+    }
+    for (int v : seen) EXPECT_EQ(v, 1);
+    if (nrows % 8) continue;
+    for (int phase = 0; phase < nrows * 12; phase += 8) {
+      LaneAccess lanes[32];
+      for (int j = 0; j < 8; ++j) {
+        int r, chunk;
+        strata::attention::tile_chunk<96>(phase + j, nrows, r, chunk);
+        lanes[j] = {kBase + uintptr_t(r) * 208 + uintptr_t(chunk) * 16, 16};
+      }
+      EXPECT_EQ(smem_request_cost(lanes).conflicts, 0u) << phase;
+    }
+  }
+  int r, chunk;  // other head dims: row by row
+  strata::attention::tile_chunk<64>(13, 64, r, chunk);
+  EXPECT_EQ(r * 8 + chunk, 13);
 }
 
 // --------------------------------------------------------------------------- the kernels

@@ -1,6 +1,6 @@
 // The access profile of the flash kernels (strata/sim/access_model.hpp): shared-memory bank
 // conflicts, global sector efficiency and special-function operations of the forward and
-// backward at d = 64 and 128, causal and not, measured by the simulator in a traffic build.
+// backward at d = 64, 96 and 128, causal and not, measured by the simulator in a traffic build.
 // These are the figures the performance model (strata/cost/perf_model.hpp) is fed from, and the
 // static properties the kernels promise: no bank conflict in any ldmatrix, every cp.async and
 // every global store sector fully used.
@@ -119,6 +119,7 @@ TEST_P(KernelAccess, FlashForwardAndBackward) {
 
 INSTANTIATE_TEST_SUITE_P(Shapes, KernelAccess,
                          ::testing::Values(Shape{128, 64, false}, Shape{128, 64, true},
+                                           Shape{128, 96, false}, Shape{128, 96, true},
                                            Shape{128, 128, false}, Shape{128, 128, true}));
 
 }  // namespace

@@ -42,16 +42,46 @@ STRATA_HOST_DEVICE T* head_rows(T* base, int row0, int64_t row_stride, int head,
 
 STRATA_EXECUTOR_BEGIN  // the device helpers: cp.async and ldmatrix through strata/arch
 
+/// The 16-byte chunk (row, column) that copy `c` of a tile of `nrows` rows moves. Row by row,
+/// except for rows of 12 chunks (D = 96) in tiles of a multiple of 8 rows: chunks 0..7 of each
+/// row first, then chunks 8..11 of rows r and r + 4 of each group of 8 rows together. Each 8 lanes
+/// of a warp write one 128-byte shared-memory phase of a cp.async.16, so with rows of D + 8
+/// elements (a 208-byte pitch: 13 chunks, 5 modulo the 8 chunks of a 128-byte bank line) the
+/// row-by-row order lets a phase straddle two rows whose chunks share banks (2-way conflicts);
+/// in this order every phase covers 8 distinct bank groups and reads two 64-byte runs (or one
+/// 128-byte run) of global memory.
+template <int D>
+STRATA_DEVICE void tile_chunk(int c, int nrows, int& r, int& chunk) {
+  constexpr int kChunks = D / 8;
+  if constexpr (kChunks == 12) {
+    if (nrows % 8 == 0) {
+      if (c < nrows * 8) {
+        r = c / 8;
+        chunk = c % 8;
+      } else {
+        const int t = c - nrows * 8, pair = t / 8, j = t % 8;  // 4 pairs per 8 rows
+        r = (pair / 4) * 8 + pair % 4 + (j / 4) * 4;
+        chunk = 8 + j % 4;
+      }
+      return;
+    }
+  }
+  r = c / kChunks;
+  chunk = c % kChunks;
+}
+
 /// Copies rows [row0, row0 + nrows) of a [rows, D] operand (row stride in elements) into shared
-/// memory rows of `ld` elements, 16 bytes per cp.async; rows at or past `rows_valid` are
-/// zero-filled (0 source bytes), so ragged tiles hold zeros, never stale data. All `Threads`
-/// threads of the block call it; the caller commits the group.
+/// memory rows of `ld` elements, 16 bytes per cp.async (in tile_chunk's order); rows at or past
+/// `rows_valid` are zero-filled (0 source bytes), so ragged tiles hold zeros, never stale data.
+/// All `Threads` threads of the block call it; the caller commits the group.
 template <int D, int Threads, class T>
 STRATA_DEVICE void load_tile_rows(T* dst, int ld, const T* src, int64_t row_stride, int row0,
                                   int rows_valid, int nrows, int tid) {
   constexpr int kChunks = D / 8;
   for (int c = tid; c < nrows * kChunks; c += Threads) {
-    const int r = c / kChunks, col = (c % kChunks) * 8;
+    int r, chunk;
+    tile_chunk<D>(c, nrows, r, chunk);
+    const int col = chunk * 8;
     const bool ok = row0 + r < rows_valid;
     arch::cp_async<16>(&dst[r * ld + col], ok ? src + int64_t(row0 + r) * row_stride + col : src,
                        ok ? 16 : 0);
