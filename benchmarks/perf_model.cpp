@@ -209,7 +209,8 @@ int main(int argc, char** argv) {
         const int64_t heads = 2048 / d;
         const double bh = double(batch * heads);
         const Split s = split_work(d, causal, backward);
-        const double pairs = bh * cost::tile_pairs(T, 64, 64, causal), rows = bh * double(T / 64);
+        const double pairs = bh * cost::tile_pairs(T, 64, 64, causal),
+                     rows = bh * double((T + 63) / 64);
         cost::TileWork ours;
         ours.mma = s.per_pair.mma * pairs + s.per_row_tile.mma * rows;
         ours.smem_wavefronts =

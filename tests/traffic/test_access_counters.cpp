@@ -373,7 +373,7 @@ TEST_F(AccessTest, StridedGlobalLoadsWasteSectors) {
 
 // Special-function operations through strata/arch/sfu.hpp, per thread.
 __global__ void sfu_mix(const float* x, float* y) {
-  const int t = int(threadIdx.x);
+  const int t = int(blockIdx.x * blockDim.x + threadIdx.x);
   float s, c;
   strata::arch::sincospi(x[t], s, c);                           // 2
   y[t] = strata::arch::ex2(x[t]) + strata::arch::rsqrt_rn(2.f)  // 1 + 2
@@ -381,12 +381,13 @@ __global__ void sfu_mix(const float* x, float* y) {
 }
 
 TEST_F(AccessTest, SfuOperationsPerThread) {
-  Buffer<float> x(96, 0.25f), y(96);
-  ASSERT_TRUE(strata::launch(sfu_mix, dim3(1), dim3(96), 0, 0, x.data(), y.data()).ok());
-  EXPECT_EQ(last_launch_counters().sfu, 96u * 6);
-  // host calls are not counted, and change no launch's counters
-  (void)strata::arch::ex2(1.f);
-  EXPECT_EQ(last_launch_counters().sfu, 96u * 6);
+  Buffer<float> x(4 * 96, 0.25f), y(4 * 96);
+  // every worker OS thread counts into the blocks it runs: the same total with 1 and 3 workers
+  for (const unsigned workers : {1u, 3u}) {
+    strata::sim::set_workers(workers);
+    ASSERT_TRUE(strata::launch(sfu_mix, dim3(4), dim3(96), 0, 0, x.data(), y.data()).ok());
+    EXPECT_EQ(last_launch_counters().sfu, 4u * 96 * 6) << workers;
+  }
 }
 
 }  // namespace

@@ -1,9 +1,9 @@
 // The access profile of the flash kernels (strata/sim/access_model.hpp): shared-memory bank
 // conflicts, global sector efficiency and special-function operations of the forward and
 // backward at d = 64, 96 and 128, causal and not, measured by the simulator in a traffic build.
-// These are the figures the performance model (strata/cost/perf_model.hpp) is fed from, and the
-// static properties the kernels promise: no bank conflict in any ldmatrix, every cp.async and
-// every global store sector fully used.
+// The properties the kernels promise: no bank conflict in any shared access, every cp.async
+// sector fully used, at least half of every global store sector used, one exp2 per unmasked
+// score. (benchmarks/perf_model.cpp measures the same counters for the performance model.)
 #include "common.hpp"
 
 #include <strata/api/flash.hpp>
