@@ -35,25 +35,36 @@ void shapes(benchmark::internal::Benchmark* b) {
   b->ArgNames({"seqlen", "d", "causal"})->Unit(benchmark::kMillisecond);
 }
 
-/// Forward, bf16, batch 1, 4 query heads over 2 KV heads. On a GPU with 16k tokens and
-/// d = 128 this is FlashAttention's headline shape per head.
+/// Batch and heads of a shape: in the simulator one sequence of 4 query heads over 2 KV heads; on
+/// a GPU FlashAttention's benchmark shape, 16k tokens per batch (batch = 16384 / T) and hidden
+/// 2048 (heads = 2048 / d), MHA, which scripts/sdpa_baseline.py gives PyTorch's SDPA too.
+struct Geometry {
+  int b, h, h_k;
+};
+Geometry geometry(int T, int d) {
+  if (kSimulator) return {1, 4, 2};
+  return {T < 16384 ? 16384 / T : 1, 2048 / d, 2048 / d};
+}
+
+/// Forward, bf16 (Geometry's batch and heads).
 void BM_FlashForward(benchmark::State& state) {
-  const int T = int(state.range(0)), d = int(state.range(1)), h = 4, h_k = 2;
+  const int T = int(state.range(0)), d = int(state.range(1));
+  const auto [B, h, h_k] = geometry(T, d);
   const bool causal = state.range(2) != 0;
-  const size_t nq = size_t(T) * h * d, nk = size_t(T) * h_k * d;
+  const size_t nq = size_t(B) * T * h * d, nk = size_t(B) * T * h_k * d;
   Buffer<bf16> q(pattern(nq, 13, 0.01f)), k(pattern(nk, 7, 0.02f)), v(pattern(nk, 5, 0.1f)),
       o(zeros<bf16>(nq));
-  Buffer<float> lse(zeros<float>(size_t(T) * h));
+  Buffer<float> lse(zeros<float>(size_t(B) * T * h));
   att::FlashFwdParams p;
   p.q = q.get(), p.k = k.get(), p.v = v.get(), p.o = o.get(), p.lse = lse.get();
   p.dtype = att::Dtype::kBf16;
-  p.b = 1, p.h = h, p.h_k = h_k, p.d = d, p.seqlen_q = p.seqlen_k = p.total_q = T;
+  p.b = B, p.h = h, p.h_k = h_k, p.d = d, p.seqlen_q = p.seqlen_k = T, p.total_q = B * T;
   p.q_row_stride = p.o_row_stride = int64_t(h) * d, p.q_head_stride = p.o_head_stride = d;
   p.k_row_stride = p.v_row_stride = int64_t(h_k) * d, p.k_head_stride = p.v_head_stride = d;
   p.softmax_scale = 1.f / std::sqrt(float(d));
   p.is_causal = causal;
   time_iterations(state, [&] { return strata::api::flash_fwd(p); });
-  const double flops = strata::cost::attention_forward_flops(1, T, h, d, causal);
+  const double flops = strata::cost::attention_forward_flops(B, T, h, d, causal);
   state.counters["FLOP/s"] =
       benchmark::Counter(flops * double(state.iterations()), benchmark::Counter::kIsRate);
   state.counters["simulator"] = kSimulator;
@@ -65,18 +76,20 @@ BENCHMARK(BM_FlashForward)->Apply(shapes);
 /// products per tile pair where FlashAttention-2 issues 5 (dQ recomputes S and dP instead of
 /// accumulating atomically).
 void BM_FlashBackward(benchmark::State& state) {
-  const int T = int(state.range(0)), d = int(state.range(1)), h = 4, h_k = 2;
+  const int T = int(state.range(0)), d = int(state.range(1));
+  const auto [B, h, h_k] = geometry(T, d);
   const bool causal = state.range(2) != 0;
-  const size_t nq = size_t(T) * h * d, nk = size_t(T) * h_k * d;
+  const size_t nq = size_t(B) * T * h * d, nk = size_t(B) * T * h_k * d;
   Buffer<bf16> q(pattern(nq, 13, 0.01f)), k(pattern(nk, 7, 0.02f)), v(pattern(nk, 5, 0.1f)),
       o(zeros<bf16>(nq)), dout(pattern(nq, 11, 0.03f, -0.1f)), dq(zeros<bf16>(nq)),
       dk(zeros<bf16>(nk)), dv(zeros<bf16>(nk));
-  Buffer<float> lse(zeros<float>(size_t(T) * h)), dsum(zeros<float>(size_t(T) * h));
+  Buffer<float> lse(zeros<float>(size_t(B) * T * h)), dsum(zeros<float>(size_t(B) * T * h));
   att::FlashBwdParams p;
   p.q = q.get(), p.k = k.get(), p.v = v.get(), p.o = o.get(), p.lse = lse.get();
   p.dout = dout.get(), p.dq = dq.get(), p.dk = dk.get(), p.dv = dv.get(), p.dsum = dsum.get();
   p.dtype = att::Dtype::kBf16;
-  p.b = 1, p.h = h, p.h_k = h_k, p.d = d, p.seqlen_q = p.seqlen_k = p.total_q = p.total_k = T;
+  p.b = B, p.h = h, p.h_k = h_k, p.d = d, p.seqlen_q = p.seqlen_k = T;
+  p.total_q = p.total_k = B * T;
   p.q_row_stride = p.o_row_stride = p.do_row_stride = p.dq_row_stride = int64_t(h) * d;
   p.q_head_stride = p.o_head_stride = p.do_head_stride = p.dq_head_stride = d;
   p.k_row_stride = p.v_row_stride = p.dk_row_stride = p.dv_row_stride = int64_t(h_k) * d;
@@ -85,7 +98,7 @@ void BM_FlashBackward(benchmark::State& state) {
   p.is_causal = causal;
   if (!strata::api::flash_fwd(p).ok()) state.SkipWithError("flash_fwd failed");
   time_iterations(state, [&] { return strata::api::flash_bwd(p); });
-  const double flops = strata::cost::attention_backward_flops(1, T, h, d, causal);
+  const double flops = strata::cost::attention_backward_flops(B, T, h, d, causal);
   state.counters["FLOP/s"] =
       benchmark::Counter(flops * double(state.iterations()), benchmark::Counter::kIsRate);
   state.counters["simulator"] = kSimulator;

@@ -85,15 +85,32 @@ strata::sim::Counters measure(int T, int d, bool causal, bool backward) {
   return strata::sim::total_counters();
 }
 
-/// Strata's work split into a part per 64 x 64 tile pair and a part per 64-query tile, from runs
-/// at 128 and 256 tokens (two equations, two unknowns per unit).
+/// The (query rows x keys) tile whose pairs the split counts: the forward's kBlockM x kBlockN;
+/// the backward's 64 x 64 (its dQ kernel's tiles; its dK/dV kernel's work per 64 keys is the same
+/// per pair).
+struct Tile {
+  int bm, bn;
+};
+template <int D>
+Tile tile_of(bool backward) {
+  using Fwd = att::FlashFwdTraits<D>;
+  return backward ? Tile{64, 64} : Tile{Fwd::kBlockM, Fwd::kBlockN};
+}
+Tile tile_of(int d, bool backward) {
+  return d == 64 ? tile_of<64>(backward) : d == 96 ? tile_of<96>(backward) : tile_of<128>(backward);
+}
+
+/// Strata's work split into a part per tile pair and a part per query tile, from
+/// runs at 128 and 256 tokens (two equations, two unknowns per unit).
 struct Split {
   cost::TileWork per_pair, per_row_tile;
 };
 Split split_work(int d, bool causal, bool backward) {
   const int t1 = 128, t2 = 256;
-  const double n1 = t1 / 64, n2 = t2 / 64;
-  const double p1 = cost::tile_pairs(t1, 64, 64, causal), p2 = cost::tile_pairs(t2, 64, 64, causal);
+  const Tile tl = tile_of(d, backward);
+  const double n1 = (t1 + tl.bm - 1) / tl.bm, n2 = (t2 + tl.bm - 1) / tl.bm;
+  const double p1 = cost::tile_pairs(t1, tl.bm, tl.bn, causal),
+               p2 = cost::tile_pairs(t2, tl.bm, tl.bn, causal);
   const cost::TileWork w1 = work_of(measure(t1, d, causal, backward)),
                        w2 = work_of(measure(t2, d, causal, backward));
   const double det = n1 * p2 - n2 * p1;
@@ -209,8 +226,9 @@ int main(int argc, char** argv) {
         const int64_t heads = 2048 / d;
         const double bh = double(batch * heads);
         const Split s = split_work(d, causal, backward);
-        const double pairs = bh * cost::tile_pairs(T, 64, 64, causal),
-                     rows = bh * double((T + 63) / 64);
+        const Tile tl = tile_of(d, backward);
+        const double pairs = bh * cost::tile_pairs(T, tl.bm, tl.bn, causal),
+                     rows = bh * double((T + tl.bm - 1) / tl.bm);
         cost::TileWork ours;
         ours.mma = s.per_pair.mma * pairs + s.per_row_tile.mma * rows;
         ours.smem_wavefronts =
@@ -250,7 +268,8 @@ int main(int argc, char** argv) {
   for (const bool backward : {false, true})
     for (const int d : {64, 96, 128}) {
       const strata::sim::Counters c = measure(256, d, false, backward);
-      const double pairs = cost::tile_pairs(256, 64, 64, false);
+      const Tile tl = tile_of(d, backward);
+      const double pairs = cost::tile_pairs(256, tl.bm, tl.bn, false);
       const double analytic = d == 64   ? analytic_mma<64>(backward, pairs)
                               : d == 96 ? analytic_mma<96>(backward, pairs)
                                         : analytic_mma<128>(backward, pairs);

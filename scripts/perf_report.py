@@ -45,6 +45,16 @@ KERNEL = re.compile(
 )
 
 
+def register_warps(regs) -> str:
+    """Warps per SM that the register file (64K 32-bit registers on an A100 and an H100) allows a
+    kernel of 128-thread blocks: registers are allocated per warp in units of 256."""
+    if not isinstance(regs, int) or regs <= 0:
+        return "-"
+    per_warp = -(-regs * 32 // 256) * 256
+    blocks = 65536 // (per_warp * 4)
+    return str(min(blocks, 16) * 4)
+
+
 def registers_table(budget: dict) -> str:
     rows = []
     for name, info in budget.items():
@@ -53,14 +63,21 @@ def registers_table(budget: dict) -> str:
             continue
         kernel, dtype, d, variant = m.groups()
         variant = variant.split("::")[-1]
-        rows.append((kernel, int(d), "bf16" if "bfloat" in dtype else "fp16", variant,
-                     info.get("sm_80", {}).get("registers", "-"), info.get("sm_90a", {}).get("registers", "-")))
+        a80, a90 = info.get("sm_80", {}), info.get("sm_90a", {})
+        sass = a80.get("sass", {})
+        rows.append((kernel, int(d), "bf16" if "bfloat" in dtype else "fp16", variant, a80.get("registers", "-"),
+                     a90.get("registers", "-"), "/".join(str(sass.get(k, "-")) for k in ("HMMA", "LDSM", "LDGSTS", "MUFU"))))
     rows.sort()
     out = ["## Registers per thread of every shipped flash instantiation (ptxas, no spills: the gate fails on any)",
            "",
-           "| kernel | d | dtype | variant | sm_80 | sm_90a |",
-           "|---|---|---|---|---|---|"]
-    out += [f"| {k} | {d} | {t} | {v} | {r80} | {r90} |" for k, d, t, v, r80, r90 in rows]
+           "Warps per SM by registers alone (128-thread blocks, 64K registers per SM on both GPUs; shared memory may "
+           "bind first: see the model's table); SASS inventory of the sm_80 build (HMMA/LDSM/LDGSTS/MUFU, "
+           "instructions in the binary, not executed counts).",
+           "",
+           "| kernel | d | dtype | variant | sm_80 | sm_90a | warps/SM by registers (sm_80) | SASS HMMA/LDSM/LDGSTS/MUFU |",
+           "|---|---|---|---|---|---|---|---|"]
+    out += [f"| {k} | {d} | {t} | {v} | {r80} | {r90} | {register_warps(r80) if k != 'flash_bwd_preprocess_kernel' else '-'} | {sa} |"
+            for k, d, t, v, r80, r90, sa in rows]
     return "\n".join(out) + "\n"
 
 

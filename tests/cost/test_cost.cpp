@@ -3,6 +3,7 @@
 // pass against hand-computed examples. Every expectation is exact or a tight range, so a change of
 // convention in the model fails here.
 #include <strata/cost/cost.hpp>
+#include <strata/cost/papers.hpp>
 
 #include <gtest/gtest.h>
 
@@ -14,45 +15,11 @@ namespace {
 
 using namespace strata::cost;
 
-// Depth-Attention released 3B config (SPEC 1b: llama_config/released/3b_depth_attention_qknorm_
-// gqa4x/config.json; untied embeddings, Qwen3-style QK-norm), trained at cutoff 2048.
-constexpr ModelShape kDepth3B{.num_layers = 48,
-                              .hidden = 2048,
-                              .num_heads = 32,
-                              .num_kv_heads = 8,
-                              .head_dim = 64,
-                              .ffn = 6912,
-                              .vocab = 50304,
-                              .seq_len = 2048,
-                              .tied_embeddings = false,
-                              .qk_norm = true};
-constexpr int64_t kDepth3BStride = 24;
-
-// Depth-Attention 410M companion config (SPEC 1b: llama_config/depth_attention_410m). The vocab is
-// not stated; 50304 tied gives 412M parameters, matching the name.
-constexpr ModelShape kDepth410M{.num_layers = 32,
-                                .hidden = 1024,
-                                .num_heads = 16,
-                                .num_kv_heads = 4,
-                                .head_dim = 64,
-                                .ffn = 2816,
-                                .vocab = 50304,
-                                .seq_len = 2048,
-                                .tied_embeddings = true,
-                                .qk_norm = true};
-constexpr int64_t kDepth410MStride = 16;
-
-// ExoFormer train.py defaults (SPEC 3a): MHA, C = 1536, H = 16, d = 96, L = 32, SwiGLU of 6C²
-// parameters (F = 2C), vocab 57601, sequence length 2048.
-constexpr ModelShape kExo{.num_layers = 32,
-                          .hidden = 1536,
-                          .num_heads = 16,
-                          .num_kv_heads = 16,
-                          .head_dim = 96,
-                          .ffn = 3072,
-                          .vocab = 57601,
-                          .seq_len = 2048,
-                          .qk_norm = true};
+using papers::kDepth3B;
+using papers::kDepth3BStride;
+using papers::kDepth410M;
+using papers::kDepth410MStride;
+using papers::kExo;
 
 // ---- attention FLOP convention and exact pair counts (SPEC 7.8, CONTRACT.md mask) --------------
 
@@ -421,14 +388,7 @@ TEST(ExoFormer, FusedPassByteMinimaHandComputed) {
 // SPEC 4d: H = H_c = 16, d = 128: HLC ≈ 1.3e5 FLOPs per token per layer, ≈ 0.5% of the QKV
 // projection at C = 2048 (2·C·3C ≈ 2.5e7).
 TEST(Mea, SpecExampleHlcIsHalfAPercentOfQkv) {
-  const ModelShape m{.num_layers = 24,
-                     .hidden = 2048,
-                     .num_heads = 16,
-                     .num_kv_heads = 16,
-                     .head_dim = 128,
-                     .ffn = 5632,
-                     .vocab = 50304,
-                     .seq_len = 2048};
+  const ModelShape& m = papers::kMea;
   EXPECT_EQ(mea_hlc_forward_flops_layer(m, 16), 131072);  // ≈ 1.3e5
   const double qkv = 2.0 * 2048 * (3 * 2048);
   EXPECT_EQ(qkv, 25165824.0);

@@ -62,8 +62,10 @@ TEST(Mask, BottomRightCausalAlignment) {
 template <int D>
 void check_traits() {
   using Tr = FlashFwdTraits<D>;
-  // per warp and K/V tile: S = (BN/8)(D/16) mma, P V = (D/8)(BN/16) mma; with BN = 64 that is D
-  EXPECT_EQ(Tr::kMmaPerTile, Tr::kWarps * D);
+  // per m16 tile and K/V tile: S = (BN/8)(D/16) mma, P V = (D/8)(BN/16) mma, i.e. BN D / 64,
+  // and each warp owns kMTiles of them
+  EXPECT_EQ(Tr::kMmaPerTile, Tr::kWarps * Tr::kMTiles * Tr::kBlockN * D / 64);
+  EXPECT_EQ(Tr::kBlockM, 16 * Tr::kMTiles * Tr::kWarps);
   EXPECT_LE(Tr::template kSmemBytes<__nv_bfloat16>, 99u * 1024u);
   EXPECT_EQ(Tr::kLd * 2 % 16, 0);  // padded rows stay 16-byte aligned for cp.async / ldmatrix
 }
@@ -95,7 +97,13 @@ TEST(FlashFwdTraits, TileTable) {
   check_traits<64>();
   check_traits<96>();
   check_traits<128>();
-  EXPECT_EQ(FlashFwdTraits<128>::kSmemBytes<__half>, size_t(64 + 4 * 64) * 136 * 2);  // 87,040 B
+  // Q, one K and one V stage of 32 keys: 52,224 B, so two blocks (8 warps) fit an A100 SM
+  EXPECT_EQ(FlashFwdTraits<128>::kBlockN, 32);
+  EXPECT_EQ(FlashFwdTraits<128>::kSmemBytes<__half>, size_t(128 + 2 * 32) * 136 * 2);
+  EXPECT_GE(164u * 1024u / (FlashFwdTraits<128>::kSmemBytes<__half> + 1024u), 2u);
+  EXPECT_EQ(FlashFwdTraits<64>::kBlockM, 128);
+  EXPECT_TRUE(FlashFwdTraits<64>::kQInRegs);
+  EXPECT_FALSE(FlashFwdTraits<96>::kQInRegs);
 }
 
 }  // namespace

@@ -3,7 +3,8 @@
 instructions for its tile configuration (one tile pair of the unrolled mainloop, per warp).
 
 With key tiles of BN = 64 and head dim D, each warp issues per (query tile, key tile):
-- forward: S = Q K^T (BN/8)(D/16) and O += P V (D/8)(BN/16), i.e. D;
+- forward (key tiles of BN = 32 at D = 128): per m16 tile S = Q K^T (BN/8)(D/16) and
+  O += P V (D/8)(BN/16), i.e. BN D / 64, for each of the warp's M_TILES = 2 tiles of 16 rows;
 - backward dQ kernel: S and dP = dO V^T (BN/8)(D/16) each, dQ += dS K (D/8)(BN/16), i.e. 1.5 D;
 - backward dK/dV kernel (query tiles of BMKV = 64 for D = 64, else 32): S^T, dP^T (BMKV/8)(D/16)
   each, dV += P^T dO and dK += dS^T Q (D/8)(BMKV/16) each, i.e. 4 (BMKV/8)(D/16).
@@ -21,11 +22,13 @@ from pathlib import Path
 import nvcc_cache
 from nvcc_tools import DEFAULT_ARCHS, default_nvcc, scratch_dir
 
-BLOCK_N = 64  # FlashFwdTraits<D>::kBlockN
+BLOCK_N = 64  # the backward's key tile (FlashBwdTraits)
+M_TILES = 2  # FlashFwdTraits<D>::kMTiles
 
 
 def expected_fwd(d: int) -> int:
-    return (BLOCK_N // 8) * (d // 16) + (d // 8) * (BLOCK_N // 16)
+    bn = 32 if d >= 128 else 64  # FlashFwdTraits<D>::kBlockN
+    return M_TILES * ((bn // 8) * (d // 16) + (d // 8) * (bn // 16))
 
 
 def expected_bwd_dq(d: int) -> int:

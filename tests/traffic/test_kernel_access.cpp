@@ -8,6 +8,7 @@
 
 #include <strata/api/flash.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <new>
@@ -16,6 +17,8 @@
 static_assert(strata::sim::traffic::kEnabled, "tests/traffic must be compiled as a traffic build");
 
 namespace {
+
+using strata::attention::FlashFwdTraits;
 
 namespace att = strata::attention;
 namespace traffic = strata::sim::traffic;
@@ -108,10 +111,18 @@ TEST_P(KernelAccess, FlashForwardAndBackward) {
   EXPECT_EQ(f.smem_load.wavefronts, 4 * f.ldmatrix);
 
   // The forward's exponentials: one exp2 per unmasked score, per row one rescale of the running
-  // sum by each of its quad's 4 lanes at every key tile after the first, and one log2 for the LSE.
+  // sum by each of its quad's 4 lanes at every key tile its block visits after the first (a
+  // causal block visits the tiles of its last row), and one log2 for the LSE.
+  const int bm = s.d == 64   ? FlashFwdTraits<64>::kBlockM
+                 : s.d == 96 ? FlashFwdTraits<96>::kBlockM
+                             : FlashFwdTraits<128>::kBlockM;
+  const int bn = s.d == 64   ? FlashFwdTraits<64>::kBlockN
+                 : s.d == 96 ? FlashFwdTraits<96>::kBlockN
+                             : FlashFwdTraits<128>::kBlockN;
   uint64_t want = 0;
   for (int r = 0; r < T; ++r) {
-    const int keys = s.causal ? r + 1 : T, tiles = (keys + 63) / 64;
+    const int block_keys = s.causal ? std::min(T, (r / bm + 1) * bm) : T;
+    const int keys = s.causal ? r + 1 : T, tiles = (block_keys + bn - 1) / bn;
     want += uint64_t(h) * (uint64_t(keys) + 4 * uint64_t(tiles - 1) + 1);
   }
   EXPECT_EQ(f.sfu, want);

@@ -1,9 +1,10 @@
 // Flash-attention forward on tensor cores, the sm_80 path (cp.async + ldmatrix + mma.sync, which
-// sm_86/89/90 run too): one block of 4 warps owns a tile of 64 query rows of one (sequence, head);
-// K/V tiles of 64 keys stream through double-buffered shared memory; every warp computes its 16
-// rows of S = Q K^T and O += P V with mma.m16n8k16, the online softmax in registers in base-2
-// units (the scale folded into log2(e)), causal / window tiles skipped and fully connected tiles
-// left unmasked, and the natural-log LSE written per row.
+// sm_86/89/90 run too): one block of 4 warps owns a tile of 128 query rows of one (sequence,
+// head), 32 per warp; K/V tiles of 64 keys stream through one shared-memory stage each, V's copy
+// overlapping S = Q K^T and the next K's overlapping O += P V; every warp computes S and O += P V
+// for its two m16 tiles with mma.m16n8k16, the online softmax in registers in base-2 units (the
+// scale folded into log2(e)), causal / window tiles skipped and fully connected tiles left
+// unmasked, and the natural-log LSE written per row.
 #pragma once
 
 #include <cstdint>
@@ -20,23 +21,40 @@
 namespace strata::attention {
 
 /// Tile shape of the forward kernel for head dimension D (a constexpr table, testable on the host).
+///
+/// Each warp owns kMTiles = 2 m16 tiles (32 query rows), so every K or V fragment read from
+/// shared memory feeds two mma: 1/32 byte per FLOP instead of 1/16, under an A100 SM's ratio of
+/// shared-memory bandwidth to tensor throughput (128 B/clk : 2048 FLOP/clk) instead of at it.
+/// K and V have one shared-memory stage each (FlashAttention-2's pipeline: V of tile n streams in
+/// during S = Q K^T, K of tile n + 1 during O += P V), which keeps the d = 128 block at 52,224
+/// bytes; its ~230 registers let two blocks (8 warps) share an A100 SM. Q stays in registers at
+/// d = 64; above, its fragments are reread from shared memory each k-step (their registers would
+/// not fit beside the 32-row accumulators of O and S).
 template <int D>
 struct FlashFwdTraits {
   static_assert(D % 16 == 0 && D >= 16 && D <= 256, "head dimension: a multiple of 16");
-  static constexpr int kBlockM = 64;  ///< query rows per block (16 per warp)
-  static constexpr int kBlockN = 64;  ///< keys per K/V tile
+  static constexpr int kMTiles = 2;  ///< m16 tiles of query rows per warp
   static constexpr int kWarps = 4;
+  static constexpr int kRowsPerWarp = 16 * kMTiles;
+  static constexpr int kBlockM = kRowsPerWarp * kWarps;  ///< query rows per block (128)
+  /// Keys per K/V tile: 32 at D = 128, where S of 64 keys (64 more fp32 registers) beside O's 128
+  /// would not fit 255 registers without spills (FlashAttention-2's 128 x 32 of sm_86).
+  static constexpr int kBlockN = D >= 128 ? 32 : 64;
   static constexpr int kThreads = 32 * kWarps;
+  /// Q fragments held in registers for the whole row tile.
+  static constexpr bool kQInRegs = D <= 64;
   static constexpr int kLd = D + 8;       ///< padded smem row: 16-byte aligned, banks staggered
   static constexpr int kChunks = D / 8;   ///< 16-byte chunks per row
   static constexpr int kKSteps = D / 16;  ///< k16 steps of S = Q K^T
-  static constexpr int kOTiles = D / 8;   ///< n8 tiles of O per warp
-  static constexpr int kSTiles = kBlockN / 8;  ///< n8 tiles of S per warp
-  /// Q tile, then two stages of K and of V.
+  static constexpr int kOTiles = D / 8;   ///< n8 tiles of O per m16 tile
+  static constexpr int kSTiles = kBlockN / 8;  ///< n8 tiles of S per m16 tile
+  /// Q tile, then one stage of K and one of V.
   template <class T>
-  static constexpr size_t kSmemBytes = size_t(kBlockM + 4 * kBlockN) * kLd * sizeof(T);
-  /// mma.sync instructions per (query tile, key tile) pair: S and P V, each over 4 warps.
-  static constexpr int kMmaPerTile = kWarps * (kSTiles * kKSteps + kOTiles * (kBlockN / 16));
+  static constexpr size_t kSmemBytes = size_t(kBlockM + 2 * kBlockN) * kLd * sizeof(T);
+  /// mma.sync instructions per (query tile, key tile) pair: S and P V for every m16 tile of 4
+  /// warps.
+  static constexpr int kMmaPerTile =
+      kWarps * kMTiles * (kSTiles * kKSteps + kOTiles * (kBlockN / 16));
 };
 
 /// Grid of the forward kernel: (query tiles of the longest sequence, heads, batch).
@@ -55,10 +73,10 @@ __global__ void __launch_bounds__(FlashFwdTraits<D>::kThreads)
   using Tr = FlashFwdTraits<D>;
   static_assert(Tr::template kSmemBytes<T> <= 99 * 1024,
                 "shared memory above 99 KB: sm_86 / sm_89 could not run this instantiation");
-  constexpr int BM = Tr::kBlockM, BN = Tr::kBlockN, LD = Tr::kLd;
+  constexpr int BM = Tr::kBlockM, BN = Tr::kBlockN, LD = Tr::kLd, MT = Tr::kMTiles;
   STRATA_DYNAMIC_SMEM(T, Qs);  // [BM][LD]
-  T* Ks = Qs + BM * LD;        // [2][BN][LD]
-  T* Vs = Ks + 2 * BN * LD;    // [2][BN][LD]
+  T* Ks = Qs + BM * LD;        // [BN][LD]
+  T* Vs = Ks + BN * LD;        // [BN][LD]
 
   const int tid = int(threadIdx.x), warp = tid / 32, lane = tid % 32;
   const int m_block = int(blockIdx.x), h = int(blockIdx.y), b = int(blockIdx.z);
@@ -68,6 +86,7 @@ __global__ void __launch_bounds__(FlashFwdTraits<D>::kThreads)
   const int h_k = h / (p.h / p.h_k);
   const Mask mask = var.mask(p, sb);
   const int m1 = m0 + BM < sb.tq ? m0 + BM : sb.tq;
+  const int w0 = warp * Tr::kRowsPerWarp;  // this warp's first row in the tile
   const TileSite site{sb, h, h_k, 0};
   auto at_row = [&](int row0) {
     TileSite t = site;
@@ -80,130 +99,156 @@ __global__ void __launch_bounds__(FlashFwdTraits<D>::kThreads)
   const int n_first = k_lo / BN, n_end = k_hi > k_lo ? (k_hi + BN - 1) / BN : n_first;
 
   var.template load_q<D, Tr::kThreads>(Qs, LD, p, at_row(m0), BM, tid);
-  if (n_first < n_end) {
+  if (n_first < n_end)
     var.template load_k<D, Tr::kThreads>(Ks, LD, p, at_row(n_first * BN), BN, tid);
-    var.template load_v<D, Tr::kThreads>(Vs, LD, p, at_row(n_first * BN), BN, tid);
-  }
   arch::cp_async_commit();
 
-  float o[Tr::kOTiles][4] = {};
-  core::OnlineSoftmax row_state[2];  // rows lane/4 and lane/4 + 8 of this warp; l is a lane partial
-  uint32_t qf[Tr::kKSteps][4];
+  float o[MT][Tr::kOTiles][4] = {};
+  core::OnlineSoftmax row_state[MT][2];  // rows lane/4 and lane/4 + 8 of each m16 tile
+  uint32_t qf[Tr::kQInRegs ? MT : 1][Tr::kQInRegs ? Tr::kKSteps : 1][4];
   const float scale_log2 = p.softmax_scale * core::kLog2e;
 
   for (int n = n_first; n < n_end; ++n) {
-    const int stage = (n - n_first) & 1;
-    if (n + 1 < n_end) {
-      var.template load_k<D, Tr::kThreads>(Ks + (stage ^ 1) * BN * LD, LD, p, at_row((n + 1) * BN),
-                                           BN, tid);
-      var.template load_v<D, Tr::kThreads>(Vs + (stage ^ 1) * BN * LD, LD, p, at_row((n + 1) * BN),
-                                           BN, tid);
-      arch::cp_async_commit();
-      arch::cp_async_wait<1>();
-    } else {
-      arch::cp_async_wait<0>();
-    }
+    // K of this tile (and Q) landed; every warp is past the previous tile's O += P V, so V's
+    // stage is free: its copy overlaps S = Q K^T.
+    arch::cp_async_wait<0>();
     __syncthreads();
-    if (n == n_first) {
-      STRATA_UNROLL
-      for (int kk = 0; kk < Tr::kKSteps; ++kk) load_a(qf[kk], Qs, LD, warp * 16, kk * 16, lane);
+    var.template load_v<D, Tr::kThreads>(Vs, LD, p, at_row(n * BN), BN, tid);
+    arch::cp_async_commit();
+    if constexpr (Tr::kQInRegs) {
+      if (n == n_first) {
+        STRATA_UNROLL
+        for (int mt = 0; mt < MT; ++mt) {
+          STRATA_UNROLL
+          for (int kk = 0; kk < Tr::kKSteps; ++kk)
+            load_a(qf[mt][kk], Qs, LD, w0 + mt * 16, kk * 16, lane);
+        }
+      }
     }
-    const T* Kt = Ks + stage * BN * LD;
-    const T* Vt = Vs + stage * BN * LD;
 
-    // S = Q K^T for this warp's 16 rows and the tile's 64 keys.
-    float s[Tr::kSTiles][4] = {};
+    // S = Q K^T for this warp's 32 rows and the tile's 64 keys: each K fragment feeds MT mma.
+    float s[MT][Tr::kSTiles][4] = {};
     STRATA_UNROLL
     for (int kk = 0; kk < Tr::kKSteps; ++kk) {
+      uint32_t qa[MT][4];
+      STRATA_UNROLL
+      for (int mt = 0; mt < MT; ++mt) {
+        if constexpr (Tr::kQInRegs) {
+          STRATA_UNROLL
+          for (int i = 0; i < 4; ++i) qa[mt][i] = qf[mt][kk][i];
+        } else {
+          load_a(qa[mt], Qs, LD, w0 + mt * 16, kk * 16, lane);
+        }
+      }
       STRATA_UNROLL
       for (int np = 0; np < Tr::kSTiles / 2; ++np) {
         uint32_t b0[2], b1[2];
-        load_b_nk(b0, b1, Kt, LD, np * 16, kk * 16, lane);
-        arch::mma_m16n8k16<T>(s[2 * np], qf[kk], b0, s[2 * np]);
-        arch::mma_m16n8k16<T>(s[2 * np + 1], qf[kk], b1, s[2 * np + 1]);
+        load_b_nk(b0, b1, Ks, LD, np * 16, kk * 16, lane);
+        STRATA_UNROLL
+        for (int mt = 0; mt < MT; ++mt) {
+          arch::mma_m16n8k16<T>(s[mt][2 * np], qa[mt], b0, s[mt][2 * np]);
+          arch::mma_m16n8k16<T>(s[mt][2 * np + 1], qa[mt], b1, s[mt][2 * np + 1]);
+        }
       }
     }
 
     // Scale to base-2 units; mask only a tile that straddles the mask or the end of the keys.
     const int n0 = n * BN;
     const bool full = mask.all_connected(m0, m1, n0, n0 + BN);
-    float tile_max[2] = {-INFINITY, -INFINITY};
     STRATA_UNROLL
-    for (int t = 0; t < Tr::kSTiles; ++t) {
+    for (int mt = 0; mt < MT; ++mt) {
+      float tile_max[2] = {-INFINITY, -INFINITY};
       STRATA_UNROLL
-      for (int i = 0; i < 4; ++i) {
-        int r, c;
-        arch::mma_c_coord(lane, i, r, c);
-        const int qi = m0 + warp * 16 + r, kj = n0 + t * 8 + c;
-        float x;
-        if constexpr (Variant::kTransformsLogits)
-          x = var.logit(s[t][i] * p.softmax_scale, qi, kj, h) * core::kLog2e;
-        else
-          x = s[t][i] * scale_log2;
-        if (!full && !mask.connected(qi, kj)) x = -INFINITY;
-        s[t][i] = x;
-        tile_max[i / 2] = tile_max[i / 2] > x ? tile_max[i / 2] : x;
+      for (int t = 0; t < Tr::kSTiles; ++t) {
+        STRATA_UNROLL
+        for (int i = 0; i < 4; ++i) {
+          int r, c;
+          arch::mma_c_coord(lane, i, r, c);
+          const int qi = m0 + w0 + mt * 16 + r, kj = n0 + t * 8 + c;
+          float x;
+          if constexpr (Variant::kTransformsLogits)
+            x = var.logit(s[mt][t][i] * p.softmax_scale, qi, kj, h) * core::kLog2e;
+          else
+            x = s[mt][t][i] * scale_log2;
+          if (!full && !mask.connected(qi, kj)) x = -INFINITY;
+          s[mt][t][i] = x;
+          tile_max[i / 2] = tile_max[i / 2] > x ? tile_max[i / 2] : x;
+        }
       }
-    }
-    // Online softmax per row: the quad of lanes sharing a row agrees on the maximum.
-    float rescale[2];
-    STRATA_UNROLL
-    for (int rr = 0; rr < 2; ++rr)
-      rescale[rr] = row_state[rr].raise_max(arch::warp_max<4>(tile_max[rr]));
-    STRATA_UNROLL
-    for (int t = 0; t < Tr::kOTiles; ++t) {
+      // Online softmax per row: the quad of lanes sharing a row agrees on the maximum.
+      float rescale[2];
       STRATA_UNROLL
-      for (int i = 0; i < 4; ++i) o[t][i] *= rescale[i / 2];
-    }
-    float psum[2] = {0.f, 0.f};
-    STRATA_UNROLL
-    for (int t = 0; t < Tr::kSTiles; ++t) {
+      for (int rr = 0; rr < 2; ++rr)
+        rescale[rr] = row_state[mt][rr].raise_max(arch::warp_max<4>(tile_max[rr]));
       STRATA_UNROLL
-      for (int i = 0; i < 4; ++i) {
-        s[t][i] = row_state[i / 2].weight(s[t][i]);
-        psum[i / 2] += s[t][i];
+      for (int t = 0; t < Tr::kOTiles; ++t) {
+        STRATA_UNROLL
+        for (int i = 0; i < 4; ++i) o[mt][t][i] *= rescale[i / 2];
       }
+      float psum[2] = {0.f, 0.f};
+      STRATA_UNROLL
+      for (int t = 0; t < Tr::kSTiles; ++t) {
+        STRATA_UNROLL
+        for (int i = 0; i < 4; ++i) {
+          s[mt][t][i] = row_state[mt][i / 2].weight(s[mt][t][i]);
+          psum[i / 2] += s[mt][t][i];
+        }
+      }
+      row_state[mt][0].add(psum[0]);
+      row_state[mt][1].add(psum[1]);
     }
-    row_state[0].add(psum[0]);
-    row_state[1].add(psum[1]);
+
+    // V of this tile landed; every warp is past S = Q K^T, so K's stage is free: the next
+    // tile's K streams in during O += P V.
+    arch::cp_async_wait<0>();
+    __syncthreads();
+    if (n + 1 < n_end)
+      var.template load_k<D, Tr::kThreads>(Ks, LD, p, at_row((n + 1) * BN), BN, tid);
+    arch::cp_async_commit();
 
     // O += P V: P's accumulator layout is the A-fragment layout of the next mma (two n8 tiles of
     // S form one k16 step); V's B fragments come from ldmatrix.trans of the [key][d] tile.
     STRATA_UNROLL
     for (int kp = 0; kp < BN / 16; ++kp) {
-      uint32_t pa[4];
-      acc_to_a<T>(pa, s[2 * kp], s[2 * kp + 1]);
+      uint32_t pa[MT][4];
+      STRATA_UNROLL
+      for (int mt = 0; mt < MT; ++mt) acc_to_a<T>(pa[mt], s[mt][2 * kp], s[mt][2 * kp + 1]);
       STRATA_UNROLL
       for (int dp = 0; dp < Tr::kOTiles / 2; ++dp) {
         uint32_t b0[2], b1[2];
-        load_b_kn(b0, b1, Vt, LD, kp * 16, dp * 16, lane);
-        arch::mma_m16n8k16<T>(o[2 * dp], pa, b0, o[2 * dp]);
-        arch::mma_m16n8k16<T>(o[2 * dp + 1], pa, b1, o[2 * dp + 1]);
+        load_b_kn(b0, b1, Vs, LD, kp * 16, dp * 16, lane);
+        STRATA_UNROLL
+        for (int mt = 0; mt < MT; ++mt) {
+          arch::mma_m16n8k16<T>(o[mt][2 * dp], pa[mt], b0, o[mt][2 * dp]);
+          arch::mma_m16n8k16<T>(o[mt][2 * dp + 1], pa[mt], b1, o[mt][2 * dp + 1]);
+        }
       }
     }
-    __syncthreads();  // the next iteration's loads overwrite this stage
   }
-  if (n_first >= n_end) arch::cp_async_wait<0>();  // no tile: only Q was loaded (unused)
+  arch::cp_async_wait<0>();  // no copy outlives the block (with no key tile, Q was loaded unused)
 
-  // Epilogue: normalise this thread's two rows and hand them to the variant's store (a row
-  // without keys is zero), then the LSE.
+  // Epilogue: normalise this thread's rows and hand them to the variant's store (a row without
+  // keys is zero), then the LSE.
   STRATA_UNROLL
-  for (int rr = 0; rr < 2; ++rr) {
-    core::OnlineSoftmax total = row_state[rr];
-    total.l = arch::warp_sum<4>(row_state[rr].l);
-    int r, col0;  // this thread's row of the warp's 16 and its first column
-    arch::mma_c_coord(lane, 2 * rr, r, col0);
-    const int row = m0 + warp * 16 + r;
-    const float inv = total.inv_sum();
-    float orow[2 * Tr::kOTiles];
+  for (int mt = 0; mt < MT; ++mt) {
     STRATA_UNROLL
-    for (int t = 0; t < Tr::kOTiles; ++t) {
-      orow[2 * t] = o[t][2 * rr] * inv;
-      orow[2 * t + 1] = o[t][2 * rr + 1] * inv;
+    for (int rr = 0; rr < 2; ++rr) {
+      core::OnlineSoftmax total = row_state[mt][rr];
+      total.l = arch::warp_sum<4>(row_state[mt][rr].l);
+      int r, col0;  // this thread's row of the m16 tile and its first column
+      arch::mma_c_coord(lane, 2 * rr, r, col0);
+      const int row = m0 + w0 + mt * 16 + r;
+      const float inv = total.inv_sum();
+      float orow[2 * Tr::kOTiles];
+      STRATA_UNROLL
+      for (int t = 0; t < Tr::kOTiles; ++t) {
+        orow[2 * t] = o[mt][t][2 * rr] * inv;
+        orow[2 * t + 1] = o[mt][t][2 * rr + 1] * inv;
+      }
+      const RowSite rs{int64_t(sb.q_begin) + row, h, col0, row < sb.tq};
+      var.template store_o<T>(orow, p, rs, arch::LaneGroupSum<4>{});
+      if (rs.valid && col0 == 0) p.lse[int64_t(h) * p.total_q + rs.token] = total.lse();
     }
-    const RowSite rs{int64_t(sb.q_begin) + row, h, col0, row < sb.tq};
-    var.template store_o<T>(orow, p, rs, arch::LaneGroupSum<4>{});
-    if (rs.valid && col0 == 0) p.lse[int64_t(h) * p.total_q + rs.token] = total.lse();
   }
 }
 

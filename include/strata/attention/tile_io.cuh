@@ -78,6 +78,10 @@ template <int D, int Threads, class T>
 STRATA_DEVICE void load_tile_rows(T* dst, int ld, const T* src, int64_t row_stride, int row0,
                                   int rows_valid, int nrows, int tid) {
   constexpr int kChunks = D / 8;
+  // Not unrolled: an unrolled copy loop lets the compiler hoist every iteration's 64-bit source
+  // offsets out of the kernel's mainloop, pinning registers for the whole kernel (18 at the d = 128
+  // forward, the difference between spilling and not).
+  STRATA_UNROLL_N(1)
   for (int c = tid; c < nrows * kChunks; c += Threads) {
     int r, chunk;
     tile_chunk<D>(c, nrows, r, chunk);

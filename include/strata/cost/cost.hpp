@@ -10,5 +10,6 @@
 #include "strata/cost/gated.hpp"
 #include "strata/cost/mea.hpp"
 #include "strata/cost/model.hpp"
+#include "strata/cost/papers.hpp"
 #include "strata/cost/traffic.hpp"
 #include "strata/cost/value_residual.hpp"

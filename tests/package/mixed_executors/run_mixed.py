@@ -10,7 +10,7 @@ then checks:
   1. lint: executor conditionals (STRATA_SIM, __CUDACC__, STRATA_HAS_MMA_SM80) appear only in the
      headers whose entities are all executor-specific or simulator-only;
   2. one executable, linked sim-first and nvcc-first: the simulator half runs the d = 128 forward
-     (87,040 bytes of shared memory) and a user kernel from a shared header, checked against fp64;
+     (52,224 bytes of shared memory) and a user kernel from a shared header, checked against fp64;
      the nvcc half returns its CUDA error (no device) or, on a GPU, the same results;
   3. two shared objects loaded with RTLD_GLOBAL, in both orders: the same;
   4. symbol audit: every symbol both objects define (the linker keeps one of them) is executor-

@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# The one-command GPU check, for the day a GPU is at hand (about 8 minutes, no network):
+#   1. binaries: the bundle scripts/build_gpu.sh left in build-gpu/ (built here, carried over),
+#      or, without one, the same build on this machine with all its cores;
+#   2. correctness on the GPU: every method's stack forward and backward against fp64
+#      (layer_stack_gpu: Depth-Attention, ResFormer/SVFormer, ExoFormer, MEA, Gated Attention);
+#   3. compute-sanitizer memcheck and racecheck on the same small stacks (every kernel family
+#      they launch: token-local passes, flash forward, backward preprocess, dQ, dK/dV);
+#   4. benchmarks: Strata's flash forward and backward at 1k-16k tokens, d = 64/96/128, causal
+#      and not (bench_flash_gpu), then PyTorch's scaled_dot_product_attention through its flash
+#      and cuDNN backends at the same shapes in the same run (scripts/sdpa_baseline.py);
+#   5. one table of TFLOP/s and ratios, printed last, and JSON in the output folder.
+# Without a GPU it refuses at once (exit 2) and runs nothing. A failed step does not stop the
+# later ones; the exit status is non-zero if any failed.
+#
+# Usage: scripts/gpu_check.sh [--bundle DIR] [--out DIR]
+set -uo pipefail
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+bundle="$repo/build-gpu"
+out="${OUT:-$repo/gpu_check_out}"
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --bundle) bundle=$2; shift 2 ;;
+    --out) out=$2; shift 2 ;;
+    *) echo "gpu_check: unknown argument $1" >&2; exit 64 ;;
+  esac
+done
+
+if ! command -v nvidia-smi >/dev/null 2>&1 || ! nvidia-smi -L >/dev/null 2>&1; then
+  echo "gpu_check: no GPU here (nvidia-smi is missing or lists no device); nothing was run." >&2
+  echo "gpu_check: without a GPU, ctest runs every kernel in the simulator." >&2
+  exit 2
+fi
+
+mkdir -p "$out"
+t0=$(date +%s)
+failed=()
+gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)
+cc=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader | head -1 | tr -d '.')
+phase() { echo; echo "== gpu_check [$(( $(date +%s) - t0 )) s] $*"; }
+step() {  # name, timeout in seconds, command...
+  local name=$1 limit=$2; shift 2
+  if timeout "$limit" "$@"; then echo "gpu_check: $name: ok"
+  else echo "gpu_check: $name: FAILED (exit $?)"; failed+=("$name"); fi
+}
+
+phase "GPU: $gpu (sm_$cc); $(nvidia-smi --query-gpu=driver_version --format=csv,noheader | head -1) driver; nvcc $(nvcc --version 2>/dev/null | sed -n 's/.*release \([0-9.]*\).*/\1/p')"
+if [ ! -x "$bundle/layer_stack_gpu" ] || [ ! -x "$bundle/bench_flash_gpu" ]; then
+  phase "no bundle in $bundle: building for sm_$cc with $(nproc) cores"
+  bundle="$out/bin"
+  step build 420 bash "$repo/scripts/build_gpu.sh" --arch "$cc" --out "$bundle" || true
+fi
+
+phase "correctness: every method's stack against fp64 on the GPU"
+step correctness 60 "$bundle/layer_stack_gpu"
+
+if command -v compute-sanitizer >/dev/null 2>&1; then
+  phase "compute-sanitizer memcheck"
+  step memcheck 100 compute-sanitizer --tool memcheck --error-exitcode 9 "$bundle/layer_stack_gpu"
+  phase "compute-sanitizer racecheck"
+  step racecheck 120 compute-sanitizer --tool racecheck --error-exitcode 9 "$bundle/layer_stack_gpu"
+else
+  echo "gpu_check: compute-sanitizer is not installed: sanitizer steps skipped"
+  failed+=("sanitizer-missing")
+fi
+
+phase "Strata flash benchmarks (bench_flash_gpu)"
+step strata-bench 150 "$bundle/bench_flash_gpu" \
+  --benchmark_filter='seqlen:(1024|2048|4096|8192|16384)/' --benchmark_min_time=0.05 \
+  --benchmark_out="$out/strata_flash.json" --benchmark_out_format=json
+
+phase "PyTorch SDPA baselines (flash, cuDNN)"
+step sdpa 120 python3 "$repo/scripts/sdpa_baseline.py" --out "$out/sdpa.json"
+
+phase "report"
+python3 "$repo/scripts/gpu_report.py" --strata "$out/strata_flash.json" --sdpa "$out/sdpa.json" \
+  --gpu "$gpu" --out "$out/gpu_check.json" || failed+=("report")
+echo
+echo "gpu_check: $(( $(date +%s) - t0 )) s; JSON in $out"
+if [ "${#failed[@]}" -gt 0 ]; then
+  echo "gpu_check: failed steps: ${failed[*]}"
+  exit 1
+fi
+echo "gpu_check: every step passed"
