@@ -100,7 +100,8 @@ double append_bytes_per_token(int heads, int d, bool store_v) {
 }
 
 /// Measured KV-cache bytes per token of a whole model: the sum over layers of what the append
-/// kernel writes (V only where `v_layers` says so), with `heads` cached heads per layer.
+/// kernel writes, with `heads` cached heads per layer: K and V in every layer, or (SVFormer) V in
+/// layer 0 only.
 double model_cache_bytes(const cost::ModelShape& m, int heads, bool v_every_layer) {
   const double kv = append_bytes_per_token(heads, int(m.head_dim), true);
   const double k_only = append_bytes_per_token(heads, int(m.head_dim), false);

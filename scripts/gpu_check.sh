@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The one-command GPU check, for the day a GPU is at hand (about 8 minutes, no network):
+# The one-command GPU check, for the day a GPU is at hand (no network; at most about 8 minutes with
+# the bundle, each step under its own timeout; a build on the GPU machine adds up to 7):
 #   1. binaries: the bundle scripts/build_gpu.sh left in build-gpu/ (built here, carried over),
 #      or, without one, the same build on this machine with all its cores;
 #   2. correctness on the GPU: every method's stack forward and backward against fp64
@@ -57,21 +58,21 @@ step correctness 60 "$bundle/layer_stack_gpu"
 
 if command -v compute-sanitizer >/dev/null 2>&1; then
   phase "compute-sanitizer memcheck"
-  step memcheck 100 compute-sanitizer --tool memcheck --error-exitcode 9 "$bundle/layer_stack_gpu"
+  step memcheck 80 compute-sanitizer --tool memcheck --error-exitcode 9 "$bundle/layer_stack_gpu"
   phase "compute-sanitizer racecheck"
-  step racecheck 120 compute-sanitizer --tool racecheck --error-exitcode 9 "$bundle/layer_stack_gpu"
+  step racecheck 100 compute-sanitizer --tool racecheck --error-exitcode 9 "$bundle/layer_stack_gpu"
 else
   echo "gpu_check: compute-sanitizer is not installed: sanitizer steps skipped"
   failed+=("sanitizer-missing")
 fi
 
 phase "Strata flash benchmarks (bench_flash_gpu)"
-step strata-bench 150 "$bundle/bench_flash_gpu" \
+step strata-bench 120 "$bundle/bench_flash_gpu" \
   --benchmark_filter='seqlen:(1024|2048|4096|8192|16384)/' --benchmark_min_time=0.05 \
   --benchmark_out="$out/strata_flash.json" --benchmark_out_format=json
 
 phase "PyTorch SDPA baselines (flash, cuDNN)"
-step sdpa 120 python3 "$repo/scripts/sdpa_baseline.py" --out "$out/sdpa.json"
+step sdpa 100 python3 "$repo/scripts/sdpa_baseline.py" --out "$out/sdpa.json"
 
 phase "report"
 python3 "$repo/scripts/gpu_report.py" --strata "$out/strata_flash.json" --sdpa "$out/sdpa.json" \
