@@ -18,7 +18,8 @@ TEST(PerfModel, PeakRatesAreNvidiasFigures) {
 }
 
 TEST(PerfModel, ResidentBlocksTakeTheBindingLimit) {
-  // shared memory binds: 87,040 bytes (a d = 128 forward with two K/V stages) -> 1 block on an A100, 2 on an H100
+  // shared memory binds: 87,040 bytes (a d = 128 forward with two K/V stages) -> 1 block on an
+  // A100, 2 on an H100
   EXPECT_EQ(resident_blocks(kA100, {128, 128, 87040}), 1);
   EXPECT_EQ(resident_blocks(kH100, {128, 128, 87040}), 2);
   // FlashAttention-2's d = 128 forward: 64 KB -> 2 blocks of 4 warps on an A100
