@@ -14,10 +14,11 @@
 #include <strata/api/output_gate.hpp>
 #include <strata/cost/cost.hpp>
 
+#include "watched_tensor.hpp"
+
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
-#include <new>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -32,19 +33,8 @@ namespace papers = strata::cost::papers;
 namespace traffic = strata::sim::traffic;
 using bf16 = __nv_bfloat16;
 
-/// A tensor on a 128-byte boundary, watched by the traffic counter.
 template <class T>
-struct Tensor {
-  T* p;
-  size_t n;
-  explicit Tensor(size_t count, float fill = 0.f)
-      : p(static_cast<T*>(::operator new(count * sizeof(T), std::align_val_t(128)))), n(count) {
-    for (size_t i = 0; i < n; ++i) p[i] = strata::core::from_float<T>(fill + 0.01f * float(i % 13));
-    traffic::watch(p, n * sizeof(T));
-  }
-  ~Tensor() { ::operator delete(p, std::align_val_t(128)); }
-  Tensor(const Tensor&) = delete;
-};
+using Tensor = strata_bench::WatchedTensor<T>;
 
 int failures = 0;
 

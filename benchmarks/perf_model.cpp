@@ -16,12 +16,13 @@
 #include <strata/cost/attention.hpp>
 #include <strata/cost/perf_model.hpp>
 
+#include "watched_tensor.hpp"
+
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
-#include <new>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -35,18 +36,8 @@ namespace cost = strata::cost;
 namespace traffic = strata::sim::traffic;
 using bf16 = __nv_bfloat16;
 
-/// A tensor on a 128-byte boundary, watched by the traffic counter.
 template <class T>
-struct Tensor {
-  T* p;
-  explicit Tensor(size_t n, float fill = 0.f)
-      : p(static_cast<T*>(::operator new(n * sizeof(T), std::align_val_t(128)))) {
-    for (size_t i = 0; i < n; ++i) p[i] = strata::core::from_float<T>(fill + 0.01f * float(i % 17));
-    traffic::watch(p, n * sizeof(T));
-  }
-  ~Tensor() { ::operator delete(p, std::align_val_t(128)); }
-  Tensor(const Tensor&) = delete;
-};
+using Tensor = strata_bench::WatchedTensor<T>;
 
 /// The units' work of a whole launch sequence, from the simulator's counters.
 cost::TileWork work_of(const strata::sim::Counters& c) {

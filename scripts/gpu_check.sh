@@ -50,7 +50,7 @@ phase "GPU: $gpu (sm_$cc); $(nvidia-smi --query-gpu=driver_version --format=csv,
 if [ ! -x "$bundle/layer_stack_gpu" ] || [ ! -x "$bundle/bench_flash_gpu" ]; then
   phase "no bundle in $bundle: building for sm_$cc with $(nproc) cores"
   bundle="$out/bin"
-  step build 420 bash "$repo/scripts/build_gpu.sh" --arch "$cc" --out "$bundle" || true
+  step build 420 bash "$repo/scripts/build_gpu.sh" --arch "$cc" --out "$bundle"
 fi
 
 phase "correctness: every method's stack against fp64 on the GPU"
