@@ -48,13 +48,21 @@ cost::TileWork work_of(const strata::sim::Counters& c) {
   return w;
 }
 
+/// What a row of the model runs: the forward, the deterministic backward (dQ kernel + dK/dV
+/// kernel: 7 products per tile pair) or the fast one (dK/dV kernel with atomic dQ: 5 products).
+enum class Pass { kFwd, kBwd, kBwdFast };
+const char* pass_name(Pass p) {
+  return p == Pass::kFwd ? "fwd" : p == Pass::kBwd ? "bwd" : "bwd fast";
+}
+
 /// Runs the forward (or forward then, counted alone, the backward) of one head over T tokens and
 /// returns the counters of its launches.
-strata::sim::Counters measure(int T, int d, bool causal, bool backward) {
+strata::sim::Counters measure(int T, int d, bool causal, Pass pass) {
+  const bool backward = pass != Pass::kFwd;
   traffic::clear();
   const size_t n = size_t(T) * d;
   Tensor<bf16> q(n, -0.05f), k(n, 0.02f), v(n, 0.1f), o(n), dout(n, -0.1f), dq(n), dk(n), dv(n);
-  Tensor<float> lse(static_cast<size_t>(T)), dsum(static_cast<size_t>(T));
+  Tensor<float> lse(static_cast<size_t>(T)), dsum(static_cast<size_t>(T)), dq_accum(n);
   att::FlashBwdParams p;
   p.q = q.p, p.k = k.p, p.v = v.p, p.o = o.p, p.lse = lse.p;
   p.dout = dout.p, p.dq = dq.p, p.dk = dk.p, p.dv = dv.p, p.dsum = dsum.p;
@@ -66,6 +74,8 @@ strata::sim::Counters measure(int T, int d, bool causal, bool backward) {
   p.k_head_stride = p.v_head_stride = p.dk_head_stride = p.dv_head_stride = d;
   p.softmax_scale = 1.f / std::sqrt(float(d));
   p.is_causal = causal;
+  p.deterministic = pass != Pass::kBwdFast;
+  p.dq_accum = dq_accum.p;
   strata::sim::reset_counters();
   if (!strata::api::flash_fwd(p).ok()) std::abort();
   if (backward) {
@@ -77,14 +87,16 @@ strata::sim::Counters measure(int T, int d, bool causal, bool backward) {
 }
 
 /// The (query rows x keys) tile whose pairs the split counts: the forward's kBlockM x kBlockN;
-/// the backward's 64 x 64 (its dQ kernel's tiles; its dK/dV kernel's work per 64 keys is the same
-/// per pair).
+/// the backward's 64 x 64 (the dQ kernel's tiles; the dK/dV kernel's 64 keys meet 64 or 128
+/// queries per step, the same work per 64 x 64 pair; the diagonal tiles of a causal problem
+/// that a 128-query tile covers beyond it are a per-row-tile term).
 struct Tile {
   int bm, bn;
 };
 template <int D>
 Tile tile_of(bool backward) {
   using Fwd = att::FlashFwdTraits<D>;
+  static_assert(att::FlashBwdTraits<D>::kBlockNKv == 64 && att::FlashBwdTraits<D>::kBlockM == 64);
   return backward ? Tile{64, 64} : Tile{Fwd::kBlockM, Fwd::kBlockN};
 }
 Tile tile_of(int d, bool backward) {
@@ -96,14 +108,14 @@ Tile tile_of(int d, bool backward) {
 struct Split {
   cost::TileWork per_pair, per_row_tile;
 };
-Split split_work(int d, bool causal, bool backward) {
+Split split_work(int d, bool causal, Pass pass) {
   const int t1 = 128, t2 = 256;
-  const Tile tl = tile_of(d, backward);
+  const Tile tl = tile_of(d, pass != Pass::kFwd);
   const double n1 = (t1 + tl.bm - 1) / tl.bm, n2 = (t2 + tl.bm - 1) / tl.bm;
   const double p1 = cost::tile_pairs(t1, tl.bm, tl.bn, causal),
                p2 = cost::tile_pairs(t2, tl.bm, tl.bn, causal);
-  const cost::TileWork w1 = work_of(measure(t1, d, causal, backward)),
-                       w2 = work_of(measure(t2, d, causal, backward));
+  const cost::TileWork w1 = work_of(measure(t1, d, causal, pass)),
+                       w2 = work_of(measure(t2, d, causal, pass));
   const double det = n1 * p2 - n2 * p1;
   const auto solve = [&](double a, double b, double& fixed, double& tile) {
     fixed = (a * p2 - b * p1) / det;
@@ -126,40 +138,49 @@ int registers(const std::string& budget, const std::string& kernel, const char* 
   return r == std::string::npos ? 0 : std::atoi(budget.c_str() + r + 13);
 }
 
-std::string kernel_name(const char* kernel, int d, bool backward) {
+/// ptxas's name of a vanilla bf16 instantiation; `flag` is the dK/dV kernel's kAtomicDq.
+std::string kernel_name(const char* kernel, int d, bool backward, const char* flag = nullptr) {
   return std::string("void strata::attention::cuda_v1::") + kernel + "<__nv_bfloat16, " +
-         std::to_string(d) + ", strata::attention::cuda_v1::VanillaAttention>(strata::attention::" +
-         (backward ? "FlashBwdParams" : "FlashFwdParams") +
+         std::to_string(d) + ", strata::attention::cuda_v1::VanillaAttention" +
+         (flag ? std::string(", ") + flag : std::string()) +
+         ">(strata::attention::" + (backward ? "FlashBwdParams" : "FlashFwdParams") +
          ", strata::attention::cuda_v1::VanillaAttention)";
 }
 
 template <int D>
-void resources(const std::string& budget, const char* arch, bool backward,
+void resources(const std::string& budget, const char* arch, Pass pass,
                std::vector<cost::BlockResources>& out) {
   using Fwd = att::FlashFwdTraits<D>;
   using Bwd = att::FlashBwdTraits<D>;
-  if (!backward) {
+  if (pass == Pass::kFwd) {
     out.push_back({Fwd::kThreads,
                    registers(budget, kernel_name("flash_fwd_kernel", D, false), arch),
                    int(Fwd::template kSmemBytes<bf16>)});
-  } else {
+    return;
+  }
+  if (pass == Pass::kBwd)
     out.push_back({Bwd::kThreads,
                    registers(budget, kernel_name("flash_bwd_dq_kernel", D, true), arch),
                    int(Bwd::template kSmemDq<bf16>)});
-    out.push_back({Bwd::kThreads,
-                   registers(budget, kernel_name("flash_bwd_dkdv_kernel", D, true), arch),
-                   int(Bwd::template kSmemDkDv<bf16>)});
-  }
+  out.push_back({Bwd::kThreads,
+                 registers(budget,
+                           kernel_name("flash_bwd_dkdv_kernel", D, true,
+                                       pass == Pass::kBwd ? "false" : "true"),
+                           arch),
+                 int(Bwd::template kSmemDkDv<bf16>)});
 }
 
-/// The kernels' mma.sync count by their traits: the forward's per tile pair; the backward's dQ
-/// kernel per pair and its dK/dV kernel per (kBlockMKv x 64) pair, over 4 warps.
+/// The kernels' mma.sync count by their traits: the forward's per tile pair; the backward's per
+/// 64 x 64 pair: the dQ kernel's (deterministic) and the dK/dV kernel's (BMKV x 64 per step),
+/// over 4 warps.
 template <int D>
-double analytic_mma(bool backward, double pairs) {
+double analytic_mma(Pass pass, double pairs) {
   using Fwd = att::FlashFwdTraits<D>;
   using Bwd = att::FlashBwdTraits<D>;
-  if (!backward) return pairs * Fwd::kMmaPerTile;
-  return pairs * Bwd::kWarps * (Bwd::kMmaDq + (64 / Bwd::kBlockMKv) * Bwd::kMmaDkDv);
+  if (pass == Pass::kFwd) return pairs * Fwd::kMmaPerTile;
+  const double dkdv = double(Bwd::kMmaDkDv + (pass == Pass::kBwdFast ? Bwd::kMmaDqFused : 0)) *
+                      64.0 / Bwd::kBlockMKv;
+  return pairs * Bwd::kWarps * ((pass == Pass::kBwd ? Bwd::kMmaDq : 0) + dkdv);
 }
 
 std::string occupancy(const cost::SmSpec& sm, const std::vector<cost::BlockResources>& ks) {
@@ -211,12 +232,13 @@ int main(int argc, char** argv) {
   std::printf(
       "| GPU | pass | d | causal | kernel | blocks/SM | tensor ms | smem ms | sfu ms | dram ms | "
       "limit | ceiling TFLOP/s |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n");
-  for (const bool backward : {false, true})
+  for (const Pass pass : {Pass::kFwd, Pass::kBwd, Pass::kBwdFast})
     for (const int d : {64, 96, 128})
       for (const bool causal : {false, true}) {
+        const bool backward = pass != Pass::kFwd;
         const int64_t heads = 2048 / d;
         const double bh = double(batch * heads);
-        const Split s = split_work(d, causal, backward);
+        const Split s = split_work(d, causal, pass);
         const Tile tl = tile_of(d, backward);
         const double pairs = bh * cost::tile_pairs(T, tl.bm, tl.bn, causal),
                      rows = bh * double((T + tl.bm - 1) / tl.bm);
@@ -233,18 +255,23 @@ int main(int argc, char** argv) {
         const double flops = backward ? cost::attention_backward_flops(batch, T, heads, d, causal)
                                       : cost::attention_forward_flops(batch, T, heads, d, causal);
         const double tensors = backward ? 8 : 4;  // bf16 [B, T, H, d] operands read or written
-        const double dram = bh * double(T) * (tensors * d * 2 + (backward ? 8 : 4));
+        // + the fast mode's fp32 dQ accumulator, zeroed and read back once (its atomics meet in
+        // L2, which the model does not have)
+        const double dram =
+            bh * double(T) *
+            (tensors * d * 2 + (backward ? 8 : 4) + (pass == Pass::kBwdFast ? 2.0 * d * 4 : 0));
         for (const cost::SmSpec* sm : {&cost::kA100, &cost::kH100}) {
           const char* arch = sm == &cost::kA100 ? "sm_80" : "sm_90a";
           std::vector<cost::BlockResources> res;
-          if (d == 64) resources<64>(budget, arch, backward, res);
-          if (d == 96) resources<96>(budget, arch, backward, res);
-          if (d == 128) resources<128>(budget, arch, backward, res);
-          const char* pass = backward ? "bwd" : "fwd";
-          row(*sm, pass, d, causal, "Strata", occupancy(*sm, res),
+          if (d == 64) resources<64>(budget, arch, pass, res);
+          if (d == 96) resources<96>(budget, arch, pass, res);
+          if (d == 128) resources<128>(budget, arch, pass, res);
+          row(*sm, pass_name(pass), d, causal, "Strata", occupancy(*sm, res),
               cost::bound(*sm, ours, 1, dram, flops));
+          // FlashAttention-2's backward is the atomic-dQ one: its row stands beside the fast mode
+          if (pass == Pass::kBwd) continue;
           const cost::BlockResources fres{32 * fc.warps, 0, fc.smem_bytes};
-          row(*sm, pass, d, causal, "FlashAttention-2", occupancy(*sm, {fres}),
+          row(*sm, pass_name(pass), d, causal, "FlashAttention-2", occupancy(*sm, {fres}),
               cost::bound(*sm, fa2, fa2_pairs, dram, flops));
         }
       }
@@ -256,16 +283,16 @@ int main(int argc, char** argv) {
       "| pass | d | mma | analytic mma | smem wavefronts | bank-conflict wavefronts | cp.async "
       "sector efficiency | global load sector efficiency | global store sector efficiency | "
       "SFU ops per score |\n|---|---|---|---|---|---|---|---|---|---|\n");
-  for (const bool backward : {false, true})
+  for (const Pass pass : {Pass::kFwd, Pass::kBwd, Pass::kBwdFast})
     for (const int d : {64, 96, 128}) {
-      const strata::sim::Counters c = measure(256, d, false, backward);
-      const Tile tl = tile_of(d, backward);
+      const strata::sim::Counters c = measure(256, d, false, pass);
+      const Tile tl = tile_of(d, pass != Pass::kFwd);
       const double pairs = cost::tile_pairs(256, tl.bm, tl.bn, false);
-      const double analytic = d == 64   ? analytic_mma<64>(backward, pairs)
-                              : d == 96 ? analytic_mma<96>(backward, pairs)
-                                        : analytic_mma<128>(backward, pairs);
+      const double analytic = d == 64   ? analytic_mma<64>(pass, pairs)
+                              : d == 96 ? analytic_mma<96>(pass, pairs)
+                                        : analytic_mma<128>(pass, pairs);
       std::printf("| %s | %d | %llu | %.0f | %llu | %llu | %.3f | %.3f | %.3f | %.3f |\n",
-                  backward ? "bwd" : "fwd", d, (unsigned long long)c.mma, analytic,
+                  pass_name(pass), d, (unsigned long long)c.mma, analytic,
                   (unsigned long long)(c.smem_load.wavefronts + c.smem_store.wavefronts),
                   (unsigned long long)(c.smem_load.conflicts + c.smem_store.conflicts),
                   c.gmem_cp_async.sector_efficiency(), c.gmem_load.sector_efficiency(),

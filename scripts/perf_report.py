@@ -41,7 +41,7 @@ The H100 rows are the mma.sync path at an assumed 2048 FLOP/clk/SM (perf_model.h
 
 KERNEL = re.compile(
     r"void strata::attention::cuda_v1::(flash_fwd_kernel|flash_bwd_dq_kernel|flash_bwd_dkdv_kernel|"
-    r"flash_bwd_preprocess_kernel)<(__nv_bfloat16|__half), (\d+), ([^>(]+)>"
+    r"flash_bwd_dq_convert_kernel|flash_bwd_preprocess_kernel)<(__nv_bfloat16|__half), (\d+), ([^>(]+)>"
 )
 
 
@@ -62,7 +62,10 @@ def registers_table(budget: dict) -> str:
         if not m:
             continue
         kernel, dtype, d, variant = m.groups()
+        variant, _, flag = variant.partition(", ")  # the dK/dV kernel's kAtomicDq
         variant = variant.split("::")[-1]
+        if kernel == "flash_bwd_dkdv_kernel":
+            kernel += " (atomic dQ)" if flag == "true" else ""
         a80, a90 = info.get("sm_80", {}), info.get("sm_90a", {})
         sass = a80.get("sass", {})
         rows.append((kernel, int(d), "bf16" if "bfloat" in dtype else "fp16", variant, a80.get("registers", "-"),
@@ -76,7 +79,7 @@ def registers_table(budget: dict) -> str:
            "",
            "| kernel | d | dtype | variant | sm_80 | sm_90a | warps/SM by registers (sm_80) | SASS HMMA/LDSM/LDGSTS/MUFU |",
            "|---|---|---|---|---|---|---|---|"]
-    out += [f"| {k} | {d} | {t} | {v} | {r80} | {r90} | {register_warps(r80) if k != 'flash_bwd_preprocess_kernel' else '-'} | {sa} |"
+    out += [f"| {k} | {d} | {t} | {v} | {r80} | {r90} | {register_warps(r80) if k not in ('flash_bwd_preprocess_kernel', 'flash_bwd_dq_convert_kernel') else '-'} | {sa} |"
             for k, d, t, v, r80, r90, sa in rows]
     return "\n".join(out) + "\n"
 

@@ -34,7 +34,8 @@ struct Case {
   float scale = 0.f;  // 0: 1/sqrt(d)
   bool varlen = true;
   uint64_t seed = 1;
-  double spread = 1.0;  // input magnitude (large values give logits of +-1e4)
+  double spread = 1.0;        // input magnitude (large values give logits of +-1e4)
+  bool deterministic = true;  // backward: false runs the fast mode (atomic dQ)
 
   std::string describe() const {
     std::ostringstream s;
@@ -45,7 +46,8 @@ struct Case {
       for (int n : lens_k) s << ' ' << n;
     }
     s << " h " << h << '/' << h_k << " d " << d << (causal ? " causal" : "") << " window "
-      << window_left << (varlen ? " varlen" : " fixed") << " seed " << seed;
+      << window_left << (varlen ? " varlen" : " fixed") << " seed " << seed
+      << (deterministic ? "" : " fast");
     return s.str();
   }
 };
@@ -146,7 +148,7 @@ struct Problem {
   ref::AttentionConfig c;
   ref::Tensor q, k, v, dout;
   Vec<T> qs, ks, vs, dos, o, dq, dk, dv;
-  Vec<float> lse, dsum;
+  Vec<float> lse, dsum, dq_accum;
   Vec<int> cuq, cuk;
   att::FlashBwdParams p;
   int64_t nq = 0, nk = 0;
@@ -191,6 +193,11 @@ struct Problem {
     p.softmax_scale = float(c.scale());
     p.is_causal = cs.causal;
     p.window_left = cs.window_left;
+    p.deterministic = cs.deterministic;
+    if (!cs.deterministic) {  // poisoned: the preprocess must zero it
+      dq_accum.assign(size_t(nq * cs.h * d) + 1, NAN);
+      p.dq_accum = dq_accum.data();
+    }
   }
   Problem(const Problem&) = delete;
   Problem& operator=(const Problem&) = delete;

@@ -1,7 +1,9 @@
 // The tensor-core flash backward (preprocess, dQ, dK/dV) in the simulator against the fp64
 // reference: FlashAttention's rule on every element of dQ, dK and dV, after the kernel forward.
+// Every case runs in both modes: deterministic (the default) and fast (atomic dQ).
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 
@@ -21,7 +23,7 @@ BwdErrors run_bwd(const Case& c) {
 }
 
 template <class T>
-void expect_pass(const Case& c) {
+void expect_pass_mode(const Case& c) {
   const BwdErrors e = run_bwd<T>(c);
   const char* names[3] = {"dQ", "dK", "dV"};
   std::string detail;
@@ -32,6 +34,15 @@ void expect_pass(const Case& c) {
     printf("%s:%s ratio %.3g\n", c.describe().c_str(), detail.c_str(), e.worst_ratio());
   EXPECT_TRUE(e.pass()) << c.describe() << ":" << detail << (e.nan ? " NaN" : "") << " "
                         << e.status;
+}
+
+/// The case in the deterministic and in the fast mode.
+template <class T>
+void expect_pass(Case c) {
+  for (bool deterministic : {true, false}) {
+    c.deterministic = deterministic;
+    expect_pass_mode<T>(c);
+  }
 }
 
 TEST(FlashBwd, LengthsThatBreakTiles) {
@@ -99,6 +110,19 @@ TEST(FlashBwd, AllSchedules) {
   }
 }
 
+TEST(FlashBwd, FastModeNeedsItsAccumulator) {
+  Case c = fixed_case(20, 1, 2, 1, 64, false);
+  c.deterministic = false;
+  Problem<bf16> pr(c, 64);
+  pr.p.dq_accum = nullptr;
+  const auto st = strata::api::flash_bwd(pr.p);
+  ASSERT_FALSE(st.ok());
+  EXPECT_NE(std::string(st.message()).find("dq_accum"), std::string::npos) << st.message();
+  for (const bf16& x : pr.dq) EXPECT_TRUE(std::isnan(float(strata::core::to_float(x))));
+  pr.p.total_q = 0;  // nothing to accumulate: no workspace needed
+  EXPECT_EQ(strata::api::flash_bwd_dq_accum_bytes(pr.p), 0u);
+}
+
 TEST(FlashBwd, DeterministicAcrossRunsWorkersAndSchedules) {
   // every gradient element is summed by one thread in a fixed order: identical bits whatever the
   // block order (workers) or the thread interleaving (schedules)
@@ -123,11 +147,12 @@ TEST(FlashBwd, RandomizedConfigurations) {
   Rng rng(4242);
   for (int i = 0; i < 200; ++i) {
     bool bf16_case = true;
-    const Case c = random_case(rng, 80, uint64_t(1000 + i), bf16_case);
+    Case c = random_case(rng, 80, uint64_t(1000 + i), bf16_case);
+    c.deterministic = i % 2 == 0;  // half of them in the fast mode
     if (bf16_case)
-      expect_pass<bf16>(c);
+      expect_pass_mode<bf16>(c);
     else
-      expect_pass<fp16>(c);
+      expect_pass_mode<fp16>(c);
   }
 }
 

@@ -6,8 +6,9 @@ With key tiles of BN = 64 and head dim D, each warp issues per (query tile, key 
 - forward (key tiles of BN = 32 at D = 128): per m16 tile S = Q K^T (BN/8)(D/16) and
   O += P V (D/8)(BN/16), i.e. BN D / 64, for each of the warp's M_TILES = 2 tiles of 16 rows;
 - backward dQ kernel: S and dP = dO V^T (BN/8)(D/16) each, dQ += dS K (D/8)(BN/16), i.e. 1.5 D;
-- backward dK/dV kernel (query tiles of BMKV = 64 for D = 64, else 32): S^T, dP^T (BMKV/8)(D/16)
-  each, dV += P^T dO and dK += dS^T Q (D/8)(BMKV/16) each, i.e. 4 (BMKV/8)(D/16).
+- backward dK/dV kernel (query tiles of BMKV = 128 for D = 64, else 64; 4 warps in a 2 x 2 grid):
+  S and dP (BMKV/32)(BN/16)(D/16) each, dV += P^T dO and dK += dS^T Q (BN/32)(D/16)(BMKV/16) each,
+  and in the fast mode (template flag true) dQ += dS K (BMKV/32)(D/16)(BN/16).
 A count that differs means the compiler duplicated a mainloop (peeling) or a loop was not
 unrolled into the register-resident form the kernel was written for.
 """
@@ -35,9 +36,14 @@ def expected_bwd_dq(d: int) -> int:
     return 2 * (BLOCK_N // 8) * (d // 16) + (d // 8) * (BLOCK_N // 16)
 
 
-def expected_bwd_dkdv(d: int) -> int:
-    bm = 64 if d <= 64 else 32  # FlashBwdTraits<D>::kBlockMKv
-    return 2 * (bm // 8) * (d // 16) + 2 * (d // 8) * (bm // 16)
+def expected_bwd_dkdv(d: int, atomic_dq: bool) -> int:
+    # FlashBwdTraits<D>: 4 warps in a 2 x 2 grid over every product; query tiles of BMKV = 128 at
+    # D = 64, else 64; key tiles of BNKV = 64.
+    bm, bn = (128 if d <= 64 else 64), 64
+    s_dp = 2 * ((bm // 32) * (bn // 16)) * (d // 16)  # S and dP: [bm/2, bn/2] warp tiles, k = d
+    dv_dk = 2 * ((bn // 32) * (d // 16)) * (bm // 16)  # dV and dK: [bn/2, d/2], k = bm
+    dq = (bm // 32) * (d // 16) * (bn // 16) if atomic_dq else 0  # fast mode: [bm/2, d/2], k = bn
+    return s_dp + dv_dk + dq
 
 
 SOURCES = ("flash_fwd.cu", "flash_bwd.cu", "variants_value_residual.cu", "variants_output_gate.cu")  # flash kernels (qk_norm_rope has no mma)
@@ -45,7 +51,8 @@ SOURCES = ("flash_fwd.cu", "flash_bwd.cu", "variants_value_residual.cu", "varian
 KERNELS = {
     re.compile(r"flash_fwd_kernel\w*?Li(\d+)E"): expected_fwd,
     re.compile(r"flash_bwd_dq_kernel\w*?Li(\d+)E"): expected_bwd_dq,
-    re.compile(r"flash_bwd_dkdv_kernel\w*?Li(\d+)E"): expected_bwd_dkdv,
+    re.compile(r"flash_bwd_dkdv_kernel\w*?Li(\d+)E\w*?Lb0E"): lambda d: expected_bwd_dkdv(d, False),
+    re.compile(r"flash_bwd_dkdv_kernel\w*?Li(\d+)E\w*?Lb1E"): lambda d: expected_bwd_dkdv(d, True),
 }
 
 

@@ -1,6 +1,7 @@
 // The access profile of the flash kernels (strata/sim/access_model.hpp): shared-memory bank
 // conflicts, global sector efficiency and special-function operations of the forward and
-// backward at d = 64, 96 and 128, causal and not, measured by the simulator in a traffic build.
+// backward (both modes) at d = 64, 96 and 128, causal and not, measured by the simulator in a
+// traffic build.
 // The properties the kernels promise: no bank conflict in any shared access, every cp.async
 // sector fully used, at least half of every global store sector used, one exp2 per unmasked
 // score. (benchmarks/perf_model.cpp measures the same counters for the performance model.)
@@ -74,7 +75,7 @@ TEST_P(KernelAccess, FlashForwardAndBackward) {
   const size_t nq = size_t(T) * h * d, nk = size_t(T) * h_k * d;
   Tensor<bf16> q(nq, -0.05f), k(nk, 0.02f), v(nk, 0.1f), o(nq), dout(nq, -0.1f), dq(nq), dk(nk),
       dv(nk);
-  Tensor<float> lse(size_t(T) * h), dsum(size_t(T) * h);
+  Tensor<float> lse(size_t(T) * h), dsum(size_t(T) * h), dq_accum(nq);
   att::FlashBwdParams p;
   p.q = q.p, p.k = k.p, p.v = v.p, p.o = o.p, p.lse = lse.p;
   p.dout = dout.p, p.dq = dq.p, p.dk = dk.p, p.dv = dv.p, p.dsum = dsum.p;
@@ -97,8 +98,15 @@ TEST_P(KernelAccess, FlashForwardAndBackward) {
   ASSERT_TRUE(bwd.ok()) << bwd.message();
   const Counters b = strata::sim::total_counters();
   print("backward", s, b);
+  p.deterministic = false;  // the fast mode: atomic dQ (4-byte atomics: half of each sector)
+  p.dq_accum = dq_accum.p;
+  strata::sim::reset_counters();
+  const strata::Status fast = strata::api::flash_bwd(p);
+  ASSERT_TRUE(fast.ok()) << fast.message();
+  const Counters bf = strata::sim::total_counters();
+  print("bwd fast", s, bf);
 
-  for (const Counters* c : {&f, &b}) {
+  for (const Counters* c : {&f, &b, &bf}) {
     EXPECT_GT(c->ldmatrix, 0u);
     EXPECT_EQ(c->smem_load.conflicts, 0u);  // ldmatrix and plain loads alike
     EXPECT_EQ(c->smem_store.conflicts, 0u);

@@ -213,6 +213,13 @@ inline size_t flash_bwd_workspace_bytes(const FlashBwdParams& p) {
   return size_t(p.h > 0 ? p.h : 0) * size_t(p.total_q > 0 ? p.total_q : 0) * sizeof(float);
 }
 
+/// Bytes of the fast mode's fp32 dQ accumulator (p.dq_accum, [total_q, h, d]); 0 when
+/// p.deterministic.
+inline size_t flash_bwd_dq_accum_bytes(const FlashBwdParams& p) {
+  if (p.deterministic || p.total_q <= 0 || p.h <= 0 || p.d <= 0) return 0;
+  return size_t(p.total_q) * size_t(p.h) * size_t(p.d) * sizeof(float);
+}
+
 /// Checks every field of a backward problem: the forward's, then dO, dQ, dK, dV, the workspace
 /// and total_k.
 inline Status validate(const FlashBwdParams& p) {
@@ -236,6 +243,9 @@ inline Status validate(const FlashBwdParams& p) {
     if (Status s = check_operand(p.dq, "dq", p.dq_row_stride, p.dq_head_stride); !s.ok()) return s;
     if (!p.dsum)
       return Status::InvalidArgument("dsum (workspace of flash_bwd_workspace_bytes) is null");
+    if (!p.deterministic && !p.dq_accum)
+      return Status::InvalidArgument(
+          "dq_accum (workspace of flash_bwd_dq_accum_bytes) is null with deterministic = false");
   }
   if (p.total_k > 0) {
     using detail::check_operand;
@@ -259,16 +269,26 @@ Status launch_bwd(const FlashBwdParams& p, const Variant& var, cudaStream_t stre
                           attention::flash_bwd_preprocess_grid<D>(p), dim3(128), 0, stream, p, var);
         !s.ok())
       return s;
-    if (Status s = launch(attention::flash_bwd_dq_kernel<T, D, Variant>,
-                          attention::flash_bwd_dq_grid<D>(p), dim3(Tr::kThreads),
-                          Tr::template kSmemDq<T>, stream, p, var);
-        !s.ok())
-      return s;
+    if (p.deterministic)
+      if (Status s = launch(attention::flash_bwd_dq_kernel<T, D, Variant>,
+                            attention::flash_bwd_dq_grid<D>(p), dim3(Tr::kThreads),
+                            Tr::template kSmemDq<T>, stream, p, var);
+          !s.ok())
+        return s;
   }
-  if (p.total_k > 0 && p.seqlen_k > 0)
-    return launch(attention::flash_bwd_dkdv_kernel<T, D, Variant>,
-                  attention::flash_bwd_dkdv_grid<D>(p), dim3(Tr::kThreads),
-                  Tr::template kSmemDkDv<T>, stream, p, var);
+  if (p.total_k > 0 && p.seqlen_k > 0) {
+    const Status s = p.deterministic
+                         ? launch(attention::flash_bwd_dkdv_kernel<T, D, Variant, false>,
+                                  attention::flash_bwd_dkdv_grid<D>(p), dim3(Tr::kThreads),
+                                  Tr::template kSmemDkDv<T>, stream, p, var)
+                         : launch(attention::flash_bwd_dkdv_kernel<T, D, Variant, true>,
+                                  attention::flash_bwd_dkdv_grid<D>(p), dim3(Tr::kThreads),
+                                  Tr::template kSmemDkDv<T>, stream, p, var);
+    if (!s.ok()) return s;
+  }
+  if (!p.deterministic && p.total_q > 0)  // after every dK/dV block has added its dQ share
+    return launch(attention::flash_bwd_dq_convert_kernel<T, D, Variant>,
+                  attention::flash_bwd_dq_convert_grid(p), dim3(128), 0, stream, p, var);
   return Status::Ok();
 }
 template <class T, class Variant>
@@ -289,7 +309,9 @@ STRATA_EXECUTOR_END
 
 STRATA_EXECUTOR_BEGIN
 /// Backward: validates, then runs the preprocess (D = rowsum(dO o O) into p.dsum), the dQ kernel
-/// and the dK/dV kernel. Deterministic: bitwise identical results from run to run.
+/// and the dK/dV kernel; deterministic: bitwise identical results from run to run. With
+/// p.deterministic = false: the preprocess (which also zeroes p.dq_accum), the dK/dV kernel that
+/// adds dQ into p.dq_accum, and the kernel that scales and stores dQ.
 /// With a variant policy: the same one the forward ran with.
 template <class Variant>
 Status flash_bwd(const FlashBwdParams& p, const Variant& var, cudaStream_t stream = 0) {

@@ -1,54 +1,83 @@
-// Flash-attention backward on tensor cores (sm_80 path), deterministic by construction: every
-// gradient element is accumulated in registers of one thread in a fixed order and written once —
-// no atomics, so results are bitwise identical from run to run and with any number of simulator
-// workers. Three kernels:
+// Flash-attention backward on tensor cores (sm_80 path). Two modes (FlashBwdParams::deterministic):
+//
+// Deterministic (the default): every gradient element is accumulated in registers of one thread
+// in a fixed order and written once, so results are bitwise identical from run to run and with
+// any number of simulator workers. Three kernels, seven matrix products per tile pair:
 //  1. preprocess: D = rowsum(dO o O) per (query, head), fp32 (the softmax backward's correction);
 //  2. dQ: one block per 64-query tile (like the forward) streams the key tiles, recomputes
 //     P = exp2(S log2e - LSE log2e) from Q, K and the LSE, dP = dO V^T, dS = P o (dP - D), and
 //     accumulates dQ = scale dS K in fp32 registers, converted once at the end;
-//  3. dK/dV: one block per 64-key tile of one KV head streams the query tiles of the G query heads
-//     of its group (GQA: the sum over the group happens in registers), recomputes S^T = K Q^T,
-//     P^T and dP^T = V dO^T, and accumulates dV = P^T dO and dK = scale dS^T Q.
+//  3. dK/dV: one block per key tile of one KV head streams the query tiles of the G query heads
+//     of its group (GQA: the sum over the group happens in registers), recomputes S = Q K^T, P,
+//     dP = dO V^T and dS, stages P and dS in shared memory (bf16/fp16, as mma operands) and
+//     accumulates dV += P^T dO and dK += dS^T Q, each warp a quarter of the [keys, d] tile.
+//
+// Fast (deterministic = false, FlashAttention-2's structure): the dK/dV kernel also computes
+// dQ += dS K for its tile pair (five products in all) and adds it to an fp32 workspace with
+// atomics; the preprocess zeroes the workspace and a last kernel scales and stores it. The order
+// of the atomic additions varies from run to run, so dQ may differ in its last bits.
+//
 // All matrix products run on mma.sync m16n8k16 with ldmatrix fragments; P and dS are rounded to
 // the storage type as mma operands, as in FlashAttention.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 
 #include "strata/attention/mask.hpp"
 #include "strata/attention/params.hpp"
 #include "strata/attention/tile_io.cuh"
 #include "strata/attention/variant.hpp"
+#include "strata/attention/warp_gemm.cuh"
 #include "strata/core/numeric.hpp"
 #include "strata/core/online_softmax.hpp"
 
 namespace strata::attention {
 
-/// Tile shape of the backward kernels for head dimension D.
+/// Tile shapes of the backward kernels for head dimension D.
 template <int D>
 struct FlashBwdTraits {
   static_assert(D % 16 == 0 && D >= 16 && D <= 256, "head dimension: a multiple of 16");
-  static constexpr int kBlockM = 64;  ///< queries per tile of the dQ kernel
-  /// Queries per tile of the dK/dV kernel: 32 above d = 64, where the dK and dV accumulators
-  /// (d/2 registers each) leave no room for 64-query S^T and dP^T tiles without spilling.
-  static constexpr int kBlockMKv = D > 64 ? 32 : 64;
+  // ---- the dQ kernel (deterministic mode)
+  static constexpr int kBlockM = 64;  ///< queries per tile
   static constexpr int kBlockN = 64;  ///< keys per tile
   static constexpr int kWarps = 4;
   static constexpr int kThreads = 32 * kWarps;
   static constexpr int kLd = D + 8;
   static constexpr int kKSteps = D / 16;
   static constexpr int kDTiles = D / 8;  ///< n8 tiles of a [16, D] gradient per warp
-  /// dQ kernel: Q and dO tiles, one K and one V tile.
+  /// Q and dO tiles, one K and one V tile.
   template <class T>
   static constexpr size_t kSmemDq = size_t(2 * kBlockM + 2 * kBlockN) * kLd * sizeof(T);
-  /// dK/dV kernel: K and V tiles, Q and dO tiles, and the tile's LSE and D (fp32).
-  template <class T>
-  static constexpr size_t kSmemDkDv = size_t(2 * kBlockMKv + 2 * kBlockN) * kLd * sizeof(T) +
-                                      2 * kBlockMKv * sizeof(float);
-  /// mma.sync per warp and (query tile, key tile) pair: dQ kernel S, dP, dQ; dK/dV kernel S^T,
-  /// dP^T, dV, dK.
+  /// mma.sync per warp and (query tile, key tile) pair: S, dP, dQ.
   static constexpr int kMmaDq = 3 * (kBlockN / 8) * kKSteps;
-  static constexpr int kMmaDkDv = 4 * (kBlockMKv / 8) * kKSteps;
+
+  // ---- the dK/dV kernel (both modes): 4 warps in a 2 x 2 grid over every product's tile, so
+  // each warp tile is at least 32 x 32 and every ldmatrix fragment feeds two or more mma (with
+  // 16-row warp tiles the fragments of the other operand alone cost one shared-memory wavefront
+  // per 2,048 FLOP, an SM's whole shared-memory bandwidth at its mma.sync rate).
+  /// Queries per tile: 128 at d = 64, where the [keys, d] accumulators are small enough to give
+  /// S and dP 64 x 32 warp tiles; 64 above.
+  static constexpr int kBlockMKv = D <= 64 ? 128 : 64;
+  static constexpr int kBlockNKv = 64;        ///< keys per block
+  static constexpr int kLdP = kBlockNKv + 8;  ///< row pitch of the P / dS tile [query][key]
+  /// m16 and n8 tiles of one warp in S = Q K^T and dP = dO V^T ([kBlockMKv, kBlockNKv]), in
+  /// dK = dS^T Q and dV = P^T dO ([kBlockNKv, D]) and in dQ = dS K ([kBlockMKv, D]).
+  static constexpr int kSdpMT = kBlockMKv / 32, kSdpNT = kBlockNKv / 16;
+  static constexpr int kKvMT = kBlockNKv / 32, kKvNT = D / 16;
+  static constexpr int kDqMT = kBlockMKv / 32, kDqNT = D / 16;
+  /// K, V, Q and dO tiles and one P / dS tile (P is dead once dV has read it, so dS takes its
+  /// place). The epilogue reuses it all for the fp32 dK and dV rows (kEpilogueLd apart).
+  static constexpr int kEpilogueLd = D + 8;
+  template <class T>
+  static constexpr size_t kSmemDkDv = std::max(size_t(2 * kBlockNKv + 2 * kBlockMKv) * kLd *
+                                                       sizeof(T) +
+                                                   size_t(kBlockMKv) * kLdP * sizeof(T),
+                                               size_t(2 * kBlockNKv) * kEpilogueLd * sizeof(float));
+  /// mma.sync per warp and (query tile, key tile) pair: S, dP, dV, dK, and dQ in the fast mode.
+  static constexpr int kMmaDkDv =
+      2 * kSdpMT * kSdpNT * (D / 16) + 2 * kKvMT * kKvNT * (kBlockMKv / 16);
+  static constexpr int kMmaDqFused = kDqMT * kDqNT * (kBlockNKv / 16);
 };
 
 /// log2(e) * LSE of a row, or +inf for a row without keys (LSE = -inf) or past the sequence, so
@@ -60,13 +89,22 @@ STRATA_HOST_DEVICE float lse_log2(float lse, bool valid) {
 STRATA_EXECUTOR_BEGIN
 
 /// D[h, row] = sum_d dO[row, h, d] O[row, h, d], one thread per (row, head).
-/// The variant's preprocess hook computes it (and, e.g., a gate's backward).
+/// The variant's preprocess hook computes it (and, e.g., a gate's backward). In the fast mode each
+/// block also zeroes the dQ accumulator rows of its (row, head) pairs.
 template <class T, int D, class Variant = VanillaAttention>
 __global__ void __launch_bounds__(128)
     flash_bwd_preprocess_kernel(const FlashBwdParams p, const Variant var) {
   static_assert(AttentionVariant<Variant, T, D>, "the variant policy misses a hook (variant.hpp)");
-  const int64_t idx = int64_t(blockIdx.x) * 128 + threadIdx.x;
-  if (idx >= int64_t(p.total_q) * p.h) return;
+  const int64_t rows = int64_t(p.total_q) * p.h, first = int64_t(blockIdx.x) * 128;
+  if (!p.deterministic) {
+    // The fast mode's dQ accumulator starts at 0: the block's 128 (row, head) pairs are one
+    // contiguous run of 128 D floats, zeroed by all threads together in coalesced 4-byte stores.
+    const int64_t n = (rows - first < 128 ? rows - first : 128) * D;
+    float* acc = p.dq_accum + first * D;
+    for (int64_t e = threadIdx.x; e < n; e += 128) acc[e] = 0.f;
+  }
+  const int64_t idx = first + threadIdx.x;
+  if (idx >= rows) return;
   const int64_t row = idx / p.h;
   const int h = int(idx % p.h);
   p.dsum[int64_t(h) * p.total_q + row] = var.template preprocess<T, D>(p, row, h);
@@ -196,22 +234,25 @@ __global__ void __launch_bounds__(FlashBwdTraits<D>::kThreads)
   }
 }
 
-/// dK and dV of one 64-key tile of one (sequence, KV head), summed over its query heads.
-template <class T, int D, class Variant = VanillaAttention>
+/// dK and dV of one key tile of one (sequence, KV head), summed over its query heads; with
+/// kAtomicDq (the fast mode) also each tile pair's dQ += dS K, added to p.dq_accum with atomics.
+template <class T, int D, class Variant = VanillaAttention, bool kAtomicDq = false>
 __global__ void __launch_bounds__(FlashBwdTraits<D>::kThreads)
     flash_bwd_dkdv_kernel(const FlashBwdParams p, const Variant var) {
   static_assert(AttentionVariant<Variant, T, D>, "the variant policy misses a hook (variant.hpp)");
   using Tr = FlashBwdTraits<D>;
   static_assert(Tr::template kSmemDkDv<T> <= 99 * 1024, "shared memory above 99 KB");
-  constexpr int BM = Tr::kBlockMKv, BN = Tr::kBlockN, LD = Tr::kLd;
-  STRATA_DYNAMIC_SMEM(T, Ks);                              // [BN][LD]
-  T* Vs = Ks + BN * LD;                                    // [BN][LD]
-  T* Qs = Vs + BN * LD;                                    // [BM][LD]
-  T* dOs = Qs + BM * LD;                                   // [BM][LD]
-  float* lse_s = reinterpret_cast<float*>(dOs + BM * LD);  // [BM], log2 units
-  float* dsum_s = lse_s + BM;                              // [BM]
+  constexpr int BM = Tr::kBlockMKv, BN = Tr::kBlockNKv, LD = Tr::kLd, LDP = Tr::kLdP;
+  constexpr int SMT = Tr::kSdpMT, SNT = Tr::kSdpNT, KMT = Tr::kKvMT, KNT = Tr::kKvNT;
+  STRATA_DYNAMIC_SMEM(T, Ks);  // [BN][LD]
+  T* Vs = Ks + BN * LD;        // [BN][LD]
+  T* Qs = Vs + BN * LD;        // [BM][LD]
+  T* dOs = Qs + BM * LD;       // [BM][LD]
+  T* PdSs = dOs + BM * LD;     // [BM][LDP]: P, then dS
 
   const int tid = int(threadIdx.x), warp = tid / 32, lane = tid % 32;
+  // The warp's place in the 2 x 2 grid of every product: rows half wr, columns half wc.
+  const int wr = warp % 2, wc = warp / 2;
   const int h_k = int(blockIdx.y), b = int(blockIdx.z);
   const SeqBounds sb = SeqBounds::of(p, b);
   const int n0 = int(blockIdx.x) * BN;
@@ -228,7 +269,8 @@ __global__ void __launch_bounds__(FlashBwdTraits<D>::kThreads)
 
   const float scale_log2 = p.softmax_scale * core::kLog2e;
   const int q_lo = mask.query_begin(n0), q_hi = mask.query_end(n1);
-  float dk[Tr::kDTiles][4] = {}, dv[Tr::kDTiles][4] = {};
+  // dK and dV of keys n0 + wr * BN / 2 + [0, BN / 2), columns wc * D / 2 + [0, D / 2).
+  float dk[KMT][KNT][4] = {}, dv[KMT][KNT][4] = {};
 
   for (int g = 0; g < G; ++g) {
     const int h = h_k * G + g;
@@ -237,103 +279,215 @@ __global__ void __launch_bounds__(FlashBwdTraits<D>::kThreads)
       var.template load_q<D, Tr::kThreads>(Qs, LD, p, at_q, BM, tid);
       var.template load_do<D, Tr::kThreads>(dOs, LD, p, at_q, BM, tid);
       arch::cp_async_commit();
-      for (int r = tid; r < BM; r += Tr::kThreads) {
-        const int row = m0 + r;
+      // LSE (log2 units) and D of this thread's 2 SMT query rows go straight into registers
+      // (staging them in shared memory would cost wavefronts every product pays).
+      const auto row_stat = [&](const float* x, int mt, int hf, float& out, bool log2_lse) {
+        const int row = m0 + wr * (BM / 2) + mt * 16 + lane / 4 + 8 * hf;
         const bool valid = row < sb.tq;
-        const int64_t at = int64_t(h) * p.total_q + sb.q_begin + row;
-        lse_s[r] = lse_log2(valid ? p.lse[at] : 0.f, valid);
-        dsum_s[r] = valid ? p.dsum[at] : 0.f;
+        const float v = valid ? x[int64_t(h) * p.total_q + sb.q_begin + row] : 0.f;
+        out = log2_lse ? lse_log2(v, valid) : v;
+      };
+      // Where D is loaded is chosen by the ptxas budgets: with the loads beside the LSE's, the
+      // d = 128 instantiations spilled; issued just before dP = dO V^T, the d = 64 ones (whose
+      // 64 x 32 warp tiles hold twice the scores) did.
+      constexpr bool kEarlyD = SMT > 2;
+      float lse2[SMT][2], dsum[SMT][2];
+      STRATA_UNROLL
+      for (int mt = 0; mt < SMT; ++mt) {
+        row_stat(p.lse, mt, 0, lse2[mt][0], true);
+        row_stat(p.lse, mt, 1, lse2[mt][1], true);
+        if constexpr (kEarlyD || Variant::kTransformsLogits) {
+          row_stat(p.dsum, mt, 0, dsum[mt][0], false);
+          row_stat(p.dsum, mt, 1, dsum[mt][1], false);
+        }
       }
       arch::cp_async_wait<0>();
       __syncthreads();
 
-      // S^T = K Q^T and dP^T = V dO^T: this warp's 16 keys x the tile's 64 queries.
-      float st[BM / 8][4] = {}, dpt[BM / 8][4] = {};
-      STRATA_UNROLL
-      for (int kk = 0; kk < Tr::kKSteps; ++kk) {
-        uint32_t ka[4], va[4];
-        load_a(ka, Ks, LD, warp * 16, kk * 16, lane);
-        load_a(va, Vs, LD, warp * 16, kk * 16, lane);
-        STRATA_UNROLL
-        for (int np = 0; np < BM / 16; ++np) {
-          uint32_t b0[2], b1[2];
-          load_b_nk(b0, b1, Qs, LD, np * 16, kk * 16, lane);
-          arch::mma_m16n8k16<T>(st[2 * np], ka, b0, st[2 * np]);
-          arch::mma_m16n8k16<T>(st[2 * np + 1], ka, b1, st[2 * np + 1]);
-          load_b_nk(b0, b1, dOs, LD, np * 16, kk * 16, lane);
-          arch::mma_m16n8k16<T>(dpt[2 * np], va, b0, dpt[2 * np]);
-          arch::mma_m16n8k16<T>(dpt[2 * np + 1], va, b1, dpt[2 * np + 1]);
-        }
-      }
-      // P^T and dS^T = P^T o (dP^T - D) (D per query: a column here).
+      // S = Q K^T and dP = dO V^T: queries wr * BM / 2 + ..., keys wc * BN / 2 + ...; then P,
+      // and dS = P o (dP - D) in place of dp.
       const int m1 = m0 + BM < sb.tq ? m0 + BM : sb.tq;
       const bool full = mask.all_connected(m0, m1, n0, n0 + BN);
-      STRATA_UNROLL
-      for (int t = 0; t < BM / 8; ++t) {
+      const int q0 = m0 + wr * (BM / 2), k0 = n0 + wc * (BN / 2);
+      float dp[SMT][SNT][4] = {};
+      if constexpr (Variant::kTransformsLogits) {  // logit_grad needs the raw score: S stays
+        float s[SMT][SNT][4] = {};
+        warp_gemm<T, SMT, SNT, D, false, false>(s, Qs, LD, wr * (BM / 2), Ks, LD, wc * (BN / 2),
+                                                lane);
+        warp_gemm<T, SMT, SNT, D, false, false>(dp, dOs, LD, wr * (BM / 2), Vs, LD, wc * (BN / 2),
+                                                lane);
         STRATA_UNROLL
-        for (int i = 0; i < 4; ++i) {
-          int r, c;
-          arch::mma_c_coord(lane, i, r, c);
-          const int qc = t * 8 + c;
-          const int kj = n0 + warp * 16 + r;
-          const bool on = full || mask.connected(m0 + qc, kj);
-          if constexpr (Variant::kTransformsLogits) {
-            const float x = st[t][i] * p.softmax_scale;
-            const float pr =
-                on ? core::exp2_or_zero(var.logit(x, m0 + qc, kj, h) * core::kLog2e - lse_s[qc])
-                   : 0.f;
-            st[t][i] = pr;
-            dpt[t][i] = pr * (dpt[t][i] - dsum_s[qc]) * var.logit_grad(x, m0 + qc, kj, h);
-          } else {
-            const float pr = on ? core::exp2_or_zero(st[t][i] * scale_log2 - lse_s[qc]) : 0.f;
-            st[t][i] = pr;
-            dpt[t][i] = pr * (dpt[t][i] - dsum_s[qc]);
+        for (int mt = 0; mt < SMT; ++mt) {
+          STRATA_UNROLL
+          for (int nt = 0; nt < SNT; ++nt) {
+            STRATA_UNROLL
+            for (int i = 0; i < 4; ++i) {
+              int r, c;
+              arch::mma_c_coord(lane, i, r, c);
+              const int qi = q0 + mt * 16 + r, kj = k0 + nt * 8 + c;
+              const bool on = full || mask.connected(qi, kj);
+              const float x = s[mt][nt][i] * p.softmax_scale;
+              const float pr =
+                  on ? core::exp2_or_zero(var.logit(x, qi, kj, h) * core::kLog2e - lse2[mt][i / 2])
+                     : 0.f;
+              s[mt][nt][i] = pr;
+              dp[mt][nt][i] = pr * (dp[mt][nt][i] - dsum[mt][i / 2]) * var.logit_grad(x, qi, kj, h);
+            }
+          }
+        }
+        store_c_tile<T>(PdSs, LDP, wr * (BM / 2), wc * (BN / 2), s, lane);
+      } else {
+        // P leaves S's registers as pairs rounded to T (the mma operand dV reads, and the P that
+        // dS is formed from) before dP is computed: with S and dP both live in fp32 next to the
+        // dK and dV accumulators, the d = 128 kernel of a value-residual store hook spilled.
+        uint32_t pk[SMT][SNT][2];
+        {
+          float s[SMT][SNT][4] = {};
+          warp_gemm<T, SMT, SNT, D, false, false>(s, Qs, LD, wr * (BM / 2), Ks, LD, wc * (BN / 2),
+                                                  lane);
+          STRATA_UNROLL
+          for (int mt = 0; mt < SMT; ++mt) {
+            STRATA_UNROLL
+            for (int nt = 0; nt < SNT; ++nt) {
+              float pr[4];
+              STRATA_UNROLL
+              for (int i = 0; i < 4; ++i) {
+                int r, c;
+                arch::mma_c_coord(lane, i, r, c);
+                const bool on = full || mask.connected(q0 + mt * 16 + r, k0 + nt * 8 + c);
+                pr[i] = on ? core::exp2_or_zero(s[mt][nt][i] * scale_log2 - lse2[mt][i / 2]) : 0.f;
+              }
+              pk[mt][nt][0] = pack2<T>(pr[0], pr[1]);
+              pk[mt][nt][1] = pack2<T>(pr[2], pr[3]);
+            }
+          }
+        }
+        store_packed_tile<T>(PdSs, LDP, wr * (BM / 2), wc * (BN / 2), pk, lane);
+        if constexpr (!kEarlyD) {
+          STRATA_UNROLL
+          for (int mt = 0; mt < SMT; ++mt) {  // D: issued before dP, used after it
+            row_stat(p.dsum, mt, 0, dsum[mt][0], false);
+            row_stat(p.dsum, mt, 1, dsum[mt][1], false);
+          }
+        }
+        warp_gemm<T, SMT, SNT, D, false, false>(dp, dOs, LD, wr * (BM / 2), Vs, LD, wc * (BN / 2),
+                                                lane);
+        STRATA_UNROLL
+        for (int mt = 0; mt < SMT; ++mt) {
+          STRATA_UNROLL
+          for (int nt = 0; nt < SNT; ++nt) {
+            float pr[4];
+            unpack2<T>(pk[mt][nt][0], pr[0], pr[1]);
+            unpack2<T>(pk[mt][nt][1], pr[2], pr[3]);
+            STRATA_UNROLL
+            for (int i = 0; i < 4; ++i) dp[mt][nt][i] = pr[i] * (dp[mt][nt][i] - dsum[mt][i / 2]);
           }
         }
       }
-      // dV += P^T dO and dK += dS^T Q (k = the tile's queries).
-      STRATA_UNROLL
-      for (int kp = 0; kp < BM / 16; ++kp) {
-        uint32_t pa[4], dsa[4];
-        acc_to_a<T>(pa, st[2 * kp], st[2 * kp + 1]);
-        acc_to_a<T>(dsa, dpt[2 * kp], dpt[2 * kp + 1]);
+      __syncthreads();
+      // dV += P^T dO: keys wr * BN / 2 + ..., columns wc * D / 2 + ... (k = the tile's queries).
+      warp_gemm<T, KMT, KNT, BM, true, true>(dv, PdSs, LDP, wr * (BN / 2), dOs, LD, wc * (D / 2),
+                                             lane);
+      __syncthreads();  // every warp has read P
+      store_c_tile<T>(PdSs, LDP, wr * (BM / 2), wc * (BN / 2), dp, lane);
+      __syncthreads();
+      if constexpr (kAtomicDq) {
+        // dQ += dS K: queries wr * BM / 2 + ..., columns wc * D / 2 + ... (k = the block's keys),
+        // unscaled; the convert kernel applies the softmax scale. Before dK += dS^T Q: in the
+        // other order the d = 128 instantiation spilled (ptxas budgets).
+        constexpr int QMT = Tr::kDqMT, QNT = Tr::kDqNT;
+        float dq[QMT][QNT][4] = {};
+        warp_gemm<T, QMT, QNT, BN, false, true>(dq, PdSs, LDP, wr * (BM / 2), Ks, LD, wc * (D / 2),
+                                                lane);
         STRATA_UNROLL
-        for (int dt = 0; dt < Tr::kDTiles / 2; ++dt) {
-          uint32_t b0[2], b1[2];
-          load_b_kn(b0, b1, dOs, LD, kp * 16, dt * 16, lane);
-          arch::mma_m16n8k16<T>(dv[2 * dt], pa, b0, dv[2 * dt]);
-          arch::mma_m16n8k16<T>(dv[2 * dt + 1], pa, b1, dv[2 * dt + 1]);
-          load_b_kn(b0, b1, Qs, LD, kp * 16, dt * 16, lane);
-          arch::mma_m16n8k16<T>(dk[2 * dt], dsa, b0, dk[2 * dt]);
-          arch::mma_m16n8k16<T>(dk[2 * dt + 1], dsa, b1, dk[2 * dt + 1]);
+        for (int mt = 0; mt < QMT; ++mt) {
+          STRATA_UNROLL
+          for (int i = 0; i < 4; i += 2) {
+            int r, c;
+            arch::mma_c_coord(lane, i, r, c);
+            const int row = m0 + wr * (BM / 2) + mt * 16 + r;
+            if (row >= sb.tq) continue;
+            float* out = p.dq_accum + (int64_t(sb.q_begin) + row) * (int64_t(p.h) * D) +
+                         int64_t(h) * D + wc * (D / 2) + c;
+            STRATA_UNROLL
+            for (int nt = 0; nt < QNT; ++nt) {
+              atomicAdd(out + nt * 8, dq[mt][nt][i]);
+              atomicAdd(out + nt * 8 + 1, dq[mt][nt][i + 1]);
+            }
+          }
         }
       }
-      __syncthreads();  // the next query tile overwrites Qs, dOs, lse_s, dsum_s
+      // dK += dS^T Q.
+      warp_gemm<T, KMT, KNT, BM, true, true>(dk, PdSs, LDP, wr * (BN / 2), Qs, LD, wc * (D / 2),
+                                             lane);
+      __syncthreads();  // the next query tile overwrites Qs, dOs and PdSs
     }
   }
   arch::cp_async_wait<0>();  // K / V were loaded even when no query attends to this tile
+  __syncthreads();
 
+  // Epilogue: the store hooks take whole rows (a quad of lanes per row, as in the forward), so
+  // the warps' [BN / 2, D / 2] quarters meet in shared memory as fp32 rows (kEpilogueLd apart:
+  // 8-byte stores and loads of 4 rows per half-warp land in distinct banks).
+  constexpr int ELD = Tr::kEpilogueLd;
+  float* dk_s = reinterpret_cast<float*>(Ks);  // [BN][ELD]
+  float* dv_s = dk_s + BN * ELD;               // [BN][ELD]
   STRATA_UNROLL
-  for (int rr = 0; rr < 2; ++rr) {
-    int r, col0;
-    arch::mma_c_coord(lane, 2 * rr, r, col0);
-    const int row = n0 + warp * 16 + r;
-    float dk_row[2 * Tr::kDTiles], dv_row[2 * Tr::kDTiles];
+  for (int mt = 0; mt < KMT; ++mt) {
     STRATA_UNROLL
-    for (int t = 0; t < Tr::kDTiles; ++t) {
-      dk_row[2 * t] = dk[t][2 * rr] * p.softmax_scale;
-      dk_row[2 * t + 1] = dk[t][2 * rr + 1] * p.softmax_scale;
-      dv_row[2 * t] = dv[t][2 * rr];
-      dv_row[2 * t + 1] = dv[t][2 * rr + 1];
+    for (int nt = 0; nt < KNT; ++nt) {
+      STRATA_UNROLL
+      for (int i = 0; i < 4; i += 2) {
+        int r, c;
+        arch::mma_c_coord(lane, i, r, c);
+        const int at = (wr * (BN / 2) + mt * 16 + r) * ELD + wc * (D / 2) + nt * 8 + c;
+        core::store_pair(&dk_s[at], dk[mt][nt][i] * p.softmax_scale,
+                         dk[mt][nt][i + 1] * p.softmax_scale);
+        core::store_pair(&dv_s[at], dv[mt][nt][i], dv[mt][nt][i + 1]);
+      }
     }
-    const RowSite rs{int64_t(sb.k_begin) + row, h_k, col0, row < sb.tk};
+  }
+  __syncthreads();
+  STRATA_UNROLL_N(1)
+  for (int row = tid / 4; row < BN; row += Tr::kThreads / 4) {
+    const int col0 = 2 * (tid % 4);
+    float dk_row[D / 4], dv_row[D / 4];
+    STRATA_UNROLL
+    for (int t = 0; t < D / 8; ++t) {
+      core::load_pair(&dk_s[row * ELD + t * 8 + col0], dk_row[2 * t], dk_row[2 * t + 1]);
+      core::load_pair(&dv_s[row * ELD + t * 8 + col0], dv_row[2 * t], dv_row[2 * t + 1]);
+    }
+    const RowSite rs{int64_t(sb.k_begin) + n0 + row, h_k, col0, n0 + row < sb.tk};
     var.template store_dk_dv<T>(dk_row, dv_row, p, rs, arch::LaneGroupSum<4>{});
   }
 }
 
+/// The fast mode's last step: dQ = softmax_scale * dq_accum, one row per quad of lanes through
+/// the variant's store_dq hook (the same fragment rows the dQ kernel hands it).
+template <class T, int D, class Variant = VanillaAttention>
+__global__ void __launch_bounds__(128)
+    flash_bwd_dq_convert_kernel(const FlashBwdParams p, const Variant var) {
+  static_assert(AttentionVariant<Variant, T, D>, "the variant policy misses a hook (variant.hpp)");
+  const int tid = int(threadIdx.x);
+  const int64_t idx = int64_t(blockIdx.x) * 32 + tid / 4;  // (row, head)
+  const bool valid = idx < int64_t(p.total_q) * p.h;
+  const int64_t row = valid ? idx / p.h : 0;
+  const int h = valid ? int(idx % p.h) : 0;
+  const int col0 = 2 * (tid % 4);
+  const float* acc = p.dq_accum + idx * D;
+  float dq_row[D / 4];
+  STRATA_UNROLL
+  for (int t = 0; t < D / 8; ++t) {
+    dq_row[2 * t] = valid ? acc[t * 8 + col0] * p.softmax_scale : 0.f;
+    dq_row[2 * t + 1] = valid ? acc[t * 8 + col0 + 1] * p.softmax_scale : 0.f;
+  }
+  const RowSite rs{row, h, col0, valid};
+  var.template store_dq<T>(dq_row, p, rs, arch::LaneGroupSum<4>{});
+}
+
 STRATA_EXECUTOR_END
 
-/// Grids of the three backward kernels.
+/// Grids of the backward kernels.
 template <int D>
 inline dim3 flash_bwd_preprocess_grid(const FlashBwdParams& p) {
   return dim3(unsigned((int64_t(p.total_q) * p.h + 127) / 128));
@@ -345,8 +499,11 @@ inline dim3 flash_bwd_dq_grid(const FlashBwdParams& p) {
 }
 template <int D>
 inline dim3 flash_bwd_dkdv_grid(const FlashBwdParams& p) {
-  return dim3(unsigned((p.seqlen_k + FlashBwdTraits<D>::kBlockN - 1) / FlashBwdTraits<D>::kBlockN),
-              unsigned(p.h_k), unsigned(p.b));
+  constexpr int BN = FlashBwdTraits<D>::kBlockNKv;
+  return dim3(unsigned((p.seqlen_k + BN - 1) / BN), unsigned(p.h_k), unsigned(p.b));
+}
+inline dim3 flash_bwd_dq_convert_grid(const FlashBwdParams& p) {
+  return dim3(unsigned((int64_t(p.total_q) * p.h + 31) / 32));
 }
 
 }  // namespace strata::attention

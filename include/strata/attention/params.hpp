@@ -49,9 +49,14 @@ struct FlashFwdParams {
 };
 
 /// Backward pass: dQ, dK, dV of the forward above, given dO and the forward's O and LSE. dK and
-/// dV of a KV head sum the gradients of its G query heads. Deterministic: every gradient element
-/// is written by one thread with a fixed summation order (no atomics).
+/// dV of a KV head sum the gradients of its G query heads. Deterministic by default: every
+/// gradient element is written by one thread with a fixed summation order (no atomics).
 struct FlashBwdParams : FlashFwdParams {
+  /// true: bitwise reproducible (a dQ kernel and a dK/dV kernel, 7 matrix products per tile
+  /// pair). false: FlashAttention-2's fast mode (5 products, dQ summed in fp32 by atomics into
+  /// dq_accum, so its last bits vary from run to run).
+  bool deterministic = true;
+  float* dq_accum = nullptr;   ///< workspace [total_q, h, d], fp32, when !deterministic
   const void* dout = nullptr;  ///< [total_q, h, d]
   void* dq = nullptr;          ///< [total_q, h, d]
   void* dk = nullptr;          ///< [total_k, h_k, d]

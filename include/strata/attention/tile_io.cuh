@@ -19,6 +19,16 @@ STRATA_HOST_DEVICE uint32_t pack2(float lo, float hi) {
   return uint32_t(ua) | (uint32_t(ub) << 16);
 }
 
+/// The two values of a pack2<T> register as fp32.
+template <class T>
+STRATA_HOST_DEVICE void unpack2(uint32_t v, float& lo, float& hi) {
+  const uint16_t ua = uint16_t(v & 0xffffu), ub = uint16_t(v >> 16);
+  T a, b;
+  memcpy(static_cast<void*>(&a), &ua, 2);
+  memcpy(static_cast<void*>(&b), &ub, 2);
+  lo = core::to_float(a), hi = core::to_float(b);
+}
+
 /// Where sequence b's queries and keys start and how many there are.
 struct SeqBounds {
   int q_begin, tq, k_begin, tk;
@@ -99,6 +109,15 @@ STRATA_DEVICE void load_tile_rows(T* dst, int ld, const T* src, int64_t row_stri
 template <class T>
 STRATA_DEVICE void load_a(uint32_t (&a)[4], const T* s, int ld, int row0, int k0, int lane) {
   arch::ldmatrix_x4(a, &s[(row0 + lane % 16) * ld + k0 + (lane / 16) * 8]);
+}
+
+/// A operand (16 x 16) from a tile stored [k][row] (P^T in dV = P^T dO, with P stored
+/// [query][key]), through ldmatrix.trans: matrices (rows lo, k lo) (rows hi, k lo) (rows lo, k hi)
+/// (rows hi, k hi).
+template <class T>
+STRATA_DEVICE void load_a_km(uint32_t (&a)[4], const T* s, int ld, int row0, int k0, int lane) {
+  arch::ldmatrix_x4<true>(a,
+                          &s[(k0 + lane % 8 + 8 * (lane / 16)) * ld + row0 + 8 * ((lane / 8) % 2)]);
 }
 
 /// B operands of two n8 tiles (n0..n0+7, n0+8..n0+15) for k0..k0+15 from a tile stored [n][k]

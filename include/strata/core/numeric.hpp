@@ -89,6 +89,20 @@ STRATA_HOST_DEVICE void store_pair(T* p, float a, float b) {
 #endif
 }
 
+/// Loads p[0] and p[1] (fp32, `p` 8-byte aligned) as one 8-byte access, as store_pair<float>
+/// stores them: the host compiler may split a float2 copy into two 4-byte accesses, which the
+/// simulator's shared-memory model would charge as a 32-lane request.
+STRATA_HOST_DEVICE void load_pair(const float* p, float& a, float& b) {
+#if STRATA_DEVICE_PASS
+  const float2 v = *reinterpret_cast<const float2*>(p);
+  a = v.x, b = v.y;
+#else
+  float v[2];
+  std::memcpy(v, p, sizeof v);  // one 8-byte load
+  a = v[0], b = v[1];
+#endif
+}
+
 /// The row-sum reducer of a thread that owns a whole row: the identity. Core functions take a
 /// reducer so that a row split over several threads (a kernel's lane group) can pass one that
 /// sums across the group (e.g. a shfl_xor butterfly); every thread of the group must call it.

@@ -1,0 +1,94 @@
+// One warp's share of a block-tiled matrix product on mma.sync m16n8k16, both operands in padded
+// shared memory: C[MT m16 tiles][NT n8 tiles] += A[rows, K] B[K, cols]. The backward's five
+// products differ only in which operand is stored transposed, so one loop serves them all:
+//   A stored [row][k] (Q in S = Q K^T) through ldmatrix, or [k][row] (P in dV = P^T dO) through
+//   ldmatrix.trans;
+//   B stored [n][k] (K in S = Q K^T) through ldmatrix, or [k][n] (dO in dV = P^T dO) through
+//   ldmatrix.trans.
+// Every A fragment feeds NT mma and every B fragment MT, so a warp tile of MT x NT reads
+// 512 MT + 256 NT bytes of shared memory per k16 step for MT NT mma: the shared-memory cost per
+// mma the performance model charges (strata/cost/perf_model.hpp).
+#pragma once
+
+#include <cstdint>
+
+#include "strata/attention/tile_io.cuh"
+
+namespace strata::attention {
+
+STRATA_EXECUTOR_BEGIN
+
+/// c[mt][nt] += A[row0 + 16 mt .., k] B[k, n0 + 8 nt ..] for k in [0, K): accumulator element i of
+/// tile (mt, nt) is C[row0 + 16 mt + r][n0 + 8 nt + c] with (r, c) = arch::mma_c_coord(lane, i).
+template <class T, int MT, int NT, int K, bool ATrans, bool BTrans>
+STRATA_DEVICE void warp_gemm(float (&c)[MT][NT][4], const T* a, int lda, int row0, const T* b,
+                             int ldb, int n0, int lane) {
+  static_assert(NT % 2 == 0 && K % 16 == 0, "n8 tiles come in pairs; k in steps of 16");
+  STRATA_UNROLL
+  for (int kk = 0; kk < K; kk += 16) {
+    uint32_t af[MT][4];
+    STRATA_UNROLL
+    for (int mt = 0; mt < MT; ++mt) {
+      if constexpr (ATrans)
+        load_a_km(af[mt], a, lda, row0 + 16 * mt, kk, lane);
+      else
+        load_a(af[mt], a, lda, row0 + 16 * mt, kk, lane);
+    }
+    STRATA_UNROLL
+    for (int np = 0; np < NT / 2; ++np) {
+      uint32_t b0[2], b1[2];
+      if constexpr (BTrans)
+        load_b_kn(b0, b1, b, ldb, kk, n0 + 16 * np, lane);
+      else
+        load_b_nk(b0, b1, b, ldb, n0 + 16 * np, kk, lane);
+      STRATA_UNROLL
+      for (int mt = 0; mt < MT; ++mt) {
+        arch::mma_m16n8k16<T>(c[mt][2 * np], af[mt], b0, c[mt][2 * np]);
+        arch::mma_m16n8k16<T>(c[mt][2 * np + 1], af[mt], b1, c[mt][2 * np + 1]);
+      }
+    }
+  }
+}
+
+/// Stores a warp's accumulator tile (as warp_gemm leaves it) rounded to T into a [row][col] tile of
+/// pitch `ld`: one 32-bit store per column pair, the next product's operand (P, dS).
+template <class T, int MT, int NT>
+STRATA_DEVICE void store_c_tile(T* s, int ld, int row0, int n0, const float (&c)[MT][NT][4],
+                                int lane) {
+  STRATA_UNROLL
+  for (int mt = 0; mt < MT; ++mt) {
+    STRATA_UNROLL
+    for (int nt = 0; nt < NT; ++nt) {
+      STRATA_UNROLL
+      for (int i = 0; i < 4; i += 2) {
+        int r, col;
+        arch::mma_c_coord(lane, i, r, col);
+        const uint32_t v = pack2<T>(c[mt][nt][i], c[mt][nt][i + 1]);
+        *reinterpret_cast<uint32_t*>(&s[(row0 + mt * 16 + r) * ld + n0 + nt * 8 + col]) = v;
+      }
+    }
+  }
+}
+
+/// The same for a tile already packed as pack2<T> pairs ([mt][nt][0] rows r, [1] rows r + 8).
+template <class T, int MT, int NT>
+STRATA_DEVICE void store_packed_tile(T* s, int ld, int row0, int n0,
+                                     const uint32_t (&pk)[MT][NT][2], int lane) {
+  STRATA_UNROLL
+  for (int mt = 0; mt < MT; ++mt) {
+    STRATA_UNROLL
+    for (int nt = 0; nt < NT; ++nt) {
+      STRATA_UNROLL
+      for (int hf = 0; hf < 2; ++hf) {
+        int r, col;
+        arch::mma_c_coord(lane, 2 * hf, r, col);
+        *reinterpret_cast<uint32_t*>(&s[(row0 + mt * 16 + r) * ld + n0 + nt * 8 + col]) =
+            pk[mt][nt][hf];
+      }
+    }
+  }
+}
+
+STRATA_EXECUTOR_END
+
+}  // namespace strata::attention
