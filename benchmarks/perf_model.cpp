@@ -15,6 +15,9 @@
 #include <strata/api/flash.hpp>
 #include <strata/cost/attention.hpp>
 #include <strata/cost/perf_model.hpp>
+#include <strata/variants/mea.cuh>
+#include <strata/variants/output_gate.cuh>
+#include <strata/variants/value_residual.cuh>
 
 #include "watched_tensor.hpp"
 
@@ -55,9 +58,51 @@ const char* pass_name(Pass p) {
   return p == Pass::kFwd ? "fwd" : p == Pass::kBwd ? "bwd" : "bwd fast";
 }
 
+/// The fused variants the model compares with vanilla attention, each through its own policy on
+/// the same flash kernels (the deterministic backward: the variants' fast mode is not
+/// instantiated).
+enum class Method { kVanilla, kResFormer, kSvFormer, kGated, kMea };
+const char* method_name(Method m) {
+  switch (m) {
+    case Method::kVanilla:
+      return "vanilla";
+    case Method::kResFormer:
+      return "ResFormer (value residual)";
+    case Method::kSvFormer:
+      return "SVFormer (shared value)";
+    case Method::kGated:
+      return "Gated Attention (elementwise gate)";
+    case Method::kMea:
+      return "MEA output site (H_c = H)";
+  }
+  return "";
+}
+/// Extra [T, H, d] bf16 tensors each variant reads or writes beyond vanilla attention's (fp32
+/// ones count twice), for the DRAM term: ResFormer reads V_0 (forward and backward) and updates
+/// the fp32 dV_0 accumulator; SVFormer updates the accumulator instead of writing dV; the gate is
+/// read (forward), and the backward reads it and dy and writes dO and dg; MEA writes out = GN(O)
+/// (forward), reads dy and writes dO (backward).
+double extra_tensors(Method m, bool backward) {
+  switch (m) {
+    case Method::kVanilla:
+      return 0;
+    case Method::kResFormer:
+      return backward ? 5 : 1;
+    case Method::kSvFormer:
+      return backward ? 3 : 0;
+    case Method::kGated:
+      return backward ? 4 : 1;
+    case Method::kMea:
+      return backward ? 2 : 1;
+  }
+  return 0;
+}
+
 /// Runs the forward (or forward then, counted alone, the backward) of one head over T tokens and
-/// returns the counters of its launches.
-strata::sim::Counters measure(int T, int d, bool causal, Pass pass) {
+/// returns the counters of its launches. MEA composes its one head's K' and V' from H_c = 2048 / d
+/// component heads (full MEA: H_c = H), as each K / V tile is loaded.
+strata::sim::Counters measure(int T, int d, bool causal, Pass pass,
+                              Method method = Method::kVanilla) {
   const bool backward = pass != Pass::kFwd;
   traffic::clear();
   const size_t n = size_t(T) * d;
@@ -76,27 +121,70 @@ strata::sim::Counters measure(int T, int d, bool causal, Pass pass) {
   p.is_causal = causal;
   p.deterministic = pass != Pass::kBwdFast;
   p.dq_accum = dq_accum.p;
+  // The variants' operands (each method uses its own).
+  const int h_c = std::min(2048 / d, strata::variants::kMeaMaxComponentHeads);
+  Tensor<bf16> v0(n, 0.05f), gate(n, 0.3f), dy(n, -0.1f), dgate(n), out(n);
+  Tensor<bf16> kc(method == Method::kMea ? n * h_c : 1, 0.02f),
+      vc(method == Method::kMea ? n * h_c : 1, 0.1f);
+  Tensor<float> lam(2, 0.5f), acc(n), rows(2 * size_t(T)), a_kv(size_t(h_c), 0.25f),
+      gamma(static_cast<size_t>(d), 1.f), beta(static_cast<size_t>(d)), stats(2 * size_t(T));
+  const auto run = [&](const auto& var) {
+    if (!strata::api::flash_fwd(p, var).ok()) std::abort();
+    if (backward) {
+      strata::sim::reset_counters();
+      if (!strata::api::flash_bwd(p, var).ok()) std::abort();
+    }
+  };
   strata::sim::reset_counters();
-  if (!strata::api::flash_fwd(p).ok()) std::abort();
-  if (backward) {
-    strata::sim::reset_counters();
-    if (!strata::api::flash_bwd(p).ok()) std::abort();
+  switch (method) {
+    case Method::kVanilla:
+      run(att::VanillaAttention{});
+      break;
+    case Method::kResFormer: {
+      strata::variants::ValueResidual var;
+      var.v_first = v0.p, var.v_first_row_stride = var.v_first_head_stride = d;
+      var.lambda_self = lam.p, var.lambda_first = lam.p + 1;
+      var.dv_first = acc.p, var.dlambda_rows = rows.p;
+      run(var);
+      break;
+    }
+    case Method::kSvFormer: {
+      strata::variants::SharedValue var;
+      var.dv_first = acc.p;
+      run(var);
+      break;
+    }
+    case Method::kGated: {
+      strata::variants::OutputGate var;
+      var.gate = gate.p, var.gate_row_stride = var.gate_head_stride = d;
+      var.dy = dy.p, var.dy_row_stride = var.dy_head_stride = d, var.dgate = dgate.p;
+      run(var);
+      break;
+    }
+    case Method::kMea: {
+      strata::variants::MeaOutputAttention var;
+      var.kc_rot = kc.p, var.vc = vc.p, var.a_k = var.a_v = a_kv.p, var.h_c = h_c;
+      var.gamma = gamma.p, var.beta = beta.p, var.out = out.p, var.dy = dy.p, var.stats = stats.p;
+      p.k = kc.p, p.v = vc.p, p.k_row_stride = p.v_row_stride = int64_t(h_c) * d;
+      run(var);
+      break;
+    }
   }
   traffic::clear();
   return strata::sim::total_counters();
 }
 
 /// The (query rows x keys) tile whose pairs the split counts: the forward's kBlockM x kBlockN;
-/// the backward's 64 x 64 (the dQ kernel's tiles; the dK/dV kernel's 64 keys meet 64 or 128
-/// queries per step, the same work per 64 x 64 pair; the diagonal tiles of a causal problem
-/// that a 128-query tile covers beyond it are a per-row-tile term).
+/// the backward's 64 x 64 (both kernels' tiles are kBlockM x 64, 64 or 128 queries: the same work
+/// per 64 x 64 pair; the diagonal tiles of a causal problem that a 128-query tile covers beyond
+/// it are a per-row-tile term).
 struct Tile {
   int bm, bn;
 };
 template <int D>
 Tile tile_of(bool backward) {
   using Fwd = att::FlashFwdTraits<D>;
-  static_assert(att::FlashBwdTraits<D>::kBlockNKv == 64 && att::FlashBwdTraits<D>::kBlockM == 64);
+  static_assert(att::FlashBwdTraits<D>::kBlockN == 64);
   return backward ? Tile{64, 64} : Tile{Fwd::kBlockM, Fwd::kBlockN};
 }
 Tile tile_of(int d, bool backward) {
@@ -104,18 +192,22 @@ Tile tile_of(int d, bool backward) {
 }
 
 /// Strata's work split into a part per tile pair and a part per query tile, from
-/// runs at 128 and 256 tokens (two equations, two unknowns per unit).
+/// runs at 128 and 256 tokens (two equations, two unknowns per unit). The global sectors (plain
+/// loads and cp.async) are not a term of the model; they show what a variant's tile loads add.
 struct Split {
   cost::TileWork per_pair, per_row_tile;
+  double load_sectors_per_pair = 0, cp_async_sectors_per_pair = 0;
+  double sectors_per_pair = 0, sectors_per_row_tile = 0;  ///< loads, cp.async and stores
 };
-Split split_work(int d, bool causal, Pass pass) {
+Split split_work(int d, bool causal, Pass pass, Method method = Method::kVanilla) {
   const int t1 = 128, t2 = 256;
   const Tile tl = tile_of(d, pass != Pass::kFwd);
   const double n1 = (t1 + tl.bm - 1) / tl.bm, n2 = (t2 + tl.bm - 1) / tl.bm;
   const double p1 = cost::tile_pairs(t1, tl.bm, tl.bn, causal),
                p2 = cost::tile_pairs(t2, tl.bm, tl.bn, causal);
-  const cost::TileWork w1 = work_of(measure(t1, d, causal, pass)),
-                       w2 = work_of(measure(t2, d, causal, pass));
+  const strata::sim::Counters c1 = measure(t1, d, causal, pass, method),
+                              c2 = measure(t2, d, causal, pass, method);
+  const cost::TileWork w1 = work_of(c1), w2 = work_of(c2);
   const double det = n1 * p2 - n2 * p1;
   const auto solve = [&](double a, double b, double& fixed, double& tile) {
     fixed = (a * p2 - b * p1) / det;
@@ -126,6 +218,15 @@ Split split_work(int d, bool causal, Pass pass) {
   solve(w1.smem_wavefronts, w2.smem_wavefronts, s.per_row_tile.smem_wavefronts,
         s.per_pair.smem_wavefronts);
   solve(w1.sfu, w2.sfu, s.per_row_tile.sfu, s.per_pair.sfu);
+  const auto sectors = [](const strata::sim::Counters& c) {
+    return double(c.gmem_load.sectors + c.gmem_cp_async.sectors + c.gmem_store.sectors);
+  };
+  solve(sectors(c1), sectors(c2), s.sectors_per_row_tile, s.sectors_per_pair);
+  double unused;
+  solve(double(c1.gmem_load.sectors), double(c2.gmem_load.sectors), unused,
+        s.load_sectors_per_pair);
+  solve(double(c1.gmem_cp_async.sectors), double(c2.gmem_cp_async.sectors), unused,
+        s.cp_async_sectors_per_pair);
   return s;
 }
 
@@ -171,16 +272,16 @@ void resources(const std::string& budget, const char* arch, Pass pass,
 }
 
 /// The kernels' mma.sync count by their traits: the forward's per tile pair; the backward's per
-/// 64 x 64 pair: the dQ kernel's (deterministic) and the dK/dV kernel's (BMKV x 64 per step),
-/// over 4 warps.
+/// 64 x 64 pair: the dQ kernel's (deterministic) and the dK/dV kernel's (both kBlockM x 64 per
+/// step), over 4 warps.
 template <int D>
 double analytic_mma(Pass pass, double pairs) {
   using Fwd = att::FlashFwdTraits<D>;
   using Bwd = att::FlashBwdTraits<D>;
   if (pass == Pass::kFwd) return pairs * Fwd::kMmaPerTile;
-  const double dkdv = double(Bwd::kMmaDkDv + (pass == Pass::kBwdFast ? Bwd::kMmaDqFused : 0)) *
-                      64.0 / Bwd::kBlockMKv;
-  return pairs * Bwd::kWarps * ((pass == Pass::kBwd ? Bwd::kMmaDq : 0) + dkdv);
+  const int dq = pass == Pass::kBwd ? Bwd::kMmaDq : 0;
+  const int dkdv = Bwd::kMmaDkDv + (pass == Pass::kBwdFast ? Bwd::kMmaDqFused : 0);
+  return pairs * Bwd::kWarps * double(dq + dkdv) * 64.0 / Bwd::kBlockM;
 }
 
 std::string occupancy(const cost::SmSpec& sm, const std::vector<cost::BlockResources>& ks) {
@@ -198,6 +299,36 @@ void row(const cost::SmSpec& sm, const char* pass, int d, bool causal, const cha
   std::printf("| %s | %s | %d | %s | %s | %s | %.3f | %.3f | %.3f | %.3f | %s | %.0f |\n", sm.name,
               pass, d, causal ? "yes" : "no", who, occ.c_str(), b.tensor_s * 1e3, b.smem_s * 1e3,
               b.sfu_s * 1e3, b.dram_s * 1e3, b.limit, b.tflops);
+}
+
+/// The whole problem's work for the model: Strata's split scaled to `batch` x (2048 / d) heads of
+/// T tokens, the minimum DRAM bytes, and the FLOPs by FlashAttention's convention.
+struct Problem {
+  cost::TileWork work;
+  double dram = 0, flops = 0;
+};
+Problem problem_of(const Split& s, int d, bool causal, Pass pass, int64_t T, int64_t batch,
+                   Method method = Method::kVanilla) {
+  const bool backward = pass != Pass::kFwd;
+  const int64_t heads = 2048 / d;
+  const double bh = double(batch * heads);
+  const Tile tl = tile_of(d, backward);
+  const double pairs = bh * cost::tile_pairs(T, tl.bm, tl.bn, causal),
+               rows = bh * double((T + tl.bm - 1) / tl.bm);
+  Problem pr;
+  pr.work.mma = s.per_pair.mma * pairs + s.per_row_tile.mma * rows;
+  pr.work.smem_wavefronts =
+      s.per_pair.smem_wavefronts * pairs + s.per_row_tile.smem_wavefronts * rows;
+  pr.work.sfu = s.per_pair.sfu * pairs + s.per_row_tile.sfu * rows;
+  pr.flops = backward ? cost::attention_backward_flops(batch, T, heads, d, causal)
+                      : cost::attention_forward_flops(batch, T, heads, d, causal);
+  // bf16 [B, T, H, d] operands read or written, + the variant's, + the fast mode's fp32 dQ
+  // accumulator, zeroed and read back once (its atomics meet in L2, which the model does not
+  // have), + LSE (and D)
+  const double tensors = (backward ? 8 : 4) + extra_tensors(method, backward);
+  pr.dram = bh * double(T) *
+            (tensors * d * 2 + (backward ? 8 : 4) + (pass == Pass::kBwdFast ? 2.0 * d * 4 : 0));
+  return pr;
 }
 
 }  // namespace
@@ -236,30 +367,13 @@ int main(int argc, char** argv) {
     for (const int d : {64, 96, 128})
       for (const bool causal : {false, true}) {
         const bool backward = pass != Pass::kFwd;
-        const int64_t heads = 2048 / d;
-        const double bh = double(batch * heads);
-        const Split s = split_work(d, causal, pass);
-        const Tile tl = tile_of(d, backward);
-        const double pairs = bh * cost::tile_pairs(T, tl.bm, tl.bn, causal),
-                     rows = bh * double((T + tl.bm - 1) / tl.bm);
-        cost::TileWork ours;
-        ours.mma = s.per_pair.mma * pairs + s.per_row_tile.mma * rows;
-        ours.smem_wavefronts =
-            s.per_pair.smem_wavefronts * pairs + s.per_row_tile.smem_wavefronts * rows;
-        ours.sfu = s.per_pair.sfu * pairs + s.per_row_tile.sfu * rows;
+        const double bh = double(batch * (2048 / d));
+        const Problem ours = problem_of(split_work(d, causal, pass), d, causal, pass, T, batch);
         const cost::Fa2Config fc =
             backward ? cost::fa2_backward_config(d) : cost::fa2_forward_config(d);
         const double fa2_pairs = bh * cost::tile_pairs(T, fc.bm, fc.bn, causal);
         const cost::TileWork fa2 =
             backward ? cost::fa2_backward_tile(d, fc) : cost::fa2_forward_tile(d, fc);
-        const double flops = backward ? cost::attention_backward_flops(batch, T, heads, d, causal)
-                                      : cost::attention_forward_flops(batch, T, heads, d, causal);
-        const double tensors = backward ? 8 : 4;  // bf16 [B, T, H, d] operands read or written
-        // + the fast mode's fp32 dQ accumulator, zeroed and read back once (its atomics meet in
-        // L2, which the model does not have)
-        const double dram =
-            bh * double(T) *
-            (tensors * d * 2 + (backward ? 8 : 4) + (pass == Pass::kBwdFast ? 2.0 * d * 4 : 0));
         for (const cost::SmSpec* sm : {&cost::kA100, &cost::kH100}) {
           const char* arch = sm == &cost::kA100 ? "sm_80" : "sm_90a";
           std::vector<cost::BlockResources> res;
@@ -267,14 +381,53 @@ int main(int argc, char** argv) {
           if (d == 96) resources<96>(budget, arch, pass, res);
           if (d == 128) resources<128>(budget, arch, pass, res);
           row(*sm, pass_name(pass), d, causal, "Strata", occupancy(*sm, res),
-              cost::bound(*sm, ours, 1, dram, flops));
+              cost::bound(*sm, ours.work, 1, ours.dram, ours.flops));
           // FlashAttention-2's backward is the atomic-dQ one: its row stands beside the fast mode
           if (pass == Pass::kBwd) continue;
           const cost::BlockResources fres{32 * fc.warps, 0, fc.smem_bytes};
           row(*sm, pass_name(pass), d, causal, "FlashAttention-2", occupancy(*sm, {fres}),
-              cost::bound(*sm, fa2, fa2_pairs, dram, flops));
+              cost::bound(*sm, fa2, fa2_pairs, ours.dram, ours.flops));
         }
       }
+
+  // The fused variants beside vanilla attention: the same kernels through each variant's policy,
+  // with one more unit: the L2, which every global sector a block moves passes through (the A100
+  // whitepaper's L2 read bandwidth, 5120 B/clk for the whole GPU; the H100 has no published
+  // figure, so the table stays on the A100).
+  constexpr double kA100L2BytesPerClk = 5120;
+  std::printf(
+      "\nFused variants on an %s, not causal (the deterministic backward): the same model plus an "
+      "L2 term (every 32-byte global sector the kernels move, loads, cp.async and stores, at the "
+      "whitepaper's 5120 B/clk; no hit-rate or latency model). Sectors per tile pair: what plain "
+      "(synchronous) loads and cp.async move per (query tile, key tile) pair:\n\n",
+      cost::kA100.name);
+  std::printf(
+      "| pass | d | method | tensor ms | smem ms | sfu ms | dram ms | l2 ms | limit | ceiling "
+      "TFLOP/s | vs vanilla | load sectors / pair | cp.async sectors / pair |\n"
+      "|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+  for (const Pass pass : {Pass::kFwd, Pass::kBwd})
+    for (const int d : {64, 96, 128}) {
+      double vanilla = 0;
+      for (const Method m : {Method::kVanilla, Method::kResFormer, Method::kSvFormer,
+                             Method::kGated, Method::kMea}) {
+        const Split s = split_work(d, false, pass, m);
+        const Problem pr = problem_of(s, d, false, pass, T, batch, m);
+        cost::Bound b = cost::bound(cost::kA100, pr.work, 1, pr.dram, pr.flops);
+        const Tile tl = tile_of(d, pass != Pass::kFwd);
+        const double bh = double(batch * (2048 / d));
+        const double sectors = bh * (s.sectors_per_pair * cost::tile_pairs(T, tl.bm, tl.bn, false) +
+                                     s.sectors_per_row_tile * double((T + tl.bm - 1) / tl.bm));
+        const double l2_s = sectors * 32.0 / (kA100L2BytesPerClk * cost::kA100.clock_ghz * 1e9);
+        if (l2_s > b.seconds) b.seconds = l2_s, b.limit = "l2", b.tflops = pr.flops / l2_s * 1e-12;
+        if (m == Method::kVanilla) vanilla = b.tflops;
+        std::printf(
+            "| %s | %d | %s | %.3f | %.3f | %.3f | %.3f | %.3f | %s | %.0f | %+.1f%% | %.0f | %.0f "
+            "|\n",
+            pass_name(pass), d, method_name(m), b.tensor_s * 1e3, b.smem_s * 1e3, b.sfu_s * 1e3,
+            b.dram_s * 1e3, l2_s * 1e3, b.limit, b.tflops, 100.0 * (b.tflops / vanilla - 1.0),
+            s.load_sectors_per_pair, s.cp_async_sectors_per_pair);
+      }
+    }
 
   // The access profile behind the table: one head of 256 tokens, not causal.
   std::printf(

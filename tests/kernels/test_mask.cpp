@@ -73,13 +73,14 @@ void check_traits() {
 template <int D>
 void check_bwd_traits() {
   using Tr = strata::attention::FlashBwdTraits<D>;
-  EXPECT_EQ(Tr::kMmaDq * 2, 3 * D);  // S, dP (D/2 each) and dQ (D/2) per warp and tile pair
-  // dK/dV kernel, per warp (a quarter of each product of 2 BM BN D FLOP, 4096 per mma): S, dP,
-  // dV and dK, and the fast mode's dQ
-  constexpr int bm = Tr::kBlockMKv, bn = Tr::kBlockNKv;
-  EXPECT_EQ(Tr::kMmaDkDv, 4 * (2 * bm * bn * D / 4096) / 4);
-  EXPECT_EQ(Tr::kMmaDqFused, (2 * bm * bn * D / 4096) / 4);
+  // per warp, a quarter of each product of 2 BM BN D FLOP (4096 per mma): the dQ kernel's S, dP
+  // and dQ; the dK/dV kernel's S, dP, dV and dK, and the fast mode's dQ
+  constexpr int bm = Tr::kBlockM, bn = Tr::kBlockN, product = (2 * bm * bn * D / 4096) / 4;
+  EXPECT_EQ(Tr::kMmaDq, 3 * product);
+  EXPECT_EQ(Tr::kMmaDkDv, 4 * product);
+  EXPECT_EQ(Tr::kMmaDqFused, product);
   EXPECT_EQ(Tr::kSdpMT * 32, bm);  // 2 x 2 warps: every warp tile at least 32 x 32
+  EXPECT_EQ(Tr::kDqMT * 32, bm);
   EXPECT_EQ(Tr::kKvMT * 32, bn);
   EXPECT_GE(Tr::kSdpNT * 8, 32);
   EXPECT_LE(Tr::template kSmemDq<__nv_bfloat16>, 99u * 1024u);
@@ -88,22 +89,24 @@ void check_bwd_traits() {
 }
 
 TEST(FlashBwdTraits, TileTable) {
+  using strata::attention::FlashBwdTraits;
   check_bwd_traits<64>();
   check_bwd_traits<96>();
   check_bwd_traits<128>();
-  EXPECT_EQ(strata::attention::FlashBwdTraits<64>::kBlockMKv, 128);
-  EXPECT_EQ(strata::attention::FlashBwdTraits<128>::kBlockMKv, 64);
-  // exactly the kernels' carve-up: Q, dO, K, V tiles
-  EXPECT_EQ(strata::attention::FlashBwdTraits<128>::kSmemDq<__half>, size_t(4 * 64) * 136 * 2);
-  // K, V (64 keys), Q, dO (64 queries) and one P / dS tile: 78,848 B, so that two blocks (8 warps)
-  // fit an A100 SM's 164 KB
-  EXPECT_EQ(strata::attention::FlashBwdTraits<128>::kSmemDkDv<__half>,
+  EXPECT_EQ(FlashBwdTraits<64>::kBlockM, 128);
+  EXPECT_EQ(FlashBwdTraits<128>::kBlockM, 64);
+  // K, V (64 keys), Q, dO (64 queries) and one P / dS tile: 78,848 B in both kernels, so that two
+  // blocks (8 warps) fit an A100 SM's 164 KB
+  EXPECT_EQ(FlashBwdTraits<128>::kSmemDkDv<__half>,
             size_t(2 * 64 + 2 * 64) * 136 * 2 + size_t(64) * 72 * 2);
-  EXPECT_LE(2 * (strata::attention::FlashBwdTraits<128>::kSmemDkDv<__half> + 1024), 164u * 1024u);
-  // d = 64: 128 queries; the epilogue's fp32 dK and dV rows fit in the same bytes
-  EXPECT_EQ(strata::attention::FlashBwdTraits<64>::kSmemDkDv<__half>,
+  EXPECT_EQ(FlashBwdTraits<128>::kSmemDq<__half>, FlashBwdTraits<128>::kSmemDkDv<__half>);
+  EXPECT_LE(2 * (FlashBwdTraits<128>::kSmemDkDv<__half> + 1024), 164u * 1024u);
+  // d = 64: 128 queries; the epilogues' fp32 rows (dK and dV; dQ) fit in the same bytes
+  EXPECT_EQ(FlashBwdTraits<64>::kSmemDkDv<__half>,
             size_t(2 * 64 + 2 * 128) * 72 * 2 + size_t(128) * 72 * 2);
-  EXPECT_GE(strata::attention::FlashBwdTraits<128>::kSmemDkDv<__half>, size_t(2 * 64) * 136 * 4);
+  EXPECT_EQ(FlashBwdTraits<64>::kSmemDq<__half>, FlashBwdTraits<64>::kSmemDkDv<__half>);
+  EXPECT_GE(FlashBwdTraits<128>::kSmemDkDv<__half>, size_t(2 * 64) * 136 * 4);
+  EXPECT_GE(FlashBwdTraits<64>::kSmemDq<__half>, size_t(128) * 72 * 4);
 }
 
 TEST(FlashFwdTraits, TileTable) {

@@ -23,7 +23,6 @@ from pathlib import Path
 import nvcc_cache
 from nvcc_tools import DEFAULT_ARCHS, default_nvcc, scratch_dir
 
-BLOCK_N = 64  # the backward's key tile (FlashBwdTraits)
 M_TILES = 2  # FlashFwdTraits<D>::kMTiles
 
 
@@ -33,7 +32,10 @@ def expected_fwd(d: int) -> int:
 
 
 def expected_bwd_dq(d: int) -> int:
-    return 2 * (BLOCK_N // 8) * (d // 16) + (d // 8) * (BLOCK_N // 16)
+    # FlashBwdTraits<D>: the same 2 x 2 warp grid and tiles as the dK/dV kernel.
+    bm, bn = (128 if d <= 64 else 64), 64
+    s_dp = 2 * ((bm // 32) * (bn // 16)) * (d // 16)  # S and dP: [bm/2, bn/2] warp tiles, k = d
+    return s_dp + (bm // 32) * (d // 16) * (bn // 16)  # dQ: [bm/2, d/2], k = bn
 
 
 def expected_bwd_dkdv(d: int, atomic_dq: bool) -> int:

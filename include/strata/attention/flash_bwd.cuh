@@ -4,13 +4,15 @@
 // in a fixed order and written once, so results are bitwise identical from run to run and with
 // any number of simulator workers. Three kernels, seven matrix products per tile pair:
 //  1. preprocess: D = rowsum(dO o O) per (query, head), fp32 (the softmax backward's correction);
-//  2. dQ: one block per 64-query tile (like the forward) streams the key tiles, recomputes
-//     P = exp2(S log2e - LSE log2e) from Q, K and the LSE, dP = dO V^T, dS = P o (dP - D), and
-//     accumulates dQ = scale dS K in fp32 registers, converted once at the end;
+//  2. dQ: one block per query tile (kBlockM) streams the key tiles, computes dP = dO V^T, then
+//     recomputes P = exp2(S log2e - LSE log2e) from S = Q K^T and the LSE, dS = P o (dP - D),
+//     stages dS in shared memory and accumulates dQ = scale dS K in fp32 registers, converted
+//     once at the end;
 //  3. dK/dV: one block per key tile of one KV head streams the query tiles of the G query heads
 //     of its group (GQA: the sum over the group happens in registers), recomputes S = Q K^T, P,
 //     dP = dO V^T and dS, stages P and dS in shared memory (bf16/fp16, as mma operands) and
-//     accumulates dV += P^T dO and dK += dS^T Q, each warp a quarter of the [keys, d] tile.
+//     accumulates dV += P^T dO and dK += dS^T Q.
+// Both kernels put their 4 warps in a 2 x 2 grid over every product (FlashBwdTraits).
 //
 // Fast (deterministic = false, FlashAttention-2's structure): the dK/dV kernel also computes
 // dQ += dS K for its tile pair (five products in all) and adds it to an fp32 workspace with
@@ -34,50 +36,48 @@
 
 namespace strata::attention {
 
-/// Tile shapes of the backward kernels for head dimension D.
+/// Tile shapes of the backward kernels for head dimension D. Both kernels put 4 warps in a 2 x 2
+/// grid over every product's tile, so each warp tile is at least 32 x 32 and every ldmatrix
+/// fragment feeds two or more mma (with 16-row warp tiles the fragments of the other operand
+/// alone cost one shared-memory wavefront per 2,048 FLOP, an A100 SM's whole shared-memory
+/// bandwidth at its mma.sync rate).
 template <int D>
 struct FlashBwdTraits {
   static_assert(D % 16 == 0 && D >= 16 && D <= 256, "head dimension: a multiple of 16");
-  // ---- the dQ kernel (deterministic mode)
-  static constexpr int kBlockM = 64;  ///< queries per tile
-  static constexpr int kBlockN = 64;  ///< keys per tile
   static constexpr int kWarps = 4;
   static constexpr int kThreads = 32 * kWarps;
-  static constexpr int kLd = D + 8;
-  static constexpr int kKSteps = D / 16;
-  static constexpr int kDTiles = D / 8;  ///< n8 tiles of a [16, D] gradient per warp
-  /// Q and dO tiles, one K and one V tile.
-  template <class T>
-  static constexpr size_t kSmemDq = size_t(2 * kBlockM + 2 * kBlockN) * kLd * sizeof(T);
-  /// mma.sync per warp and (query tile, key tile) pair: S, dP, dQ.
-  static constexpr int kMmaDq = 3 * (kBlockN / 8) * kKSteps;
-
-  // ---- the dK/dV kernel (both modes): 4 warps in a 2 x 2 grid over every product's tile, so
-  // each warp tile is at least 32 x 32 and every ldmatrix fragment feeds two or more mma (with
-  // 16-row warp tiles the fragments of the other operand alone cost one shared-memory wavefront
-  // per 2,048 FLOP, an SM's whole shared-memory bandwidth at its mma.sync rate).
-  /// Queries per tile: 128 at d = 64, where the [keys, d] accumulators are small enough to give
-  /// S and dP 64 x 32 warp tiles; 64 above.
-  static constexpr int kBlockMKv = D <= 64 ? 128 : 64;
-  static constexpr int kBlockNKv = 64;        ///< keys per block
-  static constexpr int kLdP = kBlockNKv + 8;  ///< row pitch of the P / dS tile [query][key]
-  /// m16 and n8 tiles of one warp in S = Q K^T and dP = dO V^T ([kBlockMKv, kBlockNKv]), in
-  /// dK = dS^T Q and dV = P^T dO ([kBlockNKv, D]) and in dQ = dS K ([kBlockMKv, D]).
-  static constexpr int kSdpMT = kBlockMKv / 32, kSdpNT = kBlockNKv / 16;
-  static constexpr int kKvMT = kBlockNKv / 32, kKvNT = D / 16;
-  static constexpr int kDqMT = kBlockMKv / 32, kDqNT = D / 16;
-  /// K, V, Q and dO tiles and one P / dS tile (P is dead once dV has read it, so dS takes its
-  /// place). The epilogue reuses it all for the fp32 dK and dV rows (kEpilogueLd apart).
+  /// Queries per tile: 128 at d = 64, where the [keys, d] and [queries, d] accumulators are small
+  /// enough to give S and dP 64 x 32 warp tiles; 64 above.
+  static constexpr int kBlockM = D <= 64 ? 128 : 64;
+  static constexpr int kBlockN = 64;        ///< keys per tile
+  static constexpr int kLd = D + 8;         ///< row pitch of the Q, dO, K and V tiles
+  static constexpr int kLdP = kBlockN + 8;  ///< row pitch of the P / dS tile [query][key]
+  /// m16 and n8 tiles of one warp in S = Q K^T and dP = dO V^T ([kBlockM, kBlockN]), in
+  /// dK = dS^T Q and dV = P^T dO ([kBlockN, D]) and in dQ = dS K ([kBlockM, D]).
+  static constexpr int kSdpMT = kBlockM / 32, kSdpNT = kBlockN / 16;
+  static constexpr int kKvMT = kBlockN / 32, kKvNT = D / 16;
+  static constexpr int kDqMT = kBlockM / 32, kDqNT = D / 16;
+  /// Row pitch (fp32) of the gradient rows the epilogues stage for the store hooks: 8-byte stores
+  /// and loads of 4 rows per half-warp land in distinct banks.
   static constexpr int kEpilogueLd = D + 8;
+  /// Q, dO, K and V tiles and one P / dS tile (in the dK/dV kernel P is dead once dV has read it,
+  /// so dS takes its place); each epilogue reuses it all for its fp32 rows.
   template <class T>
-  static constexpr size_t kSmemDkDv = std::max(size_t(2 * kBlockNKv + 2 * kBlockMKv) * kLd *
-                                                       sizeof(T) +
-                                                   size_t(kBlockMKv) * kLdP * sizeof(T),
-                                               size_t(2 * kBlockNKv) * kEpilogueLd * sizeof(float));
-  /// mma.sync per warp and (query tile, key tile) pair: S, dP, dV, dK, and dQ in the fast mode.
-  static constexpr int kMmaDkDv =
-      2 * kSdpMT * kSdpNT * (D / 16) + 2 * kKvMT * kKvNT * (kBlockMKv / 16);
-  static constexpr int kMmaDqFused = kDqMT * kDqNT * (kBlockNKv / 16);
+  static constexpr size_t kSmemTiles = size_t(2 * kBlockN + 2 * kBlockM) * kLd * sizeof(T) +
+                                       size_t(kBlockM) * kLdP * sizeof(T);
+  template <class T>
+  static constexpr size_t kSmemDq = std::max(kSmemTiles<T>,
+                                             size_t(kBlockM) * kEpilogueLd * sizeof(float));
+  template <class T>
+  static constexpr size_t kSmemDkDv = std::max(kSmemTiles<T>,
+                                               size_t(2 * kBlockN) * kEpilogueLd * sizeof(float));
+  /// mma.sync per warp and (query tile, key tile) pair, by product: S and dP; dV and dK; dQ.
+  static constexpr int kMmaSdP = 2 * kSdpMT * kSdpNT * (D / 16);
+  static constexpr int kMmaDqFused = kDqMT * kDqNT * (kBlockN / 16);
+  /// ... by kernel: the dQ kernel (S, dP, dQ) and the dK/dV kernel (S, dP, dV, dK; plus
+  /// kMmaDqFused in the fast mode).
+  static constexpr int kMmaDq = kMmaSdP + kMmaDqFused;
+  static constexpr int kMmaDkDv = kMmaSdP + 2 * kKvMT * kKvNT * (kBlockM / 16);
 };
 
 /// log2(e) * LSE of a row, or +inf for a row without keys (LSE = -inf) or past the sequence, so
@@ -110,20 +110,67 @@ __global__ void __launch_bounds__(128)
   p.dsum[int64_t(h) * p.total_q + row] = var.template preprocess<T, D>(p, row, h);
 }
 
-/// dQ of one 64-query tile of one (sequence, head).
+/// P of one score s (raw Q K^T): exp2(s scale log2e - LSE log2e), through the variant's logit
+/// transform where it has one; 0 where the mask cuts the pair (`on` false).
+template <class Variant>
+STRATA_DEVICE float bwd_prob(const Variant& var, const FlashBwdParams& p, float s, bool on,
+                             float lse2, float scale_log2, int qi, int kj, int h) {
+  if (!on) return 0.f;
+  if constexpr (Variant::kTransformsLogits)
+    return core::exp2_or_zero(var.logit(s * p.softmax_scale, qi, kj, h) * core::kLog2e - lse2);
+  else
+    return core::exp2_or_zero(s * scale_log2 - lse2);
+}
+
+/// dS = P o (dP - D), times the logit transform's derivative at the raw score s where there is one.
+template <class Variant>
+STRATA_DEVICE float bwd_dscore(const Variant& var, const FlashBwdParams& p, float s, float pr,
+                               float dp, float dsum, int qi, int kj, int h) {
+  if constexpr (Variant::kTransformsLogits)
+    return pr * (dp - dsum) * var.logit_grad(s * p.softmax_scale, qi, kj, h);
+  else
+    return pr * (dp - dsum);
+}
+
+/// The softmax backward of a warp's S / dP tile (queries q0 + r, keys k0 + c, as warp_gemm leaves
+/// them): dS = P o (dP - D) in place of dp and, with kKeepP, P in place of s (the dK/dV kernel's
+/// dV reads it).
+template <bool kKeepP, class Variant, int MT, int NT>
+STRATA_DEVICE void softmax_bwd_tile(const Variant& var, const FlashBwdParams& p, const Mask& mask,
+                                    bool full, int q0, int k0, int h, const float (&lse2)[MT][2],
+                                    const float (&dsum)[MT][2], float (&s)[MT][NT][4],
+                                    float (&dp)[MT][NT][4], int lane) {
+  const float scale_log2 = p.softmax_scale * core::kLog2e;
+  for_each_c<MT, NT>(lane, [&](int mt, int nt, int i, int r, int c) {
+    const int qi = q0 + r, kj = k0 + c;
+    const float pr = bwd_prob(var, p, s[mt][nt][i], full || mask.connected(qi, kj), lse2[mt][i / 2],
+                              scale_log2, qi, kj, h);
+    dp[mt][nt][i] = bwd_dscore(var, p, s[mt][nt][i], pr, dp[mt][nt][i], dsum[mt][i / 2], qi, kj, h);
+    if constexpr (kKeepP) s[mt][nt][i] = pr;
+  });
+}
+
+/// dQ of one query tile (kBlockM) of one (sequence, head), streaming its key tiles. The warps
+/// compute dP = dO V^T first, so that V's next tile loads while S = Q K^T, dS and dQ += dS K run
+/// and K's next tile while the next dP does (FlashAttention-2's forward overlap); dS is staged in
+/// shared memory for dQ's 2 x 2 warp grid.
 template <class T, int D, class Variant = VanillaAttention>
 __global__ void __launch_bounds__(FlashBwdTraits<D>::kThreads)
     flash_bwd_dq_kernel(const FlashBwdParams p, const Variant var) {
   static_assert(AttentionVariant<Variant, T, D>, "the variant policy misses a hook (variant.hpp)");
   using Tr = FlashBwdTraits<D>;
   static_assert(Tr::template kSmemDq<T> <= 99 * 1024, "shared memory above 99 KB");
-  constexpr int BM = Tr::kBlockM, BN = Tr::kBlockN, LD = Tr::kLd;
+  constexpr int BM = Tr::kBlockM, BN = Tr::kBlockN, LD = Tr::kLd, LDP = Tr::kLdP;
+  constexpr int SMT = Tr::kSdpMT, SNT = Tr::kSdpNT, QMT = Tr::kDqMT, QNT = Tr::kDqNT;
   STRATA_DYNAMIC_SMEM(T, Qs);  // [BM][LD]
   T* dOs = Qs + BM * LD;       // [BM][LD]
   T* Ks = dOs + BM * LD;       // [BN][LD]
   T* Vs = Ks + BN * LD;        // [BN][LD]
+  T* dSs = Vs + BN * LD;       // [BM][LDP]
 
   const int tid = int(threadIdx.x), warp = tid / 32, lane = tid % 32;
+  // The warp's place in the 2 x 2 grid of every product: rows half wr, columns half wc.
+  const int wr = warp % 2, wc = warp / 2;
   const int h = int(blockIdx.y), b = int(blockIdx.z);
   const SeqBounds sb = SeqBounds::of(p, b);
   const int m0 = int(blockIdx.x) * BM;
@@ -136,100 +183,75 @@ __global__ void __launch_bounds__(FlashBwdTraits<D>::kThreads)
   var.template load_q<D, Tr::kThreads>(Qs, LD, p, at_q, BM, tid);
   var.template load_do<D, Tr::kThreads>(dOs, LD, p, at_q, BM, tid);
   arch::cp_async_commit();
-
-  // This thread's two rows: their LSE (log2 units) and D.
-  float lse2[2], dsum[2];
-  STRATA_UNROLL
-  for (int rr = 0; rr < 2; ++rr) {
-    const int row = m0 + warp * 16 + lane / 4 + 8 * rr;
-    const bool valid = row < sb.tq;
-    const int64_t at = int64_t(h) * p.total_q + sb.q_begin + row;
-    lse2[rr] = lse_log2(valid ? p.lse[at] : 0.f, valid);
-    dsum[rr] = valid ? p.dsum[at] : 0.f;
-  }
-  const float scale_log2 = p.softmax_scale * core::kLog2e;
   const int k_lo = mask.key_begin(m0), k_hi = mask.key_end(m1);
   const int n_first = k_lo / BN, n_end = k_hi > k_lo ? (k_hi + BN - 1) / BN : n_first;
-
-  float dq[Tr::kDTiles][4] = {};
-  for (int n = n_first; n < n_end; ++n) {
-    const TileSite at_k{sb, h, h_k, n * BN};
-    var.template load_k<D, Tr::kThreads>(Ks, LD, p, at_k, BN, tid);
-    var.template load_v<D, Tr::kThreads>(Vs, LD, p, at_k, BN, tid);
+  const auto load_v = [&](int n) {
+    var.template load_v<D, Tr::kThreads>(Vs, LD, p, TileSite{sb, h, h_k, n * BN}, BN, tid);
     arch::cp_async_commit();
-    arch::cp_async_wait<0>();
-    __syncthreads();
-    // S = Q K^T and dP = dO V^T for this warp's 16 rows and the tile's 64 keys.
-    float s[BN / 8][4] = {}, dp[BN / 8][4] = {};
-    // Q and dO fragments are reloaded from shared memory per tile: holding them in registers
-    // (d/4 each) would push d = 128 past 255 registers next to the dQ accumulators.
-    STRATA_UNROLL
-    for (int kk = 0; kk < Tr::kKSteps; ++kk) {
-      uint32_t qa[4], doa[4];
-      load_a(qa, Qs, LD, warp * 16, kk * 16, lane);
-      load_a(doa, dOs, LD, warp * 16, kk * 16, lane);
-      STRATA_UNROLL
-      for (int np = 0; np < BN / 16; ++np) {
-        uint32_t b0[2], b1[2];
-        load_b_nk(b0, b1, Ks, LD, np * 16, kk * 16, lane);
-        arch::mma_m16n8k16<T>(s[2 * np], qa, b0, s[2 * np]);
-        arch::mma_m16n8k16<T>(s[2 * np + 1], qa, b1, s[2 * np + 1]);
-        load_b_nk(b0, b1, Vs, LD, np * 16, kk * 16, lane);
-        arch::mma_m16n8k16<T>(dp[2 * np], doa, b0, dp[2 * np]);
-        arch::mma_m16n8k16<T>(dp[2 * np + 1], doa, b1, dp[2 * np + 1]);
-      }
-    }
-    // P, then dS = P o (dP - D) in place of dp.
-    const int n0 = n * BN;
-    const bool full = mask.all_connected(m0, m1, n0, n0 + BN);
-    STRATA_UNROLL
-    for (int t = 0; t < BN / 8; ++t) {
-      STRATA_UNROLL
-      for (int i = 0; i < 4; ++i) {
-        int r, c;
-        arch::mma_c_coord(lane, i, r, c);
-        const int qi = m0 + warp * 16 + r, kj = n0 + t * 8 + c;
-        const bool on = full || mask.connected(qi, kj);
-        if constexpr (Variant::kTransformsLogits) {
-          const float x = s[t][i] * p.softmax_scale;
-          const float pr =
-              on ? core::exp2_or_zero(var.logit(x, qi, kj, h) * core::kLog2e - lse2[i / 2]) : 0.f;
-          dp[t][i] = pr * (dp[t][i] - dsum[i / 2]) * var.logit_grad(x, qi, kj, h);
-        } else {
-          const float pr = on ? core::exp2_or_zero(s[t][i] * scale_log2 - lse2[i / 2]) : 0.f;
-          dp[t][i] = pr * (dp[t][i] - dsum[i / 2]);
-        }
-      }
-    }
-    // dQ += dS K
-    STRATA_UNROLL
-    for (int kp = 0; kp < BN / 16; ++kp) {
-      uint32_t a[4];
-      acc_to_a<T>(a, dp[2 * kp], dp[2 * kp + 1]);
-      STRATA_UNROLL
-      for (int dt = 0; dt < Tr::kDTiles / 2; ++dt) {
-        uint32_t b0[2], b1[2];
-        load_b_kn(b0, b1, Ks, LD, kp * 16, dt * 16, lane);
-        arch::mma_m16n8k16<T>(dq[2 * dt], a, b0, dq[2 * dt]);
-        arch::mma_m16n8k16<T>(dq[2 * dt + 1], a, b1, dq[2 * dt + 1]);
-      }
-    }
-    __syncthreads();  // the next tile overwrites Ks / Vs
+  };
+  const auto load_k = [&](int n) {
+    var.template load_k<D, Tr::kThreads>(Ks, LD, p, TileSite{sb, h, h_k, n * BN}, BN, tid);
+    arch::cp_async_commit();
+  };
+  if (n_first < n_end) {
+    load_v(n_first);
+    load_k(n_first);
   }
-  if (n_first >= n_end) arch::cp_async_wait<0>();  // no key tile: dQ = 0
 
+  // LSE (log2 units) and D of this thread's 2 SMT rows: queries q0 + 16 mt + lane / 4 + 8 hf.
+  const int q0 = m0 + wr * (BM / 2);
+  float lse2[SMT][2], dsum[SMT][2];
   STRATA_UNROLL
-  for (int rr = 0; rr < 2; ++rr) {
-    int r, col0;
-    arch::mma_c_coord(lane, 2 * rr, r, col0);
-    const int row = m0 + warp * 16 + r;
-    float dq_row[2 * Tr::kDTiles];
+  for (int mt = 0; mt < SMT; ++mt) {
     STRATA_UNROLL
-    for (int t = 0; t < Tr::kDTiles; ++t) {
-      dq_row[2 * t] = dq[t][2 * rr] * p.softmax_scale;
-      dq_row[2 * t + 1] = dq[t][2 * rr + 1] * p.softmax_scale;
+    for (int hf = 0; hf < 2; ++hf) {
+      const int row = q0 + mt * 16 + lane / 4 + 8 * hf;
+      const bool valid = row < sb.tq;
+      const int64_t at = int64_t(h) * p.total_q + sb.q_begin + row;
+      lse2[mt][hf] = lse_log2(valid ? p.lse[at] : 0.f, valid);
+      dsum[mt][hf] = valid ? p.dsum[at] : 0.f;
     }
-    const RowSite rs{int64_t(sb.q_begin) + row, h, col0, row < sb.tq};
+  }
+
+  // dQ of queries q0 + ..., columns wc * D / 2 + ... (unscaled until the epilogue).
+  float dq[QMT][QNT][4] = {};
+  for (int n = n_first; n < n_end; ++n) {
+    const int n0 = n * BN, k0 = n0 + wc * (BN / 2);
+    arch::cp_async_wait<1>();  // V's tile (and Q, dO); K's may still be in flight
+    __syncthreads();
+    float dp[SMT][SNT][4] = {};
+    warp_gemm<T, SMT, SNT, D, false, false>(dp, dOs, LD, wr * (BM / 2), Vs, LD, wc * (BN / 2),
+                                            lane);
+    arch::cp_async_wait<0>();
+    __syncthreads();  // K's tile has landed, and every warp is done with V's
+    if (n + 1 < n_end) load_v(n + 1);
+    float s[SMT][SNT][4] = {};
+    warp_gemm<T, SMT, SNT, D, false, false>(s, Qs, LD, wr * (BM / 2), Ks, LD, wc * (BN / 2), lane);
+    const bool full = mask.all_connected(m0, m1, n0, n0 + BN);
+    softmax_bwd_tile<false>(var, p, mask, full, q0, k0, h, lse2, dsum, s, dp, lane);
+    store_c_tile<T>(dSs, LDP, wr * (BM / 2), wc * (BN / 2), dp, lane);
+    __syncthreads();
+    // dQ += dS K: k = the tile's keys.
+    warp_gemm<T, QMT, QNT, BN, false, true>(dq, dSs, LDP, wr * (BM / 2), Ks, LD, wc * (D / 2),
+                                            lane);
+    __syncthreads();  // every warp is done with K's tile and dS
+    if (n + 1 < n_end) load_k(n + 1);
+  }
+  arch::cp_async_wait<0>();  // Q and dO were loaded even without key tiles (then dQ = 0)
+  __syncthreads();
+
+  // Epilogue: the store hook takes whole rows (a quad of lanes per row), so the warps' quarters
+  // meet in shared memory as fp32 rows (over Q and dO).
+  constexpr int ELD = Tr::kEpilogueLd;
+  float* dq_s = reinterpret_cast<float*>(Qs);  // [BM][ELD]
+  stage_c_tile(dq_s, ELD, wr * (BM / 2), wc * (D / 2), dq, p.softmax_scale, lane);
+  __syncthreads();
+  STRATA_UNROLL_N(1)
+  for (int row = tid / 4; row < BM; row += Tr::kThreads / 4) {
+    const int col0 = 2 * (tid % 4);
+    float dq_row[D / 4];
+    load_row_pairs<D>(&dq_s[row * ELD], col0, dq_row);
+    const RowSite rs{int64_t(sb.q_begin) + m0 + row, h, col0, m0 + row < sb.tq};
     var.template store_dq<T>(dq_row, p, rs, arch::LaneGroupSum<4>{});
   }
 }
@@ -242,7 +264,7 @@ __global__ void __launch_bounds__(FlashBwdTraits<D>::kThreads)
   static_assert(AttentionVariant<Variant, T, D>, "the variant policy misses a hook (variant.hpp)");
   using Tr = FlashBwdTraits<D>;
   static_assert(Tr::template kSmemDkDv<T> <= 99 * 1024, "shared memory above 99 KB");
-  constexpr int BM = Tr::kBlockMKv, BN = Tr::kBlockNKv, LD = Tr::kLd, LDP = Tr::kLdP;
+  constexpr int BM = Tr::kBlockM, BN = Tr::kBlockN, LD = Tr::kLd, LDP = Tr::kLdP;
   constexpr int SMT = Tr::kSdpMT, SNT = Tr::kSdpNT, KMT = Tr::kKvMT, KNT = Tr::kKvNT;
   STRATA_DYNAMIC_SMEM(T, Ks);  // [BN][LD]
   T* Vs = Ks + BN * LD;        // [BN][LD]
@@ -316,25 +338,7 @@ __global__ void __launch_bounds__(FlashBwdTraits<D>::kThreads)
                                                 lane);
         warp_gemm<T, SMT, SNT, D, false, false>(dp, dOs, LD, wr * (BM / 2), Vs, LD, wc * (BN / 2),
                                                 lane);
-        STRATA_UNROLL
-        for (int mt = 0; mt < SMT; ++mt) {
-          STRATA_UNROLL
-          for (int nt = 0; nt < SNT; ++nt) {
-            STRATA_UNROLL
-            for (int i = 0; i < 4; ++i) {
-              int r, c;
-              arch::mma_c_coord(lane, i, r, c);
-              const int qi = q0 + mt * 16 + r, kj = k0 + nt * 8 + c;
-              const bool on = full || mask.connected(qi, kj);
-              const float x = s[mt][nt][i] * p.softmax_scale;
-              const float pr =
-                  on ? core::exp2_or_zero(var.logit(x, qi, kj, h) * core::kLog2e - lse2[mt][i / 2])
-                     : 0.f;
-              s[mt][nt][i] = pr;
-              dp[mt][nt][i] = pr * (dp[mt][nt][i] - dsum[mt][i / 2]) * var.logit_grad(x, qi, kj, h);
-            }
-          }
-        }
+        softmax_bwd_tile<true>(var, p, mask, full, q0, k0, h, lse2, dsum, s, dp, lane);
         store_c_tile<T>(PdSs, LDP, wr * (BM / 2), wc * (BN / 2), s, lane);
       } else {
         // P leaves S's registers as pairs rounded to T (the mma operand dV reads, and the P that
@@ -345,22 +349,14 @@ __global__ void __launch_bounds__(FlashBwdTraits<D>::kThreads)
           float s[SMT][SNT][4] = {};
           warp_gemm<T, SMT, SNT, D, false, false>(s, Qs, LD, wr * (BM / 2), Ks, LD, wc * (BN / 2),
                                                   lane);
-          STRATA_UNROLL
-          for (int mt = 0; mt < SMT; ++mt) {
-            STRATA_UNROLL
-            for (int nt = 0; nt < SNT; ++nt) {
-              float pr[4];
-              STRATA_UNROLL
-              for (int i = 0; i < 4; ++i) {
-                int r, c;
-                arch::mma_c_coord(lane, i, r, c);
-                const bool on = full || mask.connected(q0 + mt * 16 + r, k0 + nt * 8 + c);
-                pr[i] = on ? core::exp2_or_zero(s[mt][nt][i] * scale_log2 - lse2[mt][i / 2]) : 0.f;
-              }
-              pk[mt][nt][0] = pack2<T>(pr[0], pr[1]);
-              pk[mt][nt][1] = pack2<T>(pr[2], pr[3]);
-            }
-          }
+          for_each_c<SMT, SNT>(lane, [&](int mt, int nt, int i, int r, int c) {
+            const int qi = q0 + r, kj = k0 + c;
+            s[mt][nt][i] = bwd_prob(var, p, s[mt][nt][i], full || mask.connected(qi, kj),
+                                    lse2[mt][i / 2], scale_log2, qi, kj, h);
+          });
+          for_each_c_pair<SMT, SNT>(lane, [&](int mt, int nt, int hf, int, int) {
+            pk[mt][nt][hf] = pack2<T>(s[mt][nt][2 * hf], s[mt][nt][2 * hf + 1]);
+          });
         }
         store_packed_tile<T>(PdSs, LDP, wr * (BM / 2), wc * (BN / 2), pk, lane);
         if constexpr (!kEarlyD) {
@@ -372,17 +368,15 @@ __global__ void __launch_bounds__(FlashBwdTraits<D>::kThreads)
         }
         warp_gemm<T, SMT, SNT, D, false, false>(dp, dOs, LD, wr * (BM / 2), Vs, LD, wc * (BN / 2),
                                                 lane);
-        STRATA_UNROLL
-        for (int mt = 0; mt < SMT; ++mt) {
+        for_each_c_pair<SMT, SNT>(lane, [&](int mt, int nt, int hf, int, int) {
+          float pr[2];
+          unpack2<T>(pk[mt][nt][hf], pr[0], pr[1]);
           STRATA_UNROLL
-          for (int nt = 0; nt < SNT; ++nt) {
-            float pr[4];
-            unpack2<T>(pk[mt][nt][0], pr[0], pr[1]);
-            unpack2<T>(pk[mt][nt][1], pr[2], pr[3]);
-            STRATA_UNROLL
-            for (int i = 0; i < 4; ++i) dp[mt][nt][i] = pr[i] * (dp[mt][nt][i] - dsum[mt][i / 2]);
+          for (int j = 0; j < 2; ++j) {
+            float& x = dp[mt][nt][2 * hf + j];
+            x = bwd_dscore(var, p, 0.f, pr[j], x, dsum[mt][hf], 0, 0, h);  // s, qi, kj unused
           }
-        }
+        });
       }
       __syncthreads();
       // dV += P^T dO: keys wr * BN / 2 + ..., columns wc * D / 2 + ... (k = the tile's queries).
@@ -432,31 +426,15 @@ __global__ void __launch_bounds__(FlashBwdTraits<D>::kThreads)
   constexpr int ELD = Tr::kEpilogueLd;
   float* dk_s = reinterpret_cast<float*>(Ks);  // [BN][ELD]
   float* dv_s = dk_s + BN * ELD;               // [BN][ELD]
-  STRATA_UNROLL
-  for (int mt = 0; mt < KMT; ++mt) {
-    STRATA_UNROLL
-    for (int nt = 0; nt < KNT; ++nt) {
-      STRATA_UNROLL
-      for (int i = 0; i < 4; i += 2) {
-        int r, c;
-        arch::mma_c_coord(lane, i, r, c);
-        const int at = (wr * (BN / 2) + mt * 16 + r) * ELD + wc * (D / 2) + nt * 8 + c;
-        core::store_pair(&dk_s[at], dk[mt][nt][i] * p.softmax_scale,
-                         dk[mt][nt][i + 1] * p.softmax_scale);
-        core::store_pair(&dv_s[at], dv[mt][nt][i], dv[mt][nt][i + 1]);
-      }
-    }
-  }
+  stage_c_tile(dk_s, ELD, wr * (BN / 2), wc * (D / 2), dk, p.softmax_scale, lane);
+  stage_c_tile(dv_s, ELD, wr * (BN / 2), wc * (D / 2), dv, 1.f, lane);
   __syncthreads();
   STRATA_UNROLL_N(1)
   for (int row = tid / 4; row < BN; row += Tr::kThreads / 4) {
     const int col0 = 2 * (tid % 4);
     float dk_row[D / 4], dv_row[D / 4];
-    STRATA_UNROLL
-    for (int t = 0; t < D / 8; ++t) {
-      core::load_pair(&dk_s[row * ELD + t * 8 + col0], dk_row[2 * t], dk_row[2 * t + 1]);
-      core::load_pair(&dv_s[row * ELD + t * 8 + col0], dv_row[2 * t], dv_row[2 * t + 1]);
-    }
+    load_row_pairs<D>(&dk_s[row * ELD], col0, dk_row);
+    load_row_pairs<D>(&dv_s[row * ELD], col0, dv_row);
     const RowSite rs{int64_t(sb.k_begin) + n0 + row, h_k, col0, n0 + row < sb.tk};
     var.template store_dk_dv<T>(dk_row, dv_row, p, rs, arch::LaneGroupSum<4>{});
   }
@@ -499,7 +477,7 @@ inline dim3 flash_bwd_dq_grid(const FlashBwdParams& p) {
 }
 template <int D>
 inline dim3 flash_bwd_dkdv_grid(const FlashBwdParams& p) {
-  constexpr int BN = FlashBwdTraits<D>::kBlockNKv;
+  constexpr int BN = FlashBwdTraits<D>::kBlockN;
   return dim3(unsigned((p.seqlen_k + BN - 1) / BN), unsigned(p.h_k), unsigned(p.b));
 }
 inline dim3 flash_bwd_dq_convert_grid(const FlashBwdParams& p) {

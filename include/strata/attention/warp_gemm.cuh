@@ -50,43 +50,80 @@ STRATA_DEVICE void warp_gemm(float (&c)[MT][NT][4], const T* a, int lda, int row
   }
 }
 
-/// Stores a warp's accumulator tile (as warp_gemm leaves it) rounded to T into a [row][col] tile of
-/// pitch `ld`: one 32-bit store per column pair, the next product's operand (P, dS).
-template <class T, int MT, int NT>
-STRATA_DEVICE void store_c_tile(T* s, int ld, int row0, int n0, const float (&c)[MT][NT][4],
-                                int lane) {
+/// Calls f(mt, nt, i, r, c) for every accumulator element of a warp's MT x NT tile: element i of
+/// tile (mt, nt), at row r and column c of the warp tile (r in [0, 16 MT), c in [0, 8 NT)).
+template <int MT, int NT, class F>
+STRATA_DEVICE void for_each_c(int lane, F&& f) {
   STRATA_UNROLL
   for (int mt = 0; mt < MT; ++mt) {
     STRATA_UNROLL
     for (int nt = 0; nt < NT; ++nt) {
       STRATA_UNROLL
-      for (int i = 0; i < 4; i += 2) {
-        int r, col;
-        arch::mma_c_coord(lane, i, r, col);
-        const uint32_t v = pack2<T>(c[mt][nt][i], c[mt][nt][i + 1]);
-        *reinterpret_cast<uint32_t*>(&s[(row0 + mt * 16 + r) * ld + n0 + nt * 8 + col]) = v;
+      for (int i = 0; i < 4; ++i) {
+        int r, c;
+        arch::mma_c_coord(lane, i, r, c);
+        f(mt, nt, i, 16 * mt + r, 8 * nt + c);
       }
     }
   }
 }
 
-/// The same for a tile already packed as pack2<T> pairs ([mt][nt][0] rows r, [1] rows r + 8).
-template <class T, int MT, int NT>
-STRATA_DEVICE void store_packed_tile(T* s, int ld, int row0, int n0,
-                                     const uint32_t (&pk)[MT][NT][2], int lane) {
+/// The same per pair of adjacent columns: f(mt, nt, hf, r, c) for elements 2 hf and 2 hf + 1 of
+/// tile (mt, nt), at row r and columns c, c + 1 (c even).
+template <int MT, int NT, class F>
+STRATA_DEVICE void for_each_c_pair(int lane, F&& f) {
   STRATA_UNROLL
   for (int mt = 0; mt < MT; ++mt) {
     STRATA_UNROLL
     for (int nt = 0; nt < NT; ++nt) {
       STRATA_UNROLL
       for (int hf = 0; hf < 2; ++hf) {
-        int r, col;
-        arch::mma_c_coord(lane, 2 * hf, r, col);
-        *reinterpret_cast<uint32_t*>(&s[(row0 + mt * 16 + r) * ld + n0 + nt * 8 + col]) =
-            pk[mt][nt][hf];
+        int r, c;
+        arch::mma_c_coord(lane, 2 * hf, r, c);
+        f(mt, nt, hf, 16 * mt + r, 8 * nt + c);
       }
     }
   }
+}
+
+/// Stores a warp's accumulator tile (as warp_gemm leaves it) rounded to T into a [row][col] tile of
+/// pitch `ld`: one 32-bit store per column pair, the next product's operand (P, dS).
+template <class T, int MT, int NT>
+STRATA_DEVICE void store_c_tile(T* s, int ld, int row0, int n0, const float (&c)[MT][NT][4],
+                                int lane) {
+  for_each_c_pair<MT, NT>(lane, [&](int mt, int nt, int hf, int r, int col) {
+    *reinterpret_cast<uint32_t*>(&s[(row0 + r) * ld + n0 + col]) =
+        pack2<T>(c[mt][nt][2 * hf], c[mt][nt][2 * hf + 1]);
+  });
+}
+
+/// The same for a tile already packed as pack2<T> pairs ([mt][nt][0] rows r, [1] rows r + 8).
+template <class T, int MT, int NT>
+STRATA_DEVICE void store_packed_tile(T* s, int ld, int row0, int n0,
+                                     const uint32_t (&pk)[MT][NT][2], int lane) {
+  for_each_c_pair<MT, NT>(lane, [&](int mt, int nt, int hf, int r, int col) {
+    *reinterpret_cast<uint32_t*>(&s[(row0 + r) * ld + n0 + col]) = pk[mt][nt][hf];
+  });
+}
+
+/// Stores a warp's fp32 accumulator tile times `scale` into a [row][col] fp32 tile of pitch `ld`,
+/// one 8-byte store per column pair: the epilogues hand the store hooks whole rows (a quad of
+/// lanes per row), so the warps' quarters of a gradient tile meet in shared memory.
+template <int MT, int NT>
+STRATA_DEVICE void stage_c_tile(float* s, int ld, int row0, int n0, const float (&c)[MT][NT][4],
+                                float scale, int lane) {
+  for_each_c_pair<MT, NT>(lane, [&](int mt, int nt, int hf, int r, int col) {
+    core::store_pair(&s[(row0 + r) * ld + n0 + col], c[mt][nt][2 * hf] * scale,
+                     c[mt][nt][2 * hf + 1] * scale);
+  });
+}
+
+/// One quad lane's share of a staged fp32 row (from stage_c_tile), in the layout the store hooks
+/// take: out[2 t], out[2 t + 1] = row[8 t + col0], row[8 t + col0 + 1] for col0 = 2 (lane % 4).
+template <int D>
+STRATA_DEVICE void load_row_pairs(const float* row, int col0, float (&out)[D / 4]) {
+  STRATA_UNROLL
+  for (int t = 0; t < D / 8; ++t) core::load_pair(&row[t * 8 + col0], out[2 * t], out[2 * t + 1]);
 }
 
 STRATA_EXECUTOR_END

@@ -473,7 +473,9 @@ struct MeaOutputAttention : attention::VanillaAttention {
     const T* base = static_cast<const T*>(src) + int64_t(s.sb.k_begin) * h_c * D;
     constexpr int kChunks = D / 8;
     for (int c = tid; c < nrows * kChunks; c += Threads) {
-      const int r = c / kChunks, col = (c % kChunks) * 8, row = s.row0 + r;
+      int r, chunk;  // cp.async's order: no 2-way conflicts at d = 96 (tile_chunk)
+      attention::tile_chunk<D>(c, nrows, r, chunk);
+      const int col = chunk * 8, row = s.row0 + r;
       float acc[8] = {};
       if (row < s.sb.tk) {
         const T* x = base + int64_t(row) * h_c * D + col;

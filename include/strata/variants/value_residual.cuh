@@ -59,7 +59,9 @@ struct ValueResidual : attention::VanillaAttention {
     const float ls = lam_self(s.h_k), lf = lam_first(s.h_k);
     constexpr int kChunks = D / 8;
     for (int c = tid; c < nrows * kChunks; c += Threads) {
-      const int r = c / kChunks, col = (c % kChunks) * 8, row = s.row0 + r;
+      int r, chunk;  // cp.async's order: no 2-way conflicts at d = 96 (tile_chunk)
+      attention::tile_chunk<D>(c, nrows, r, chunk);
+      const int col = chunk * 8, row = s.row0 + r;
       T mixed[8];
       if (row < s.sb.tk) {
         const uint4 a = *reinterpret_cast<const uint4*>(v + int64_t(row) * p.v_row_stride + col);
