@@ -80,8 +80,9 @@ const char* method_name(Method m) {
 /// Extra [T, H, d] bf16 tensors each variant reads or writes beyond vanilla attention's (fp32
 /// ones count twice), for the DRAM term: ResFormer reads V_0 (forward and backward) and updates
 /// the fp32 dV_0 accumulator; SVFormer updates the accumulator instead of writing dV; the gate is
-/// read (forward), and the backward reads it and dy and writes dO and dg; MEA writes out = GN(O)
-/// (forward), reads dy and writes dO (backward).
+/// read (forward), and the backward reads it and dy and writes dO and dg; MEA's forward composes
+/// K', V' from the H_c = H component heads before the attention (reads 2, writes 2) and writes
+/// out = GN(O); its backward reads dy and writes dO.
 double extra_tensors(Method m, bool backward) {
   switch (m) {
     case Method::kVanilla:
@@ -93,14 +94,14 @@ double extra_tensors(Method m, bool backward) {
     case Method::kGated:
       return backward ? 4 : 1;
     case Method::kMea:
-      return backward ? 2 : 1;
+      return backward ? 2 : 5;
   }
   return 0;
 }
 
 /// Runs the forward (or forward then, counted alone, the backward) of one head over T tokens and
-/// returns the counters of its launches. MEA composes its one head's K' and V' from H_c = 2048 / d
-/// component heads (full MEA: H_c = H), as each K / V tile is loaded.
+/// returns the counters of its launches (the attention's: a variant's token-local passes are not
+/// counted, only their DRAM bytes, extra_tensors).
 strata::sim::Counters measure(int T, int d, bool causal, Pass pass,
                               Method method = Method::kVanilla) {
   const bool backward = pass != Pass::kFwd;
@@ -122,12 +123,9 @@ strata::sim::Counters measure(int T, int d, bool causal, Pass pass,
   p.deterministic = pass != Pass::kBwdFast;
   p.dq_accum = dq_accum.p;
   // The variants' operands (each method uses its own).
-  const int h_c = std::min(2048 / d, strata::variants::kMeaMaxComponentHeads);
   Tensor<bf16> v0(n, 0.05f), gate(n, 0.3f), dy(n, -0.1f), dgate(n), out(n);
-  Tensor<bf16> kc(method == Method::kMea ? n * h_c : 1, 0.02f),
-      vc(method == Method::kMea ? n * h_c : 1, 0.1f);
-  Tensor<float> lam(2, 0.5f), acc(n), rows(2 * size_t(T)), a_kv(size_t(h_c), 0.25f),
-      gamma(static_cast<size_t>(d), 1.f), beta(static_cast<size_t>(d)), stats(2 * size_t(T));
+  Tensor<float> lam(2, 0.5f), acc(n), rows(2 * size_t(T)), gamma(static_cast<size_t>(d), 1.f),
+      beta(static_cast<size_t>(d)), stats(2 * size_t(T));
   const auto run = [&](const auto& var) {
     if (!strata::api::flash_fwd(p, var).ok()) std::abort();
     if (backward) {
@@ -163,9 +161,7 @@ strata::sim::Counters measure(int T, int d, bool causal, Pass pass,
     }
     case Method::kMea: {
       strata::variants::MeaOutputAttention var;
-      var.kc_rot = kc.p, var.vc = vc.p, var.a_k = var.a_v = a_kv.p, var.h_c = h_c;
       var.gamma = gamma.p, var.beta = beta.p, var.out = out.p, var.dy = dy.p, var.stats = stats.p;
-      p.k = kc.p, p.v = vc.p, p.k_row_stride = p.v_row_stride = int64_t(h_c) * d;
       run(var);
       break;
     }

@@ -195,13 +195,14 @@ int main() {
   }
   for (bool output_site : {false, true}) {
     // KeyValue site with the full H_kv component heads; Output site with virtual heads (H_c =
-    // H_kv / 2 cached heads, expanded inside the attention tile)
+    // H_kv / 2 cached heads, expanded into K', V' before the attention)
     MeaCase mc;
     mc.attn = ac, mc.layers = kLayers, mc.output_site = output_site;
     mc.h_c = output_site ? kKvHeads / 2 : kKvHeads;
     const cost::NormSite site = output_site ? cost::NormSite::kOutput : cost::NormSite::kKeyValue;
     const double bytes =
         kLayers * (output_site ? moved(cost::mea_output_prepass_forward_traffic(m, mc.h_c, bf) +
+                                       cost::mea_output_compose_forward_traffic(m, mc.h_c, bf) +
                                        cost::mea_output_epilogue_forward_traffic(m, bf) +
                                        cost::mea_output_fused_backward_traffic(m, mc.h_c, bf))
                                : moved(cost::mea_kv_fused_forward_traffic(m, mc.h_c, bf) +

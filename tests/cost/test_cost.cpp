@@ -441,6 +441,9 @@ TEST(Mea, FusedPassByteMinimaHandComputed) {
   // besides GN(O) and reads γ, β; the backward: dK', dV' (64) + RoPE(K_c), V_c (32) + dq_rot, O,
   // dL/dout (96) bf16 and the row statistics (2·4 fp32) read; dK_c, dV_c (32) and dq (32) written
   EXPECT_EQ(mea_output_prepass_forward_traffic(m, 2, kBf16), (Traffic{.read = 96, .write = 96}));
+  // the composition reads RoPE(K_c), V_c (2 x 16) and writes K', V' (2 x 32), bf16; A^K, A^V fp32
+  EXPECT_EQ(mea_output_compose_forward_traffic(m, 2, kBf16),
+            (Traffic{.read = 64, .write = 128, .read_fixed = 4 * 2 * 2 * 4}));
   EXPECT_EQ(mea_output_epilogue_forward_traffic(m, kBf16),
             (Traffic{.write = 64, .read_fixed = 4 * 64}));
   EXPECT_EQ(mea_output_fused_backward_traffic(m, 2, kBf16),

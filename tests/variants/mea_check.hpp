@@ -275,7 +275,7 @@ MeaRun run_mea_full(const MeaCase& mc, const ForwardRun<strata::api::MeaStack>& 
       y.dgamma_k = dg1[l].data(), y.dbeta_k = db1[l].data();
       y.dgamma_v = dg2[l].data(), y.dbeta_v = db2[l].data();
     } else {
-      y.attn.k = y.attn.v = nullptr;  // unused at the Output site
+      y.attn.k = k_attn[l].data(), y.attn.v = v_attn[l].data();  // K', V' composed
       y.kc_rot = kc_rot[l].data(), y.out = out[l].data();
       y.gamma_o = g1[l].data(), y.beta_o = b1[l].data();
       y.dgamma_o = dg1[l].data(), y.dbeta_o = db1[l].data();
@@ -329,6 +329,11 @@ MeaRun run_mea_full(const MeaCase& mc, const ForwardRun<strata::api::MeaStack>& 
       if (!(worst <= 1.0) && v.status.empty())
         v.status = "pass-only check " + tag + family + ": ratio " + std::to_string(worst);
     };
+    if (!kv) {  // the composition alone: K' from RoPE(K_c) as stored, V' from V_c; one rounding
+      exact("K'", values(k_attn[l], nkv),
+            ref::hlc_forward(tensor_of(kc_rot[l], nq, Hc, D), in.a_k[l]).data, u, 0);
+      exact("V'", values(v_attn[l], nkv), ref::hlc_forward(in.vc[l], in.a_v[l]).data, u, 0);
+    }
     if (forward) {
       chk("LSE", lse_rows(pr[l]->lse, nq, H), f.lse[l].data, nv.lse[l].data, 1e-5);
       if (kv)

@@ -240,7 +240,6 @@ void expect_rejected(strata::core::NormSite site, const std::vector<Bad>& bad) {
         y.dgamma_k = grad(Hk * D), y.dbeta_k = grad(Hk * D);
         y.dgamma_v = grad(Hk * D), y.dbeta_v = grad(Hk * D);
       } else {
-        y.attn.k = y.attn.v = nullptr;  // unused at the Output site
         y.kc_rot = buf(Hc), y.out = buf(H);
         y.gamma_o = y.beta_o = g;
         y.dgamma_o = grad(H * D), y.dbeta_o = grad(H * D);
@@ -352,6 +351,12 @@ TEST(MeaApi, EveryFieldIsValidatedAndNothingIsWrittenOutput) {
       {"attn: o is null", false, [](Stack& s) { s.layers[0].attn.o = nullptr; }},
       {"contiguous", false, [](Stack& s) { s.layers[0].attn.o_row_stride += 8; }},
       {"contiguous", true, [](Stack& s) { s.layers[0].attn.do_row_stride += 8; }},
+      {"layers[2].attn: v is null", false, [](Stack& s) { s.layers[2].attn.v = nullptr; }},
+      {"contiguous", false, [](Stack& s) { s.layers[1].attn.k_row_stride += 8; }},
+      {"attn.k / attn.v: shared with", false,
+       [](Stack& s) { s.layers[3].attn.k = s.layers[3].kc_rot; }},
+      {"attn.k / attn.v: shared with", false,
+       [](Stack& s) { s.layers[0].attn.v = const_cast<void*>(s.layers[0].vc); }},
   };
   bad.insert(bad.end(), out.begin(), out.end());
   expect_rejected(strata::core::NormSite::kOutput, bad);

@@ -7,9 +7,9 @@
 //   dq_rot, dk_attn, dv_attn; the pass writes dq, dK_c, dV_c (T) and dA^K, dA^V, dgamma_k,
 //   dbeta_k, dgamma_v, dbeta_v (fp32; block partials in the workspace, then a fixed-order
 //   reduction: deterministic).
-// Output, forward: pass (q_rot, kc_rot = RoPE(K_c)), then flash_fwd with MeaOutputAttention: the
-//   tiles compose K', V' from the H_c component heads (virtual heads never reach memory), attn.o
-//   receives the attention output O and `out` = GN_o(O). Backward: attn.dout is dL/dout; flash_bwd
+// Output, forward: pass (q_rot, kc_rot = RoPE(K_c)), the composition K', V' from the H_c component
+//   heads into attn.k, attn.v, then flash_fwd with MeaOutputAttention: attn.o receives the
+//   attention output O and `out` = GN_o(O). Backward: attn.dout is dL/dout; flash_bwd
 //   with the policy (GN backward in its preprocess, dO in the workspace) writes dq_rot and dK',
 //   dV' (attn.dk, attn.dv, [total, H_kv, d]); the pass writes dq, dK_c, dV_c, dA^K, dA^V; a
 //   column pass and a fixed-order sum give dgamma_o, dbeta_o.
@@ -44,8 +44,10 @@ struct MeaLayerParams {
   /// (cu_seqlens_k = cu_seqlens_q). attn.q is the q_rot buffer the pass writes, attn.dq, dk, dv
   /// the attention's gradients (dk, dv: [total, h_k, d]).
   /// KeyValue: attn.k, attn.v are the k_attn, v_attn buffers [total, h_k, d] the pass writes.
-  /// Output: attn.k, attn.v are ignored (the policy reads kc_rot and vc); attn.o receives the
-  /// attention output O before the GroupNorm (kept for the backward), attn.dout is dL/dout.
+  /// Output: attn.k, attn.v are the composite K', V' buffers [total, h_k, d] the forward writes
+  /// (from kc_rot and vc) and the backward reads again (keep them between the two); attn.o
+  /// receives the attention output O before the GroupNorm (kept for the backward), attn.dout is
+  /// dL/dout.
   FlashBwdParams attn;
   int h_c = 0;  ///< component heads H_c (1 .. kMeaMaxComponentHeads; H_c < H_kv: virtual heads)
   const void* q = nullptr;   ///< raw queries [total, h, d]
@@ -128,18 +130,6 @@ inline bool mea_aligned(const void* p, size_t n) {
 
 namespace detail {
 
-/// The attention the layer runs: at the Output site k and v name the component rows the policy
-/// reads (RoPE(K_c) and V_c, [total, h_c, d]), so that the attention's checks see real operands.
-inline FlashBwdParams mea_attention(const MeaLayerParams& y, const MeaOptions& o) {
-  FlashBwdParams a = y.attn;
-  if (o.site == core::NormSite::kOutput) {
-    a.k = y.kc_rot, a.v = y.vc;
-    a.k_row_stride = a.v_row_stride = int64_t(y.h_c) * a.d;
-    a.k_head_stride = a.v_head_stride = a.d;
-  }
-  return a;
-}
-
 struct MeaPtr {
   const void* p;
   const char* name;
@@ -172,8 +162,8 @@ inline Status validate(const MeaLayerParams& y, const MeaOptions& o, bool backwa
   const bool tokens = y.attn.total_q > 0;  // no tokens: no activation is read or written
   if (!kv && tokens && (!y.kc_rot || !y.vc))
     return Status::InvalidArgument(std::string(!y.kc_rot ? "kc_rot" : "vc") +
-                                   " is null (site Output: the attention reads it)");
-  const FlashBwdParams a = detail::mea_attention(y, o);
+                                   " is null (site Output: the composition reads it)");
+  const FlashBwdParams& a = y.attn;
   Status s = backward ? validate(a) : validate(static_cast<const FlashFwdParams&>(a));
   if (!s.ok()) return Status(s.code(), std::string("attn: ") + s.message());
   if (a.h_k > variants::kMeaMaxCompositeHeads)
@@ -187,9 +177,8 @@ inline Status validate(const MeaLayerParams& y, const MeaOptions& o, bool backwa
         "attn: self-attention (seqlen_k = seqlen_q, total_k = total_q, cu_seqlens_k = "
         "cu_seqlens_q) is required: the pass composes keys at the query's tokens");
   const int64_t hd = int64_t(a.h) * a.d, kd = int64_t(a.h_k) * a.d;
-  if (a.q_row_stride != hd || a.q_head_stride != a.d ||
-      (kv && (a.k_row_stride != kd || a.k_head_stride != a.d || a.v_row_stride != kd ||
-              a.v_head_stride != a.d)) ||
+  if (a.q_row_stride != hd || a.q_head_stride != a.d || a.k_row_stride != kd ||
+      a.k_head_stride != a.d || a.v_row_stride != kd || a.v_head_stride != a.d ||
       (!kv && (a.o_row_stride != hd || a.o_head_stride != a.d)) ||
       (backward && (a.dq_row_stride != hd || a.dq_head_stride != a.d || a.dk_row_stride != kd ||
                     a.dk_head_stride != a.d || a.dv_row_stride != kd || a.dv_head_stride != a.d ||
@@ -228,6 +217,12 @@ inline Status validate(const MeaLayerParams& y, const MeaOptions& o, bool backwa
     if (tokens && (y.kc_rot == y.kc || y.kc_rot == y.vc || y.kc_rot == y.q || y.kc_rot == a.q))
       return Status::InvalidArgument(
           "kc_rot: shared with kc / vc / q / attn.q, which the pass reads or writes");
+    for (const void* kv_out : {a.k, a.v})
+      if (tokens && (kv_out == y.kc || kv_out == y.vc || kv_out == y.kc_rot || kv_out == y.q ||
+                     kv_out == a.q || kv_out == y.out || kv_out == a.o))
+        return Status::InvalidArgument(
+            "attn.k / attn.v: shared with kc / vc / kc_rot / q / attn.q / out / attn.o, which the "
+            "composition reads or the forward writes");
     if (tokens && y.out == a.o)
       return Status::InvalidArgument(
           "out: shared with attn.o, the pre-GroupNorm output the backward needs");
@@ -307,7 +302,6 @@ inline variants::MeaLayer mea_layer(const MeaLayerParams& y, const MeaOptions& o
 inline variants::MeaOutputAttention mea_output_policy(const MeaLayerParams& y, const MeaOptions& o,
                                                       void* workspace) {
   variants::MeaOutputAttention v;
-  v.kc_rot = y.kc_rot, v.vc = y.vc, v.a_k = y.a_k, v.a_v = y.a_v, v.h_c = y.h_c;
   v.gamma = y.gamma_o, v.beta = y.beta_o, v.eps = o.gn_eps, v.out = y.out;
   v.dy = y.attn.dout;
   if (workspace) {
@@ -390,6 +384,30 @@ inline Status mea_launch_pass(const MeaLayerParams& y, const MeaOptions& o, bool
              : mea_launch_dtype<__half>(y, o, backward, workspace, stream);
 }
 
+/// The Output site's K', V' (attn.k, attn.v) from kc_rot and vc.
+template <class T>
+Status mea_compose(const MeaLayerParams& y, cudaStream_t stream) {
+  const FlashBwdParams& a = y.attn;
+  variants::MeaCompose c;
+  c.kc_rot = y.kc_rot, c.vc = y.vc, c.a_k = y.a_k, c.a_v = y.a_v;
+  c.total = a.total_q, c.h_kv = a.h_k, c.h_c = y.h_c;
+  c.k = const_cast<void*>(a.k), c.v = const_cast<void*>(a.v);
+  c.k_row_stride = a.k_row_stride, c.k_head_stride = a.k_head_stride;
+  c.v_row_stride = a.v_row_stride, c.v_head_stride = a.v_head_stride;
+  constexpr int kThreads = variants::kMeaComposeThreads;
+  const int64_t threads = 2 * int64_t(a.total_q) * a.h_k * (a.d / 8);
+  if (threads == 0) return Status::Ok();
+  const dim3 grid(unsigned((threads + kThreads - 1) / kThreads));
+  switch (a.d) {
+    case 64:
+      return launch(variants::mea_compose_kernel<T, 64>, grid, dim3(kThreads), 0, stream, c);
+    case 96:
+      return launch(variants::mea_compose_kernel<T, 96>, grid, dim3(kThreads), 0, stream, c);
+    default:
+      return launch(variants::mea_compose_kernel<T, 128>, grid, dim3(kThreads), 0, stream, c);
+  }
+}
+
 STRATA_EXECUTOR_END
 }  // namespace detail
 
@@ -398,9 +416,11 @@ STRATA_EXECUTOR_BEGIN
 inline Status mea_forward(const MeaLayerParams& y, const MeaOptions& o, cudaStream_t stream = 0) {
   if (Status s = validate(y, o, false); !s.ok()) return s;
   if (Status s = detail::mea_launch_pass(y, o, false, nullptr, stream); !s.ok()) return s;
-  const FlashBwdParams a = detail::mea_attention(y, o);
-  if (o.site == core::NormSite::kKeyValue) return flash_fwd(a, stream);
-  return flash_fwd(a, detail::mea_output_policy(y, o, nullptr), stream);
+  if (o.site == core::NormSite::kKeyValue) return flash_fwd(y.attn, stream);
+  const Status s = y.attn.dtype == Dtype::kBf16 ? detail::mea_compose<__nv_bfloat16>(y, stream)
+                                                : detail::mea_compose<__half>(y, stream);
+  if (!s.ok()) return s;
+  return flash_fwd(y.attn, detail::mea_output_policy(y, o, nullptr), stream);
 }
 
 /// Backward of one layer (after its forward): validates, then runs the attention's backward and
@@ -408,7 +428,7 @@ inline Status mea_forward(const MeaLayerParams& y, const MeaOptions& o, cudaStre
 inline Status mea_backward(const MeaLayerParams& y, const MeaOptions& o, void* workspace,
                            size_t workspace_bytes, cudaStream_t stream = 0) {
   if (Status s = validate(y, o, true, workspace, workspace_bytes); !s.ok()) return s;
-  FlashBwdParams a = detail::mea_attention(y, o);
+  FlashBwdParams a = y.attn;
   if (o.site == core::NormSite::kKeyValue) {
     if (Status s = flash_bwd(a, stream); !s.ok()) return s;
   } else {

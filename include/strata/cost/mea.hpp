@@ -147,7 +147,8 @@ constexpr Traffic mea_kv_fused_backward_traffic(const ModelShape& m, int64_t num
 }
 
 /// Minimum traffic per token of the Output site's token-local forward pass: RoPE on q and on the
-/// H_c component keys, which the attention then expands in its tiles (read and write H·d + H_c·d).
+/// H_c component keys (read and write H·d + H_c·d). The composition of K', V' that follows
+/// (mea_compose_kernel) is mea_output_compose_forward_traffic.
 /// The GroupNorm is the attention epilogue's (mea_output_epilogue_forward_traffic).
 constexpr Traffic mea_output_prepass_forward_traffic(const ModelShape& m,
                                                      int64_t num_component_heads,
@@ -156,6 +157,17 @@ constexpr Traffic mea_output_prepass_forward_traffic(const ModelShape& m,
   Traffic t;
   t.read = s.act * qc;
   t.write = s.act * qc;
+  return t;
+}
+/// Minimum traffic per token of the Output site's composition: RoPE(K_c) and V_c read (2 H_c·d),
+/// K' and V' written (2 H_kv·d) for the attention's cp.async tile loads. Fixed: A^K, A^V.
+constexpr Traffic mea_output_compose_forward_traffic(const ModelShape& m,
+                                                     int64_t num_component_heads,
+                                                     const Storage& s) {
+  Traffic t;
+  t.read = s.act * 2 * num_component_heads * m.head_dim;
+  t.write = s.act * 2 * m.num_kv_heads * m.head_dim;
+  t.read_fixed = s.param * 2 * num_component_heads * m.num_kv_heads;
   return t;
 }
 /// Extra traffic per token of the Output-site GroupNorm in the attention epilogue: the

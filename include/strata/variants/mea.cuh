@@ -67,8 +67,8 @@ struct MeaLayer {
   /// from cu_seqlens
   const int* positions = nullptr;
   /// true: GroupNorm on K', V' (site KeyValue). false (site Output, GN on the attention output):
-  /// the forward writes q_rot and RoPE(K_c) into k_attn ([total, h_c, d]; the attention composes
-  /// K' from it inside its tiles, HLC commuting with RoPE) and nothing into v_attn; the backward
+  /// the forward writes q_rot and RoPE(K_c) into k_attn ([total, h_c, d]; mea_compose_kernel
+  /// then composes K' from it, HLC commuting with RoPE) and nothing into v_attn; the backward
   /// reads kc = RoPE(K_c) as written and dk_attn, dv_attn = dK', dV', and returns
   /// dK_c = RoPE^T(sum_h A^K[c,h] dK'[h]). No GN gains, no dgamma/dbeta partials.
   bool gn = true;
@@ -431,14 +431,17 @@ __global__ void __launch_bounds__(Threads) mea_reduce_kernel(const MeaReduce p) 
 
 // ---------------------------------------------------------------------------------------------
 // Site Output (GroupNorm on each head's attention output, SPEC §4a reading B):
-//   forward   the pass above (gn = false) writes q_rot = RoPE(q) and RoPE(K_c); the attention
-//             runs with MeaOutputAttention, whose load_k / load_v build each tile's composite
-//             rows K'[h] = sum_c A^K[c,h] RoPE(K_c)[c], V'[h] = sum_c A^V[c,h] V_c[c] in fp32 and
-//             round them to T like a stored operand (for K' a second rounding: RoPE(K_c) is
-//             itself stored in T, and dA^K uses it as stored): virtual heads are never
-//             materialised. Its store_o writes the attention output O (pre-GN, rounded to T: the
-//             operand of FlashAttention's backward, D = rowsum(dO o O), and the input of the GN
-//             backward) and out = GN(O as stored) with the quad's row reducer.
+//   forward   the pass above (gn = false) writes q_rot = RoPE(q) and RoPE(K_c);
+//             mea_compose_kernel writes the composite rows K'[h] = sum_c A^K[c,h] RoPE(K_c)[c],
+//             V'[h] = sum_c A^V[c,h] V_c[c] (fp32, one rounding to T; for K' a second rounding:
+//             RoPE(K_c) is itself stored in T, and dA^K uses it as stored) into the attention's
+//             K and V; the attention runs with MeaOutputAttention on them, with cp.async tile
+//             loads. (Composing inside each tile load instead would keep virtual heads out of
+//             memory but move H_c times the K/V bytes through L2 for every query tile: the
+//             performance model's L2 term put that at 27-60 TFLOP/s on an A100.) Its store_o
+//             writes the attention output O (pre-GN, rounded to T: the operand of
+//             FlashAttention's backward, D = rowsum(dO o O), and the input of the GN backward)
+//             and out = GN(O as stored) with the quad's row reducer.
 //   backward  preprocess (one thread per (token, head) row) turns dL/dout into dO = GN'(O) dL/dout,
 //             written to the dO workspace the dQ and dK/dV kernels read, stores the row's
 //             (mu, 1/sigma) and returns D = rowsum(dO o O) (dO as stored); the flash backward
@@ -450,13 +453,55 @@ __global__ void __launch_bounds__(Threads) mea_reduce_kernel(const MeaReduce p) 
 // the flash backward needs O anyway for D. The preprocess has one thread per row and no
 // block-level hook, so the cross-token sums dgamma_o, dbeta_o are a separate deterministic pass.
 
-/// The attention policy of the Output site. Operands are contiguous [total, heads, d].
-struct MeaOutputAttention : attention::VanillaAttention {
-  const void* kc_rot = nullptr;  ///< RoPE(K_c) [total, h_c, d] (T)
-  const void* vc = nullptr;      ///< V_c [total, h_c, d] (T)
-  const float* a_k = nullptr;    ///< A^K, A^V [h_c, h_k] fp32
+/// The Output site's composition: K', V' [total, h_kv, d] (the attention's K and V, with their
+/// strides) from RoPE(K_c), V_c [total, h_c, d] contiguous. One thread per (token, composite
+/// head, 16-byte chunk), K' first, then V'; the components in order, fp32, one rounding to T.
+struct MeaCompose {
+  const void* kc_rot = nullptr;
+  const void* vc = nullptr;
+  const float* a_k = nullptr;  ///< A^K, A^V [h_c, h_kv] fp32
   const float* a_v = nullptr;
-  int h_c = 0;
+  int total = 0, h_kv = 0, h_c = 0;
+  void* k = nullptr;
+  void* v = nullptr;
+  int64_t k_row_stride = 0, k_head_stride = 0, v_row_stride = 0, v_head_stride = 0;
+};
+inline constexpr int kMeaComposeThreads = 256;
+
+template <class T, int D, int Threads = kMeaComposeThreads>
+__global__ void __launch_bounds__(Threads) mea_compose_kernel(const MeaCompose p) {
+  constexpr int kChunks = D / 8;
+  const int64_t side = int64_t(p.total) * p.h_kv * kChunks;
+  const int64_t idx = int64_t(blockIdx.x) * Threads + threadIdx.x;
+  if (idx >= 2 * side) return;
+  const bool is_v = idx >= side;
+  const int64_t i = is_v ? idx - side : idx, row = i / kChunks;
+  const int col = int(i % kChunks) * 8, h = int(row % p.h_kv);
+  const int64_t t = row / p.h_kv;
+  const T* x = static_cast<const T*>(is_v ? p.vc : p.kc_rot) + t * p.h_c * D + col;
+  const float* a = is_v ? p.a_v : p.a_k;
+  float acc[8] = {};
+  for (int c = 0; c < p.h_c; ++c) {
+    const float w = a[c * p.h_kv + h];
+    const uint4 raw = *reinterpret_cast<const uint4*>(x + int64_t(c) * D);
+    T v[8];
+    memcpy(static_cast<void*>(v), &raw, 16);  // T is a class: copy its bits
+    STRATA_UNROLL
+    for (int e = 0; e < 8; ++e) acc[e] += w * core::to_float(v[e]);
+  }
+  T mixed[8];
+  STRATA_UNROLL
+  for (int e = 0; e < 8; ++e) mixed[e] = core::from_float<T>(acc[e]);
+  uint4 o;
+  memcpy(&o, mixed, 16);
+  T* dst = static_cast<T*>(is_v ? p.v : p.k) + t * (is_v ? p.v_row_stride : p.k_row_stride) +
+           int64_t(h) * (is_v ? p.v_head_stride : p.k_head_stride) + col;
+  *reinterpret_cast<uint4*>(dst) = o;
+}
+
+/// The attention policy of the Output site (K' and V' composed before it). Operands are
+/// contiguous [total, heads, d].
+struct MeaOutputAttention : attention::VanillaAttention {
   const float* gamma = nullptr;  ///< GN affine [h, d] fp32
   const float* beta = nullptr;
   float eps = 1e-5f;
@@ -464,48 +509,6 @@ struct MeaOutputAttention : attention::VanillaAttention {
   // backward
   const void* dy = nullptr;  ///< dL/dout [total, h, d] (T)
   float* stats = nullptr;    ///< [total, h, 2] fp32: mu and 1/sqrt(var + eps) of each O row
-
-  /// Composite rows of head s.h_k from the component rows `src`: 16-byte loads, the mix in fp32,
-  /// one rounding to T, 16-byte stores; rows past the sequence are zero like the cp.async path's.
-  template <int D, int Threads, class T>
-  STRATA_DEVICE void compose_tile(T* dst, int ld, const void* src, const float* a, int h_k,
-                                  const attention::TileSite& s, int nrows, int tid) const {
-    const T* base = static_cast<const T*>(src) + int64_t(s.sb.k_begin) * h_c * D;
-    constexpr int kChunks = D / 8;
-    for (int c = tid; c < nrows * kChunks; c += Threads) {
-      int r, chunk;  // cp.async's order: no 2-way conflicts at d = 96 (tile_chunk)
-      attention::tile_chunk<D>(c, nrows, r, chunk);
-      const int col = chunk * 8, row = s.row0 + r;
-      float acc[8] = {};
-      if (row < s.sb.tk) {
-        const T* x = base + int64_t(row) * h_c * D + col;
-        for (int comp = 0; comp < h_c; ++comp) {
-          const float w = a[comp * h_k + s.h_k];
-          const uint4 raw = *reinterpret_cast<const uint4*>(x + int64_t(comp) * D);
-          T v[8];
-          memcpy(static_cast<void*>(v), &raw, 16);  // T is a class: copy its bits
-          STRATA_UNROLL
-          for (int e = 0; e < 8; ++e) acc[e] += w * core::to_float(v[e]);
-        }
-      }
-      T mixed[8];
-      STRATA_UNROLL
-      for (int e = 0; e < 8; ++e) mixed[e] = core::from_float<T>(acc[e]);
-      uint4 o;
-      memcpy(&o, mixed, 16);
-      *reinterpret_cast<uint4*>(&dst[r * ld + col]) = o;
-    }
-  }
-  template <int D, int Threads, class T>
-  STRATA_DEVICE void load_k(T* dst, int ld, const attention::FlashFwdParams& p,
-                            const attention::TileSite& s, int nrows, int tid) const {
-    compose_tile<D, Threads>(dst, ld, kc_rot, a_k, p.h_k, s, nrows, tid);
-  }
-  template <int D, int Threads, class T>
-  STRATA_DEVICE void load_v(T* dst, int ld, const attention::FlashFwdParams& p,
-                            const attention::TileSite& s, int nrows, int tid) const {
-    compose_tile<D, Threads>(dst, ld, vc, a_v, p.h_k, s, nrows, tid);
-  }
 
   /// O (rounded to T, as stored) to p.o and out = GN(O) to `out`. Every lane of the quad runs
   /// the row sums, valid row or not.

@@ -1,7 +1,7 @@
 // MEA (strata/variants/mea.cuh): the fused token-local pass (forward, backward, the
-// parameter-gradient reduction) of both GroupNorm sites, and the Output site's attention policy
-// (tiles composed from the component heads, GroupNorm in the epilogue and in the backward's
-// preprocess) with its dgamma_o, dbeta_o column pass; bf16 and fp16, head dims 64, 96, 128.
+// parameter-gradient reduction) of both GroupNorm sites, and the Output site's composition of
+// K', V', its attention policy (GroupNorm in the epilogue and in the backward's preprocess) and
+// its dgamma_o, dbeta_o column pass; bf16 and fp16, head dims 64, 96, 128.
 #include <strata/attention/flash_bwd.cuh>
 #include <strata/attention/flash_fwd.cuh>
 #include <strata/variants/mea.cuh>
@@ -12,6 +12,7 @@ namespace sv = strata::variants;
 #define STRATA_MEA(T, D)                                                                  \
   template __global__ void sv::mea_forward_kernel<T, D>(const sv::MeaLayer);              \
   template __global__ void sv::mea_backward_kernel<T, D>(const sv::MeaLayer);             \
+  template __global__ void sv::mea_compose_kernel<T, D>(const sv::MeaCompose);            \
   template __global__ void sa::flash_fwd_kernel<T, D, sv::MeaOutputAttention>(            \
       const sa::FlashFwdParams, const sv::MeaOutputAttention);                            \
   template __global__ void sa::flash_bwd_preprocess_kernel<T, D, sv::MeaOutputAttention>( \
