@@ -31,7 +31,8 @@ flash_{fwd,bwd}_launch_template.h, kernel_traits.h), and both go through the sam
 (include/strata/cost/perf_model.hpp) with each unit's documented rate.
 
 **What the model does not know:** latency (pipeline depth, barrier stalls, memory latency hidden or
-not by the resident warps), instruction issue, L2, clocks under load, the last wave's tail. Its
+not by the resident warps), instruction issue, L2 (only the fused-variant table has an L2 term,
+a bandwidth without hit rates), clocks under load, the last wave's tail. Its
 ceiling says which unit a kernel's work saturates first if everything overlaps perfectly; measured
 TFLOP/s are lower: FlashAttention-2's published H100 forward at d = 128, 368-370 TFLOP/s at 4k-16k
 tokens (../shared/ANCHORS.md, from the FlashAttention-3 paper), is 74-75% of the 495 its row shows.
