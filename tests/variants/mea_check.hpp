@@ -329,7 +329,9 @@ MeaRun run_mea_full(const MeaCase& mc, const ForwardRun<strata::api::MeaStack>& 
       if (!(worst <= 1.0) && v.status.empty())
         v.status = "pass-only check " + tag + family + ": ratio " + std::to_string(worst);
     };
-    if (!kv) {  // the composition alone: K' from RoPE(K_c) as stored, V' from V_c; one rounding
+    // the composition alone: K' from RoPE(K_c) as stored, V' from V_c; one rounding (the stack's
+    // own forward only: a decode runner composes inside its tiles and writes no K', V')
+    if (!kv && !forward) {
       exact("K'", values(k_attn[l], nkv),
             ref::hlc_forward(tensor_of(kc_rot[l], nq, Hc, D), in.a_k[l]).data, u, 0);
       exact("V'", values(v_attn[l], nkv), ref::hlc_forward(in.vc[l], in.a_v[l]).data, u, 0);
