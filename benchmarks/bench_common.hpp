@@ -11,6 +11,10 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <map>
+#include <memory>
+#include <string>
+#include <utility>
 #include <vector>
 
 namespace strata_bench {
@@ -114,6 +118,37 @@ inline std::vector<__nv_bfloat16> pattern(size_t n, int period, float step, floa
   for (size_t i = 0; i < n; ++i)
     x[i] = strata::core::from_float<__nv_bfloat16>(float(i % period) * step + offset);
   return x;
+}
+
+/// An operand shared by every benchmark that asks for the same name and element count, filled
+/// once from `init` (called only then): the GPU benchmarks run one token count (16k per batch)
+/// at every sequence length, so building and uploading tens of megabytes of inputs per
+/// benchmark would cost more host time than the timed launches. Outputs may be shared too: each
+/// benchmark writes them before it reads them (a backward benchmark runs its forward first).
+template <class T, class Init>
+T* shared_operand(const std::string& name, size_t n, Init init) {
+  static std::map<std::pair<std::string, size_t>, std::unique_ptr<Buffer<T>>> pool;
+  auto& slot = pool[{name, n}];
+  if (!slot) slot = std::make_unique<Buffer<T>>(init());
+  return slot->get();
+}
+
+/// A bf16 operand of n elements with pattern(n, period, step, offset).
+inline __nv_bfloat16* shared_pattern(const std::string& name, size_t n, int period, float step,
+                                     float offset = 0.f) {
+  return shared_operand<__nv_bfloat16>(name, n, [&] { return pattern(n, period, step, offset); });
+}
+
+/// An fp32 operand of n elements, every one `value`.
+inline float* shared_fill(const std::string& name, size_t n, float value = 0.f) {
+  return shared_operand<float>(name, n, [&] { return std::vector<float>(n, value); });
+}
+
+/// The FLOPs of one iteration as a rate counter ("FLOP/s"), and which executor timed it.
+inline void report_flops(benchmark::State& state, double flops) {
+  state.counters["FLOP/s"] =
+      benchmark::Counter(flops * double(state.iterations()), benchmark::Counter::kIsRate);
+  state.counters["simulator"] = kSimulator;
 }
 
 /// main() of a benchmark binary; under nvcc it refuses to run without a device.

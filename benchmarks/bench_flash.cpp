@@ -46,47 +46,20 @@ Geometry geometry(int T, int d) {
   return {T < 16384 ? 16384 / T : 1, 2048 / d, 2048 / d};
 }
 
-/// Forward, bf16 (Geometry's batch and heads).
-void BM_FlashForward(benchmark::State& state) {
-  const int T = int(state.range(0)), d = int(state.range(1));
+/// The operands of a shape (Geometry's batch and heads), bf16, shared by every benchmark of the
+/// same size (bench_common.hpp: shared_operand); the forward reads q, k, v and writes o and lse,
+/// the backward reads those and dout and writes dq, dk, dv, dsum (and dq_accum in fast mode).
+att::FlashBwdParams flash_params(int T, int d, bool causal) {
   const auto [B, h, h_k] = geometry(T, d);
-  const bool causal = state.range(2) != 0;
   const size_t nq = size_t(B) * T * h * d, nk = size_t(B) * T * h_k * d;
-  Buffer<bf16> q(pattern(nq, 13, 0.01f)), k(pattern(nk, 7, 0.02f)), v(pattern(nk, 5, 0.1f)),
-      o(zeros<bf16>(nq));
-  Buffer<float> lse(zeros<float>(size_t(B) * T * h));
-  att::FlashFwdParams p;
-  p.q = q.get(), p.k = k.get(), p.v = v.get(), p.o = o.get(), p.lse = lse.get();
-  p.dtype = att::Dtype::kBf16;
-  p.b = B, p.h = h, p.h_k = h_k, p.d = d, p.seqlen_q = p.seqlen_k = T, p.total_q = B * T;
-  p.q_row_stride = p.o_row_stride = int64_t(h) * d, p.q_head_stride = p.o_head_stride = d;
-  p.k_row_stride = p.v_row_stride = int64_t(h_k) * d, p.k_head_stride = p.v_head_stride = d;
-  p.softmax_scale = 1.f / std::sqrt(float(d));
-  p.is_causal = causal;
-  time_iterations(state, [&] { return strata::api::flash_fwd(p); });
-  const double flops = strata::cost::attention_forward_flops(B, T, h, d, causal);
-  state.counters["FLOP/s"] =
-      benchmark::Counter(flops * double(state.iterations()), benchmark::Counter::kIsRate);
-  state.counters["simulator"] = kSimulator;
-}
-BENCHMARK(BM_FlashForward)->Apply(shapes);
-
-/// Backward (preprocess, dQ, dK/dV) after one forward, same shapes; FLOPs by FlashAttention's
-/// convention (2.5 x the forward), although this deterministic backward issues 7 matrix
-/// products per tile pair where FlashAttention-2 issues 5 (dQ recomputes S and dP instead of
-/// accumulating atomically).
-void BM_FlashBackward(benchmark::State& state) {
-  const int T = int(state.range(0)), d = int(state.range(1));
-  const auto [B, h, h_k] = geometry(T, d);
-  const bool causal = state.range(2) != 0;
-  const size_t nq = size_t(B) * T * h * d, nk = size_t(B) * T * h_k * d;
-  Buffer<bf16> q(pattern(nq, 13, 0.01f)), k(pattern(nk, 7, 0.02f)), v(pattern(nk, 5, 0.1f)),
-      o(zeros<bf16>(nq)), dout(pattern(nq, 11, 0.03f, -0.1f)), dq(zeros<bf16>(nq)),
-      dk(zeros<bf16>(nk)), dv(zeros<bf16>(nk));
-  Buffer<float> lse(zeros<float>(size_t(B) * T * h)), dsum(zeros<float>(size_t(B) * T * h));
+  const size_t rows = size_t(B) * T * h;
   att::FlashBwdParams p;
-  p.q = q.get(), p.k = k.get(), p.v = v.get(), p.o = o.get(), p.lse = lse.get();
-  p.dout = dout.get(), p.dq = dq.get(), p.dk = dk.get(), p.dv = dv.get(), p.dsum = dsum.get();
+  p.q = shared_pattern("q", nq, 13, 0.01f), p.k = shared_pattern("k", nk, 7, 0.02f);
+  p.v = shared_pattern("v", nk, 5, 0.1f), p.o = shared_pattern("o", nq, 1, 0.f);
+  p.dout = shared_pattern("dout", nq, 11, 0.03f, -0.1f);
+  p.dq = shared_pattern("dq", nq, 1, 0.f), p.dk = shared_pattern("dk", nk, 1, 0.f);
+  p.dv = shared_pattern("dv", nk, 1, 0.f);
+  p.lse = shared_fill("lse", rows), p.dsum = shared_fill("dsum", rows);
   p.dtype = att::Dtype::kBf16;
   p.b = B, p.h = h, p.h_k = h_k, p.d = d, p.seqlen_q = p.seqlen_k = T;
   p.total_q = p.total_k = B * T;
@@ -96,14 +69,45 @@ void BM_FlashBackward(benchmark::State& state) {
   p.k_head_stride = p.v_head_stride = p.dk_head_stride = p.dv_head_stride = d;
   p.softmax_scale = 1.f / std::sqrt(float(d));
   p.is_causal = causal;
+  return p;
+}
+
+/// Forward, bf16.
+void BM_FlashForward(benchmark::State& state) {
+  const int T = int(state.range(0)), d = int(state.range(1));
+  const bool causal = state.range(2) != 0;
+  const att::FlashBwdParams p = flash_params(T, d, causal);
+  time_iterations(state, [&] { return strata::api::flash_fwd(p); });
+  report_flops(state, strata::cost::attention_forward_flops(p.b, T, p.h, d, causal));
+}
+BENCHMARK(BM_FlashForward)->Apply(shapes);
+
+/// Backward (preprocess, dQ, dK/dV) after one forward, same shapes; FLOPs by FlashAttention's
+/// convention (2.5 x the forward) in both modes, although the deterministic mode issues 7
+/// matrix products per tile pair (its dQ kernel recomputes S and dP) and the fast mode 5.
+void flash_backward(benchmark::State& state, bool deterministic) {
+  const int T = int(state.range(0)), d = int(state.range(1));
+  const bool causal = state.range(2) != 0;
+  att::FlashBwdParams p = flash_params(T, d, causal);
+  p.deterministic = deterministic;
+  if (!deterministic)
+    p.dq_accum = shared_fill("dq_accum", strata::api::flash_bwd_dq_accum_bytes(p) / 4);
   if (!strata::api::flash_fwd(p).ok()) state.SkipWithError("flash_fwd failed");
   time_iterations(state, [&] { return strata::api::flash_bwd(p); });
-  const double flops = strata::cost::attention_backward_flops(B, T, h, d, causal);
-  state.counters["FLOP/s"] =
-      benchmark::Counter(flops * double(state.iterations()), benchmark::Counter::kIsRate);
-  state.counters["simulator"] = kSimulator;
+  report_flops(state, strata::cost::attention_backward_flops(p.b, T, p.h, d, causal));
+}
+
+/// The default, deterministic backward.
+void BM_FlashBackward(benchmark::State& state) {
+  flash_backward(state, true);
 }
 BENCHMARK(BM_FlashBackward)->Apply(shapes);
+
+/// FlashAttention-2's fast mode (FlashBwdParams::deterministic = false: dQ by fp32 atomics).
+void BM_FlashBackwardFast(benchmark::State& state) {
+  flash_backward(state, false);
+}
+BENCHMARK(BM_FlashBackwardFast)->Apply(shapes);
 
 }  // namespace
 

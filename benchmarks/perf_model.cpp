@@ -226,22 +226,78 @@ Split split_work(int d, bool causal, Pass pass, Method method = Method::kVanilla
   return s;
 }
 
-/// Registers ptxas gave a kernel (tests/static/budget.json), or 0 if it is not listed.
-int registers(const std::string& budget, const std::string& kernel, const char* arch) {
+/// An integer field of a kernel's entry for `arch` in tests/static/budget.json ("registers",
+/// or the SASS main loop's "loop_path": a full tile's instructions, sass_loop.py), or 0 if the
+/// kernel or the field is not listed.
+int budget_field(const std::string& budget, const std::string& kernel, const char* arch,
+                 const std::string& field) {
   const size_t at = budget.find("\"" + kernel + "\": {");
   if (at == std::string::npos) return 0;
   const size_t a = budget.find(std::string("\"") + arch + "\": {", at);
-  const size_t r = a == std::string::npos ? a : budget.find("\"registers\": ", a);
-  return r == std::string::npos ? 0 : std::atoi(budget.c_str() + r + 13);
+  const std::string key = "\"" + field + "\": ";
+  const size_t r = a == std::string::npos ? a : budget.find(key, a);
+  return r == std::string::npos ? 0 : std::atoi(budget.c_str() + r + key.size());
+}
+int registers(const std::string& budget, const std::string& kernel, const char* arch) {
+  return budget_field(budget, kernel, arch, "registers");
+}
+int loop_path(const std::string& budget, const std::string& kernel, const char* arch) {
+  return budget_field(budget, kernel, arch, "loop_path");
 }
 
-/// ptxas's name of a vanilla bf16 instantiation; `flag` is the dK/dV kernel's kAtomicDq.
-std::string kernel_name(const char* kernel, int d, bool backward, const char* flag = nullptr) {
+/// The policy type of a method's kernels as ptxas names it.
+std::string policy_name(Method m, bool backward) {
+  switch (m) {
+    case Method::kResFormer:
+      return "strata::variants::cuda_v1::ValueResidual";
+    case Method::kSvFormer:  // its forward is vanilla attention on V_0
+      return backward ? "strata::variants::cuda_v1::SharedValue"
+                      : "strata::attention::cuda_v1::VanillaAttention";
+    case Method::kGated:
+      return "strata::variants::cuda_v1::OutputGate";
+    case Method::kMea:
+      return "strata::variants::cuda_v1::MeaOutputAttention";
+    default:
+      return "strata::attention::cuda_v1::VanillaAttention";
+  }
+}
+
+/// ptxas's name of a bf16 instantiation; `flag` is the dK/dV kernel's kAtomicDq.
+std::string kernel_name(const char* kernel, int d, bool backward, const char* flag = nullptr,
+                        Method m = Method::kVanilla) {
+  const std::string policy = policy_name(m, backward);
   return std::string("void strata::attention::cuda_v1::") + kernel + "<__nv_bfloat16, " +
-         std::to_string(d) + ", strata::attention::cuda_v1::VanillaAttention" +
-         (flag ? std::string(", ") + flag : std::string()) +
-         ">(strata::attention::" + (backward ? "FlashBwdParams" : "FlashFwdParams") +
-         ", strata::attention::cuda_v1::VanillaAttention)";
+         std::to_string(d) + ", " + policy + (flag ? std::string(", ") + flag : std::string()) +
+         ">(strata::attention::" + (backward ? "FlashBwdParams" : "FlashFwdParams") + ", " +
+         policy + ")";
+}
+
+/// Warp instructions per tile pair of tile_of(d): the main loops' SASS paths times their warps
+/// (the forward: one iteration per pair; the backward: one iteration of each kernel per kBlockM x
+/// 64 pair, scaled to 64 x 64 pairs). 0 when a kernel is missing from the budget.
+template <int D>
+double issue_per_pair(const std::string& budget, const char* arch, Pass pass, Method m) {
+  using Fwd = att::FlashFwdTraits<D>;
+  using Bwd = att::FlashBwdTraits<D>;
+  if (pass == Pass::kFwd)
+    return double(Fwd::kWarps) *
+           loop_path(budget, kernel_name("flash_fwd_kernel", D, false, nullptr, m), arch);
+  const int dkdv = loop_path(
+      budget,
+      kernel_name("flash_bwd_dkdv_kernel", D, true, pass == Pass::kBwd ? "false" : "true", m),
+      arch);
+  const int dq =
+      pass == Pass::kBwd
+          ? loop_path(budget, kernel_name("flash_bwd_dq_kernel", D, true, nullptr, m), arch)
+          : 0;
+  if (dkdv == 0 || (pass == Pass::kBwd && dq == 0)) return 0;
+  return double(Bwd::kWarps) * double(dq + dkdv) * 64.0 / Bwd::kBlockM;
+}
+double issue_per_pair(const std::string& budget, const char* arch, Pass pass, int d,
+                      Method m = Method::kVanilla) {
+  return d == 64   ? issue_per_pair<64>(budget, arch, pass, m)
+         : d == 96 ? issue_per_pair<96>(budget, arch, pass, m)
+                   : issue_per_pair<128>(budget, arch, pass, m);
 }
 
 template <int D>
@@ -292,16 +348,19 @@ std::string occupancy(const cost::SmSpec& sm, const std::vector<cost::BlockResou
 
 void row(const cost::SmSpec& sm, const char* pass, int d, bool causal, const char* who,
          const std::string& occ, const cost::Bound& b) {
-  std::printf("| %s | %s | %d | %s | %s | %s | %.3f | %.3f | %.3f | %.3f | %s | %.0f |\n", sm.name,
-              pass, d, causal ? "yes" : "no", who, occ.c_str(), b.tensor_s * 1e3, b.smem_s * 1e3,
-              b.sfu_s * 1e3, b.dram_s * 1e3, b.limit, b.tflops);
+  char issue[32] = "-";  // FlashAttention-2's SASS is not built here
+  if (b.issue_s > 0) std::snprintf(issue, sizeof issue, "%.3f", b.issue_s * 1e3);
+  std::printf("| %s | %s | %d | %s | %s | %s | %.3f | %.3f | %.3f | %s | %.3f | %s | %.0f |\n",
+              sm.name, pass, d, causal ? "yes" : "no", who, occ.c_str(), b.tensor_s * 1e3,
+              b.smem_s * 1e3, b.sfu_s * 1e3, issue, b.dram_s * 1e3, b.limit, b.tflops);
 }
 
 /// The whole problem's work for the model: Strata's split scaled to `batch` x (2048 / d) heads of
 /// T tokens, the minimum DRAM bytes, and the FLOPs by FlashAttention's convention.
 struct Problem {
-  cost::TileWork work;
+  cost::TileWork work;  ///< without the issue term, which depends on the architecture's SASS
   double dram = 0, flops = 0;
+  double pairs = 0;  ///< tile pairs of tile_of(d)
 };
 Problem problem_of(const Split& s, int d, bool causal, Pass pass, int64_t T, int64_t batch,
                    Method method = Method::kVanilla) {
@@ -312,6 +371,7 @@ Problem problem_of(const Split& s, int d, bool causal, Pass pass, int64_t T, int
   const double pairs = bh * cost::tile_pairs(T, tl.bm, tl.bn, causal),
                rows = bh * double((T + tl.bm - 1) / tl.bm);
   Problem pr;
+  pr.pairs = pairs;
   pr.work.mma = s.per_pair.mma * pairs + s.per_row_tile.mma * rows;
   pr.work.smem_wavefronts =
       s.per_pair.smem_wavefronts * pairs + s.per_row_tile.smem_wavefronts * rows;
@@ -353,12 +413,15 @@ int main(int argc, char** argv) {
       (long long)batch, (long long)T);
   std::printf(
       "Times are the whole problem at each unit's documented rate (tensor: mma.sync; smem: 128 "
-      "B/clk/SM; sfu: 16/clk/SM; dram: the minimum bytes). Limits: no latency model, no issue "
-      "limit, no L2, no tail wave; FlashAttention-2's occupancy counts shared memory and threads "
-      "only (its registers are not known here). A ceiling, not a prediction.\n\n");
+      "B/clk/SM; sfu: 16/clk/SM; issue: 4 warp instructions/clk/SM, Strata's instructions per "
+      "tile counted on the SASS of each kernel's main loop for that architecture; dram: the "
+      "minimum bytes). Limits: no latency model, no L2, no tail wave; FlashAttention-2's rows "
+      "have no issue term (its SASS is not built here), and its occupancy counts shared memory "
+      "and threads only (its registers are not known here). A ceiling, not a prediction.\n\n");
   std::printf(
-      "| GPU | pass | d | causal | kernel | blocks/SM | tensor ms | smem ms | sfu ms | dram ms | "
-      "limit | ceiling TFLOP/s |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+      "| GPU | pass | d | causal | kernel | blocks/SM | tensor ms | smem ms | sfu ms | issue ms | "
+      "dram ms | limit | ceiling TFLOP/s "
+      "|\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
   for (const Pass pass : {Pass::kFwd, Pass::kBwd, Pass::kBwdFast})
     for (const int d : {64, 96, 128})
       for (const bool causal : {false, true}) {
@@ -376,8 +439,10 @@ int main(int argc, char** argv) {
           if (d == 64) resources<64>(budget, arch, pass, res);
           if (d == 96) resources<96>(budget, arch, pass, res);
           if (d == 128) resources<128>(budget, arch, pass, res);
+          cost::TileWork work = ours.work;
+          work.issue = issue_per_pair(budget, arch, pass, d) * ours.pairs;
           row(*sm, pass_name(pass), d, causal, "Strata", occupancy(*sm, res),
-              cost::bound(*sm, ours.work, 1, ours.dram, ours.flops));
+              cost::bound(*sm, work, 1, ours.dram, ours.flops));
           // FlashAttention-2's backward is the atomic-dQ one: its row stands beside the fast mode
           if (pass == Pass::kBwd) continue;
           const cost::BlockResources fres{32 * fc.warps, 0, fc.smem_bytes};
@@ -392,15 +457,16 @@ int main(int argc, char** argv) {
   // figure, so the table stays on the A100).
   constexpr double kA100L2BytesPerClk = 5120;
   std::printf(
-      "\nFused variants on an %s, not causal (the deterministic backward): the same model plus an "
-      "L2 term (every 32-byte global sector the kernels move, loads, cp.async and stores, at the "
+      "\nFused variants on an %s, not causal (the deterministic backward): the same model (issue "
+      "from each variant's own SASS) plus an L2 term (every 32-byte global sector the kernels "
+      "move, loads, cp.async and stores, at the "
       "whitepaper's 5120 B/clk; no hit-rate or latency model). Sectors per tile pair: what plain "
       "(synchronous) loads and cp.async move per (query tile, key tile) pair:\n\n",
       cost::kA100.name);
   std::printf(
-      "| pass | d | method | tensor ms | smem ms | sfu ms | dram ms | l2 ms | limit | ceiling "
-      "TFLOP/s | vs vanilla | load sectors / pair | cp.async sectors / pair |\n"
-      "|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+      "| pass | d | method | tensor ms | smem ms | sfu ms | issue ms | dram ms | l2 ms | limit | "
+      "ceiling TFLOP/s | vs vanilla | load sectors / pair | cp.async sectors / pair |\n"
+      "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
   for (const Pass pass : {Pass::kFwd, Pass::kBwd})
     for (const int d : {64, 96, 128}) {
       double vanilla = 0;
@@ -408,7 +474,9 @@ int main(int argc, char** argv) {
                              Method::kGated, Method::kMea}) {
         const Split s = split_work(d, false, pass, m);
         const Problem pr = problem_of(s, d, false, pass, T, batch, m);
-        cost::Bound b = cost::bound(cost::kA100, pr.work, 1, pr.dram, pr.flops);
+        cost::TileWork work = pr.work;
+        work.issue = issue_per_pair(budget, "sm_80", pass, d, m) * pr.pairs;
+        cost::Bound b = cost::bound(cost::kA100, work, 1, pr.dram, pr.flops);
         const Tile tl = tile_of(d, pass != Pass::kFwd);
         const double bh = double(batch * (2048 / d));
         const double sectors = bh * (s.sectors_per_pair * cost::tile_pairs(T, tl.bm, tl.bn, false) +
@@ -417,11 +485,13 @@ int main(int argc, char** argv) {
         if (l2_s > b.seconds) b.seconds = l2_s, b.limit = "l2", b.tflops = pr.flops / l2_s * 1e-12;
         if (m == Method::kVanilla) vanilla = b.tflops;
         std::printf(
-            "| %s | %d | %s | %.3f | %.3f | %.3f | %.3f | %.3f | %s | %.0f | %+.1f%% | %.0f | %.0f "
-            "|\n",
+            "| %s | %d | %s | %.3f | %.3f | %.3f | %.3f | %.3f | %.3f | %s | %.0f | %+.1f%% | %.0f "
+            "| "
+            "%.0f |\n",
             pass_name(pass), d, method_name(m), b.tensor_s * 1e3, b.smem_s * 1e3, b.sfu_s * 1e3,
-            b.dram_s * 1e3, l2_s * 1e3, b.limit, b.tflops, 100.0 * (b.tflops / vanilla - 1.0),
-            s.load_sectors_per_pair, s.cp_async_sectors_per_pair);
+            b.issue_s * 1e3, b.dram_s * 1e3, l2_s * 1e3, b.limit, b.tflops,
+            100.0 * (b.tflops / vanilla - 1.0), s.load_sectors_per_pair,
+            s.cp_async_sectors_per_pair);
       }
     }
 

@@ -5,6 +5,7 @@
 #                     (examples/layer_stack, buffers in managed memory)
 #   bench_flash_gpu   the flash forward/backward benchmarks (CUDA events, L2 flushed)
 #   bench_decode_gpu  the paged decode benchmarks
+#   bench_variants_gpu  the fused variants (ResFormer, Gated Attention, MEA) beside vanilla
 # into OUT (default build-gpu/), with Google Benchmark's shared library beside them (rpath
 # $ORIGIN), so that the folder runs on a machine without it; well under 60 MB.
 #
@@ -48,6 +49,7 @@ build() {  # name, then nvcc arguments
 }
 build layer_stack_gpu -x cu -I"$repo/tests/variants" "$repo/examples/layer_stack/layer_stack.cpp"
 build bench_flash_gpu "$repo/benchmarks/bench_flash_gpu.cu" -lbenchmark -lpthread
+build bench_variants_gpu "$repo/benchmarks/bench_variants_gpu.cu" -lbenchmark -lpthread
 build bench_decode_gpu "$repo/benchmarks/bench_decode_gpu.cu" -lbenchmark -lpthread
 for p in "${pids[@]}"; do wait "$p"; done
 

@@ -7,10 +7,12 @@
 #      (layer_stack_gpu: Depth-Attention, ResFormer/SVFormer, ExoFormer, MEA, Gated Attention);
 #   3. compute-sanitizer memcheck and racecheck on the same small stacks (every kernel family
 #      they launch: token-local passes, flash forward, backward preprocess, dQ, dK/dV);
-#   4. benchmarks: Strata's flash forward and backward at 1k-16k tokens, d = 64/96/128, causal
-#      and not (bench_flash_gpu), then PyTorch's scaled_dot_product_attention through its flash
-#      and cuDNN backends at the same shapes in the same run (scripts/sdpa_baseline.py);
-#   5. one table of TFLOP/s and ratios, printed last, and JSON in the output folder.
+#   4. benchmarks: Strata's flash forward and backward (deterministic and fast mode) at 1k-16k
+#      tokens, d = 64/96/128, causal and not (bench_flash_gpu); the fused variants beside vanilla
+#      at the same shapes (bench_variants_gpu); then PyTorch's scaled_dot_product_attention
+#      through its flash and cuDNN backends at the flash shapes in the same run
+#      (scripts/sdpa_baseline.py);
+#   5. the tables of TFLOP/s and ratios, printed last, and JSON in the output folder.
 # Without a GPU it refuses at once (exit 2) and runs nothing. A failed step does not stop the
 # later ones; the exit status is non-zero if any failed.
 #
@@ -47,20 +49,27 @@ step() {  # name, timeout in seconds, command...
 }
 
 phase "GPU: $gpu (sm_$cc); $(nvidia-smi --query-gpu=driver_version --format=csv,noheader | head -1) driver; nvcc $(nvcc --version 2>/dev/null | sed -n 's/.*release \([0-9.]*\).*/\1/p')"
-if [ ! -x "$bundle/layer_stack_gpu" ] || [ ! -x "$bundle/bench_flash_gpu" ]; then
-  phase "no bundle in $bundle: building for sm_$cc with $(nproc) cores"
+nvidia-smi --query-gpu=clocks.max.sm,clocks.max.mem,power.limit,memory.total --format=csv,noheader |
+  sed 's/^/gpu_check: max SM clock, max memory clock, power limit, memory: /'
+usable() {  # the bundle's binaries exist and load here (a bundle built on another system may not)
+  [ -x "$bundle/layer_stack_gpu" ] && [ -x "$bundle/bench_flash_gpu" ] &&
+    [ -x "$bundle/bench_variants_gpu" ] &&
+    "$bundle/bench_variants_gpu" --benchmark_list_tests=true >/dev/null 2>&1
+}
+if ! usable; then
+  phase "no usable bundle in $bundle: building for sm_$cc with $(nproc) cores"
   bundle="$out/bin"
   step build 420 bash "$repo/scripts/build_gpu.sh" --arch "$cc" --out "$bundle"
 fi
 
 phase "correctness: every method's stack against fp64 on the GPU"
-step correctness 60 "$bundle/layer_stack_gpu"
+step correctness 45 "$bundle/layer_stack_gpu"
 
 if command -v compute-sanitizer >/dev/null 2>&1; then
   phase "compute-sanitizer memcheck"
-  step memcheck 80 compute-sanitizer --tool memcheck --error-exitcode 9 "$bundle/layer_stack_gpu"
+  step memcheck 70 compute-sanitizer --tool memcheck --error-exitcode 9 "$bundle/layer_stack_gpu"
   phase "compute-sanitizer racecheck"
-  step racecheck 100 compute-sanitizer --tool racecheck --error-exitcode 9 "$bundle/layer_stack_gpu"
+  step racecheck 80 compute-sanitizer --tool racecheck --error-exitcode 9 "$bundle/layer_stack_gpu"
 else
   echo "gpu_check: compute-sanitizer is not installed: sanitizer steps skipped"
   failed+=("sanitizer-missing")
@@ -71,11 +80,16 @@ step strata-bench 120 "$bundle/bench_flash_gpu" \
   --benchmark_filter='seqlen:(1024|2048|4096|8192|16384)/' --benchmark_min_time=0.05 \
   --benchmark_out="$out/strata_flash.json" --benchmark_out_format=json
 
+phase "Strata's fused variants beside vanilla (bench_variants_gpu)"
+step variants-bench 60 "$bundle/bench_variants_gpu" --benchmark_min_time=0.05 \
+  --benchmark_out="$out/strata_variants.json" --benchmark_out_format=json
+
 phase "PyTorch SDPA baselines (flash, cuDNN)"
-step sdpa 100 python3 "$repo/scripts/sdpa_baseline.py" --out "$out/sdpa.json"
+step sdpa 90 python3 "$repo/scripts/sdpa_baseline.py" --out "$out/sdpa.json"
 
 phase "report"
 python3 "$repo/scripts/gpu_report.py" --strata "$out/strata_flash.json" --sdpa "$out/sdpa.json" \
+  --variants "$out/strata_variants.json" \
   --gpu "$gpu" --out "$out/gpu_check.json" || failed+=("report")
 echo
 echo "gpu_check: $(( $(date +%s) - t0 )) s; JSON in $out"

@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
-"""The last step of scripts/gpu_check.sh: one table of TFLOP/s per (pass, T, d, causal), Strata's
-flash kernels (Google Benchmark JSON of bench_flash_gpu) beside PyTorch SDPA's flash and cuDNN
-backends (scripts/sdpa_baseline.py's JSON), with Strata's ratio to each, and the merged rows as
-JSON. Every number is a GPU measurement of this run; nothing is modelled here."""
+"""The last step of scripts/gpu_check.sh: a table of TFLOP/s per (pass, T, d, causal), Strata's
+flash kernels (Google Benchmark JSON of bench_flash_gpu; backward in the deterministic default
+and in the fast mode) beside PyTorch SDPA's flash and cuDNN backends (scripts/sdpa_baseline.py's
+JSON), with Strata's ratio to each; a table of the fused variants' time over vanilla attention's
+at the same shape (bench_variants_gpu); the merged rows as JSON. Every number is a GPU
+measurement of this run; nothing is modelled here."""
 
 from __future__ import annotations
 
@@ -11,7 +13,9 @@ import json
 import re
 import sys
 
-NAME = re.compile(r"BM_Flash(Forward|Backward)/seqlen:(\d+)/d:(\d+)/causal:(\d)")
+NAME = re.compile(r"BM_Flash(Forward|BackwardFast|Backward)/seqlen:(\d+)/d:(\d+)/causal:(\d)")
+PASS = {"Forward": "fwd", "Backward": "bwd", "BackwardFast": "bwd_fast"}
+VARIANT = re.compile(r"BM_Variant(Forward|Backward)/method:(\d+)/seqlen:(\d+)/d:(\d+)")
 
 
 def strata_rows(path: str) -> dict:
@@ -22,15 +26,47 @@ def strata_rows(path: str) -> dict:
         m = NAME.match(bm.get("name", ""))
         if not m or bm.get("error_occurred"):
             continue
-        key = ("fwd" if m.group(1) == "Forward" else "bwd", int(m.group(2)), int(m.group(3)), m.group(4) == "1")
+        key = (PASS[m.group(1)], int(m.group(2)), int(m.group(3)), m.group(4) == "1")
         rows[key] = bm["FLOP/s"] * 1e-12
     return rows
+
+
+def variant_rows(path: str) -> list:
+    """(pass, T, d, method name, TFLOP/s by vanilla's FLOPs, ms per layer call)."""
+    with open(path) as f:
+        data = json.load(f)
+    rows = []
+    for bm in data.get("benchmarks", []):
+        m = VARIANT.match(bm.get("name", ""))
+        if not m or bm.get("error_occurred"):
+            if m:
+                print(f"gpu_report: {bm['name']}: {bm.get('error_message', 'error')}", file=sys.stderr)
+            continue
+        rows.append(("fwd" if m.group(1) == "Forward" else "bwd", int(m.group(3)), int(m.group(4)),
+                     bm.get("label", m.group(2)), bm["FLOP/s"] * 1e-12, bm["real_time"]))
+    return rows
+
+
+def print_variants(rows: list) -> list:
+    vanilla = {(p, t, d): r for p, t, d, name, r, _ in rows if name == "vanilla"}
+    out = []
+    print("\nFused variants beside vanilla attention, bf16, H = 16, 16k tokens per batch, causal; "
+          "TFLOP/s by vanilla attention's FLOPs, so that time / vanilla = vanilla's rate / the method's:\n")
+    print("| pass | T | d | method | ms | TFLOP/s | time / vanilla |")
+    print("|---|---|---|---|---|---|---|")
+    for p, t, d, name, r, ms in sorted(rows, key=lambda x: (x[0] != "fwd", x[2], x[1])):
+        v = vanilla.get((p, t, d))
+        ratio = v / r if v and r else None
+        print(f"| {p} | {t} | {d} | {name} | {ms:.3f} | {r:.1f} | {f'{ratio:.3f}' if ratio else '-'} |")
+        out.append({"pass": p, "seqlen": t, "d": d, "method": name, "ms": ms, "tflops": r, "time_over_vanilla": ratio})
+    return out
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--strata", required=True)
     ap.add_argument("--sdpa", default=None)
+    ap.add_argument("--variants", default=None)
     ap.add_argument("--gpu", default="")
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
@@ -51,13 +87,20 @@ def main() -> int:
     print("|---|---|---|---|---|---|---|---|---|")
     fmt = lambda x: f"{x:.1f}" if x is not None else "-"
     ratio = lambda a, b: f"{a / b:.2f}" if a is not None and b else "-"
-    for key in sorted(ours, key=lambda k: (k[0] != "fwd", k[2], k[3], k[1])):
+    for key in sorted(ours, key=lambda k: (list(PASS.values()).index(k[0]), k[2], k[3], k[1])):
         p, t, d, c = key
-        s, fl, cu = ours[key], base.get(("sdpa_flash", p, t, d, c)), base.get(("sdpa_cudnn", p, t, d, c))
+        bp = "bwd" if p == "bwd_fast" else p  # SDPA's backward beside both of Strata's modes
+        s, fl, cu = ours[key], base.get(("sdpa_flash", bp, t, d, c)), base.get(("sdpa_cudnn", bp, t, d, c))
         print(f"| {p} | {t} | {d} | {'yes' if c else 'no'} | {fmt(s)} | {fmt(fl)} | {fmt(cu)} | {ratio(s, fl)} | {ratio(s, cu)} |")
         merged.append({"pass": p, "seqlen": t, "d": d, "causal": c, "strata_tflops": s, "sdpa_flash_tflops": fl, "sdpa_cudnn_tflops": cu})
+    variants = []
+    if args.variants:
+        try:
+            variants = print_variants(variant_rows(args.variants))
+        except (OSError, ValueError, KeyError) as e:
+            print(f"gpu_report: no variant rows ({e})", file=sys.stderr)
     with open(args.out, "w") as f:
-        json.dump({"gpu": args.gpu, "rows": merged}, f, indent=1)
+        json.dump({"gpu": args.gpu, "rows": merged, "variants": variants}, f, indent=1)
     if not ours:
         print("gpu_report: no Strata benchmark rows", file=sys.stderr)
         return 1

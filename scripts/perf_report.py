@@ -30,13 +30,22 @@ FlashAttention-2's is counted from its tile configurations (csrc/flash_attn/src/
 flash_{fwd,bwd}_launch_template.h, kernel_traits.h), and both go through the same per-SM model
 (include/strata/cost/perf_model.hpp) with each unit's documented rate.
 
+Instruction issue is a unit: 4 warp instructions per clock per SM, Strata's instructions per tile
+counted on the SASS of each kernel's main loop (a full tile's path, tests/static/sass_loop.py; the
+ptxas gate keeps each count in tests/static/budget.json). The model had no such term until an H200
+ran the forward at 0.30-0.45x of FlashAttention-2 where this table put it at its ceiling
+(docs/gpu_results.md): ~2,300 instructions per 128 HMMA issued, most of them exp2f's subnormal
+handling and per-score branches.
+
 **What the model does not know:** latency (pipeline depth, barrier stalls, memory latency hidden or
-not by the resident warps), instruction issue, L2 (only the fused-variant table has an L2 term,
-a bandwidth without hit rates), clocks under load, the last wave's tail. Its
-ceiling says which unit a kernel's work saturates first if everything overlaps perfectly; measured
-TFLOP/s are lower: FlashAttention-2's published H100 forward at d = 128, 368-370 TFLOP/s at 4k-16k
-tokens (../shared/ANCHORS.md, from the FlashAttention-3 paper), is 74-75% of the 495 its row shows.
-The H100 rows are the mma.sync path at an assumed 2048 FLOP/clk/SM (perf_model.hpp says why).
+not by the resident warps), dual issue and register-bank limits, L2 (only the fused-variant table
+has an L2 term, a bandwidth without hit rates), clocks under load, the last wave's tail, and
+FlashAttention-2's instruction count (its SASS is not built here, so its rows have no issue
+term). Its ceiling says which unit a kernel's work saturates first if everything overlaps
+perfectly; measured TFLOP/s are lower: FlashAttention-2's published H100 forward at d = 128,
+368-370 TFLOP/s at 4k-16k tokens (../shared/ANCHORS.md, from the FlashAttention-3 paper), is
+74-75% of the 495 its row shows. The H100 rows are the mma.sync path at an assumed 2048
+FLOP/clk/SM (perf_model.hpp says why).
 
 """
 
@@ -68,20 +77,25 @@ def registers_table(budget: dict) -> str:
         if kernel == "flash_bwd_dkdv_kernel":
             kernel += " (atomic dQ)" if flag == "true" else ""
         a80, a90 = info.get("sm_80", {}), info.get("sm_90a", {})
-        sass = a80.get("sass", {})
+        sass, sass90 = a80.get("sass", {}), a90.get("sass", {})
+        loop_hmma = sass.get("loop_hmma", 0)
         rows.append((kernel, int(d), "bf16" if "bfloat" in dtype else "fp16", variant, a80.get("registers", "-"),
-                     a90.get("registers", "-"), "/".join(str(sass.get(k, "-")) for k in ("HMMA", "LDSM", "LDGSTS", "MUFU"))))
+                     a90.get("registers", "-"), "/".join(str(sass.get(k, "-")) for k in ("HMMA", "LDSM", "LDGSTS", "MUFU")),
+                     loop_hmma or "-",
+                     f"{sass.get('loop_path', '-')} / {sass90.get('loop_path', '-')}" if loop_hmma else "-"))
     rows.sort()
     out = ["## Registers per thread of every shipped flash instantiation (ptxas, no spills: the gate fails on any)",
            "",
            "Warps per SM by registers alone (128-thread blocks, 64K registers per SM on both GPUs; shared memory may "
            "bind first: see the model's table); SASS inventory of the sm_80 build (HMMA/LDSM/LDGSTS/MUFU, "
-           "instructions in the binary, not executed counts).",
+           "instructions in the binary, not executed counts); the main loop's HMMA and the instructions of a full "
+           "tile's path through it (sm_80 / sm_90a), whose ratio is what the issue term charges per HMMA.",
            "",
-           "| kernel | d | dtype | variant | sm_80 | sm_90a | warps/SM by registers (sm_80) | SASS HMMA/LDSM/LDGSTS/MUFU |",
-           "|---|---|---|---|---|---|---|---|"]
-    out += [f"| {k} | {d} | {t} | {v} | {r80} | {r90} | {register_warps(r80) if k not in ('flash_bwd_preprocess_kernel', 'flash_bwd_dq_convert_kernel') else '-'} | {sa} |"
-            for k, d, t, v, r80, r90, sa in rows]
+           "| kernel | d | dtype | variant | sm_80 | sm_90a | warps/SM by registers (sm_80) | SASS HMMA/LDSM/LDGSTS/MUFU "
+           "| main loop HMMA | instructions per iteration sm_80 / sm_90a |",
+           "|---|---|---|---|---|---|---|---|---|---|"]
+    out += [f"| {k} | {d} | {t} | {v} | {r80} | {r90} | {register_warps(r80) if k not in ('flash_bwd_preprocess_kernel', 'flash_bwd_dq_convert_kernel') else '-'} | {sa} | {lh} | {lp} |"
+            for k, d, t, v, r80, r90, sa, lh, lp in rows]
     return "\n".join(out) + "\n"
 
 

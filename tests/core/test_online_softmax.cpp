@@ -179,3 +179,39 @@ TEST(OnlineSoftmax, UpdateOneScoreAtATime) {
 }
 
 }  // namespace
+
+namespace {
+
+// arch::ex2_ftz as ex2.approx.ftz.f32 behaves (PTX ISA, ex2): -inf gives +0 (so a masked score
+// needs no test), results below 2^-126 flush to +0, subnormal inputs count as 0, NaN stays NaN;
+// elsewhere exp2f's value (the GPU's is within 2 ulp of it).
+TEST(Ex2Ftz, MatchesEx2ApproxFtzSemantics) {
+  using strata::arch::ex2_ftz;
+  EXPECT_EQ(ex2_ftz(-INFINITY), 0.f);
+  EXPECT_FALSE(std::signbit(ex2_ftz(-INFINITY)));
+  EXPECT_EQ(ex2_ftz(0.f), 1.f);
+  EXPECT_EQ(ex2_ftz(std::ldexp(1.f, -140)), 1.f);  // a subnormal input
+  EXPECT_EQ(ex2_ftz(3.f), 8.f);
+  EXPECT_EQ(ex2_ftz(-126.f), std::ldexp(1.f, -126));  // the smallest normal survives
+  EXPECT_EQ(ex2_ftz(-126.5f), 0.f);                   // a subnormal result does not
+  EXPECT_EQ(ex2_ftz(-200.f), 0.f);
+  EXPECT_EQ(ex2_ftz(INFINITY), INFINITY);
+  EXPECT_TRUE(std::isnan(ex2_ftz(NAN)));
+  EXPECT_FLOAT_EQ(ex2_ftz(-1.5f), std::exp2(-1.5f));
+}
+
+// What the kernels compute per score: ex2(fma(raw, scale, -offset)) with the row's offset from
+// exp_offset(); a row that has seen only masked scores subtracts 0, and its -inf scores weigh 0.
+TEST(OnlineSoftmax, ExpOffsetKeepsMaskedRowsFinite) {
+  OnlineSoftmax st;
+  EXPECT_EQ(st.exp_offset(), 0.f);
+  EXPECT_EQ(st.raise_max(-INFINITY), 0.f);
+  EXPECT_EQ(st.weight(-INFINITY), 0.f);
+  EXPECT_EQ(st.raise_max(2.f), 0.f);  // nothing seen before: l is rescaled by 0
+  EXPECT_EQ(st.exp_offset(), 2.f);
+  EXPECT_EQ(st.weight(2.f), 1.f);
+  EXPECT_EQ(st.weight(-INFINITY), 0.f);
+  EXPECT_FLOAT_EQ(st.weight(1.f), 0.5f);
+}
+
+}  // namespace

@@ -77,6 +77,9 @@ struct NotTriviallyCopyable : VanillaAttention {
   NotTriviallyCopyable() = default;
   NotTriviallyCopyable(const NotTriviallyCopyable&) {}
 };
+struct ThreeRawVTiles : VanillaAttention {
+  static constexpr int kRawVTiles = 3;  // the kernels give a second raw tile, not a third
+};
 struct LogitReturnsDouble : VanillaAttention {
   STRATA_HOST_DEVICE double logit(float x, int, int, int) const { return x; }
 };
@@ -89,6 +92,7 @@ static_assert(att::AttentionVariant<CappedScaledV, fp16, 128>);
 static_assert(!att::AttentionVariant<MissesLogitGrad, bf16, 64>);
 static_assert(!att::AttentionVariant<NotTriviallyCopyable, bf16, 64>);
 static_assert(!att::AttentionVariant<LogitReturnsDouble, bf16, 64>);
+static_assert(!att::AttentionVariant<ThreeRawVTiles, bf16, 64>);
 
 TEST(VariantConcept, AcceptsConformingAndRejectsBrokenPolicies) {
   // the static_asserts above are the test; this repeats them where a reader of the log sees them

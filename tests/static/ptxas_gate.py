@@ -12,13 +12,17 @@ and the `ptxas info` lines are parsed per kernel. The gate fails if
   * a kernel is missing from the budget, or exceeds its registers / smem_bytes budget;
   * the budget lists a kernel (for a checked arch) that no instantiation file compiled;
   * the SASS of any kernel (cuobjdump -sass of the cubin) has a local-memory instruction (LDL,
-    STL), or its inventory of HMMA, LDSM, LDGSTS and MUFU instructions differs from the budget's.
+    STL), or its inventory of HMMA, LDSM, LDGSTS and MUFU instructions, or the HMMA of its main
+    loop, differs from the budget's;
+  * a full tile's path through a kernel's main loop issues more instructions than its budget
+    (sass_loop.py: the bound an SM's 4 issue slots per clock set beside the tensor cores).
 
 The SASS inventory needs cuobjdump: $STRATA_CUOBJDUMP, on PATH, beside nvcc, or from the
 nvidia-cuda-cuobjdump wheel that scripts/install_python_deps.sh puts in the test venv.
 
 budget.json: {"<demangled kernel>": {"mangled": "<symbol>", "sm_80": {"registers": R,
-"smem_bytes": S, "sass": {"HMMA": h, "LDSM": l, "LDGSTS": g, "MUFU": m}}, "sm_90a": {...}}}. Kernels are matched by mangled symbol when the entry has
+"smem_bytes": S, "sass": {"HMMA": h, "LDSM": l, "LDGSTS": g, "MUFU": m, "loop_hmma": lh,
+"loop_path": lp}}, "sm_90a": {...}}}. Kernels are matched by mangled symbol when the entry has
 one (so the demangler in use does not matter), else by demangled name. `--update` rewrites it
 with the measured values (exact: budgets are tightened deliberately, and loosened only by a
 reviewed --update); hard failures (compile errors, spills, stack, smem limit) still fail.
@@ -42,6 +46,7 @@ import time
 from pathlib import Path
 
 import nvcc_cache
+import sass_loop
 from nvcc_tools import DEFAULT_ARCHS, default_nvcc, scratch_dir
 SMEM_LIMIT = 101376  # 99 KB: the largest per-block shared memory of sm_86 / sm_89.
 
@@ -54,6 +59,8 @@ _DIAG = re.compile(r"^(ptxas|nvlink|nvcc)\s*(error|warning|fatal)", re.I)
 
 
 SASS_COUNTED = ("HMMA", "LDSM", "LDGSTS", "MUFU")
+SASS_EXACT = SASS_COUNTED + ("loop_hmma",)  # must equal the budget's
+SASS_BUDGETS = SASS_EXACT + ("loop_path",)  # loop_path: at most the budget's
 SASS_FORBIDDEN = ("LDL", "STL")
 _SASS_FUNC = re.compile(r"^\s*Function : (\S+)")
 _SASS_INSN = re.compile(r"^\s*/\*[0-9a-f]{4,}\*/\s+(?:@!?U?P[T0-9]+\s+)?([A-Z][A-Z0-9_]*)")
@@ -84,6 +91,8 @@ def sass_inventory(cuobjdump: str, cubin: Path) -> dict[str, dict[str, int]]:
         m = _SASS_INSN.match(line)
         if m and cur is not None and m.group(1) in cur:
             cur[m.group(1)] += 1
+    for name, insns in sass_loop.parse(res.stdout).items():
+        inv.setdefault(name, {k: 0 for k in SASS_COUNTED + SASS_FORBIDDEN}).update(sass_loop.loop_stats(insns))
     return inv
 
 
@@ -296,11 +305,20 @@ def main() -> int:
                     elif regs < b.get("registers", -1):
                         notes.append(f"{names[mangled]} [{arch}]: {regs} registers < budget {b['registers']} (tighten)")
                     want = b.get("sass")
-                    got = {k: info.get("sass", {}).get(k, 0) for k in SASS_COUNTED}
-                    if want is None:
+                    got = {k: info.get("sass", {}).get(k, 0) for k in SASS_EXACT}
+                    path = info.get("sass", {}).get("loop_path", 0)
+                    if want is None or "loop_path" not in want:
                         failures.append(f"{names[mangled]} [{arch}]: no SASS inventory in {budget_path.name} (run --update)")
-                    elif want != got:
-                        failures.append(f"{names[mangled]} [{arch}]: SASS inventory {got} != budget {want} (review, then --update)")
+                    else:
+                        if {k: want.get(k) for k in SASS_EXACT} != got:
+                            failures.append(f"{names[mangled]} [{arch}]: SASS inventory {got} != budget "
+                                            f"{ {k: want.get(k) for k in SASS_EXACT} } (review, then --update)")
+                        if path > want["loop_path"]:
+                            failures.append(f"{names[mangled]} [{arch}]: main loop issues {path} instructions "
+                                            f"per iteration > budget {want['loop_path']}")
+                        elif path < want["loop_path"]:
+                            notes.append(f"{names[mangled]} [{arch}]: main loop issues {path} instructions "
+                                         f"per iteration < budget {want['loop_path']} (tighten)")
                     if smem > b.get("smem_bytes", -1):
                         failures.append(f"{names[mangled]} [{arch}]: {smem} bytes smem > budget {b.get('smem_bytes')}")
                     elif smem < b.get("smem_bytes", -1):
@@ -316,6 +334,7 @@ def main() -> int:
                     f"{info.get('spill_stores', 0)}+{info.get('spill_loads', 0)}",
                     str(info.get("stack_frame", 0)),
                     " ".join(str(info.get("sass", {}).get(k, 0)) for k in SASS_COUNTED),
+                    " ".join(str(info.get("sass", {}).get(k, 0)) for k in ("loop_hmma", "loop_path")),
                 )
             )
     if not args.update:
@@ -326,7 +345,8 @@ def main() -> int:
             if stale:
                 failures.append(f"{key}: in {budget_path.name} for {', '.join(stale)} but not compiled (stale entry)")
 
-    header = ("kernel", "arch", "regs / budget", "smem / budget", "spill st+ld", "stack", "HMMA LDSM LDGSTS MUFU")
+    header = ("kernel", "arch", "regs / budget", "smem / budget", "spill st+ld", "stack", "HMMA LDSM LDGSTS MUFU",
+              "loop HMMA / insts")
     widths = [max(len(r[i]) for r in rows + [header]) for i in range(len(header))]
     fmt = "  ".join(f"{{:{'<' if i < 2 else '>'}{w}}}" for i, w in enumerate(widths))
     print()
@@ -356,7 +376,7 @@ def main() -> int:
                         entry[arch] = {
                             "registers": info.get("registers", 0),
                             "smem_bytes": info.get("smem_bytes", 0),
-                            "sass": {k: info.get("sass", {}).get(k, 0) for k in SASS_COUNTED},
+                            "sass": {k: info.get("sass", {}).get(k, 0) for k in SASS_BUDGETS},
                         }
                 new[names[mangled]] = entry
             budget_path.write_text(json.dumps(dict(sorted(new.items())), indent=2) + "\n")

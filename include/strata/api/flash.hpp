@@ -173,7 +173,7 @@ template <class T, int D, class Variant>
 Status launch_fwd(const FlashFwdParams& p, const Variant& var, cudaStream_t stream) {
   using Tr = attention::FlashFwdTraits<D>;
   return launch(attention::flash_fwd_kernel<T, D, Variant>, attention::flash_fwd_grid<D>(p),
-                dim3(Tr::kThreads), Tr::template kSmemBytes<T>, stream, p, var);
+                dim3(Tr::kThreads), Tr::template kSmemBytesOf<T, Variant>, stream, p, var);
 }
 template <class T, class Variant>
 Status dispatch_fwd(const FlashFwdParams& p, const Variant& var, cudaStream_t stream) {

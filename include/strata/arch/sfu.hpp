@@ -50,6 +50,24 @@ STRATA_HOST_DEVICE float ex2(float x) {
   count_sfu(1);
   return exp2f(x);
 }
+/// 2^x as FlashAttention's kernels compute it (exp2f under --use_fast_math): one
+/// ex2.approx.ftz.f32, the MUFU alone. exp2f without fast math wraps the same MUFU in a range
+/// check and a rescale for subnormal results, 4-6 more instructions and a branch per score,
+/// which made the softmax, not the tensor cores, the forward's limit on an H200 (SASS: ~2,300
+/// instructions per 128 HMMA). Results below 2^-126 flush to +0 and 2^-inf = +0 on both
+/// executors (so a masked score needs no test); the host computes exp2f, within ex2.approx's
+/// 2 ulp of it.
+STRATA_HOST_DEVICE float ex2_ftz(float x) {
+  count_sfu(1);
+#if STRATA_DEVICE_PASS
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+  return y;
+#else
+  const float y = exp2f(x);
+  return y < 1.17549435e-38f ? 0.f : y;                               // FLT_MIN; NaN stays NaN
+#endif
+}
 /// log2f(x): one lg2.
 STRATA_HOST_DEVICE float lg2(float x) {
   count_sfu(1);

@@ -110,16 +110,16 @@ __global__ void __launch_bounds__(128)
   p.dsum[int64_t(h) * p.total_q + row] = var.template preprocess<T, D>(p, row, h);
 }
 
-/// P of one score s (raw Q K^T): exp2(s scale log2e - LSE log2e), through the variant's logit
-/// transform where it has one; 0 where the mask cuts the pair (`on` false).
+/// P of one connected score s (raw Q K^T): exp2(s scale log2e - LSE log2e) as the forward rounds
+/// it (core::exp2_scaled), through the variant's logit transform where it has one. A
+/// row without keys has lse2 = +inf (lse_log2), so its P is ex2(-inf) = 0.
 template <class Variant>
-STRATA_DEVICE float bwd_prob(const Variant& var, const FlashBwdParams& p, float s, bool on,
-                             float lse2, float scale_log2, int qi, int kj, int h) {
-  if (!on) return 0.f;
+STRATA_DEVICE float bwd_prob(const Variant& var, const FlashBwdParams& p, float s, float lse2,
+                             float scale_log2, int qi, int kj, int h) {
   if constexpr (Variant::kTransformsLogits)
-    return core::exp2_or_zero(var.logit(s * p.softmax_scale, qi, kj, h) * core::kLog2e - lse2);
+    return arch::ex2_ftz(var.logit(s * p.softmax_scale, qi, kj, h) * core::kLog2e - lse2);
   else
-    return core::exp2_or_zero(s * scale_log2 - lse2);
+    return core::exp2_scaled(s, scale_log2, lse2);
 }
 
 /// dS = P o (dP - D), times the logit transform's derivative at the raw score s where there is one.
@@ -141,13 +141,25 @@ STRATA_DEVICE void softmax_bwd_tile(const Variant& var, const FlashBwdParams& p,
                                     const float (&dsum)[MT][2], float (&s)[MT][NT][4],
                                     float (&dp)[MT][NT][4], int lane) {
   const float scale_log2 = p.softmax_scale * core::kLog2e;
-  for_each_c<MT, NT>(lane, [&](int mt, int nt, int i, int r, int c) {
-    const int qi = q0 + r, kj = k0 + c;
-    const float pr = bwd_prob(var, p, s[mt][nt][i], full || mask.connected(qi, kj), lse2[mt][i / 2],
-                              scale_log2, qi, kj, h);
-    dp[mt][nt][i] = bwd_dscore(var, p, s[mt][nt][i], pr, dp[mt][nt][i], dsum[mt][i / 2], qi, kj, h);
-    if constexpr (kKeepP) s[mt][nt][i] = pr;
-  });
+  if constexpr (Variant::kTransformsLogits) {  // a logit of -inf need not be -inf: test the mask
+    for_each_score<MT, NT>(
+        mask, full, q0, k0, lane, [&](int mt, int nt, int i, int qi, int kj, bool on) {
+          const float pr =
+              on ? bwd_prob(var, p, s[mt][nt][i], lse2[mt][i / 2], scale_log2, qi, kj, h) : 0.f;
+          dp[mt][nt][i] =
+              bwd_dscore(var, p, s[mt][nt][i], pr, dp[mt][nt][i], dsum[mt][i / 2], qi, kj, h);
+          if constexpr (kKeepP) s[mt][nt][i] = pr;
+        });
+  } else {
+    if (!full) mask_scores(mask, q0, k0, s, lane);  // then P = ex2(-inf) = 0 and dS = 0
+    for_each_c<MT, NT>(lane, [&](int mt, int nt, int i, int r, int c) {
+      const float pr =
+          bwd_prob(var, p, s[mt][nt][i], lse2[mt][i / 2], scale_log2, q0 + r, k0 + c, h);
+      dp[mt][nt][i] =
+          bwd_dscore(var, p, s[mt][nt][i], pr, dp[mt][nt][i], dsum[mt][i / 2], q0 + r, k0 + c, h);
+      if constexpr (kKeepP) s[mt][nt][i] = pr;
+    });
+  }
 }
 
 /// dQ of one query tile (kBlockM) of one (sequence, head), streaming its key tiles. The warps
@@ -350,9 +362,9 @@ __global__ void __launch_bounds__(FlashBwdTraits<D>::kThreads)
           warp_gemm<T, SMT, SNT, D, false, false>(s, Qs, LD, wr * (BM / 2), Ks, LD, wc * (BN / 2),
                                                   lane);
           for_each_c<SMT, SNT>(lane, [&](int mt, int nt, int i, int r, int c) {
-            const int qi = q0 + r, kj = k0 + c;
-            s[mt][nt][i] = bwd_prob(var, p, s[mt][nt][i], full || mask.connected(qi, kj),
-                                    lse2[mt][i / 2], scale_log2, qi, kj, h);
+            const float pr =
+                bwd_prob(var, p, s[mt][nt][i], lse2[mt][i / 2], scale_log2, q0 + r, k0 + c, h);
+            s[mt][nt][i] = full || mask.connected(q0 + r, k0 + c) ? pr : 0.f;
           });
           for_each_c_pair<SMT, SNT>(lane, [&](int mt, int nt, int hf, int, int) {
             pk[mt][nt][hf] = pack2<T>(s[mt][nt][2 * hf], s[mt][nt][2 * hf + 1]);

@@ -14,6 +14,7 @@
 #include "strata/attention/params.hpp"
 #include "strata/attention/tile_io.cuh"
 #include "strata/attention/variant.hpp"
+#include "strata/attention/warp_gemm.cuh"
 #include "strata/core/numeric.hpp"
 #include "strata/core/online_softmax.hpp"
 #include "strata/strata.cuh"
@@ -51,6 +52,10 @@ struct FlashFwdTraits {
   /// Q tile, then one stage of K and one of V.
   template <class T>
   static constexpr size_t kSmemBytes = size_t(kBlockM + 2 * kBlockN) * kLd * sizeof(T);
+  /// ... and a second raw V tile for a variant whose V tile is formed from two (kRawVTiles).
+  template <class T, class Variant>
+  static constexpr size_t kSmemBytesOf = kSmemBytes<T> +
+                                         size_t(Variant::kRawVTiles - 1) * kBlockN* kLd * sizeof(T);
   /// mma.sync instructions per (query tile, key tile) pair: S and P V for every m16 tile of 4
   /// warps.
   static constexpr int kMmaPerTile =
@@ -71,12 +76,14 @@ __global__ void __launch_bounds__(FlashFwdTraits<D>::kThreads)
     flash_fwd_kernel(const FlashFwdParams p, const Variant var) {
   static_assert(AttentionVariant<Variant, T, D>, "the variant policy misses a hook (variant.hpp)");
   using Tr = FlashFwdTraits<D>;
-  static_assert(Tr::template kSmemBytes<T> <= 99 * 1024,
+  static_assert(Tr::template kSmemBytesOf<T, Variant> <= 99 * 1024,
                 "shared memory above 99 KB: sm_86 / sm_89 could not run this instantiation");
   constexpr int BM = Tr::kBlockM, BN = Tr::kBlockN, LD = Tr::kLd, MT = Tr::kMTiles;
+  constexpr bool kRawV = Variant::kRawVTiles > 1;
   STRATA_DYNAMIC_SMEM(T, Qs);  // [BM][LD]
   T* Ks = Qs + BM * LD;        // [BN][LD]
   T* Vs = Ks + BN * LD;        // [BN][LD]
+  T* Vaux = Vs + BN * LD;      // [BN][LD], the second raw V tile (kRawVTiles = 2 only)
 
   const int tid = int(threadIdx.x), warp = tid / 32, lane = tid % 32;
   const int m_block = int(blockIdx.x), h = int(blockIdx.y), b = int(blockIdx.z);
@@ -113,7 +120,10 @@ __global__ void __launch_bounds__(FlashFwdTraits<D>::kThreads)
     // stage is free: its copy overlaps S = Q K^T.
     arch::cp_async_wait<0>();
     __syncthreads();
-    var.template load_v<D, Tr::kThreads>(Vs, LD, p, at_row(n * BN), BN, tid);
+    if constexpr (kRawV)
+      var.template load_v_raw<D, Tr::kThreads>(Vs, Vaux, LD, p, at_row(n * BN), BN, tid);
+    else
+      var.template load_v<D, Tr::kThreads>(Vs, LD, p, at_row(n * BN), BN, tid);
     arch::cp_async_commit();
     if constexpr (Tr::kQInRegs) {
       if (n == n_first) {
@@ -152,34 +162,38 @@ __global__ void __launch_bounds__(FlashFwdTraits<D>::kThreads)
       }
     }
 
-    // Scale to base-2 units; mask only a tile that straddles the mask or the end of the keys.
+    // The scores stay as the mma left them: times exp_scale they are base-2 units, and the scale
+    // is applied in each exponent (FlashAttention's scale_apply_exp2). A variant that
+    // transforms logits has them in base-2 units already. Only a tile that straddles the mask or
+    // the end of the keys is masked: a full tile does no per-score integer work.
     const int n0 = n * BN;
     const bool full = mask.all_connected(m0, m1, n0, n0 + BN);
+    constexpr bool kLogits = Variant::kTransformsLogits;
+    const float exp_scale = kLogits ? 1.f : scale_log2;
+    if constexpr (kLogits) {
+      for_each_score<MT, Tr::kSTiles>(
+          mask, full, m0 + w0, n0, lane, [&](int mt, int t, int i, int qi, int kj, bool on) {
+            s[mt][t][i] =
+                on ? var.logit(s[mt][t][i] * p.softmax_scale, qi, kj, h) * core::kLog2e : -INFINITY;
+          });
+    } else if (!full) {
+      mask_scores(mask, m0 + w0, n0, s, lane);
+    }
     STRATA_UNROLL
     for (int mt = 0; mt < MT; ++mt) {
       float tile_max[2] = {-INFINITY, -INFINITY};
       STRATA_UNROLL
       for (int t = 0; t < Tr::kSTiles; ++t) {
         STRATA_UNROLL
-        for (int i = 0; i < 4; ++i) {
-          int r, c;
-          arch::mma_c_coord(lane, i, r, c);
-          const int qi = m0 + w0 + mt * 16 + r, kj = n0 + t * 8 + c;
-          float x;
-          if constexpr (Variant::kTransformsLogits)
-            x = var.logit(s[mt][t][i] * p.softmax_scale, qi, kj, h) * core::kLog2e;
-          else
-            x = s[mt][t][i] * scale_log2;
-          if (!full && !mask.connected(qi, kj)) x = -INFINITY;
-          s[mt][t][i] = x;
-          tile_max[i / 2] = tile_max[i / 2] > x ? tile_max[i / 2] : x;
-        }
+        for (int i = 0; i < 4; ++i) tile_max[i / 2] = fmaxf(tile_max[i / 2], s[mt][t][i]);
       }
       // Online softmax per row: the quad of lanes sharing a row agrees on the maximum.
-      float rescale[2];
+      float rescale[2], offset[2];
       STRATA_UNROLL
-      for (int rr = 0; rr < 2; ++rr)
-        rescale[rr] = row_state[mt][rr].raise_max(arch::warp_max<4>(tile_max[rr]));
+      for (int rr = 0; rr < 2; ++rr) {
+        rescale[rr] = row_state[mt][rr].raise_max(arch::warp_max<4>(tile_max[rr]) * exp_scale);
+        offset[rr] = row_state[mt][rr].exp_offset();
+      }
       STRATA_UNROLL
       for (int t = 0; t < Tr::kOTiles; ++t) {
         STRATA_UNROLL
@@ -190,7 +204,8 @@ __global__ void __launch_bounds__(FlashFwdTraits<D>::kThreads)
       for (int t = 0; t < Tr::kSTiles; ++t) {
         STRATA_UNROLL
         for (int i = 0; i < 4; ++i) {
-          s[mt][t][i] = row_state[mt][i / 2].weight(s[mt][t][i]);
+          // a masked score is -inf and its weight ex2(-inf) = 0
+          s[mt][t][i] = core::exp2_scaled(s[mt][t][i], exp_scale, offset[i / 2]);
           psum[i / 2] += s[mt][t][i];
         }
       }
@@ -205,6 +220,10 @@ __global__ void __launch_bounds__(FlashFwdTraits<D>::kThreads)
     if (n + 1 < n_end)
       var.template load_k<D, Tr::kThreads>(Ks, LD, p, at_row((n + 1) * BN), BN, tid);
     arch::cp_async_commit();
+    if constexpr (kRawV) {  // the raw tiles landed: form V in place while K streams in
+      var.template transform_v<D, Tr::kThreads>(Vs, Vaux, LD, at_row(n * BN), BN, tid);
+      __syncthreads();
+    }
 
     // O += P V: P's accumulator layout is the A-fragment layout of the next mma (two n8 tiles of
     // S form one k16 step); V's B fragments come from ldmatrix.trans of the [key][d] tile.

@@ -8,6 +8,8 @@
 //  tile loads   load_q / load_k / load_v / load_do  fill a shared-memory tile of rows; the
 //                                                   vanilla ones are cp.async copies, a variant may
 //                                                   mix (value residual) or expand (virtual heads)
+//               load_v_raw / transform_v            the forward's V tile as raw cp.async tiles and
+//                                                   a transform after the wait (kRawVTiles = 2)
 //  logits       logit(x, q, k, h), logit_grad       x = softmax_scale q.k in natural units, and
 //                                                   d logit / dx for the backward; only called
 //                                                   when kTransformsLogits (so the vanilla path
@@ -62,6 +64,14 @@ STRATA_EXECUTOR_BEGIN  // policies call device helpers
 /// Plain scaled-dot-product attention: every hook does what FlashAttention does.
 struct VanillaAttention {
   static constexpr bool kTransformsLogits = false;
+  /// Raw tiles the forward's V tile lands as: 1, V is used as loaded (load_v); 2, load_v_raw
+  /// issues cp.async of two raw tiles (the kernel gives it a second [rows][ld] tile, `aux`) and,
+  /// after the wait, transform_v forms the tile in shared memory, so that a tile-load transform
+  /// keeps the cp.async pipeline instead of stalling on synchronous loads. (The backward's
+  /// kernels call load_v: the dK/dV kernel loads V once per block; the dQ kernel has no shared
+  /// memory left for a second tile on an A100.) A policy with 2 overrides load_v_raw and
+  /// transform_v (these defaults call VanillaAttention's load_v, not a derived one).
+  static constexpr int kRawVTiles = 1;
 
   STRATA_HOST_DEVICE Mask mask(const FlashFwdParams& p, const SeqBounds& sb) const {
     return Mask{sb.tq, sb.tk, p.is_causal, p.window_left};
@@ -91,6 +101,17 @@ struct VanillaAttention {
         head_rows(static_cast<const T*>(p.v), s.sb.k_begin, p.v_row_stride, s.h_k, p.v_head_stride),
         p.v_row_stride, s.row0, s.sb.tk, nrows, tid);
   }
+  /// The forward's V tile when kRawVTiles = 2: the raw tiles into dst and aux (see kRawVTiles).
+  template <int D, int Threads, class T>
+  STRATA_DEVICE void load_v_raw(T* dst, T* /*aux*/, int ld, const FlashFwdParams& p,
+                                const TileSite& s, int nrows, int tid) const {
+    load_v<D, Threads>(dst, ld, p, s, nrows, tid);
+  }
+  /// Forms the V tile in dst from the raw tiles in dst and aux, after every thread's copies
+  /// landed; the kernel synchronises the block before and after.
+  template <int D, int Threads, class T>
+  STRATA_DEVICE void transform_v(T* /*dst*/, const T* /*aux*/, int /*ld*/, const TileSite& /*s*/,
+                                 int /*nrows*/, int /*tid*/) const {}
   template <int D, int Threads, class T>
   STRATA_DEVICE void load_do(T* dst, int ld, const FlashBwdParams& p, const TileSite& s, int nrows,
                              int tid) const {
@@ -168,6 +189,9 @@ concept AttentionVariant = std::is_trivially_copyable_v<V> &&
              const SeqBounds& sb, const TileSite& site, const RowSite& row,
              const float (&frag)[D / 4], float x, int i, int64_t token) {
   { V::kTransformsLogits } -> std::convertible_to<bool>;
+  requires V::kRawVTiles == 1 || V::kRawVTiles == 2;
+  { v.template load_v_raw<D, 128>(dst, dst, i, pf, site, i, i) } -> std::same_as<void>;
+  { v.template transform_v<D, 128>(dst, dst, i, site, i, i) } -> std::same_as<void>;
   { v.mask(pf, sb) } -> std::same_as<Mask>;
   { v.template load_q<D, 128>(dst, i, pf, site, i, i) } -> std::same_as<void>;
   { v.template load_k<D, 128>(dst, i, pf, site, i, i) } -> std::same_as<void>;

@@ -10,8 +10,10 @@
 // mma the performance model charges (strata/cost/perf_model.hpp).
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 
+#include "strata/attention/mask.hpp"
 #include "strata/attention/tile_io.cuh"
 
 namespace strata::attention {
@@ -66,6 +68,30 @@ STRATA_DEVICE void for_each_c(int lane, F&& f) {
       }
     }
   }
+}
+
+/// Sets the scores of a warp's tile (queries q0 + r, keys k0 + c) that the mask cuts to -inf,
+/// for a tile that is not full: their exponentials are then ex2(-inf) = 0 with no test in the
+/// exponent's loop (FlashAttention's apply_mask before scale_apply_exp2).
+template <int MT, int NT>
+STRATA_DEVICE void mask_scores(const Mask& mask, int q0, int k0, float (&s)[MT][NT][4], int lane) {
+  for_each_c<MT, NT>(lane, [&](int mt, int nt, int i, int r, int c) {
+    if (!mask.connected(q0 + r, k0 + c)) s[mt][nt][i] = -INFINITY;
+  });
+}
+
+/// for_each_c over a warp's tile of scores, queries q0 + r and keys k0 + c: f(mt, nt, i, qi, kj,
+/// on) with on = whether the mask connects the pair. A full tile (every pair connected, the
+/// common case) runs a copy of the loop with on = true, so it does no per-score integer work.
+template <int MT, int NT, class F>
+STRATA_DEVICE void for_each_score(const Mask& mask, bool full, int q0, int k0, int lane, F&& f) {
+  if (full)
+    for_each_c<MT, NT>(
+        lane, [&](int mt, int nt, int i, int r, int c) { f(mt, nt, i, q0 + r, k0 + c, true); });
+  else
+    for_each_c<MT, NT>(lane, [&](int mt, int nt, int i, int r, int c) {
+      f(mt, nt, i, q0 + r, k0 + c, mask.connected(q0 + r, k0 + c));
+    });
 }
 
 /// The same per pair of adjacent columns: f(mt, nt, hf, r, c) for elements 2 hf and 2 hf + 1 of

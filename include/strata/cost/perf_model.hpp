@@ -6,10 +6,17 @@
 // (benchmarks/perf_model.cpp) and from FlashAttention-2's tile configurations, read from its
 // source (csrc/flash_attn/src/flash_{fwd,bwd}_launch_template.h, kernel_traits.h), for theirs.
 //
+// Instruction issue is a unit too: an SM issues at most 4 warp instructions per clock (one per
+// scheduler), and a kernel's instructions per tile are counted on the SASS of its main loop
+// (tests/static/sass_loop.py, kept in tests/static/budget.json by the ptxas gate). Without that
+// term the model called a forward tensor-bound that an H200 ran at 0.3x of FlashAttention-2,
+// issue-bound by ~2,300 instructions per 128 HMMA.
+//
 // Limits, stated with every table: no latency model (no pipeline depth, no stall on a
-// barrier, no memory latency hidden or not by the resident warps), no instruction issue limit,
-// no L2, no clock throttling, no tail effect of the last wave. It says which unit a kernel's
-// work saturates first if everything overlaps perfectly: a ceiling, not a prediction.
+// barrier, no memory latency hidden or not by the resident warps), no dual issue or operand
+// collector limits, no L2 (outside the variant table), no clock throttling, no tail effect of
+// the last wave. It says which unit a kernel's work saturates first if everything overlaps
+// perfectly: a ceiling, not a prediction.
 #pragma once
 
 #include <algorithm>
@@ -31,6 +38,7 @@ struct SmSpec {
   int regs_per_sm;
   int max_threads_per_sm;
   int max_blocks_per_sm;
+  double issue_per_clk = 4;  ///< per SM: warp instructions, one per scheduler (4 schedulers)
 };
 
 /// A100 SXM4 80GB (sm_80): 108 SMs at 1410 MHz, 312 TFLOP/s dense bf16 = 2048 FLOP/clk/SM; 164 KB
@@ -72,12 +80,13 @@ struct TileWork {
   double mma = 0;              ///< mma.sync m16n8k16 (4096 FLOP each)
   double smem_wavefronts = 0;  ///< shared-memory cycles, loads and stores
   double sfu = 0;              ///< special-function results
+  double issue = 0;            ///< warp instructions (0: not known, no issue term)
 };
 
 /// The model's verdict on one kernel and problem.
 struct Bound {
-  double tensor_s = 0, smem_s = 0, sfu_s = 0, dram_s = 0;
-  double seconds = 0;      ///< the largest of the four
+  double tensor_s = 0, smem_s = 0, sfu_s = 0, issue_s = 0, dram_s = 0;
+  double seconds = 0;      ///< the largest of the five
   const char* limit = "";  ///< the unit that sets it
   double tflops = 0;       ///< the problem's FLOPs over `seconds`, in TFLOP/s
 };
@@ -91,11 +100,13 @@ constexpr Bound bound(const SmSpec& sm, const TileWork& per_tile, double tiles, 
   b.tensor_s = per_tile.mma * 4096.0 * tiles / (sm.tensor_flop_per_clk * clk);
   b.smem_s = per_tile.smem_wavefronts * tiles / (sm.smem_bytes_per_clk / 128.0 * clk);
   b.sfu_s = per_tile.sfu * tiles / (sm.sfu_ops_per_clk * clk);
+  b.issue_s = per_tile.issue * tiles / (sm.issue_per_clk * clk);
   b.dram_s = dram_bytes / (sm.dram_gb_per_s * 1e9);
   b.seconds = b.tensor_s;
   b.limit = "tensor";
   if (b.smem_s > b.seconds) b.seconds = b.smem_s, b.limit = "smem";
   if (b.sfu_s > b.seconds) b.seconds = b.sfu_s, b.limit = "sfu";
+  if (b.issue_s > b.seconds) b.seconds = b.issue_s, b.limit = "issue";
   if (b.dram_s > b.seconds) b.seconds = b.dram_s, b.limit = "dram";
   b.tflops = b.seconds > 0 ? flops / b.seconds * 1e-12 : 0;
   return b;

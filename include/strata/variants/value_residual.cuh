@@ -1,7 +1,8 @@
 // ResFormer and SVFormer value residuals (SPEC §2, decisions §7.3) as flash-attention policies.
 //
-//  ValueResidual  ResFormer layer l >= 1: V'_l = lambda_self V_l + lambda_first V_0, formed while
-//                 each V tile is loaded (V' is never materialised in global memory); backward:
+//  ValueResidual  ResFormer layer l >= 1: V'_l = lambda_self V_l + lambda_first V_0, formed in
+//                 shared memory from each tile's raw V_l and V_0 (cp.async in the forward,
+//                 loaded and mixed in the backward; V' is never in global memory); backward:
 //                 dV_l = lambda_self g, the stack's fp32 accumulator dV_0 += lambda_first g, and
 //                 per-row partials of dlambda (reduced by value_residual_dlambda_kernel).
 //  SharedValue    SVFormer layer l >= 1: attention reads layer 0's V (p.v = V_0, no V_l exists);
@@ -47,8 +48,57 @@ struct ValueResidual : attention::VanillaAttention {
   STRATA_HOST_DEVICE float lam_self(int h_k) const { return lambda_self[per_head ? h_k : 0]; }
   STRATA_HOST_DEVICE float lam_first(int h_k) const { return lambda_first[per_head ? h_k : 0]; }
 
-  /// V' rows: 16-byte loads of V_l and V_0, the mix in fp32, one rounding to T, 16-byte stores;
-  /// rows past the sequence are zero like the cp.async path's.
+  /// The forward lands V_l and V_0 by cp.async (load_v_raw) and mixes them in shared memory
+  /// after the wait (transform_v): the V' tile costs one more tile of shared memory and no stall.
+  static constexpr int kRawVTiles = 2;
+
+  template <int D, int Threads, class T>
+  STRATA_DEVICE void load_v_raw(T* dst, T* aux, int ld, const FlashFwdParams& p, const TileSite& s,
+                                int nrows, int tid) const {
+    attention::VanillaAttention::load_v<D, Threads>(dst, ld, p, s, nrows, tid);
+    attention::load_tile_rows<D, Threads>(
+        aux, ld,
+        attention::head_rows(static_cast<const T*>(v_first), s.sb.k_begin, v_first_row_stride,
+                             s.h_k, v_first_head_stride),
+        v_first_row_stride, s.row0, s.sb.tk, nrows, tid);
+  }
+
+  /// V' = lambda_self V_l + lambda_first V_0 in place of V_l, 16 bytes at a time in cp.async's
+  /// chunk order (tile_chunk: no bank conflicts); the zero rows past the sequence stay zero.
+  template <int D, int Threads, class T>
+  STRATA_DEVICE void transform_v(T* dst, const T* aux, int ld, const TileSite& s, int nrows,
+                                 int tid) const {
+    const float ls = lam_self(s.h_k), lf = lam_first(s.h_k);
+    constexpr int kChunks = D / 8;
+    for (int c = tid; c < nrows * kChunks; c += Threads) {
+      int r, chunk;
+      attention::tile_chunk<D>(c, nrows, r, chunk);
+      T* out = &dst[r * ld + chunk * 8];
+      const uint4 a = *reinterpret_cast<const uint4*>(out);
+      const uint4 b = *reinterpret_cast<const uint4*>(&aux[r * ld + chunk * 8]);
+      *reinterpret_cast<uint4*>(out) = mix<T>(a, b, ls, lf);
+    }
+  }
+
+  /// Eight elements of V_l (a) and V_0 (b) as stored: lambda_self a + lambda_first b in fp32, one
+  /// rounding to T.
+  template <class T>
+  STRATA_HOST_DEVICE static uint4 mix(const uint4& a, const uint4& b, float ls, float lf) {
+    T va[8], vb[8], mixed[8];
+    memcpy(static_cast<void*>(va), &a, 16);  // T is a class: copy its bits
+    memcpy(static_cast<void*>(vb), &b, 16);
+    STRATA_UNROLL
+    for (int e = 0; e < 8; ++e)
+      mixed[e] = core::from_float<T>(ls * core::to_float(va[e]) + lf * core::to_float(vb[e]));
+    uint4 out;
+    memcpy(&out, mixed, 16);
+    return out;
+  }
+
+  /// V' rows for the backward (the dK/dV kernel loads V once per block; the dQ kernel has no
+  /// shared memory left for a second raw tile on an A100): 16-byte loads of V_l and V_0, the mix
+  /// in fp32, one rounding to T, 16-byte stores; rows past the sequence are zero like the
+  /// cp.async path's.
   template <int D, int Threads, class T>
   STRATA_DEVICE void load_v(T* dst, int ld, const FlashFwdParams& p, const TileSite& s, int nrows,
                             int tid) const {
@@ -62,23 +112,11 @@ struct ValueResidual : attention::VanillaAttention {
       int r, chunk;  // cp.async's order: no 2-way conflicts at d = 96 (tile_chunk)
       attention::tile_chunk<D>(c, nrows, r, chunk);
       const int col = chunk * 8, row = s.row0 + r;
-      T mixed[8];
-      if (row < s.sb.tk) {
-        const uint4 a = *reinterpret_cast<const uint4*>(v + int64_t(row) * p.v_row_stride + col);
-        const uint4 b =
-            *reinterpret_cast<const uint4*>(v0 + int64_t(row) * v_first_row_stride + col);
-        T va[8], vb[8];
-        memcpy(static_cast<void*>(va), &a, 16);  // T is a class: copy its bits
-        memcpy(static_cast<void*>(vb), &b, 16);
-        STRATA_UNROLL
-        for (int e = 0; e < 8; ++e)
-          mixed[e] = core::from_float<T>(ls * core::to_float(va[e]) + lf * core::to_float(vb[e]));
-      } else {
-        STRATA_UNROLL
-        for (int e = 0; e < 8; ++e) mixed[e] = core::from_float<T>(0.f);
-      }
-      uint4 out;
-      memcpy(&out, mixed, 16);
+      uint4 out = {0u, 0u, 0u, 0u};  // +0 in bf16 and fp16
+      if (row < s.sb.tk)
+        out = mix<T>(*reinterpret_cast<const uint4*>(v + int64_t(row) * p.v_row_stride + col),
+                     *reinterpret_cast<const uint4*>(v0 + int64_t(row) * v_first_row_stride + col),
+                     ls, lf);
       *reinterpret_cast<uint4*>(&dst[r * ld + col]) = out;
     }
   }

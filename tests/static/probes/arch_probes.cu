@@ -136,3 +136,8 @@ extern "C" __global__ void probe_syncwarp_full() { syncwarp(); }
 extern "C" __global__ void probe_warp_sum_f32(const float* fin, float* out) {
   out[tid()] = warp_sum<32>(fin[tid()]);
 }
+
+// ---- ex2.approx.ftz.f32 (sfu.hpp: the softmax exponentials) -----------------------------------
+extern "C" __global__ void probe_ex2_ftz(const float* fin, float* out) {
+  out[tid()] = ex2_ftz(fin[tid()]);
+}
