@@ -55,5 +55,8 @@ for p in "${pids[@]}"; do wait "$p"; done
 
 # Google Benchmark's shared library travels with the binaries.
 lib=$(ldd "$out/bench_flash_gpu" | awk '/libbenchmark/ {print $3; exit}')
-if [ -n "$lib" ] && [ -f "$lib" ]; then cp -L "$lib" "$out/"; fi
+# (ldd finds the bundle's own copy through $ORIGIN when an earlier build left one there.)
+if [ -n "$lib" ] && [ -f "$lib" ] && [ "$(cd "$(dirname "$lib")" && pwd -P)" != "$(cd "$out" && pwd -P)" ]; then
+  cp -L "$lib" "$out/"
+fi
 du -sh "$out" | sed 's/^/build_gpu: bundle /'

@@ -9,9 +9,10 @@
 #      they launch: token-local passes, flash forward, backward preprocess, dQ, dK/dV);
 #   4. benchmarks: Strata's flash forward and backward (deterministic and fast mode) at 1k-16k
 #      tokens, d = 64/96/128, causal and not (bench_flash_gpu); the fused variants beside vanilla
-#      at the same shapes (bench_variants_gpu); then PyTorch's scaled_dot_product_attention
-#      through its flash and cuDNN backends at the flash shapes in the same run
-#      (scripts/sdpa_baseline.py);
+#      at the same shapes (bench_variants_gpu); the paged decode step (bench_decode_gpu, batch
+#      1-256 over 512-32k cached tokens, and MEA's virtual-head decode); then PyTorch's
+#      scaled_dot_product_attention through its flash and cuDNN backends at the flash shapes, and
+#      at the decode shapes over a contiguous cache, in the same run (scripts/sdpa_baseline.py);
 #   5. the tables of TFLOP/s and ratios, printed last, and JSON in the output folder.
 # Without a GPU it refuses at once (exit 2) and runs nothing. A failed step does not stop the
 # later ones; the exit status is non-zero if any failed.
@@ -53,8 +54,10 @@ nvidia-smi --query-gpu=clocks.max.sm,clocks.max.mem,power.limit,memory.total --f
   sed 's/^/gpu_check: max SM clock, max memory clock, power limit, memory: /'
 usable() {  # the bundle's binaries exist and load here (a bundle built on another system may not)
   [ -x "$bundle/layer_stack_gpu" ] && [ -x "$bundle/bench_flash_gpu" ] &&
-    [ -x "$bundle/bench_variants_gpu" ] &&
-    "$bundle/bench_variants_gpu" --benchmark_list_tests=true >/dev/null 2>&1
+    [ -x "$bundle/bench_variants_gpu" ] && [ -x "$bundle/bench_decode_gpu" ] &&
+    "$bundle/bench_variants_gpu" --benchmark_list_tests=true >/dev/null 2>&1 &&
+    { ! command -v cuobjdump >/dev/null 2>&1 ||  # and hold SASS for this GPU (sm_90a for sm_90)
+      cuobjdump --list-elf "$bundle/bench_flash_gpu" 2>/dev/null | grep -q "sm_${cc}"; }
 }
 if ! usable; then
   phase "no usable bundle in $bundle: building for sm_$cc with $(nproc) cores"
@@ -84,12 +87,26 @@ phase "Strata's fused variants beside vanilla (bench_variants_gpu)"
 step variants-bench 60 "$bundle/bench_variants_gpu" --benchmark_min_time=0.05 \
   --benchmark_out="$out/strata_variants.json" --benchmark_out_format=json
 
-phase "PyTorch SDPA baselines (flash, cuDNN)"
-step sdpa 90 python3 "$repo/scripts/sdpa_baseline.py" --out "$out/sdpa.json"
+phase "Strata's paged decode (bench_decode_gpu)"
+# (the 32k-token contexts at batch 1 and 16 only: filling a 16 GiB cache on the host takes longer
+# than timing its step)
+step decode-bench 120 "$bundle/bench_decode_gpu" --benchmark_min_time=0.02 \
+  --benchmark_filter='BM_PagedDecode/batch:[0-9]+/context:(512|2048|8192)/|BM_PagedDecode/batch:(1|16)/context:32768/|BM_MeaDecode' \
+  --benchmark_out="$out/strata_decode.json" --benchmark_out_format=json
+# The decode shapes bench_decode_gpu ran, for the baseline's contiguous-cache rows.
+decode_shapes=$(python3 -c '
+import json, re, sys
+try: names = [b["name"] for b in json.load(open(sys.argv[1]))["benchmarks"]]
+except Exception: names = []
+print(",".join(sorted({"%s:%s" % m.groups() for n in names for m in [re.match(r"BM_PagedDecode/batch:(\d+)/context:(\d+)", n)] if m})))
+' "$out/strata_decode.json")
+
+phase "PyTorch SDPA baselines (flash, cuDNN; decode also memory-efficient)"
+step sdpa 120 python3 "$repo/scripts/sdpa_baseline.py" --decode "$decode_shapes" --out "$out/sdpa.json"
 
 phase "report"
 python3 "$repo/scripts/gpu_report.py" --strata "$out/strata_flash.json" --sdpa "$out/sdpa.json" \
-  --variants "$out/strata_variants.json" \
+  --variants "$out/strata_variants.json" --decode "$out/strata_decode.json" \
   --gpu "$gpu" --out "$out/gpu_check.json" || failed+=("report")
 echo
 echo "gpu_check: $(( $(date +%s) - t0 )) s; JSON in $out"

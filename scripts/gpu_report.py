@@ -3,7 +3,8 @@
 flash kernels (Google Benchmark JSON of bench_flash_gpu; backward in the deterministic default
 and in the fast mode) beside PyTorch SDPA's flash and cuDNN backends (scripts/sdpa_baseline.py's
 JSON), with Strata's ratio to each; a table of the fused variants' time over vanilla attention's
-at the same shape (bench_variants_gpu); the merged rows as JSON. Every number is a GPU
+at the same shape (bench_variants_gpu); the decode step's time and bandwidth (bench_decode_gpu's
+paged kernel beside SDPA over a contiguous cache); the merged rows as JSON. Every number is a GPU
 measurement of this run; nothing is modelled here."""
 
 from __future__ import annotations
@@ -16,6 +17,15 @@ import sys
 NAME = re.compile(r"BM_Flash(Forward|BackwardFast|Backward)/seqlen:(\d+)/d:(\d+)/causal:(\d)")
 PASS = {"Forward": "fwd", "Backward": "bwd", "BackwardFast": "bwd_fast"}
 VARIANT = re.compile(r"BM_Variant(Forward|Backward)/method:(\d+)/seqlen:(\d+)/d:(\d+)")
+DECODE = re.compile(r"BM_PagedDecode/batch:(\d+)/context:(\d+)")
+# Peak HBM bandwidth by card (the vendors' data sheets), for the decode table's % column.
+HBM_BYTES_PER_S = {"H200": 4.8e12, "H100": 3.35e12, "A100": 2.039e12}
+
+
+def decode_min_bytes(b: int, ctx: int, h: int = 32, hk: int = 8, d: int = 128) -> float:
+    """The bytes a decode step cannot avoid (bench_decode.cpp's shape): the K and V cache once,
+    Q read and O written, bf16. The same count for Strata and the baselines."""
+    return 2.0 * (2 * b * hk * ctx * d + 2 * b * h * d)
 
 
 def strata_rows(path: str) -> dict:
@@ -62,21 +72,57 @@ def print_variants(rows: list) -> list:
     return out
 
 
+def decode_rows(path: str) -> dict:
+    """(batch, context) -> microseconds per step of Strata's paged decode."""
+    with open(path) as f:
+        data = json.load(f)
+    rows = {}
+    for bm in data.get("benchmarks", []):
+        m = DECODE.match(bm.get("name", ""))
+        if m and not bm.get("error_occurred"):
+            unit = {"ns": 1e-3, "us": 1.0, "ms": 1e3}.get(bm.get("time_unit", "us"), 1.0)
+            rows[(int(m.group(1)), int(m.group(2)))] = bm["real_time"] * unit
+    return rows
+
+
+def print_decode(ours: dict, sdpa: list, gpu: str) -> list:
+    peak = next((v for k, v in HBM_BYTES_PER_S.items() if k in gpu), None)
+    base = {(r["impl"], r["batch"], r["context"]): r["ms"] * 1e3 for r in sdpa if r.get("pass") == "decode" and "ms" in r}
+    impls = sorted({k[0] for k in base})
+    print("\nDecode step (one token per sequence, 32 query heads over 8 KV heads, d = 128, bf16): "
+          "microseconds; GB/s by the bytes the step must move (cache once, Q, O); Strata reads a paged "
+          "cache (16-token pages, shuffled block table), SDPA a contiguous one:\n")
+    print("| batch | context | Strata us | Strata GB/s | % of HBM peak | " + " | ".join(f"{i} us" for i in impls) + " |")
+    print("|---|---|---|---|---|" + "---|" * len(impls))
+    out = []
+    for (b, ctx), us in sorted(ours.items()):
+        gbps = decode_min_bytes(b, ctx) / us * 1e-3
+        pct = f"{gbps * 1e9 / peak * 100:.0f}" if peak else "-"
+        cols = " | ".join(f"{base[(i, b, ctx)]:.1f}" if (i, b, ctx) in base else "-" for i in impls)
+        print(f"| {b} | {ctx} | {us:.1f} | {gbps:.0f} | {pct} | {cols} |")
+        out.append({"batch": b, "context": ctx, "strata_us": us, "strata_gbps": gbps,
+                    **{f"{i}_us": base.get((i, b, ctx)) for i in impls}})
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--strata", required=True)
+    ap.add_argument("--strata", default=None, help="bench_flash_gpu's JSON")
     ap.add_argument("--sdpa", default=None)
     ap.add_argument("--variants", default=None)
+    ap.add_argument("--decode", default=None, help="bench_decode_gpu's JSON")
     ap.add_argument("--gpu", default="")
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
-    ours = strata_rows(args.strata)
+    ours = strata_rows(args.strata) if args.strata else {}
     base = {}
+    sdpa = []
     if args.sdpa:
         try:
             with open(args.sdpa) as f:
-                for r in json.load(f):
-                    if "tflops" in r:
+                sdpa = json.load(f)
+                for r in sdpa:
+                    if "tflops" in r and r.get("pass") in ("fwd", "bwd"):
                         base[(r["impl"], r["pass"], r["seqlen"], r["d"], bool(r["causal"]))] = r["tflops"]
         except (OSError, ValueError) as e:
             print(f"gpu_report: no SDPA baseline ({e})", file=sys.stderr)
@@ -99,9 +145,15 @@ def main() -> int:
             variants = print_variants(variant_rows(args.variants))
         except (OSError, ValueError, KeyError) as e:
             print(f"gpu_report: no variant rows ({e})", file=sys.stderr)
+    decode = []
+    if args.decode:
+        try:
+            decode = print_decode(decode_rows(args.decode), sdpa, args.gpu)
+        except (OSError, ValueError, KeyError) as e:
+            print(f"gpu_report: no decode rows ({e})", file=sys.stderr)
     with open(args.out, "w") as f:
-        json.dump({"gpu": args.gpu, "rows": merged, "variants": variants}, f, indent=1)
-    if not ours:
+        json.dump({"gpu": args.gpu, "rows": merged, "variants": variants, "decode": decode}, f, indent=1)
+    if not ours and not decode:
         print("gpu_report: no Strata benchmark rows", file=sys.stderr)
         return 1
     return 0

@@ -6,7 +6,13 @@ runs. Each iteration is timed with CUDA events after overwriting a buffer of twi
 as bench_flash_gpu does; the median over the iterations is reported. FLOPs by FlashAttention's
 convention (4 B T^2 H d forward, 2.5x backward, halved when causal).
 
-Writes a JSON list of {impl, pass, seqlen, d, causal, ms, tflops} (or {..., error}).
+With --decode, also the decode step bench_decode_gpu runs (one new token per sequence, 32 query
+heads over 8 KV heads, d = 128, batch x context): SDPA over a contiguous cache with enable_gqa, so
+that each backend reads the cache once as Strata's paged kernel does; GB/s counts the same bytes
+(the K and V cache, Q and O).
+
+Writes a JSON list of {impl, pass, seqlen, d, causal, ms, tflops} (or {..., error}), decode rows
+as {impl, pass: "decode", batch, context, ms, gbps}.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ def main() -> int:
     ap.add_argument("--seqlens", default="1024,2048,4096,8192,16384")
     ap.add_argument("--dims", default="64,96,128")
     ap.add_argument("--iters", type=int, default=20)
+    ap.add_argument("--decode", default="", help="decode shapes batch:context,... (bench_decode_gpu's)")
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
 
@@ -56,7 +63,7 @@ def main() -> int:
         return statistics.median(times)
 
     rows = []
-    for t in map(int, args.seqlens.split(",")):
+    for t in (int(x) for x in args.seqlens.split(",") if x):  # --seqlens "": decode rows only
         for d in map(int, args.dims.split(",")):
             b, h = max(1, 16384 // t), 2048 // d
             for causal in (False, True):
@@ -76,6 +83,22 @@ def main() -> int:
                         rows.append({**base, "pass": "fwd", "error": str(e).splitlines()[0][:200]})
                 del q, k, v, dout
                 torch.cuda.empty_cache()
+    for shape in filter(None, args.decode.split(",")):
+        b, ctx = map(int, shape.split(":"))
+        h, hk, d = 32, 8, 128  # bench_decode.cpp's kH, kHk, kD
+        q = torch.randn(b, h, 1, d, device=dev, dtype=torch.bfloat16)
+        k, v = (torch.randn(b, hk, ctx, d, device=dev, dtype=torch.bfloat16) for _ in range(2))
+        nbytes = 2.0 * (2 * b * hk * ctx * d + 2 * b * h * d)
+        for impl, backend in {**backends, "sdpa_efficient": SDPBackend.EFFICIENT_ATTENTION}.items():
+            base = {"impl": impl, "pass": "decode", "batch": b, "context": ctx}
+            try:
+                with sdpa_kernel(backend):
+                    ms = timed(lambda: F.scaled_dot_product_attention(q, k, v, enable_gqa=True))
+                rows.append({**base, "ms": ms, "gbps": nbytes / ms * 1e-6})
+            except Exception as e:
+                rows.append({**base, "error": str(e).splitlines()[0][:200]})
+        del q, k, v
+        torch.cuda.empty_cache()
     with open(args.out, "w") as f:
         json.dump(rows, f, indent=1)
     print(f"sdpa_baseline: {len(rows)} rows -> {args.out}")

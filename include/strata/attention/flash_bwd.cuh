@@ -364,6 +364,9 @@ __global__ void __launch_bounds__(FlashBwdTraits<D>::kThreads)
           for_each_c<SMT, SNT>(lane, [&](int mt, int nt, int i, int r, int c) {
             const float pr =
                 bwd_prob(var, p, s[mt][nt][i], lse2[mt][i / 2], scale_log2, q0 + r, k0 + c, h);
+            // A select per score rather than mask_scores on S first: that pass, live beside
+            // the dK and dV accumulators, spilled 4 bytes in the fast mode's fp16 d = 128 and
+            // bf16 d = 64 kernels on sm_90a. `full` is uniform over the block.
             s[mt][nt][i] = full || mask.connected(q0 + r, k0 + c) ? pr : 0.f;
           });
           for_each_c_pair<SMT, SNT>(lane, [&](int mt, int nt, int hf, int, int) {

@@ -2,12 +2,15 @@
 // a KV group packed into one tile (as FlashAttention's decode packs them into the sequence
 // dimension): a block owns 64 packed rows (token i, head g of the group) of one (sequence, KV
 // head) and walks that KV head's cache once for all of them, 64 keys per tile, gathered from the
-// pages by cp.async. Each warp keeps 16 rows' online softmax (fp32, base 2) and outputs in
-// registers; S = q.k and O += P V run on the CUDA cores: at decode a tile has only G real rows,
-// so the step is bound by reading the cache, not by arithmetic. With num_splits > 1 each block
-// covers one split of the key tiles (flash-decoding) and writes fp32 partial outputs and LSE,
-// which paged_attention_merge_kernel combines by their LSE. An output gate (Gated Attention,
-// ExoFormer) multiplies the final O only: in the epilogue without splits, in the merge with.
+// pages by cp.async. Each warp owns one m16 tile of 16 rows and runs the forward's tensor-core
+// loop on it (S = Q K^T and O += P V on mma.m16n8k16, the online softmax in registers, base 2);
+// a warp whose rows are all past the chunk only helps load. At decode a tile has G real rows of
+// 64, so the padded mma cost nothing that matters: the step is bound by reading the cache, and
+// the pipeline keeps it streaming (V of a tile lands during S, the next tile's K during P V, its
+// page lookups during S). With num_splits > 1 each block covers one split of the key tiles
+// (flash-decoding) and writes fp32 partial outputs and LSE, which paged_attention_merge_kernel
+// combines by their LSE. An output gate (Gated Attention, ExoFormer) multiplies the final O
+// only: in the epilogue without splits, in the merge with.
 #pragma once
 
 #include <cstdint>
@@ -15,6 +18,7 @@
 #include "strata/arch/sfu.hpp"
 #include "strata/arch/warp.hpp"
 #include "strata/attention/kv_cache.hpp"
+#include "strata/attention/warp_gemm.cuh"
 #include "strata/core/gate.hpp"
 #include "strata/core/numeric.hpp"
 #include "strata/core/online_softmax.hpp"
@@ -31,16 +35,16 @@ struct PagedAttentionTraits {
   static_assert(D % 32 == 0 && D <= 256, "head dimension: a multiple of 32");
   static constexpr int kWarps = 4;
   static constexpr int kThreads = 32 * kWarps;
-  static constexpr int kRowsPerWarp = 16;  ///< rows whose softmax state and outputs a warp holds
+  static constexpr int kRowsPerWarp = 16;                ///< one m16 tile of rows per warp
   static constexpr int kBlockM = kWarps * kRowsPerWarp;  ///< packed (token, group head) rows
   static constexpr int kBlockN = 64;                     ///< keys per tile
-  static constexpr int kLd = D + 8;  ///< padded smem row (16-byte aligned, banks staggered)
+  static constexpr int kLd = D + 8;  ///< padded smem row (16-byte aligned, ldmatrix conflict-free)
   static constexpr int kChunks = D / 8;
-  /// Q, K and V tiles (T), the warps' P rows (fp32) and the tile's K and V row offsets (int64).
+  /// Q, K and V tiles (T), then two stages of the tile's K and V row offsets (int64): the next
+  /// tile's page lookups overlap this one's S.
   template <class T>
   static constexpr size_t kSmemBytes = size_t(kBlockM + 2 * kBlockN) * kLd * sizeof(T) +
-                                       size_t(kWarps) * kBlockN * sizeof(float) +
-                                       2 * size_t(kBlockN) * sizeof(int64_t);
+                                       2 * 2 * size_t(kBlockN) * sizeof(int64_t);
 };
 
 /// Grid: (query tiles of the longest packed chunk x splits, KV heads, sequences).
@@ -139,29 +143,161 @@ STRATA_DEVICE void load_q_tile(T* qs, const PagedAttentionParams& p, int q0, int
   }
 }
 
-/// Stores a warp's finished row (token, head): lane holds O elements lane + 32 k (already
-/// divided by the row's sum). Unsplit: `finish` maps the row (PagedGate, MEA's output
-/// GroupNorm; its sums run over the warp), then O in T and the LSE. Split: the fp32 partial and
-/// the split's LSE for the merge. Every lane of the warp calls it.
-template <class T, int E, class Finish>
+/// Stores this thread's elements of a finished row (token, head), already divided by the row's
+/// sum: o[n] is element col(n); `sum` adds a value over the lanes that hold the row, and
+/// `lse_writer` is the one of them that writes its LSE. Unsplit: `finish` maps the row
+/// (PagedGate, MEA's output GroupNorm, which sums with `sum`), then O in T and the LSE. Split: the
+/// fp32 partial and the split's LSE for the merge. Every lane holding the row calls it.
+template <class T, int D, int N, class Col, class Sum, class Finish>
 STRATA_DEVICE void store_row(const PagedAttentionParams& p, int split, int64_t token, int head,
-                             float (&o)[E], float lse, const Finish& finish) {
-  constexpr int D = 32 * E;
-  const int lane = int(threadIdx.x) % 32, S = p.num_splits;
+                             float (&o)[N], Col col, Sum sum, bool lse_writer, float lse,
+                             const Finish& finish) {
+  const int S = p.num_splits;
   if (S == 1) {
-    finish.template apply<T>(
-        o, token, head, [lane](int k) { return lane + 32 * k; }, arch::LaneGroupSum<32>{});
+    finish.template apply<T>(o, token, head, col, sum);
     T* out = static_cast<T*>(p.o) + token * p.o_row_stride + int64_t(head) * p.o_head_stride;
     STRATA_UNROLL
-    for (int k = 0; k < E; ++k) out[lane + 32 * k] = core::from_float<T>(o[k]);
-    if (lane == 0) p.lse[int64_t(head) * p.total_q + token] = lse;
+    for (int n = 0; n < N; ++n) out[col(n)] = core::from_float<T>(o[n]);
+    if (lse_writer) p.lse[int64_t(head) * p.total_q + token] = lse;
   } else {
     float* w = p.workspace + ((int64_t(split) * p.total_q + token) * p.h + head) * D;
     STRATA_UNROLL
-    for (int k = 0; k < E; ++k) w[lane + 32 * k] = o[k];
-    if (lane == 0)
+    for (int n = 0; n < N; ++n) w[col(n)] = o[n];
+    if (lse_writer)
       p.workspace[int64_t(S) * p.total_q * p.h * D + (int64_t(split) * p.h + head) * p.total_q +
                   token] = lse;
+  }
+}
+
+/// store_row of a row a warp holds whole: lane holds elements lane + 32 k.
+template <class T, int E, class Finish>
+STRATA_DEVICE void store_row(const PagedAttentionParams& p, int split, int64_t token, int head,
+                             float (&o)[E], float lse, const Finish& finish) {
+  const int lane = int(threadIdx.x) % 32;
+  store_row<T, 32 * E>(
+      p, split, token, head, o, [lane](int k) { return lane + 32 * k; }, arch::LaneGroupSum<32>{},
+      lane == 0, lse, finish);
+}
+
+/// Which (packed row, key) pairs connect: packed row r is query token r / G at cache position
+/// r / G + offset; keys past tk, after the token (causal) or before its window are cut.
+struct PackedRowMask {
+  int G, offset, tk, window_left;
+  bool causal;
+  STRATA_HOST_DEVICE int position(int r) const { return r / G + offset; }
+  STRATA_HOST_DEVICE bool connected(int r, int k) const {
+    const int q = position(r);
+    return k < tk && (!causal || k <= q) && (window_left < 0 || k >= q - window_left);
+  }
+  /// Every pair of rows [r0, r1) x keys [k0, k1) connects (r1 > r0, k1 > k0).
+  STRATA_HOST_DEVICE bool all_connected(int r0, int r1, int k0, int k1) const {
+    return k1 <= tk && (!causal || k1 - 1 <= position(r0)) &&
+           (window_left < 0 || k0 >= position(r1 - 1) - window_left);
+  }
+};
+
+/// Page lookups of key tile kt: element offsets of each key's K and V rows (head hk), -1 past tk.
+template <int BN, int Threads>
+STRATA_DEVICE void lookup_key_rows(int64_t* rows, const PagedAttentionParams& p, int s, int hk,
+                                   int tk, int kt) {
+  for (int j = int(threadIdx.x); j < BN; j += Threads) {  // one page lookup per key, not per chunk
+    const int pos = kt * BN + j;
+    const int64_t slot = pos < tk ? p.cache.slot(s, pos) : -1;
+    rows[j] = slot < 0 ? -1 : cache_offset(p.cache.k, p.cache.page_size, slot, hk);
+    rows[BN + j] = slot < 0 ? -1 : cache_offset(p.cache.v, p.cache.page_size, slot, hk);
+  }
+}
+
+/// cp.async of a K (or V) tile from the row offsets lookup_key_rows left; keys past tk are
+/// zero-filled.
+template <class T, int D, int BN, int Threads>
+STRATA_DEVICE void load_key_tile(T* dst, const int64_t* rows, const void* base) {
+  constexpr int kChunks = D / 8, LD = D + 8;
+  for (int c = int(threadIdx.x); c < BN * kChunks; c += Threads) {
+    const int j = c / kChunks, e = (c % kChunks) * 8;
+    const int64_t row = rows[j];
+    const T* src = static_cast<const T*>(base);
+    if (row >= 0) src += row + e;
+    arch::cp_async<16>(&dst[j * LD + e], src, row >= 0 ? 16 : 0);
+  }
+}
+
+/// S = Q K^T of a warp's 16 rows (Q tile rows qrow ..) and NT n8 tiles of keys (K tile rows
+/// key0 ..), masked where the tile straddles the mask (rows [r0, r1), keys n0 ..), then the
+/// online softmax: `o` rescaled, sc left holding P (FlashAttention-2's loop, one m16 tile).
+template <class T, int D, int NT>
+STRATA_DEVICE void paged_scores(float (&sc)[1][NT][4], const T* Qs, int qrow, const T* Ks, int key0,
+                                const PackedRowMask& mask, int r0, int r1, int n0, float scale_log2,
+                                float (&o)[D / 8][4], core::OnlineSoftmax (&row_state)[2],
+                                int lane) {
+  constexpr int LD = D + 8;
+  STRATA_UNROLL
+  for (int t = 0; t < NT; ++t) {
+    STRATA_UNROLL
+    for (int i = 0; i < 4; ++i) sc[0][t][i] = 0.f;
+  }
+  // Q's fragments are reread from shared memory (in registers they would cost 2 D of them).
+  STRATA_UNROLL
+  for (int kk = 0; kk < D / 16; ++kk) {
+    uint32_t qa[4];
+    load_a(qa, Qs, LD, qrow, kk * 16, lane);
+    STRATA_UNROLL
+    for (int np = 0; np < NT / 2; ++np) {
+      uint32_t b0[2], b1[2];
+      load_b_nk(b0, b1, Ks, LD, key0 + np * 16, kk * 16, lane);
+      arch::mma_m16n8k16<T>(sc[0][2 * np], qa, b0, sc[0][2 * np]);
+      arch::mma_m16n8k16<T>(sc[0][2 * np + 1], qa, b1, sc[0][2 * np + 1]);
+    }
+  }
+  // Only a tile that straddles the mask or the end of the cache is masked.
+  if (!mask.all_connected(r0, r1, n0, n0 + 8 * NT)) mask_scores(mask, r0, n0, sc, lane);
+  float tile_max[2] = {-INFINITY, -INFINITY};
+  STRATA_UNROLL
+  for (int t = 0; t < NT; ++t) {
+    STRATA_UNROLL
+    for (int i = 0; i < 4; ++i) tile_max[i / 2] = fmaxf(tile_max[i / 2], sc[0][t][i]);
+  }
+  float rescale[2], exp_offset[2];
+  STRATA_UNROLL
+  for (int rr = 0; rr < 2; ++rr) {
+    rescale[rr] = row_state[rr].raise_max(arch::warp_max<4>(tile_max[rr]) * scale_log2);
+    exp_offset[rr] = row_state[rr].exp_offset();
+  }
+  STRATA_UNROLL
+  for (int t = 0; t < D / 8; ++t) {
+    STRATA_UNROLL
+    for (int i = 0; i < 4; ++i) o[t][i] *= rescale[i / 2];
+  }
+  float psum[2] = {0.f, 0.f};
+  STRATA_UNROLL
+  for (int t = 0; t < NT; ++t) {
+    STRATA_UNROLL
+    for (int i = 0; i < 4; ++i) {
+      sc[0][t][i] = core::exp2_scaled(sc[0][t][i], scale_log2, exp_offset[i / 2]);
+      psum[i / 2] += sc[0][t][i];
+    }
+  }
+  row_state[0].add(psum[0]);
+  row_state[1].add(psum[1]);
+}
+
+/// O += P V for the NT n8 tiles of keys paged_scores left in sc (V tile rows key0 ..): P's
+/// accumulators are the next mma's A fragments.
+template <class T, int D, int NT>
+STRATA_DEVICE void paged_add_pv(const float (&sc)[1][NT][4], const T* Vs, int key0,
+                                float (&o)[D / 8][4], int lane) {
+  constexpr int LD = D + 8;
+  STRATA_UNROLL
+  for (int kp = 0; kp < NT / 2; ++kp) {
+    uint32_t pa[4];
+    acc_to_a<T>(pa, sc[0][2 * kp], sc[0][2 * kp + 1]);
+    STRATA_UNROLL
+    for (int dp = 0; dp < D / 16; ++dp) {
+      uint32_t b0[2], b1[2];
+      load_b_kn(b0, b1, Vs, LD, key0 + kp * 16, dp * 16, lane);
+      arch::mma_m16n8k16<T>(o[2 * dp], pa, b0, o[2 * dp]);
+      arch::mma_m16n8k16<T>(o[2 * dp + 1], pa, b1, o[2 * dp + 1]);
+    }
   }
 }
 
@@ -169,14 +305,11 @@ template <class T, int D>
 __global__ void __launch_bounds__(PagedAttentionTraits<D>::kThreads, 1)
     paged_attention_kernel(const PagedAttentionParams p) {
   using Tr = PagedAttentionTraits<D>;
-  constexpr int BM = Tr::kBlockM, BN = Tr::kBlockN, LD = Tr::kLd, R = Tr::kRowsPerWarp;
-  constexpr int E = D / 32;                            // output elements per lane: e = lane + 32 k
-  STRATA_DYNAMIC_SMEM(T, Qs);                          // [BM][LD]
-  T* Ks = Qs + BM * LD;                                // [BN][LD]
-  T* Vs = Ks + BN * LD;                                // [BN][LD]
-  float* Ps = reinterpret_cast<float*>(Vs + BN * LD);  // [warps][BN]
-  // [2][BN]: element offset of key j's row (page and offset, head 0) in K and in V; -1 past tk
-  int64_t* rows = reinterpret_cast<int64_t*>(Ps + Tr::kWarps * BN);
+  constexpr int BM = Tr::kBlockM, BN = Tr::kBlockN, LD = Tr::kLd;
+  STRATA_DYNAMIC_SMEM(T, Qs);                                // [BM][LD]
+  T* Ks = Qs + BM * LD;                                      // [BN][LD]
+  T* Vs = Ks + BN * LD;                                      // [BN][LD]
+  int64_t* rows = reinterpret_cast<int64_t*>(Vs + BN * LD);  // [2 stages][K, V][BN]
 
   const int S = p.num_splits;
   const int split = int(blockIdx.x) % S, qtile = int(blockIdx.x) / S;
@@ -188,96 +321,85 @@ __global__ void __launch_bounds__(PagedAttentionTraits<D>::kThreads, 1)
   const int nrows = tq * G, row0 = qtile * BM;
   if (row0 >= nrows) return;   // uniform over the block
   const int offset = tk - tq;  // cache position of query i is i + offset
+  const PackedRowMask mask{G, offset, tk, p.window_left, p.is_causal};
 
   // Key tiles of this split, narrowed to the keys the tile's rows can see.
   const int last_row = (row0 + BM < nrows ? row0 + BM : nrows) - 1;
   const KeyTiles kts = split_key_tiles(p, tk, offset, BN, split, row0 / G, last_row / G);
   const int kt_begin = kts.begin, kt_end = kts.end;
 
+  // This warp's rows [w0, w1) of the chunk; a warp without any only helps load. (Splitting a
+  // decode step's keys over the warps instead, with a softmax state per warp merged at the end,
+  // was measured on an H200: 8% faster at 16-64 sequences, 16% slower at 256.)
+  const int w0 = row0 + warp * 16, w1 = w0 + 16 < nrows ? w0 + 16 : nrows;
+  const bool active = w0 < nrows;
+
   // Q tile: packed row r is token (row0 + r) / G, head hk G + (row0 + r) % G.
   load_q_tile<T, D, BM, Tr::kThreads>(Qs, p, q0, row0, nrows, G, hk * G);
+  if (kt_begin < kt_end) {
+    lookup_key_rows<BN, Tr::kThreads>(rows + (kt_begin & 1) * 2 * BN, p, s, hk, tk, kt_begin);
+    __syncthreads();
+    load_key_tile<T, D, BN, Tr::kThreads>(Ks, rows + (kt_begin & 1) * 2 * BN, p.cache.k.data);
+  }
   arch::cp_async_commit();
 
-  core::OnlineSoftmax sm[R];
-  float acc[R][E];
-  STRATA_UNROLL
-  for (int rr = 0; rr < R; ++rr) {
-    STRATA_UNROLL
-    for (int k = 0; k < E; ++k) acc[rr][k] = 0.f;
-  }
+  float o[D / 8][4] = {};
+  core::OnlineSoftmax row_state[2];  // rows lane / 4 and lane / 4 + 8 of the warp's m16 tile
   const float scale_log2 = p.softmax_scale * core::kLog2e;
-  float* prow = Ps + warp * BN;
 
   for (int kt = kt_begin; kt < kt_end; ++kt) {
-    __syncthreads();  // the previous tile's K, V and row offsets are no longer read
-    for (int j = tid; j < BN; j += Tr::kThreads) {  // one page lookup per key, not per chunk
-      const int pos = kt * BN + j;
-      const int64_t slot = pos < tk ? p.cache.slot(s, pos) : -1;
-      rows[j] = slot < 0 ? -1 : cache_offset(p.cache.k, p.cache.page_size, slot, hk);
-      rows[BN + j] = slot < 0 ? -1 : cache_offset(p.cache.v, p.cache.page_size, slot, hk);
-    }
+    const int64_t* cur = rows + (kt & 1) * 2 * BN;
+    // K of this tile (and Q) landed; every warp is past the previous tile's O += P V, so V's
+    // stage and the other stage of row offsets are free.
+    arch::cp_async_wait<0>();
     __syncthreads();
-    for (int c = tid; c < 2 * BN * Tr::kChunks; c += Tr::kThreads) {
-      const bool is_v = c >= BN * Tr::kChunks;
-      const int cc = is_v ? c - BN * Tr::kChunks : c;
-      const int j = cc / Tr::kChunks, e = (cc % Tr::kChunks) * 8;
-      const int64_t row = rows[(is_v ? BN : 0) + j];
-      const T* src = static_cast<const T*>(is_v ? p.cache.v.data : p.cache.k.data);
-      if (row >= 0) src += row + e;
-      arch::cp_async<16>(&(is_v ? Vs : Ks)[j * LD + e], src, row >= 0 ? 16 : 0);
-    }
+    load_key_tile<T, D, BN, Tr::kThreads>(Vs, cur + BN, p.cache.v.data);
     arch::cp_async_commit();
-    arch::cp_async_wait_all();
+
+    // The next tile's page lookups, read before its K is issued.
+    if (kt + 1 < kt_end)
+      lookup_key_rows<BN, Tr::kThreads>(rows + ((kt + 1) & 1) * 2 * BN, p, s, hk, tk, kt + 1);
+    float sc[1][BN / 8][4];
+    if (active)
+      paged_scores<T, D, BN / 8>(sc, Qs, warp * 16, Ks, 0, mask, w0, w1, kt * BN, scale_log2, o,
+                                 row_state, lane);
+
+    // V landed, and every warp is past S: K's stage is free for the next tile's K, whose row
+    // offsets this barrier also publishes.
+    arch::cp_async_wait<0>();
     __syncthreads();
+    if (kt + 1 < kt_end)
+      load_key_tile<T, D, BN, Tr::kThreads>(Ks, rows + ((kt + 1) & 1) * 2 * BN, p.cache.k.data);
+    arch::cp_async_commit();
 
-    // Unrolled so that the rows' state stays in registers; a row past the chunk is skipped by
-    // the whole warp.
-    STRATA_UNROLL
-    for (int rr = 0; rr < R; ++rr) {
-      const int r = warp * R + rr, pr = row0 + r;
-      if (pr >= nrows) continue;
-      const int qpos = pr / G + offset;
-      float x[2];
-      STRATA_UNROLL
-      for (int h2 = 0; h2 < 2; ++h2) {
-        const int j = lane + 32 * h2, kpos = kt * BN + j;
-        const bool connected = kpos < tk && (!p.is_causal || kpos <= qpos) &&
-                               (p.window_left < 0 || kpos >= qpos - p.window_left);
-        float dot = 0.f;
-        STRATA_UNROLL_N(2)
-        for (int e = 0; e < D; ++e)
-          dot += core::to_float(Qs[r * LD + e]) * core::to_float(Ks[j * LD + e]);
-        x[h2] = connected ? dot * scale_log2 : -INFINITY;
-      }
-      const float alpha = sm[rr].raise_max(arch::warp_max(x[0] > x[1] ? x[0] : x[1]));
-      const float p0 = sm[rr].weight(x[0]), p1 = sm[rr].weight(x[1]);
-      sm[rr].add(arch::warp_sum(p0 + p1));
-      prow[lane] = p0;
-      prow[lane + 32] = p1;
-      arch::syncwarp();
-      STRATA_UNROLL
-      for (int k = 0; k < E; ++k) {
-        float a = acc[rr][k] * alpha;
-        for (int j = 0; j < BN; ++j) a += prow[j] * core::to_float(Vs[j * LD + lane + 32 * k]);
-        acc[rr][k] = a;
-      }
-      arch::syncwarp();  // prow is rewritten by the next row
-    }
+    if (active) paged_add_pv<T, D, BN / 8>(sc, Vs, 0, o, lane);
   }
+  arch::cp_async_wait<0>();  // no copy outlives the block (the Q tile of a split without keys)
 
-  arch::cp_async_wait_all();  // no copy outlives the block (the Q tile of a split without keys)
+  if (!active) return;
 
-  // Epilogue: every row of the tile is written, also one that saw no key (O = 0, LSE = -inf).
+  // Epilogue: every row of the chunk is written, also one that saw no key (O = 0, LSE = -inf).
+  // The quad of lanes sharing a row holds its 2 D / 8 columns in pairs.
   const PagedGate gate = PagedGate::of(p);
   STRATA_UNROLL
-  for (int rr = 0; rr < R; ++rr) {
-    const int pr = row0 + warp * R + rr;
-    if (pr >= nrows) continue;
-    const float inv = sm[rr].inv_sum();
-    float o[E];
+  for (int rr = 0; rr < 2; ++rr) {
+    int r, col0;
+    arch::mma_c_coord(lane, 2 * rr, r, col0);
+    core::OnlineSoftmax total = row_state[rr];
+    total.l = arch::warp_sum<4>(row_state[rr].l);
+    const int pr = w0 + r;
+    const float inv = total.inv_sum();
+    float orow[2 * (D / 8)];
     STRATA_UNROLL
-    for (int k = 0; k < E; ++k) o[k] = acc[rr][k] * inv;
-    store_row<T>(p, split, q0 + pr / G, hk * G + pr % G, o, sm[rr].lse(), gate);
+    for (int t = 0; t < D / 8; ++t) {
+      orow[2 * t] = o[t][2 * rr] * inv;
+      orow[2 * t + 1] = o[t][2 * rr + 1] * inv;
+    }
+    if (pr < nrows)  // PagedGate sums nothing: the quads of rows past the chunk may skip it
+      store_row<T, D>(
+          p, split, q0 + pr / G, hk * G + pr % G, orow,
+          [col0](int n) { return col0 + 8 * (n / 2) + n % 2; }, arch::LaneGroupSum<4>{}, col0 == 0,
+          total.lse(), gate);
   }
 }
 

@@ -72,9 +72,10 @@ STRATA_DEVICE void for_each_c(int lane, F&& f) {
 
 /// Sets the scores of a warp's tile (queries q0 + r, keys k0 + c) that the mask cuts to -inf,
 /// for a tile that is not full: their exponentials are then ex2(-inf) = 0 with no test in the
-/// exponent's loop (FlashAttention's apply_mask before scale_apply_exp2).
-template <int MT, int NT>
-STRATA_DEVICE void mask_scores(const Mask& mask, int q0, int k0, float (&s)[MT][NT][4], int lane) {
+/// exponent's loop (FlashAttention's apply_mask before scale_apply_exp2). `mask` is a Mask or
+/// any type with its connected(q, k) (paged attention's PackedRowMask).
+template <int MT, int NT, class M = Mask>
+STRATA_DEVICE void mask_scores(const M& mask, int q0, int k0, float (&s)[MT][NT][4], int lane) {
   for_each_c<MT, NT>(lane, [&](int mt, int nt, int i, int r, int c) {
     if (!mask.connected(q0 + r, k0 + c)) s[mt][nt][i] = -INFINITY;
   });

@@ -105,7 +105,7 @@ struct DepthMixGrad {
     float l = 0.f;
     STRATA_UNROLL
     for (int c = 0; c < kMaxCandidates; ++c) {
-      a[c] = c < n && m != -INFINITY ? exp2_or_zero(z[c] - m) : 0.f;
+      a[c] = c < n && m != -INFINITY ? arch::ex2_ftz(z[c] - m) : 0.f;  // a -inf score weighs 0
       l += a[c];
     }
     const float inv = l > 0.f ? 1.f / l : 0.f;

@@ -23,12 +23,6 @@ inline constexpr float kLn2 = 0.693147180559945309f;
 /// log2(e): folded into the softmax scale so that exp(x) = exp2(x * log2(e)).
 inline constexpr float kLog2e = 1.442695040888963407f;
 
-/// 2^x with 2^-inf = 0: one ex2.approx.ftz (arch::ex2_ftz), which maps -inf to +0 itself.
-/// Callers still keep NaN out (-inf - -inf).
-STRATA_HOST_DEVICE float exp2_or_zero(float x) {
-  return arch::ex2_ftz(x);
-}
-
 /// 2^(x scale - offset) of a raw score x, the way PyTorch builds FlashAttention (UNFUSE_FMA): the
 /// product rounded first, then the difference (FMUL, FADD, one ex2), so that the row's maximum,
 /// whose offset is that same rounded product, weighs exactly 1. A fused FMA leaves the product's
