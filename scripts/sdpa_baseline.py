@@ -7,9 +7,9 @@ as bench_flash_gpu does; the median over the iterations is reported. FLOPs by Fl
 convention (4 B T^2 H d forward, 2.5x backward, halved when causal).
 
 With --decode, also the decode step bench_decode_gpu runs (one new token per sequence, 32 query
-heads over 8 KV heads, d = 128, batch x context): SDPA over a contiguous cache with enable_gqa, so
-that each backend reads the cache once as Strata's paged kernel does; GB/s counts the same bytes
-(the K and V cache, Q and O).
+heads over 8 KV heads, d = 128, batch x context): SDPA over a contiguous cache of the 8 KV heads
+with enable_gqa (no copy of K and V expanded to 32 heads); GB/s counts the bytes Strata's step
+must move (the K and V cache once, Q and O), whatever a backend reads.
 
 Writes a JSON list of {impl, pass, seqlen, d, causal, ms, tflops} (or {..., error}), decode rows
 as {impl, pass: "decode", batch, context, ms, gbps}.
