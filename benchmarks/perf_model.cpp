@@ -13,6 +13,7 @@
 //
 // Usage: strata_perf_model [--budget PATH] [--seqlen T]   (prints a Markdown table)
 #include <strata/api/flash.hpp>
+#include <strata/api/value_residual.hpp>
 #include <strata/cost/attention.hpp>
 #include <strata/cost/perf_model.hpp>
 #include <strata/variants/mea.cuh>
@@ -78,8 +79,9 @@ const char* method_name(Method m) {
   return "";
 }
 /// Extra [T, H, d] bf16 tensors each variant reads or writes beyond vanilla attention's (fp32
-/// ones count twice), for the DRAM term: ResFormer reads V_0 (forward and backward) and updates
-/// the fp32 dV_0 accumulator; SVFormer updates the accumulator instead of writing dV; the gate is
+/// ones count twice), for the DRAM term: ResFormer reads V_0 (forward), its backward's mix pass
+/// reads V_l and V_0 and writes V' (which the attention reads in V's place), and it updates the
+/// fp32 dV_0 accumulator; SVFormer updates the accumulator instead of writing dV; the gate is
 /// read (forward), and the backward reads it and dy and writes dO and dg; MEA's forward composes
 /// K', V' from the H_c = H component heads before the attention (reads 2, writes 2) and writes
 /// out = GN(O); its backward reads dy and writes dO.
@@ -88,7 +90,7 @@ double extra_tensors(Method m, bool backward) {
     case Method::kVanilla:
       return 0;
     case Method::kResFormer:
-      return backward ? 5 : 1;
+      return backward ? 7 : 1;
     case Method::kSvFormer:
       return backward ? 3 : 0;
     case Method::kGated:
@@ -124,8 +126,9 @@ strata::sim::Counters measure(int T, int d, bool causal, Pass pass,
   p.dq_accum = dq_accum.p;
   // The variants' operands (each method uses its own).
   Tensor<bf16> v0(n, 0.05f), gate(n, 0.3f), dy(n, -0.1f), dgate(n), out(n);
-  Tensor<float> lam(2, 0.5f), acc(n), rows(2 * size_t(T)), gamma(static_cast<size_t>(d), 1.f),
+  Tensor<float> lam(2, 0.5f), dlam(2), acc(n), gamma(static_cast<size_t>(d), 1.f),
       beta(static_cast<size_t>(d)), stats(2 * size_t(T));
+  Tensor<float> workspace(strata::api::value_residual_workspace_bytes(p) / sizeof(float));
   const auto run = [&](const auto& var) {
     if (!strata::api::flash_fwd(p, var).ok()) std::abort();
     if (backward) {
@@ -138,12 +141,17 @@ strata::sim::Counters measure(int T, int d, bool causal, Pass pass,
     case Method::kVanilla:
       run(att::VanillaAttention{});
       break;
-    case Method::kResFormer: {
-      strata::variants::ValueResidual var;
-      var.v_first = v0.p, var.v_first_row_stride = var.v_first_head_stride = d;
-      var.lambda_self = lam.p, var.lambda_first = lam.p + 1;
-      var.dv_first = acc.p, var.dlambda_rows = rows.p;
-      run(var);
+    case Method::kResFormer: {  // through the API: the backward materialises V' first
+      strata::api::ValueResidualArgs a;
+      a.v_first = v0.p, a.v_first_row_stride = a.v_first_head_stride = d;
+      a.lambda_self = lam.p, a.lambda_first = lam.p + 1;
+      a.dv_first = acc.p, a.dlambda_self = dlam.p, a.dlambda_first = dlam.p + 1;
+      a.workspace = workspace.p;
+      if (!strata::api::resformer_forward(p, a).ok()) std::abort();
+      if (backward) {
+        strata::sim::reset_counters();
+        if (!strata::api::resformer_backward(p, a).ok()) std::abort();
+      }
       break;
     }
     case Method::kSvFormer: {
@@ -245,14 +253,20 @@ int loop_path(const std::string& budget, const std::string& kernel, const char* 
   return budget_field(budget, kernel, arch, "loop_path");
 }
 
-/// The policy type of a method's kernels as ptxas names it.
-std::string policy_name(Method m, bool backward) {
+/// The policy type of a method's `kernel` as ptxas names it. The value residuals' dQ kernels run
+/// vanilla attention's hooks (ResFormer's backward reads V' materialised before it; SVFormer's
+/// reads V_0 as V): their SASS is vanilla's, which is what the budget lists.
+std::string policy_name(Method m, const char* kernel) {
+  const bool backward = std::strncmp(kernel, "flash_bwd", 9) == 0;
+  const bool dq = std::strcmp(kernel, "flash_bwd_dq_kernel") == 0;
   switch (m) {
     case Method::kResFormer:
-      return "strata::variants::cuda_v1::ValueResidual";
+      return dq         ? "strata::attention::cuda_v1::VanillaAttention"
+             : backward ? "strata::variants::cuda_v1::ValueResidualGrad"
+                        : "strata::variants::cuda_v1::ValueResidual";
     case Method::kSvFormer:  // its forward is vanilla attention on V_0
-      return backward ? "strata::variants::cuda_v1::SharedValue"
-                      : "strata::attention::cuda_v1::VanillaAttention";
+      return backward && !dq ? "strata::variants::cuda_v1::SharedValue"
+                             : "strata::attention::cuda_v1::VanillaAttention";
     case Method::kGated:
       return "strata::variants::cuda_v1::OutputGate";
     case Method::kMea:
@@ -265,7 +279,7 @@ std::string policy_name(Method m, bool backward) {
 /// ptxas's name of a bf16 instantiation; `flag` is the dK/dV kernel's kAtomicDq.
 std::string kernel_name(const char* kernel, int d, bool backward, const char* flag = nullptr,
                         Method m = Method::kVanilla) {
-  const std::string policy = policy_name(m, backward);
+  const std::string policy = policy_name(m, kernel);
   return std::string("void strata::attention::cuda_v1::") + kernel + "<__nv_bfloat16, " +
          std::to_string(d) + ", " + policy + (flag ? std::string(", ") + flag : std::string()) +
          ">(strata::attention::" + (backward ? "FlashBwdParams" : "FlashFwdParams") + ", " +
@@ -460,8 +474,12 @@ int main(int argc, char** argv) {
       "\nFused variants on an %s, not causal (the deterministic backward): the same model (issue "
       "from each variant's own SASS) plus an L2 term (every 32-byte global sector the kernels "
       "move, loads, cp.async and stores, at the "
-      "whitepaper's 5120 B/clk; no hit-rate or latency model). Sectors per tile pair: what plain "
-      "(synchronous) loads and cp.async move per (query tile, key tile) pair:\n\n",
+      "whitepaper's 5120 B/clk; no hit-rate or latency model). A variant's token-local passes "
+      "(ResFormer's backward writes V' before the attention; MEA composes K' and V') are in the "
+      "dram and l2 terms as if they overlapped the attention; they run as kernels of their own, "
+      "so their DRAM time, about 0.03 ms per [T, H, d] tensor read or written here, belongs "
+      "after the ceiling's. Sectors per tile pair: what plain (synchronous) loads and cp.async "
+      "move per (query tile, key tile) pair:\n\n",
       cost::kA100.name);
   std::printf(
       "| pass | d | method | tensor ms | smem ms | sfu ms | issue ms | dram ms | l2 ms | limit | "

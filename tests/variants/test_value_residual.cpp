@@ -106,7 +106,8 @@ struct ApiFixture {
       pr.push_back(std::make_unique<Problem<bf16>>(c, 64));
     }
     ls.assign(2, 0.5f), lf.assign(2, 0.5f), dls.assign(2, NAN), dlf.assign(2, NAN);
-    dv_first.assign(size_t(20 * 2 * 64), NAN), work.assign(size_t(20 * 2 * 2), NAN);
+    dv_first.assign(size_t(20 * 2 * 64), NAN);
+    work.assign(strata::api::value_residual_workspace_bytes(pr[0]->p) / sizeof(float), NAN);
     st.kind = ValueResidualKind::kResFormer;
     st.granularity = MixGranularity::kHeadwise;
     st.dv_first = dv_first.data(), st.workspace = work.data();
@@ -157,6 +158,7 @@ TEST(ValueResidualApi, EveryFieldIsValidatedAndNothingIsWritten) {
       {"dlambda_self", true, [](Stack& s) { s.layers[1].dlambda_self = nullptr; }},
       {"dlambda_first", true, [](Stack& s) { s.layers[3].dlambda_first = nullptr; }},
       {"workspace", true, [](Stack& s) { s.workspace = nullptr; }},
+      {"workspace is not 16-byte aligned", true, [](Stack& s) { s.workspace += 1; }},
       {"dq", true, [](Stack& s) { s.layers[2].attn.dq = nullptr; }},
       {"dsum", true, [](Stack& s) { s.layers[0].attn.dsum = nullptr; }},
   };

@@ -147,7 +147,9 @@ Verdict run_stack(const StackCase& sc,
   // the kernels, through the stack helper
   strata::api::ValueResidualStack st;
   st.kind = sc.kind, st.granularity = sc.granularity;
-  Vec<float> dv_first(size_t(nkv) + 1, NAN), work(size_t(nk * Hk * 2) + 1, NAN);
+  // the workspace as the API sizes it (dlambda partials, then V' from a 16-byte boundary)
+  Vec<float> dv_first(size_t(nkv) + 1, NAN),
+      work(strata::api::value_residual_workspace_bytes(pr[0]->p) / sizeof(float) + 4, NAN);
   st.dv_first = dv_first.data(), st.workspace = work.data();
   for (int l = 0; l < L; ++l) {
     strata::api::ValueResidualLayer layer;

@@ -18,6 +18,14 @@
 
 namespace strata::api {
 
+namespace detail {
+/// Byte offset of V' in the backward workspace: after the fp32 partials of `rows` (row, KV head)
+/// pairs, rounded up to 16 bytes.
+inline size_t value_residual_mixed_offset(size_t rows) {
+  return (rows * 2 * sizeof(float) + 15) / 16 * 16;
+}
+}  // namespace detail
+
 /// The value-residual operands of one ResFormer layer l >= 1.
 struct ValueResidualArgs {
   const void* v_first = nullptr;  ///< layer 0's V as stored, [total_k, h_k, d], dtype of attn
@@ -32,11 +40,14 @@ struct ValueResidualArgs {
   float* workspace = nullptr;      ///< value_residual_workspace_bytes()
 };
 
-/// Bytes of the backward workspace: the per-row dlambda partials, fp32 [total_k, h_k, 2].
+/// Bytes of the backward workspace: the per-row dlambda partials, fp32 [total_k, h_k, 2], then
+/// (from a 16-byte boundary) V'_l in the attention's dtype, [total_k, h_k, d], which the backward
+/// materialises once so that its kernels load V' tiles like plain V tiles.
 inline size_t value_residual_workspace_bytes(const FlashFwdParams& p) {
   const int64_t total_k =
       p.cu_seqlens_k_host ? p.cu_seqlens_k_host[p.b] : int64_t(p.b) * p.seqlen_k;
-  return size_t(total_k > 0 ? total_k : 0) * size_t(p.h_k > 0 ? p.h_k : 0) * 2 * sizeof(float);
+  const size_t rows = size_t(total_k > 0 ? total_k : 0) * size_t(p.h_k > 0 ? p.h_k : 0);
+  return detail::value_residual_mixed_offset(rows) + rows * size_t(p.d > 0 ? p.d : 0) * 2;
 }
 
 /// Elements of the fp32 dV_0 accumulator: total_k * h_k * d.
@@ -64,6 +75,8 @@ inline Status validate(const ValueResidualArgs& a, bool backward) {
   if (!a.dlambda_first) return Status::InvalidArgument("dlambda_first is null");
   if (!a.workspace)
     return Status::InvalidArgument("workspace (value_residual_workspace_bytes) is null");
+  if (!detail::aligned16(a.workspace))
+    return Status::InvalidArgument("workspace is not 16-byte aligned");
   return Status::Ok();
 }
 
@@ -75,7 +88,6 @@ inline variants::ValueResidual value_residual_policy(const ValueResidualArgs& a)
   v.v_first_row_stride = a.v_first_row_stride, v.v_first_head_stride = a.v_first_head_stride;
   v.lambda_self = a.lambda_self, v.lambda_first = a.lambda_first;
   v.per_head = a.granularity == core::MixGranularity::kHeadwise;
-  v.dv_first = a.dv_first, v.dlambda_rows = a.workspace;
   return v;
 }
 STRATA_EXECUTOR_END
@@ -90,6 +102,41 @@ inline Status value_residual_zero(float* dv_first, int64_t n, cudaStream_t strea
   return launch(variants::fill_zero_kernel<256>, dim3(unsigned((n + 255) / 256)), dim3(256), 0,
                 stream, dv_first, n);
 }
+STRATA_EXECUTOR_END
+
+namespace detail {
+STRATA_EXECUTOR_BEGIN
+/// ResFormer's backward on V' (validated arguments): V' into the workspace, then attention's
+/// backward with the dK/dV store of the mix's chain rule.
+template <class T>
+Status resformer_backward_on_mixed(const FlashBwdParams& attn, const ValueResidualArgs& a,
+                                   cudaStream_t stream) {
+  variants::ValueResidualGrad g;
+  static_cast<variants::ValueResidual&>(g) = value_residual_policy(a);
+  g.v_self = attn.v, g.v_self_row_stride = attn.v_row_stride;
+  g.v_self_head_stride = attn.v_head_stride;
+  g.dv_first = a.dv_first, g.dlambda_rows = a.workspace;
+  FlashBwdParams p = attn;
+  const size_t rows = size_t(attn.total_k) * size_t(attn.h_k);
+  T* mixed = reinterpret_cast<T*>(reinterpret_cast<char*>(a.workspace) +
+                                  value_residual_mixed_offset(rows));
+  const int64_t chunks = int64_t(rows) * (attn.d / 8);
+  if (chunks > 0)
+    if (Status s = launch(variants::value_residual_mix_kernel<T, 256>,
+                          dim3(unsigned((chunks + 255) / 256)), dim3(256), 0, stream,
+                          static_cast<const variants::ValueResidual&>(g),
+                          static_cast<const T*>(attn.v), attn.v_row_stride, attn.v_head_stride,
+                          int64_t(attn.total_k), attn.h_k, attn.d, mixed);
+        !s.ok())
+      return s;
+  p.v = mixed;
+  p.v_row_stride = int64_t(attn.h_k) * attn.d, p.v_head_stride = attn.d;
+  return flash_bwd(p, g, stream);
+}
+STRATA_EXECUTOR_END
+}  // namespace detail
+
+STRATA_EXECUTOR_BEGIN
 
 /// ResFormer layer l >= 1, forward: attention on V'_l = lambda_self V_l + lambda_first V_0.
 inline Status resformer_forward(const FlashFwdParams& attn, const ValueResidualArgs& a,
@@ -106,7 +153,11 @@ inline Status resformer_backward(const FlashBwdParams& attn, const ValueResidual
                                  cudaStream_t stream = 0) {
   if (Status s = validate(attn); !s.ok()) return s;
   if (Status s = validate(a, true); !s.ok()) return s;
-  if (Status s = flash_bwd(attn, detail::value_residual_policy(a), stream); !s.ok()) return s;
+  if (Status s = attn.dtype == Dtype::kBf16
+                     ? detail::resformer_backward_on_mixed<__nv_bfloat16>(attn, a, stream)
+                     : detail::resformer_backward_on_mixed<__half>(attn, a, stream);
+      !s.ok())
+    return s;
   const bool per_head = a.granularity == core::MixGranularity::kHeadwise;
   if (attn.total_k == 0) {  // no rows: dlambda = 0
     const int n = per_head ? attn.h_k : 1;

@@ -9,4 +9,5 @@
 #include "strata/arch/mma.hpp"
 #include "strata/arch/sfu.hpp"
 #include "strata/arch/smem.hpp"
+#include "strata/arch/vec16.hpp"
 #include "strata/arch/warp.hpp"

@@ -52,10 +52,16 @@ struct FlashFwdTraits {
   /// Q tile, then one stage of K and one of V.
   template <class T>
   static constexpr size_t kSmemBytes = size_t(kBlockM + 2 * kBlockN) * kLd * sizeof(T);
-  /// ... and a second raw V tile for a variant whose V tile is formed from two (kRawVTiles).
+  /// 16-byte chunks of a V tile per thread, and whether a second raw V tile (kRawVTiles = 2)
+  /// waits in registers (at most 4 chunks, 16 registers: d = 64 and 128) or in a second shared-
+  /// memory tile (d = 96, whose 6 chunks spilled).
+  static constexpr int kVStageChunks = (kBlockN * kChunks + kThreads - 1) / kThreads;
+  static constexpr bool kVStageInRegs = kVStageChunks <= 4;
+  /// Q tile, one stage of K and of V, and the second raw V tile where it is not in registers.
   template <class T, class Variant>
-  static constexpr size_t kSmemBytesOf = kSmemBytes<T> +
-                                         size_t(Variant::kRawVTiles - 1) * kBlockN* kLd * sizeof(T);
+  static constexpr size_t kSmemBytesOf = kSmemBytes<T> + (Variant::kRawVTiles > 1 && !kVStageInRegs
+                                                              ? kBlockN * kLd * sizeof(T)
+                                                              : 0);
   /// mma.sync instructions per (query tile, key tile) pair: S and P V for every m16 tile of 4
   /// warps.
   static constexpr int kMmaPerTile =
@@ -83,7 +89,10 @@ __global__ void __launch_bounds__(FlashFwdTraits<D>::kThreads)
   STRATA_DYNAMIC_SMEM(T, Qs);  // [BM][LD]
   T* Ks = Qs + BM * LD;        // [BN][LD]
   T* Vs = Ks + BN * LD;        // [BN][LD]
-  T* Vaux = Vs + BN * LD;      // [BN][LD], the second raw V tile (kRawVTiles = 2 only)
+  // the second raw V tile (kRawVTiles = 2 only): this thread's chunks, or a shared-memory tile
+  constexpr bool kStageRegs = Tr::kVStageInRegs;
+  uint4 v_stage[kRawV && kStageRegs ? Tr::kVStageChunks : 1];
+  T* Vaux = Vs + BN * LD;  // [BN][LD] (kRawV && !kStageRegs only)
 
   const int tid = int(threadIdx.x), warp = tid / 32, lane = tid % 32;
   const int m_block = int(blockIdx.x), h = int(blockIdx.y), b = int(blockIdx.z);
@@ -121,7 +130,8 @@ __global__ void __launch_bounds__(FlashFwdTraits<D>::kThreads)
     arch::cp_async_wait<0>();
     __syncthreads();
     if constexpr (kRawV)
-      var.template load_v_raw<D, Tr::kThreads>(Vs, Vaux, LD, p, at_row(n * BN), BN, tid);
+      var.template load_v_raw<D, Tr::kThreads, kStageRegs>(Vs, Vaux, v_stage, LD, p, at_row(n * BN),
+                                                           BN, tid);
     else
       var.template load_v<D, Tr::kThreads>(Vs, LD, p, at_row(n * BN), BN, tid);
     arch::cp_async_commit();
@@ -220,8 +230,9 @@ __global__ void __launch_bounds__(FlashFwdTraits<D>::kThreads)
     if (n + 1 < n_end)
       var.template load_k<D, Tr::kThreads>(Ks, LD, p, at_row((n + 1) * BN), BN, tid);
     arch::cp_async_commit();
-    if constexpr (kRawV) {  // the raw tiles landed: form V in place while K streams in
-      var.template transform_v<D, Tr::kThreads>(Vs, Vaux, LD, at_row(n * BN), BN, tid);
+    if constexpr (kRawV) {  // both raw tiles are here: form V in place while K streams in
+      var.template transform_v<D, Tr::kThreads, kStageRegs>(Vs, Vaux, v_stage, LD, at_row(n * BN),
+                                                            BN, tid);
       __syncthreads();
     }
 

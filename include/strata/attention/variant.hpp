@@ -8,8 +8,9 @@
 //  tile loads   load_q / load_k / load_v / load_do  fill a shared-memory tile of rows; the
 //                                                   vanilla ones are cp.async copies, a variant may
 //                                                   mix (value residual) or expand (virtual heads)
-//               load_v_raw / transform_v            the forward's V tile as raw cp.async tiles and
-//                                                   a transform after the wait (kRawVTiles = 2)
+//               load_v_raw / transform_v            the forward's V tile from a cp.async tile and a
+//                                                   staged one (registers or a second tile),
+//                                                   formed after the wait (kRawVTiles = 2)
 //  logits       logit(x, q, k, h), logit_grad       x = softmax_scale q.k in natural units, and
 //                                                   d logit / dx for the backward; only called
 //                                                   when kTransformsLogits (so the vanilla path
@@ -64,13 +65,17 @@ STRATA_EXECUTOR_BEGIN  // policies call device helpers
 /// Plain scaled-dot-product attention: every hook does what FlashAttention does.
 struct VanillaAttention {
   static constexpr bool kTransformsLogits = false;
-  /// Raw tiles the forward's V tile lands as: 1, V is used as loaded (load_v); 2, load_v_raw
-  /// issues cp.async of two raw tiles (the kernel gives it a second [rows][ld] tile, `aux`) and,
-  /// after the wait, transform_v forms the tile in shared memory, so that a tile-load transform
-  /// keeps the cp.async pipeline instead of stalling on synchronous loads. (The backward's
-  /// kernels call load_v: the dK/dV kernel loads V once per block; the dQ kernel has no shared
-  /// memory left for a second tile on an A100.) A policy with 2 overrides load_v_raw and
-  /// transform_v (these defaults call VanillaAttention's load_v, not a derived one).
+  /// Raw tiles the forward's V tile is formed from: 1, V is used as loaded (load_v); 2,
+  /// load_v_raw issues the cp.async of V into the tile and the loads of a second raw tile into a
+  /// stage, and after the wait transform_v forms the tile in shared memory from both, so that a
+  /// tile-load transform keeps the cp.async pipeline. The stage is registers where a thread's
+  /// share of the tile fits in 4 chunks of 16 bytes (FlashFwdTraits::kVStageInRegs: plain
+  /// 16-byte loads in flight during S = Q K^T; the transform then costs one read and one write of
+  /// the tile in shared memory), else a second shared-memory tile `aux` filled by cp.async (a
+  /// write and a read more: 6% of the d = 128 forward's ceiling in the performance model, but
+  /// the d = 96 stage of 6 chunks does not fit in registers). A policy with 2 overrides
+  /// load_v_raw and transform_v (these defaults call VanillaAttention's load_v, not a derived
+  /// one). The backward's kernels call load_v.
   static constexpr int kRawVTiles = 1;
 
   STRATA_HOST_DEVICE Mask mask(const FlashFwdParams& p, const SeqBounds& sb) const {
@@ -101,17 +106,21 @@ struct VanillaAttention {
         head_rows(static_cast<const T*>(p.v), s.sb.k_begin, p.v_row_stride, s.h_k, p.v_head_stride),
         p.v_row_stride, s.row0, s.sb.tk, nrows, tid);
   }
-  /// The forward's V tile when kRawVTiles = 2: the raw tiles into dst and aux (see kRawVTiles).
-  template <int D, int Threads, class T>
-  STRATA_DEVICE void load_v_raw(T* dst, T* /*aux*/, int ld, const FlashFwdParams& p,
-                                const TileSite& s, int nrows, int tid) const {
+  /// The forward's V tile when kRawVTiles = 2: V into dst, the second raw tile into `stage`
+  /// (kInRegs: chunk c = tid + i Threads of tile_chunk's order in stage[i]) or `aux` ([rows][ld]);
+  /// see kRawVTiles.
+  template <int D, int Threads, bool kInRegs, int N, class T>
+  STRATA_DEVICE void load_v_raw(T* dst, T* /*aux*/, uint4 (&/*stage*/)[N], int ld,
+                                const FlashFwdParams& p, const TileSite& s, int nrows,
+                                int tid) const {
     load_v<D, Threads>(dst, ld, p, s, nrows, tid);
   }
-  /// Forms the V tile in dst from the raw tiles in dst and aux, after every thread's copies
-  /// landed; the kernel synchronises the block before and after.
-  template <int D, int Threads, class T>
-  STRATA_DEVICE void transform_v(T* /*dst*/, const T* /*aux*/, int /*ld*/, const TileSite& /*s*/,
-                                 int /*nrows*/, int /*tid*/) const {}
+  /// Forms the V tile in dst from the raw tile in dst and the staged one, after every thread's
+  /// copies landed; the kernel synchronises the block before and after.
+  template <int D, int Threads, bool kInRegs, int N, class T>
+  STRATA_DEVICE void transform_v(T* /*dst*/, const T* /*aux*/, const uint4 (&/*stage*/)[N],
+                                 int /*ld*/, const TileSite& /*s*/, int /*nrows*/,
+                                 int /*tid*/) const {}
   template <int D, int Threads, class T>
   STRATA_DEVICE void load_do(T* dst, int ld, const FlashBwdParams& p, const TileSite& s, int nrows,
                              int tid) const {
@@ -185,13 +194,17 @@ STRATA_EXECUTOR_END
 /// (it travels as a kernel argument).
 template <class V, class T, int D>
 concept AttentionVariant = std::is_trivially_copyable_v<V> &&
-    requires(const V v, T* dst, const FlashFwdParams& pf, const FlashBwdParams& pb,
-             const SeqBounds& sb, const TileSite& site, const RowSite& row,
-             const float (&frag)[D / 4], float x, int i, int64_t token) {
+    requires(const V v, T* dst, uint4 (&stage)[4], const FlashFwdParams& pf,
+             const FlashBwdParams& pb, const SeqBounds& sb, const TileSite& site,
+             const RowSite& row, const float (&frag)[D / 4], float x, int i, int64_t token) {
   { V::kTransformsLogits } -> std::convertible_to<bool>;
   requires V::kRawVTiles == 1 || V::kRawVTiles == 2;
-  { v.template load_v_raw<D, 128>(dst, dst, i, pf, site, i, i) } -> std::same_as<void>;
-  { v.template transform_v<D, 128>(dst, dst, i, site, i, i) } -> std::same_as<void>;
+  { v.template load_v_raw<D, 128, true>(dst, dst, stage, i, pf, site, i, i) } -> std::same_as<void>;
+  {
+    v.template load_v_raw<D, 128, false>(dst, dst, stage, i, pf, site, i, i)
+    } -> std::same_as<void>;
+  { v.template transform_v<D, 128, true>(dst, dst, stage, i, site, i, i) } -> std::same_as<void>;
+  { v.template transform_v<D, 128, false>(dst, dst, stage, i, site, i, i) } -> std::same_as<void>;
   { v.mask(pf, sb) } -> std::same_as<Mask>;
   { v.template load_q<D, 128>(dst, i, pf, site, i, i) } -> std::same_as<void>;
   { v.template load_k<D, 128>(dst, i, pf, site, i, i) } -> std::same_as<void>;

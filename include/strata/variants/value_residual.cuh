@@ -1,9 +1,11 @@
 // ResFormer and SVFormer value residuals (SPEC §2, decisions §7.3) as flash-attention policies.
 //
-//  ValueResidual  ResFormer layer l >= 1: V'_l = lambda_self V_l + lambda_first V_0, formed in
-//                 shared memory from each tile's raw V_l and V_0 (cp.async in the forward,
-//                 loaded and mixed in the backward; V' is never in global memory); backward:
-//                 dV_l = lambda_self g, the stack's fp32 accumulator dV_0 += lambda_first g, and
+//  ValueResidual  ResFormer layer l >= 1, forward: V'_l = lambda_self V_l + lambda_first V_0,
+//                 formed in shared memory from each tile's raw V_l (cp.async) and V_0 (staged in
+//                 registers or a second tile); V' is not written to global memory.
+//  ValueResidualGrad  its backward: value_residual_mix_kernel writes V' once into a workspace,
+//                 attention's backward runs on it, and the dK/dV store writes dV_l = lambda_self
+//                 g, adds dV_0 += lambda_first g to the stack's fp32 accumulator and writes
 //                 per-row partials of dlambda (reduced by value_residual_dlambda_kernel).
 //  SharedValue    SVFormer layer l >= 1: attention reads layer 0's V (p.v = V_0, no V_l exists);
 //                 backward adds g to the accumulator instead of writing a dV.
@@ -42,41 +44,63 @@ struct ValueResidual : attention::VanillaAttention {
   const float* lambda_self = nullptr;   ///< [1] or [h_k]
   const float* lambda_first = nullptr;  ///< [1] or [h_k]
   bool per_head = false;
-  float* dv_first = nullptr;      ///< backward: the stack's fp32 dV_0 accumulator (+=)
-  float* dlambda_rows = nullptr;  ///< backward: fp32 [total_k, h_k, 2] per-row dlambda partials
 
   STRATA_HOST_DEVICE float lam_self(int h_k) const { return lambda_self[per_head ? h_k : 0]; }
   STRATA_HOST_DEVICE float lam_first(int h_k) const { return lambda_first[per_head ? h_k : 0]; }
 
-  /// The forward lands V_l and V_0 by cp.async (load_v_raw) and mixes them in shared memory
-  /// after the wait (transform_v): the V' tile costs one more tile of shared memory and no stall.
+  /// The forward lands V_l by cp.async and V_0 in the kernel's stage (registers: plain 16-byte
+  /// loads in flight during S = Q K^T; or a second tile by cp.async) and mixes them in shared
+  /// memory after the wait (transform_v).
   static constexpr int kRawVTiles = 2;
 
-  template <int D, int Threads, class T>
-  STRATA_DEVICE void load_v_raw(T* dst, T* aux, int ld, const FlashFwdParams& p, const TileSite& s,
-                                int nrows, int tid) const {
+  template <int D, int Threads, bool kInRegs, int N, class T>
+  STRATA_DEVICE void load_v_raw(T* dst, T* aux, uint4 (&stage)[N], int ld, const FlashFwdParams& p,
+                                const TileSite& s, int nrows, int tid) const {
     attention::VanillaAttention::load_v<D, Threads>(dst, ld, p, s, nrows, tid);
-    attention::load_tile_rows<D, Threads>(
-        aux, ld,
-        attention::head_rows(static_cast<const T*>(v_first), s.sb.k_begin, v_first_row_stride,
-                             s.h_k, v_first_head_stride),
-        v_first_row_stride, s.row0, s.sb.tk, nrows, tid);
+    const T* v0 = attention::head_rows(static_cast<const T*>(v_first), s.sb.k_begin,
+                                       v_first_row_stride, s.h_k, v_first_head_stride);
+    if constexpr (!kInRegs) {
+      attention::load_tile_rows<D, Threads>(aux, ld, v0, v_first_row_stride, s.row0, s.sb.tk, nrows,
+                                            tid);
+    } else {
+      constexpr int kChunks = D / 8;
+      STRATA_UNROLL
+      for (int i = 0; i < N; ++i) {
+        const int c = tid + i * Threads;
+        int r = 0, chunk = 0;  // cp.async's order: transform_v meets V_l's chunk without conflicts
+        if (c < nrows * kChunks) attention::tile_chunk<D>(c, nrows, r, chunk);
+        stage[i] = uint4{0u, 0u, 0u, 0u};  // +0 in bf16 and fp16: rows past the sequence
+        if (c < nrows * kChunks && s.row0 + r < s.sb.tk)
+          stage[i] = arch::load16(v0 + int64_t(s.row0 + r) * v_first_row_stride + chunk * 8);
+      }
+    }
   }
 
   /// V' = lambda_self V_l + lambda_first V_0 in place of V_l, 16 bytes at a time in cp.async's
   /// chunk order (tile_chunk: no bank conflicts); the zero rows past the sequence stay zero.
-  template <int D, int Threads, class T>
-  STRATA_DEVICE void transform_v(T* dst, const T* aux, int ld, const TileSite& s, int nrows,
-                                 int tid) const {
+  template <int D, int Threads, bool kInRegs, int N, class T>
+  STRATA_DEVICE void transform_v(T* dst, const T* aux, const uint4 (&stage)[N], int ld,
+                                 const TileSite& s, int nrows, int tid) const {
     const float ls = lam_self(s.h_k), lf = lam_first(s.h_k);
     constexpr int kChunks = D / 8;
-    for (int c = tid; c < nrows * kChunks; c += Threads) {
-      int r, chunk;
-      attention::tile_chunk<D>(c, nrows, r, chunk);
-      T* out = &dst[r * ld + chunk * 8];
-      const uint4 a = *reinterpret_cast<const uint4*>(out);
-      const uint4 b = *reinterpret_cast<const uint4*>(&aux[r * ld + chunk * 8]);
-      *reinterpret_cast<uint4*>(out) = mix<T>(a, b, ls, lf);
+    if constexpr (kInRegs) {
+      STRATA_UNROLL
+      for (int i = 0; i < N; ++i) {
+        const int c = tid + i * Threads;
+        if (c >= nrows * kChunks) break;
+        int r, chunk;
+        attention::tile_chunk<D>(c, nrows, r, chunk);
+        T* out = &dst[r * ld + chunk * 8];
+        arch::store16(out, mix<T>(arch::load16(out), stage[i], ls, lf));
+      }
+    } else {
+      for (int c = tid; c < nrows * kChunks; c += Threads) {
+        int r, chunk;
+        attention::tile_chunk<D>(c, nrows, r, chunk);
+        T* out = &dst[r * ld + chunk * 8];
+        arch::store16(out,
+                      mix<T>(arch::load16(out), arch::load16(&aux[r * ld + chunk * 8]), ls, lf));
+      }
     }
   }
 
@@ -95,30 +119,30 @@ struct ValueResidual : attention::VanillaAttention {
     return out;
   }
 
-  /// V' rows for the backward (the dK/dV kernel loads V once per block; the dQ kernel has no
-  /// shared memory left for a second raw tile on an A100): 16-byte loads of V_l and V_0, the mix
-  /// in fp32, one rounding to T, 16-byte stores; rows past the sequence are zero like the
-  /// cp.async path's.
+  /// The backward kernels' V tile: not this policy's (ValueResidualGrad runs the backward on V'
+  /// materialised by value_residual_mix_kernel, so that its tiles are plain cp.async loads).
+  template <int D, int Threads, class T>
+  STRATA_DEVICE void load_v(T*, int, const FlashFwdParams&, const TileSite&, int, int) const {
+    static_assert(
+        sizeof(T) == 0,
+        "ResFormer's backward runs with ValueResidualGrad on V' (api::resformer_backward)");
+  }
+};
+
+/// ResFormer's backward, layers l >= 1: attention's backward on p.v = V'_l (materialised by
+/// value_residual_mix_kernel before it: the dQ kernel reloads every V tile per query tile, and
+/// mixing there would either stall on synchronous loads or cost the second shared-memory tile
+/// that halves its occupancy on an A100), and the chain rule through the mix in the dK/dV store.
+struct ValueResidualGrad : ValueResidual {
+  const void* v_self = nullptr;  ///< V_l as stored (T), [total_k, h_k, d] with these strides
+  int64_t v_self_row_stride = 0, v_self_head_stride = 0;
+  float* dv_first = nullptr;      ///< the stack's fp32 dV_0 accumulator (+=)
+  float* dlambda_rows = nullptr;  ///< fp32 [total_k, h_k, 2] per-row dlambda partials
+
   template <int D, int Threads, class T>
   STRATA_DEVICE void load_v(T* dst, int ld, const FlashFwdParams& p, const TileSite& s, int nrows,
                             int tid) const {
-    const T* v = attention::head_rows(static_cast<const T*>(p.v), s.sb.k_begin, p.v_row_stride,
-                                      s.h_k, p.v_head_stride);
-    const T* v0 = attention::head_rows(static_cast<const T*>(v_first), s.sb.k_begin,
-                                       v_first_row_stride, s.h_k, v_first_head_stride);
-    const float ls = lam_self(s.h_k), lf = lam_first(s.h_k);
-    constexpr int kChunks = D / 8;
-    for (int c = tid; c < nrows * kChunks; c += Threads) {
-      int r, chunk;  // cp.async's order: no 2-way conflicts at d = 96 (tile_chunk)
-      attention::tile_chunk<D>(c, nrows, r, chunk);
-      const int col = chunk * 8, row = s.row0 + r;
-      uint4 out = {0u, 0u, 0u, 0u};  // +0 in bf16 and fp16
-      if (row < s.sb.tk)
-        out = mix<T>(*reinterpret_cast<const uint4*>(v + int64_t(row) * p.v_row_stride + col),
-                     *reinterpret_cast<const uint4*>(v0 + int64_t(row) * v_first_row_stride + col),
-                     ls, lf);
-      *reinterpret_cast<uint4*>(&dst[r * ld + col]) = out;
-    }
+    VanillaAttention::load_v<D, Threads>(dst, ld, p, s, nrows, tid);
   }
 
   /// g = dV' of one key row (summed over the GQA group): dV_l = lambda_self g, dV_0 += lambda_first
@@ -132,8 +156,8 @@ struct ValueResidual : attention::VanillaAttention {
     float d_self = 0.f, d_first = 0.f;
     if (r.valid) {
       const float ls = lam_self(r.head), lf = lam_first(r.head);
-      const T* v =
-          static_cast<const T*>(p.v) + r.token * p.v_row_stride + int64_t(r.head) * p.v_head_stride;
+      const T* v = static_cast<const T*>(v_self) + r.token * v_self_row_stride +
+                   int64_t(r.head) * v_self_head_stride;
       const T* v0 = static_cast<const T*>(v_first) + r.token * v_first_row_stride +
                     int64_t(r.head) * v_first_head_stride;
       float* a = accumulator_row(dv_first, p, r);
@@ -190,6 +214,26 @@ struct FirstValue : attention::VanillaAttention {
     VanillaAttention::store_dk_dv<T>(dk, dv, p, r, sum);
   }
 };
+
+/// V'_l = lambda_self V_l + lambda_first V_0 of every (row, KV head), written contiguous
+/// [total_k, h_k, d] for ResFormer's backward: one thread per 16 bytes, the forward's rounding
+/// (ValueResidual::mix), so the backward attends to the very V' the forward did.
+template <class T, int Threads = 256>
+__global__ void __launch_bounds__(Threads)
+    value_residual_mix_kernel(const ValueResidual mix, const T* v, int64_t v_row_stride,
+                              int64_t v_head_stride, int64_t total_k, int h_k, int d, T* v_mixed) {
+  const int chunks = d / 8;
+  const int64_t c = int64_t(blockIdx.x) * Threads + threadIdx.x;
+  if (c >= total_k * h_k * chunks) return;
+  const int64_t row = c / (int64_t(h_k) * chunks);
+  const int head = int(c / chunks % h_k), col = int(c % chunks) * 8;
+  const T* v0 = static_cast<const T*>(mix.v_first);
+  const uint4 a = arch::load16(v + row * v_row_stride + head * v_head_stride + col);
+  const uint4 b =
+      arch::load16(v0 + row * mix.v_first_row_stride + head * mix.v_first_head_stride + col);
+  arch::store16(v_mixed + c * 8,
+                ValueResidual::mix<T>(a, b, mix.lam_self(head), mix.lam_first(head)));
+}
 
 /// dlambda_self / dlambda_first from the per-row partials [total_k, h_k, 2]: block x reduces the
 /// rows of KV head x (per_head) or all rows (scalar) in a fixed order — deterministic.

@@ -1,0 +1,38 @@
+// One 16-byte access of a uint4, the width nvcc gives a uint4 load or store (ld / st .v4.u32, in
+// any state space). On the GPU it is a plain dereference. In the simulator it goes through a
+// 16-byte vector type, so that g++ also makes it one access: a uint4 assembled from smaller
+// values may otherwise be moved as four 4-byte words, which a traffic build counts as four
+// requests (with bank conflicts that the GPU's one request does not have).
+#pragma once
+
+#include <vector_types.h>  // uint4
+
+#include <cstdint>
+
+#include "strata/config.hpp"
+
+namespace strata::arch {
+
+#if STRATA_SIM
+namespace detail {
+using Vec16 = uint32_t __attribute__((vector_size(16), aligned(16)));
+}  // namespace detail
+STRATA_HOST_DEVICE uint4 load16(const void* p) {
+  const detail::Vec16 v = *static_cast<const detail::Vec16*>(p);
+  return uint4{v[0], v[1], v[2], v[3]};
+}
+STRATA_HOST_DEVICE void store16(void* p, const uint4& x) {
+  *static_cast<detail::Vec16*>(p) = detail::Vec16{x.x, x.y, x.z, x.w};
+}
+#else
+/// The 16 bytes at p (16-byte aligned).
+STRATA_HOST_DEVICE uint4 load16(const void* p) {
+  return *static_cast<const uint4*>(p);
+}
+/// Stores x to the 16 bytes at p (16-byte aligned).
+STRATA_HOST_DEVICE void store16(void* p, const uint4& x) {
+  *static_cast<uint4*>(p) = x;
+}
+#endif
+
+}  // namespace strata::arch
