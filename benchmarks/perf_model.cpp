@@ -429,7 +429,10 @@ int main(int argc, char** argv) {
       "Times are the whole problem at each unit's documented rate (tensor: mma.sync; smem: 128 "
       "B/clk/SM; sfu: 16/clk/SM; issue: 4 warp instructions/clk/SM, Strata's instructions per "
       "tile counted on the SASS of each kernel's main loop for that architecture; dram: the "
-      "minimum bytes). Limits: no latency model, no L2, no tail wave; FlashAttention-2's rows "
+      "minimum bytes; FlashAttention-2's work: its tile pairs and its epilogues' staging of O or "
+      "dK, "
+      "dV through shared memory). Limits: no latency model, no L2, no tail wave; "
+      "FlashAttention-2's rows "
       "have no issue term (its SASS is not built here), and its occupancy counts shared memory "
       "and threads only (its registers are not known here). A ceiling, not a prediction.\n\n");
   std::printf(
@@ -444,9 +447,19 @@ int main(int argc, char** argv) {
         const Problem ours = problem_of(split_work(d, causal, pass), d, causal, pass, T, batch);
         const cost::Fa2Config fc =
             backward ? cost::fa2_backward_config(d) : cost::fa2_forward_config(d);
+        // FlashAttention-2's work: its tile pairs, plus its epilogue per query tile (forward) or
+        // key tile (backward)
         const double fa2_pairs = bh * cost::tile_pairs(T, fc.bm, fc.bn, causal);
-        const cost::TileWork fa2 =
+        const double fa2_tiles =
+            bh * double((T + (backward ? fc.bn : fc.bm) - 1) / (backward ? fc.bn : fc.bm));
+        const cost::TileWork pair =
             backward ? cost::fa2_backward_tile(d, fc) : cost::fa2_forward_tile(d, fc);
+        const cost::TileWork epi =
+            backward ? cost::fa2_backward_epilogue(d, fc) : cost::fa2_forward_epilogue(d, fc);
+        cost::TileWork fa2;
+        fa2.mma = pair.mma * fa2_pairs;
+        fa2.smem_wavefronts = pair.smem_wavefronts * fa2_pairs + epi.smem_wavefronts * fa2_tiles;
+        fa2.sfu = pair.sfu * fa2_pairs;
         for (const cost::SmSpec* sm : {&cost::kA100, &cost::kH100}) {
           const char* arch = sm == &cost::kA100 ? "sm_80" : "sm_90a";
           std::vector<cost::BlockResources> res;
@@ -461,7 +474,7 @@ int main(int argc, char** argv) {
           if (pass == Pass::kBwd) continue;
           const cost::BlockResources fres{32 * fc.warps, 0, fc.smem_bytes};
           row(*sm, pass_name(pass), d, causal, "FlashAttention-2", occupancy(*sm, {fres}),
-              cost::bound(*sm, fa2, fa2_pairs, ours.dram, ours.flops));
+              cost::bound(*sm, fa2, 1, ours.dram, ours.flops));
         }
       }
 

@@ -63,6 +63,14 @@ TEST(PerfModel, FlashAttention2WorkPerTileByHand) {
   EXPECT_DOUBLE_EQ(b.sfu, 8192);
 }
 
+TEST(PerfModel, FlashAttention2EpiloguesStageThroughSharedMemory) {
+  // forward d = 128: O of 128 rows x 128 x 2 bytes written and read back: 65,536 bytes
+  EXPECT_DOUBLE_EQ(fa2_forward_epilogue(128, fa2_forward_config(128)).smem_wavefronts, 512);
+  // backward d = 128, key tiles of 128: dK and dV, 2 x 32 KB, written and read: 131,072 bytes
+  EXPECT_DOUBLE_EQ(fa2_backward_epilogue(128, fa2_backward_config(128)).smem_wavefronts, 1024);
+  EXPECT_DOUBLE_EQ(fa2_backward_epilogue(64, fa2_backward_config(64)).smem_wavefronts, 512);
+}
+
 TEST(PerfModel, TilePairsCountTheCausalTriangle) {
   EXPECT_DOUBLE_EQ(tile_pairs(256, 64, 64, false), 16);
   EXPECT_DOUBLE_EQ(tile_pairs(256, 64, 64, true), 1 + 2 + 3 + 4);

@@ -182,6 +182,22 @@ constexpr TileWork fa2_backward_tile(int d, const Fa2Config& c) {
   return w;
 }
 
+/// FlashAttention-2's epilogue, per query tile (forward: O converted to the storage type and
+/// staged through shared memory, sO over sQ, for 16-byte global stores) or per key tile (backward:
+/// dK and dV the same way, sdK and sdV over sK): one write and one read of each [rows, d] tile
+/// in the storage type (flash_fwd_kernel.h, flash_bwd_kernel.h). Strata's epilogues are in its
+/// simulator counts; without these terms FlashAttention-2's rows would have none.
+constexpr TileWork fa2_forward_epilogue(int d, const Fa2Config& c) {
+  TileWork w;
+  w.smem_wavefronts = 2.0 * c.bm * d * 2 / 128;
+  return w;
+}
+constexpr TileWork fa2_backward_epilogue(int d, const Fa2Config& c) {
+  TileWork w;
+  w.smem_wavefronts = 2 * 2.0 * c.bn * d * 2 / 128;
+  return w;
+}
+
 /// (query tile, key tile) pairs of one head's attention over T tokens, causal or not.
 constexpr double tile_pairs(int64_t t, int bm, int bn, bool causal) {
   double pairs = 0;
