@@ -529,7 +529,12 @@ int main(int argc, char** argv) {
   // The access profile behind the table: one head of 256 tokens, not causal.
   std::printf(
       "\nAccess profile in the simulator (one head, 256 tokens, not causal; ldmatrix and cp.async "
-      "have their PTX widths, plain accesses the host compiler's):\n\n"
+      "have their PTX widths, plain accesses the host compiler's). The backward's global-load "
+      "column is its token-local preprocess (D = rowsum(dO o O), one thread per row walking its "
+      "row: 32 rows per warp-wide load); the dK/dV kernel's own plain loads (LSE and D) measure "
+      "1.000 alone. Stores leave the accumulators' fragments directly, 16 bytes per row and "
+      "request "
+      "(half a sector), where FlashAttention-2 stages them through shared memory:\n\n"
       "| pass | d | mma | analytic mma | smem wavefronts | bank-conflict wavefronts | cp.async "
       "sector efficiency | global load sector efficiency | global store sector efficiency | "
       "SFU ops per score |\n|---|---|---|---|---|---|---|---|---|---|\n");
