@@ -28,33 +28,31 @@ def decode_min_bytes(b: int, ctx: int, h: int = 32, hk: int = 8, d: int = 128) -
     return 2.0 * (2 * b * hk * ctx * d + 2 * b * h * d)
 
 
-def strata_rows(path: str) -> dict:
+def benchmarks(path: str, pattern: re.Pattern):
+    """(match, benchmark) of each run in a Google Benchmark JSON file whose name matches; a run
+    that failed is reported on stderr and left out."""
     with open(path) as f:
         data = json.load(f)
-    rows = {}
     for bm in data.get("benchmarks", []):
-        m = NAME.match(bm.get("name", ""))
-        if not m or bm.get("error_occurred"):
+        m = pattern.match(bm.get("name", ""))
+        if not m:
             continue
-        key = (PASS[m.group(1)], int(m.group(2)), int(m.group(3)), m.group(4) == "1")
-        rows[key] = bm["FLOP/s"] * 1e-12
-    return rows
+        if bm.get("error_occurred"):
+            print(f"gpu_report: {bm['name']}: {bm.get('error_message', 'error')}", file=sys.stderr)
+            continue
+        yield m, bm
+
+
+def strata_rows(path: str) -> dict:
+    return {(PASS[m.group(1)], int(m.group(2)), int(m.group(3)), m.group(4) == "1"): bm["FLOP/s"] * 1e-12
+            for m, bm in benchmarks(path, NAME)}
 
 
 def variant_rows(path: str) -> list:
     """(pass, T, d, method name, TFLOP/s by vanilla's FLOPs, ms per layer call)."""
-    with open(path) as f:
-        data = json.load(f)
-    rows = []
-    for bm in data.get("benchmarks", []):
-        m = VARIANT.match(bm.get("name", ""))
-        if not m or bm.get("error_occurred"):
-            if m:
-                print(f"gpu_report: {bm['name']}: {bm.get('error_message', 'error')}", file=sys.stderr)
-            continue
-        rows.append(("fwd" if m.group(1) == "Forward" else "bwd", int(m.group(3)), int(m.group(4)),
-                     bm.get("label", m.group(2)), bm["FLOP/s"] * 1e-12, bm["real_time"]))
-    return rows
+    return [("fwd" if m.group(1) == "Forward" else "bwd", int(m.group(3)), int(m.group(4)),
+             bm.get("label", m.group(2)), bm["FLOP/s"] * 1e-12, bm["real_time"])
+            for m, bm in benchmarks(path, VARIANT)]
 
 
 def print_variants(rows: list) -> list:
@@ -74,15 +72,9 @@ def print_variants(rows: list) -> list:
 
 def decode_rows(path: str) -> dict:
     """(batch, context) -> microseconds per step of Strata's paged decode."""
-    with open(path) as f:
-        data = json.load(f)
-    rows = {}
-    for bm in data.get("benchmarks", []):
-        m = DECODE.match(bm.get("name", ""))
-        if m and not bm.get("error_occurred"):
-            unit = {"ns": 1e-3, "us": 1.0, "ms": 1e3}.get(bm.get("time_unit", "us"), 1.0)
-            rows[(int(m.group(1)), int(m.group(2)))] = bm["real_time"] * unit
-    return rows
+    unit = {"ns": 1e-3, "us": 1.0, "ms": 1e3}
+    return {(int(m.group(1)), int(m.group(2))): bm["real_time"] * unit.get(bm.get("time_unit", "us"), 1.0)
+            for m, bm in benchmarks(path, DECODE)}
 
 
 def print_decode(ours: dict, sdpa: list, gpu: str) -> list:
@@ -92,14 +84,16 @@ def print_decode(ours: dict, sdpa: list, gpu: str) -> list:
     print("\nDecode step (one token per sequence, 32 query heads over 8 KV heads, d = 128, bf16): "
           "microseconds; GB/s by the bytes the step must move (cache once, Q, O); Strata reads a paged "
           "cache (16-token pages, shuffled block table), SDPA a contiguous one:\n")
-    print("| batch | context | Strata us | Strata GB/s | % of HBM peak | " + " | ".join(f"{i} us" for i in impls) + " |")
-    print("|---|---|---|---|---|" + "---|" * len(impls))
+    head = ["batch", "context", "Strata us", "Strata GB/s", "% of HBM peak"] + [f"{i} us" for i in impls]
+    print("| " + " | ".join(head) + " |")
+    print("|" + "---|" * len(head))
     out = []
     for (b, ctx), us in sorted(ours.items()):
         gbps = decode_min_bytes(b, ctx) / us * 1e-3
         pct = f"{gbps * 1e9 / peak * 100:.0f}" if peak else "-"
-        cols = " | ".join(f"{base[(i, b, ctx)]:.1f}" if (i, b, ctx) in base else "-" for i in impls)
-        print(f"| {b} | {ctx} | {us:.1f} | {gbps:.0f} | {pct} | {cols} |")
+        cells = [str(b), str(ctx), f"{us:.1f}", f"{gbps:.0f}", pct]
+        cells += [f"{base[(i, b, ctx)]:.1f}" if (i, b, ctx) in base else "-" for i in impls]
+        print("| " + " | ".join(cells) + " |")
         out.append({"batch": b, "context": ctx, "strata_us": us, "strata_gbps": gbps,
                     **{f"{i}_us": base.get((i, b, ctx)) for i in impls}})
     return out
