@@ -23,7 +23,7 @@ phase() { echo "test.sh: $1 done at $(($(date +%s) - start)) s"; }
 phase "install"
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release \
   -DSTRATA_BUILD_TESTS=ON -DSTRATA_BUILD_EXAMPLES=ON -DSTRATA_BUILD_BENCHMARKS=ON \
-  -DSTRATA_ENABLE_NVCC_CHECKS=${nvcc_checks}
+  -DSTRATA_ENABLE_NVCC_CHECKS=${nvcc_checks} -DSTRATA_TORCH_CUDA_ARCHS=80
 cmake --build build -j2
 phase "build"
 if command -v ccache >/dev/null 2>&1; then ccache --show-stats || true; fi

@@ -1,0 +1,135 @@
+/* Strata's C ABI: the kernels behind plain C structs, for bindings that cannot include C++
+ * headers or must not depend on a C++ ABI (strata_torch loads it with ctypes, so one build works
+ * with every torch that has torch.library.custom_op).
+ *
+ * One source, two executors: the same implementation is compiled by g++ against the CPU SIMT
+ * simulator (libstrata_capi_sim.so: tensors in host memory, kernels run on the CPU) and by nvcc
+ * (libstrata_capi_cuda.so: device memory, kernels launched on `stream`). Both export the same
+ * symbols; load each with RTLD_LOCAL.
+ *
+ * Every call validates everything first and writes nothing when it fails: it returns a nonzero
+ * strata::StatusCode and strata_capi_last_error() (per thread) names the argument. Argument names
+ * in messages are those of the Python API (q, k, v, out, lse, dout, dq, ...).
+ *
+ * Layouts follow FlashAttention: q, k, v, out are [batch, seqlen, heads, head_dim] (fixed length)
+ * or [total_tokens, heads, head_dim] with cu_seqlens (packed variable length); the last dimension
+ * is contiguous, and strides are in elements. lse is fp32 [heads, total_q].
+ */
+#ifndef STRATA_CAPI_H_
+#define STRATA_CAPI_H_
+
+#include <stddef.h>
+#include <stdint.h>
+
+#if defined(_WIN32)
+#define STRATA_CAPI_EXPORT __declspec(dllexport)
+#else
+#define STRATA_CAPI_EXPORT __attribute__((visibility("default")))
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/** Bumped whenever a struct below changes; strata_torch refuses a library of another version. */
+#define STRATA_CAPI_VERSION 1
+
+/** Element types of StrataTensor::dtype. */
+enum StrataDtype {
+  STRATA_DTYPE_NONE = 0, /**< the tensor is not given */
+  STRATA_DTYPE_BF16 = 1,
+  STRATA_DTYPE_FP16 = 2,
+  STRATA_DTYPE_FP32 = 3,
+  STRATA_DTYPE_INT32 = 4,
+  STRATA_DTYPE_UINT8 = 5,
+  STRATA_DTYPE_OTHER = 99 /**< a dtype Strata has no use for (always refused) */
+};
+
+/** A strided view of memory; dtype == STRATA_DTYPE_NONE means "not given" (data may be NULL
+ *  when the tensor has no elements). At most 4 dimensions. */
+typedef struct StrataTensor {
+  void* data;
+  int32_t dtype; /**< StrataDtype */
+  int32_t ndim;
+  int64_t shape[4];
+  int64_t stride[4]; /**< in elements */
+} StrataTensor;
+
+/** One attention problem, forward and backward fields. */
+typedef struct StrataAttention {
+  StrataTensor q, k, v; /**< [b, s, h, d] / [b, s_k, h_k, d], or [total, h, d] when varlen */
+  StrataTensor out;     /**< like q: written by the forward, read by the backward */
+  StrataTensor lse;     /**< fp32 [h, total_q]: written by the forward, read by the backward */
+  StrataTensor cu_seqlens_q, cu_seqlens_k; /**< int32 [b + 1], or not given: fixed length */
+  /** Host copies of cu_seqlens_q / cu_seqlens_k for the nvcc build, which cannot read device
+   *  memory: when given, the offsets are validated (start at 0, never decrease, end at the
+   *  token count, no sequence longer than max_seqlen); without them a device varlen batch is
+   *  trusted, as FlashAttention does. The simulator reads cu_seqlens itself and ignores these. */
+  StrataTensor cu_seqlens_q_host, cu_seqlens_k_host;
+  int32_t max_seqlen_q, max_seqlen_k; /**< varlen: the longest sequence of each side */
+  float softmax_scale;                /**< > 0 and finite; usually 1/sqrt(d) */
+  int32_t causal;                     /**< 0 or 1 */
+  int32_t window_left;                /**< -1: unlimited */
+  int32_t deterministic;              /**< backward: 1 bitwise reproducible, 0 fast */
+  StrataTensor dout;                  /**< backward: dL/d(out), like q */
+  StrataTensor dq, dk, dv;            /**< backward outputs, like q / k / v */
+  StrataTensor workspace;             /**< backward: uint8, at least the op's *_workspace_bytes */
+  void* stream;                       /**< cudaStream_t (ignored by the simulator) */
+} StrataAttention;
+
+/** ResFormer's value residual of a layer l >= 1: V' = lambda_self V + lambda_first V_0. */
+typedef struct StrataValueResidual {
+  StrataTensor v_first;       /**< V_0 as stored, like v */
+  StrataTensor lambda_self;   /**< fp32, one element (scalar) or [h_k] (one per KV head) */
+  StrataTensor lambda_first;  /**< fp32, like lambda_self */
+  StrataTensor dv_first;      /**< backward: fp32 [total_k, h_k, d] contiguous, accumulated (+=) */
+  StrataTensor dlambda_self;  /**< backward: fp32, lambda's shape (written) */
+  StrataTensor dlambda_first; /**< backward: fp32, lambda's shape (written) */
+} StrataValueResidual;
+
+/** Gated Attention's output gate: out = Attention(q, k, v) * sigmoid(gate). */
+typedef struct StrataGate {
+  StrataTensor gate;  /**< like q (elementwise) or q without head_dim (headwise) */
+  StrataTensor dgate; /**< backward: dL/d(gate), gate's shape (written) */
+} StrataGate;
+
+/** The message of this thread's last failed call ("ok" if none). */
+STRATA_CAPI_EXPORT const char* strata_capi_last_error(void);
+/** STRATA_CAPI_VERSION of the library, and the sizes of its structs (checked by bindings). */
+STRATA_CAPI_EXPORT int32_t strata_capi_version(void);
+/** sizeof(StrataTensor), sizeof(StrataAttention), sizeof(StrataValueResidual),
+ *  sizeof(StrataGate), in that order, into sizes[0..3]. */
+STRATA_CAPI_EXPORT void strata_capi_struct_sizes(int64_t* sizes);
+/** "sim_v1" (the CPU simulator) or "cuda_v1" (nvcc). */
+STRATA_CAPI_EXPORT const char* strata_capi_executor(void);
+/** Simulator only: worker threads for a launch's blocks (0: keep), and the thread schedule
+ *  ("forward", "reverse", "random:SEED"; NULL: keep). Returns nonzero on a bad schedule. */
+STRATA_CAPI_EXPORT int strata_capi_sim_configure(int32_t workers, const char* schedule);
+
+/* Attention (flash_attn): forward writes out and lse; backward writes dq, dk, dv. */
+STRATA_CAPI_EXPORT int strata_flash_fwd(const StrataAttention* a);
+STRATA_CAPI_EXPORT int strata_flash_bwd_workspace_bytes(const StrataAttention* a, int64_t* bytes);
+STRATA_CAPI_EXPORT int strata_flash_bwd(const StrataAttention* a);
+
+/* ResFormer, layer l >= 1 (layer 0 and SVFormer's layers are strata_flash_*). The backward also
+ * writes dv (= lambda_self * dL/dV'), adds lambda_first * dL/dV' into vr->dv_first and writes
+ * dlambda_self / dlambda_first. */
+STRATA_CAPI_EXPORT int strata_resformer_fwd(const StrataAttention* a,
+                                            const StrataValueResidual* vr);
+STRATA_CAPI_EXPORT int strata_resformer_bwd_workspace_bytes(const StrataAttention* a,
+                                                            const StrataValueResidual* vr,
+                                                            int64_t* bytes);
+STRATA_CAPI_EXPORT int strata_resformer_bwd(const StrataAttention* a,
+                                            const StrataValueResidual* vr);
+
+/* Gated Attention. The backward reads the forward's gated out and writes dq, dk, dv, dgate. */
+STRATA_CAPI_EXPORT int strata_gated_fwd(const StrataAttention* a, const StrataGate* g);
+STRATA_CAPI_EXPORT int strata_gated_bwd_workspace_bytes(const StrataAttention* a,
+                                                        const StrataGate* g, int64_t* bytes);
+STRATA_CAPI_EXPORT int strata_gated_bwd(const StrataAttention* a, const StrataGate* g);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* STRATA_CAPI_H_ */

@@ -1,0 +1,228 @@
+"""strata_torch: Strata's fused attention kernels as PyTorch ops.
+
+    import strata_torch as st
+    out = st.flash_attn_func(q, k, v, causal=True)              # [batch, seqlen, heads, head_dim]
+    out = st.value_residual(q, k, v, v_first, lam_self, lam_first)  # ResFormer layer l >= 1
+    out = st.gated_attention(q, k, v, gate)                     # Gated Attention
+
+FlashAttention's names and layouts: q, k, v are [batch, seqlen, heads, head_dim] (or packed
+[total_tokens, heads, head_dim] with cu_seqlens in the *_varlen forms), bfloat16 or float16,
+head_dim 64, 96 or 128, k/v may have fewer heads (GQA/MQA). Every function is differentiable
+(torch.library ops with registered autograd and fake kernels, so torch.compile(fullgraph=True)
+traces them). CPU tensors run Strata's kernels in its SIMT simulator (slow, exact: the same CUDA
+C++ as on the GPU), CUDA tensors the nvcc build. Bad arguments raise StrataError (a ValueError)
+naming the argument, and nothing is written.
+"""
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import torch
+from torch import Tensor
+
+from . import _capi, ops
+from ._capi import StrataError
+
+__all__ = ["StrataError", "flash_attn_func", "flash_attn_varlen_func", "value_residual",
+           "value_residual_varlen", "gated_attention", "gated_attention_varlen", "set_simulator",
+           "executors"]
+
+
+def _mask_args(q: Tensor, softmax_scale: Optional[float], causal: bool,
+               window_size: tuple) -> tuple[float, bool, int]:
+    """FlashAttention's (softmax_scale, causal, window_size) as Strata's (scale, causal,
+    window_left). Strata's window looks left only: window_size = (left, -1), or (left, 0), which
+    is causal."""
+    if not isinstance(q, Tensor):
+        raise StrataError(f"q: expected a torch.Tensor, got {type(q).__name__}")
+    if softmax_scale is None:
+        softmax_scale = 1.0 / math.sqrt(q.shape[-1])
+    softmax_scale = float(softmax_scale)
+    if not math.isfinite(softmax_scale) or softmax_scale <= 0:
+        raise StrataError(f"softmax_scale = {softmax_scale}: must be finite and positive")
+    try:
+        left, right = (int(w) for w in window_size)
+    except (TypeError, ValueError):
+        raise StrataError(f"window_size = {window_size!r}: expected (left, right)") from None
+    if right not in (-1, 0):
+        raise StrataError(f"window_size = {tuple(window_size)}: Strata's window looks left only "
+                          "(right must be -1, or 0 for causal)")
+    if left < -1:
+        raise StrataError(f"window_size = {tuple(window_size)}: left must be -1 or >= 0")
+    return softmax_scale, bool(causal) or right == 0, left
+
+
+def _check_tensor(name: str, t, dtypes=(torch.bfloat16, torch.float16)) -> None:
+    if not isinstance(t, Tensor):
+        raise StrataError(f"{name}: expected a torch.Tensor, got {type(t).__name__}")
+    if dtypes and t.dtype not in dtypes:
+        raise StrataError(f"{name}: dtype {t.dtype}, expected one of "
+                          f"{', '.join(str(d) for d in dtypes)}")
+
+
+def _check_qkv(q, k, v) -> None:
+    for name, t in (("q", q), ("k", k), ("v", v)):
+        _check_tensor(name, t)
+    for name, t in (("k", k), ("v", v)):
+        if t.dtype != q.dtype:
+            raise StrataError(f"{name}: dtype {t.dtype} differs from q's {q.dtype}")
+
+
+def _check_cu(cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k) -> None:
+    for name, t in (("cu_seqlens_q", cu_seqlens_q), ("cu_seqlens_k", cu_seqlens_k)):
+        _check_tensor(name, t, (torch.int32,))
+    for name, m in (("max_seqlen_q", max_seqlen_q), ("max_seqlen_k", max_seqlen_k)):
+        if not isinstance(m, int) or isinstance(m, bool) or m < 0:
+            raise StrataError(f"{name} = {m!r}: expected a non-negative int")
+
+
+def _lse_out(lse: Tensor, q: Tensor) -> Tensor:
+    """Strata's [heads, b * s] LSE as FlashAttention's fixed-length [b, heads, s] (a view)."""
+    return lse.view(q.shape[2], q.shape[0], q.shape[1]).permute(1, 0, 2)
+
+
+def flash_attn_func(q: Tensor, k: Tensor, v: Tensor, softmax_scale: Optional[float] = None,
+                    causal: bool = False, window_size: tuple = (-1, -1),
+                    deterministic: bool = True, return_lse: bool = False):
+    """Attention over [batch, seqlen, heads, head_dim] (FlashAttention's flash_attn_func).
+
+    Causal masks align bottom-right (a query sees keys up to its position + seqlen_k - seqlen_q);
+    window_size = (left, -1) or (left, 0) limits each query to `left` keys before it. A query with
+    no key gets out = 0 and lse = -inf. deterministic=False uses the fast backward (dQ summed by
+    atomics: its last bits vary run to run). return_lse adds the fp32 log-sum-exp, [b, heads, s].
+    """
+    _check_qkv(q, k, v)
+    scale, causal, left = _mask_args(q, softmax_scale, causal, window_size)
+    out, lse = ops.flash_attn_fwd(q, k, v, None, None, 0, 0, scale, causal, left,
+                                  bool(deterministic))
+    return (out, _lse_out(lse, q)) if return_lse else out
+
+
+def flash_attn_varlen_func(q: Tensor, k: Tensor, v: Tensor, cu_seqlens_q: Tensor,
+                           cu_seqlens_k: Tensor, max_seqlen_q: int, max_seqlen_k: int,
+                           softmax_scale: Optional[float] = None, causal: bool = False,
+                           window_size: tuple = (-1, -1), deterministic: bool = True,
+                           return_lse: bool = False):
+    """Attention over packed sequences: q [total_q, heads, head_dim], k/v [total_k, h_k, d],
+    cu_seqlens_* int32 [batch + 1] offsets (FlashAttention's flash_attn_varlen_func). On CUDA the
+    offsets are copied to the host once to be validated. return_lse adds lse [heads, total_q]."""
+    _check_qkv(q, k, v)
+    _check_cu(cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k)
+    scale, causal, left = _mask_args(q, softmax_scale, causal, window_size)
+    out, lse = ops.flash_attn_fwd(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q,
+                                  max_seqlen_k, scale, causal, left, bool(deterministic))
+    return (out, lse) if return_lse else out
+
+
+def _lambdas(v_first: Tensor, lambda_self, lambda_first) -> tuple[Tensor, Tensor]:
+    """lambda as fp32 tensors: Python numbers become constants (no gradient)."""
+    out = []
+    for name, lam in (("lambda_self", lambda_self), ("lambda_first", lambda_first)):
+        if isinstance(lam, (int, float)) and not isinstance(lam, bool):
+            lam = torch.tensor(float(lam), dtype=torch.float32, device=v_first.device)
+        _check_tensor(name, lam, (torch.float32,))
+        out.append(lam)
+    return out[0], out[1]
+
+
+def value_residual(q: Tensor, k: Tensor, v: Optional[Tensor], v_first: Tensor,
+                   lambda_self=0.5, lambda_first=0.5, kind: str = "resformer",
+                   softmax_scale: Optional[float] = None, causal: bool = False,
+                   window_size: tuple = (-1, -1), deterministic: bool = True,
+                   return_lse: bool = False):
+    """Attention of a value-residual layer l >= 1 (layer 0 is flash_attn_func with its V, which
+    is v_first):
+
+    - kind="resformer" (ResFormer): values V' = lambda_self * v + lambda_first * v_first, mixed
+      inside the kernel as tiles load. lambda_* are fp32 tensors of one element or one per KV
+      head (learnable: they get gradients), or Python numbers (constants).
+    - kind="svformer" (SVFormer): every layer reads layer 0's values; v is ignored (may be None).
+
+    v_first's gradient from every layer is summed by autograd, as in the papers' code.
+    """
+    if kind == "svformer":
+        return flash_attn_func(q, k, v_first, softmax_scale, causal, window_size, deterministic,
+                               return_lse)
+    if kind != "resformer":
+        raise StrataError(f"kind = {kind!r}: expected 'resformer' or 'svformer'")
+    _check_qkv(q, k, v)
+    _check_tensor("v_first", v_first, (q.dtype,))
+    ls, lf = _lambdas(v_first, lambda_self, lambda_first)
+    scale, causal, left = _mask_args(q, softmax_scale, causal, window_size)
+    out, lse = ops.resformer_attn_fwd(q, k, v, v_first, ls, lf, None, None, 0, 0, scale, causal,
+                                      left, bool(deterministic))
+    return (out, _lse_out(lse, q)) if return_lse else out
+
+
+def value_residual_varlen(q: Tensor, k: Tensor, v: Optional[Tensor], v_first: Tensor,
+                          cu_seqlens_q: Tensor, cu_seqlens_k: Tensor, max_seqlen_q: int,
+                          max_seqlen_k: int, lambda_self=0.5, lambda_first=0.5,
+                          kind: str = "resformer", softmax_scale: Optional[float] = None,
+                          causal: bool = False, window_size: tuple = (-1, -1),
+                          deterministic: bool = True, return_lse: bool = False):
+    """value_residual over packed sequences (see flash_attn_varlen_func)."""
+    if kind == "svformer":
+        return flash_attn_varlen_func(q, k, v_first, cu_seqlens_q, cu_seqlens_k, max_seqlen_q,
+                                      max_seqlen_k, softmax_scale, causal, window_size,
+                                      deterministic, return_lse)
+    if kind != "resformer":
+        raise StrataError(f"kind = {kind!r}: expected 'resformer' or 'svformer'")
+    _check_qkv(q, k, v)
+    _check_tensor("v_first", v_first, (q.dtype,))
+    _check_cu(cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k)
+    ls, lf = _lambdas(v_first, lambda_self, lambda_first)
+    scale, causal, left = _mask_args(q, softmax_scale, causal, window_size)
+    out, lse = ops.resformer_attn_fwd(q, k, v, v_first, ls, lf, cu_seqlens_q, cu_seqlens_k,
+                                      max_seqlen_q, max_seqlen_k, scale, causal, left,
+                                      bool(deterministic))
+    return (out, lse) if return_lse else out
+
+
+def gated_attention(q: Tensor, k: Tensor, v: Tensor, gate: Tensor,
+                    softmax_scale: Optional[float] = None, causal: bool = False,
+                    window_size: tuple = (-1, -1), deterministic: bool = True,
+                    return_lse: bool = False):
+    """Gated Attention: Attention(q, k, v) * sigmoid(gate), the gate fused into the kernel's
+    epilogue. gate holds logits, elementwise (q's shape) or headwise (q's shape without
+    head_dim), in q's dtype."""
+    _check_qkv(q, k, v)
+    _check_tensor("gate", gate, (q.dtype,))
+    scale, causal, left = _mask_args(q, softmax_scale, causal, window_size)
+    out, lse = ops.gated_attn_fwd(q, k, v, gate, None, None, 0, 0, scale, causal, left,
+                                  bool(deterministic))
+    return (out, _lse_out(lse, q)) if return_lse else out
+
+
+def gated_attention_varlen(q: Tensor, k: Tensor, v: Tensor, gate: Tensor, cu_seqlens_q: Tensor,
+                           cu_seqlens_k: Tensor, max_seqlen_q: int, max_seqlen_k: int,
+                           softmax_scale: Optional[float] = None, causal: bool = False,
+                           window_size: tuple = (-1, -1), deterministic: bool = True,
+                           return_lse: bool = False):
+    """gated_attention over packed sequences (see flash_attn_varlen_func)."""
+    _check_qkv(q, k, v)
+    _check_tensor("gate", gate, (q.dtype,))
+    _check_cu(cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k)
+    scale, causal, left = _mask_args(q, softmax_scale, causal, window_size)
+    out, lse = ops.gated_attn_fwd(q, k, v, gate, cu_seqlens_q, cu_seqlens_k, max_seqlen_q,
+                                  max_seqlen_k, scale, causal, left, bool(deterministic))
+    return (out, lse) if return_lse else out
+
+
+def set_simulator(workers: Optional[int] = None, schedule: Optional[str] = None) -> None:
+    """Simulator settings for CPU tensors: OS worker threads over which a launch's blocks are
+    spread, and the CUDA-thread schedule ("forward", "reverse", "random:SEED"; tests run several
+    to expose missing barriers). Defaults come from STRATA_SIM_WORKERS / STRATA_SIM_SCHEDULE."""
+    lib = _capi.library("sim")
+    rc = lib.lib.strata_capi_sim_configure(int(workers or 0),
+                                           schedule.encode() if schedule else None)
+    if rc != 0:
+        raise StrataError(lib.lib.strata_capi_last_error().decode())
+
+
+def executors() -> dict:
+    """Which builds this installation has: {'sim': path or None, 'cuda': path or None}."""
+    out = {}
+    for kind in ("sim", "cuda"):
+        out[kind] = str(_capi.library(kind).path) if _capi.available(kind) else None
+    return out

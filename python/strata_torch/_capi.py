@@ -1,0 +1,153 @@
+"""ctypes view of Strata's C ABI (python/csrc/strata_capi.h).
+
+Two shared libraries export the same functions: libstrata_capi_sim.so runs the kernels in Strata's
+CPU SIMT simulator (CPU tensors), libstrata_capi_cuda.so is the nvcc build (CUDA tensors). Each
+is loaded with RTLD_LOCAL, so both live in one process. The structs below mirror the header's
+field for field; load() compares their sizes with the library's and refuses a mismatch.
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+from pathlib import Path
+from typing import Optional
+
+import torch
+
+CAPI_VERSION = 1  # STRATA_CAPI_VERSION
+
+DTYPES = {torch.bfloat16: 1, torch.float16: 2, torch.float32: 3, torch.int32: 4, torch.uint8: 5}
+
+
+class StrataError(ValueError):
+    """A call Strata refused: the message names the argument; nothing was written."""
+
+
+class Tensor(ctypes.Structure):
+    _fields_ = [("data", ctypes.c_void_p), ("dtype", ctypes.c_int32), ("ndim", ctypes.c_int32),
+                ("shape", ctypes.c_int64 * 4), ("stride", ctypes.c_int64 * 4)]
+
+
+class Attention(ctypes.Structure):
+    _fields_ = [("q", Tensor), ("k", Tensor), ("v", Tensor), ("out", Tensor), ("lse", Tensor),
+                ("cu_seqlens_q", Tensor), ("cu_seqlens_k", Tensor),
+                ("cu_seqlens_q_host", Tensor), ("cu_seqlens_k_host", Tensor),
+                ("max_seqlen_q", ctypes.c_int32), ("max_seqlen_k", ctypes.c_int32),
+                ("softmax_scale", ctypes.c_float), ("causal", ctypes.c_int32),
+                ("window_left", ctypes.c_int32), ("deterministic", ctypes.c_int32),
+                ("dout", Tensor), ("dq", Tensor), ("dk", Tensor), ("dv", Tensor),
+                ("workspace", Tensor), ("stream", ctypes.c_void_p)]
+
+
+class ValueResidual(ctypes.Structure):
+    _fields_ = [("v_first", Tensor), ("lambda_self", Tensor), ("lambda_first", Tensor),
+                ("dv_first", Tensor), ("dlambda_self", Tensor), ("dlambda_first", Tensor)]
+
+
+class Gate(ctypes.Structure):
+    _fields_ = [("gate", Tensor), ("dgate", Tensor)]
+
+
+def tensor(t: Optional[torch.Tensor]) -> Tensor:
+    """The descriptor of `t` (an empty descriptor for None)."""
+    d = Tensor()
+    if t is None:
+        return d
+    if t.dim() > 4:
+        raise StrataError(f"a tensor of {t.dim()} dimensions (at most 4)")
+    d.data = t.data_ptr() or None  # an empty tensor may have none
+    d.dtype = DTYPES.get(t.dtype, 99)  # STRATA_DTYPE_OTHER: refused by name
+    d.ndim = t.dim()
+    for i in range(t.dim()):
+        d.shape[i] = t.shape[i]
+        d.stride[i] = t.stride(i)
+    return d
+
+
+_OPS = {
+    "strata_flash_fwd": [ctypes.POINTER(Attention)],
+    "strata_flash_bwd_workspace_bytes": [ctypes.POINTER(Attention), ctypes.POINTER(ctypes.c_int64)],
+    "strata_flash_bwd": [ctypes.POINTER(Attention)],
+    "strata_resformer_fwd": [ctypes.POINTER(Attention), ctypes.POINTER(ValueResidual)],
+    "strata_resformer_bwd_workspace_bytes": [ctypes.POINTER(Attention),
+                                             ctypes.POINTER(ValueResidual),
+                                             ctypes.POINTER(ctypes.c_int64)],
+    "strata_resformer_bwd": [ctypes.POINTER(Attention), ctypes.POINTER(ValueResidual)],
+    "strata_gated_fwd": [ctypes.POINTER(Attention), ctypes.POINTER(Gate)],
+    "strata_gated_bwd_workspace_bytes": [ctypes.POINTER(Attention), ctypes.POINTER(Gate),
+                                         ctypes.POINTER(ctypes.c_int64)],
+    "strata_gated_bwd": [ctypes.POINTER(Attention), ctypes.POINTER(Gate)],
+}
+
+
+class Library:
+    """One executor's build of the C ABI."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.lib = ctypes.CDLL(str(path), mode=os.RTLD_LOCAL | os.RTLD_NOW)
+        lib = self.lib
+        lib.strata_capi_version.restype = ctypes.c_int32
+        lib.strata_capi_last_error.restype = ctypes.c_char_p
+        lib.strata_capi_executor.restype = ctypes.c_char_p
+        lib.strata_capi_struct_sizes.argtypes = [ctypes.POINTER(ctypes.c_int64)]
+        lib.strata_capi_sim_configure.argtypes = [ctypes.c_int32, ctypes.c_char_p]
+        version = lib.strata_capi_version()
+        if version != CAPI_VERSION:
+            raise ImportError(f"{path}: C ABI version {version}, this package needs {CAPI_VERSION}")
+        sizes = (ctypes.c_int64 * 4)()
+        lib.strata_capi_struct_sizes(sizes)
+        want = [ctypes.sizeof(s) for s in (Tensor, Attention, ValueResidual, Gate)]
+        if list(sizes) != want:
+            raise ImportError(f"{path}: struct sizes {list(sizes)} differ from the bindings' {want}")
+        for name, argtypes in _OPS.items():
+            fn = getattr(lib, name)
+            fn.argtypes = argtypes
+            fn.restype = ctypes.c_int
+        self.executor = lib.strata_capi_executor().decode()
+
+    def call(self, name: str, *args) -> None:
+        """Calls `name`; raises StrataError with the library's message when it refuses."""
+        rc = getattr(self.lib, name)(*[ctypes.byref(a) for a in args])
+        if rc != 0:
+            raise StrataError(self.lib.strata_capi_last_error().decode())
+
+    def query(self, name: str, *args) -> int:
+        """Calls a *_workspace_bytes function and returns the byte count."""
+        out = ctypes.c_int64(0)
+        self.call(name, *args, out)
+        return out.value
+
+
+def _search_dirs() -> list[Path]:
+    dirs = []
+    if os.environ.get("STRATA_TORCH_LIB_DIR"):
+        dirs.append(Path(os.environ["STRATA_TORCH_LIB_DIR"]))
+    dirs.append(Path(__file__).resolve().parent)
+    return dirs
+
+
+_LIBS: dict[str, Optional[Library]] = {}
+
+
+def library(kind: str) -> Library:
+    """The 'sim' or 'cuda' library, loaded on first use."""
+    if kind not in _LIBS:
+        name = f"libstrata_capi_{kind}.so"
+        found = next((d / name for d in _search_dirs() if (d / name).exists()), None)
+        _LIBS[kind] = Library(found) if found else None
+    lib = _LIBS[kind]
+    if lib is None:
+        where = ", ".join(str(d) for d in _search_dirs())
+        what = ("the CPU simulator build" if kind == "sim" else
+                "the CUDA build (nvcc was not found when strata_torch was built)")
+        raise RuntimeError(f"strata_torch: {what} libstrata_capi_{kind}.so is not in {where}")
+    return lib
+
+
+def available(kind: str) -> bool:
+    try:
+        library(kind)
+        return True
+    except RuntimeError:
+        return False
