@@ -49,3 +49,23 @@ endif()
 add_test(NAME torch_pip_install COMMAND ${_cmd})
 set_tests_properties(torch_pip_install PROPERTIES LABELS "torch;package" TIMEOUT 1200
                      ENVIRONMENT "PYTHONDONTWRITEBYTECODE=1")
+
+# The PyTorch trainer examples (examples/python): a tiny model per method trained for 30 steps
+# on CPU tensors (the kernels in the simulator); each fails unless its loss falls.
+set(_torch_examples "${_strata_root}/examples/python")
+foreach(_ex flash resformer svformer gated)
+  set(_script train_${_ex}.py)
+  set(_args)
+  if(_ex STREQUAL "svformer")
+    set(_script train_resformer.py)
+    set(_args --svformer)
+  endif()
+  if(_torch_ok)
+    set(_cmd "${STRATA_PYTHON}" "${_torch_examples}/${_script}" ${_args})
+  else()
+    set(_cmd "${CMAKE_COMMAND}" -E false)
+  endif()
+  add_test(NAME torch_example_${_ex} COMMAND ${_cmd} WORKING_DIRECTORY "${_torch_examples}")
+  set_tests_properties(torch_example_${_ex} PROPERTIES LABELS torch TIMEOUT 900
+                       ENVIRONMENT "${_torch_env}" PASS_REGULAR_EXPRESSION "loss falls")
+endforeach()
