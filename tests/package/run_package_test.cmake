@@ -4,6 +4,7 @@
 # 1. cmake --install BUILD_DIR --prefix WORK_DIR/prefix
 # 2. configure, build and run tests/package/consumer with CMAKE_PREFIX_PATH=WORK_DIR/prefix
 # 3. configure, build and run tests/package/subdir with add_subdirectory(SOURCE_DIR)
+# Each consumer runs its kernel in the simulator and, with -DNVCC=<nvcc>, compiles it with nvcc.
 #
 # Registered from tests/CMakeLists.txt with `add_subdirectory(package)`, which holds:
 #
@@ -34,8 +35,12 @@ else()
   set(_gen)
 endif()
 
-# Forward the compilers of the parent build so both consumers use the same toolchain.
+# Forward the compilers of the parent build so both consumers use the same toolchain; with
+# NVCC=<path> both must also build their nvcc library.
 set(_toolchain)
+if(DEFINED NVCC AND NOT "${NVCC}" STREQUAL "")
+  list(APPEND _toolchain "-DCMAKE_CUDA_COMPILER=${NVCC}" -DSTRATA_CONSUMER_REQUIRE_CUDA=ON)
+endif()
 if(EXISTS "${BUILD_DIR}/CMakeCache.txt")
   file(STRINGS "${BUILD_DIR}/CMakeCache.txt" _cxx REGEX "^CMAKE_CXX_COMPILER:")
   if(_cxx)
