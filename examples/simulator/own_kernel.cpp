@@ -80,10 +80,9 @@ long run_transpose(int n, const char* what) {
 
 int check() {
   const int n = 70;  // ragged: the last tiles are partial
-  const strata::sim::Schedule schedules[] = {strata::sim::Schedule::Forward(),
-                                             strata::sim::Schedule::Reverse(),
-                                             strata::sim::Schedule::Random(1),
-                                             strata::sim::Schedule::Random(2)};
+  const strata::sim::Schedule schedules[] = {
+      strata::sim::Schedule::Forward(), strata::sim::Schedule::Reverse(),
+      strata::sim::Schedule::Random(1), strata::sim::Schedule::Random(2)};
   bool ok = true;
   for (const strata::sim::Schedule& s : schedules) {
     strata::sim::set_schedule(s);
