@@ -26,6 +26,7 @@ void strata_capi_struct_sizes(int64_t* sizes) {
   sizes[1] = sizeof(StrataAttention);
   sizes[2] = sizeof(StrataValueResidual);
   sizes[3] = sizeof(StrataGate);
+  sizes[4] = sizeof(StrataExo);
 }
 
 const char* strata_capi_executor(void) {

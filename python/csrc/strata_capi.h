@@ -32,7 +32,7 @@ extern "C" {
 #endif
 
 /** Bumped whenever a struct below changes; strata_torch refuses a library of another version. */
-#define STRATA_CAPI_VERSION 1
+#define STRATA_CAPI_VERSION 2
 
 /** Element types of StrataTensor::dtype. */
 enum StrataDtype {
@@ -93,12 +93,36 @@ typedef struct StrataGate {
   StrataTensor dgate; /**< backward: dL/d(gate), gate's shape (written) */
 } StrataGate;
 
+/** One ExoFormer stream P (q, k, v or g) of a layer. */
+typedef struct StrataExoStream {
+  StrataTensor p;                /**< the layer's projection P: like q (q, g) or k (k, v) */
+  StrataTensor anchor;           /**< the stack's raw anchor projection anchor_P, like p */
+  StrataTensor gamma_anchor;     /**< fp32 [d]: the anchor RMSNorm's gain */
+  StrataTensor lambda1, lambda2; /**< fp32 [heads, d], [heads] or one value (all eight alike) */
+  StrataTensor dp, danchor;      /**< backward: like p, written */
+  StrataTensor dgamma_anchor, dlambda1, dlambda2; /**< backward: fp32, their input's shape */
+} StrataExoStream;
+
+/** ExoFormer's mix of one layer (SPEC §3): P~ = lambda1 s1 RMSNorm(anchor_P) + lambda2 s2 P,
+ *  QK-norm and RoPE on q~ and k~; then Gated Attention with gate logits g~. The attention's q, k,
+ *  v and the gate's `gate` are the mixed outputs (written by the forward, read by the
+ *  backward); in the backward its dq, dk, dv and `dgate` are scratch (the attention's gradients,
+ *  which the mix's backward reads). */
+typedef struct StrataExo {
+  StrataExoStream stream[4];           /**< q, k, v, g */
+  StrataTensor gamma_q, gamma_k;       /**< fp32 [d]: QK-norm gains */
+  StrataTensor s;                      /**< fp32 [total, 8] (dynamic), or not given: static */
+  StrataTensor dgamma_q, dgamma_k, ds; /**< backward, written */
+  int32_t rope;                        /**< 0 or 1 */
+  float rope_theta, norm_eps, anchor_eps;
+} StrataExo;
+
 /** The message of this thread's last failed call ("ok" if none). */
 STRATA_CAPI_EXPORT const char* strata_capi_last_error(void);
 /** STRATA_CAPI_VERSION of the library, and the sizes of its structs (checked by bindings). */
 STRATA_CAPI_EXPORT int32_t strata_capi_version(void);
 /** sizeof(StrataTensor), sizeof(StrataAttention), sizeof(StrataValueResidual),
- *  sizeof(StrataGate), in that order, into sizes[0..3]. */
+ *  sizeof(StrataGate), sizeof(StrataExo), in that order, into sizes[0..4]. */
 STRATA_CAPI_EXPORT void strata_capi_struct_sizes(int64_t* sizes);
 /** "sim_v1" (the CPU simulator) or "cuda_v1" (nvcc). */
 STRATA_CAPI_EXPORT const char* strata_capi_executor(void);
@@ -127,6 +151,16 @@ STRATA_CAPI_EXPORT int strata_gated_fwd(const StrataAttention* a, const StrataGa
 STRATA_CAPI_EXPORT int strata_gated_bwd_workspace_bytes(const StrataAttention* a,
                                                         const StrataGate* g, int64_t* bytes);
 STRATA_CAPI_EXPORT int strata_gated_bwd(const StrataAttention* a, const StrataGate* g);
+
+/* ExoFormer, one layer (mix + Gated Attention). The backward writes every d* field of x, and the
+ * anchors' gradients of this layer alone (a stack sums them over its layers). */
+STRATA_CAPI_EXPORT int strata_exoformer_fwd(const StrataAttention* a, const StrataGate* g,
+                                            const StrataExo* x);
+STRATA_CAPI_EXPORT int strata_exoformer_bwd_workspace_bytes(const StrataAttention* a,
+                                                            const StrataGate* g, const StrataExo* x,
+                                                            int64_t* bytes);
+STRATA_CAPI_EXPORT int strata_exoformer_bwd(const StrataAttention* a, const StrataGate* g,
+                                            const StrataExo* x);
 
 #ifdef __cplusplus
 }

@@ -25,8 +25,8 @@ from . import _capi, ops
 from ._capi import StrataError
 
 __all__ = ["StrataError", "flash_attn_func", "flash_attn_varlen_func", "value_residual",
-           "value_residual_varlen", "gated_attention", "gated_attention_varlen", "set_simulator",
-           "executors"]
+           "value_residual_varlen", "gated_attention", "gated_attention_varlen", "exoformer",
+           "exoformer_varlen", "set_simulator", "executors"]
 
 
 def _mask_args(q: Tensor, softmax_scale: Optional[float], causal: bool,
@@ -206,6 +206,86 @@ def gated_attention_varlen(q: Tensor, k: Tensor, v: Tensor, gate: Tensor, cu_seq
     scale, causal, left = _mask_args(q, softmax_scale, causal, window_size)
     out, lse = ops.gated_attn_fwd(q, k, v, gate, cu_seqlens_q, cu_seqlens_k, max_seqlen_q,
                                   max_seqlen_k, scale, causal, left, bool(deterministic))
+    return (out, lse) if return_lse else out
+
+
+def _exo_lists(p, anchors, anchor_gains, lambda1, lambda2):
+    names = ("p", "anchors", "anchor_gains", "lambda1", "lambda2")
+    out = []
+    for name, seq in zip(names, (p, anchors, anchor_gains, lambda1, lambda2)):
+        if not isinstance(seq, (list, tuple)) or len(seq) != 4:
+            raise StrataError(f"{name}: expected 4 tensors (streams q, k, v, g)")
+        for i, t in enumerate(seq):
+            what = f"{name}[{i}] ({'qkvg'[i]})"
+            if name in ("p", "anchors"):
+                _check_tensor(what, t, (seq[0].dtype,) if i else (torch.bfloat16, torch.float16))
+            else:
+                _check_tensor(what, t, (torch.float32,))
+        out.append(list(seq))
+    if out[1][0].dtype != out[0][0].dtype:
+        raise StrataError(f"anchors[0] (q): dtype {out[1][0].dtype} differs from p's "
+                          f"{out[0][0].dtype}")
+    return out
+
+
+def _exo_call(p, anchors, anchor_gains, lambda1, lambda2, gamma_q, gamma_k, s, cu, max_seqlen,
+              rope, rope_theta, norm_eps, anchor_eps, softmax_scale, causal, window_size,
+              deterministic):
+    lists = _exo_lists(p, anchors, anchor_gains, lambda1, lambda2)
+    for name, t in (("gamma_q", gamma_q), ("gamma_k", gamma_k)):
+        _check_tensor(name, t, (torch.float32,))
+    if s is not None:
+        _check_tensor("s", s, (torch.float32,))
+    scale, causal, left = _mask_args(lists[0][0], softmax_scale, causal, window_size)
+    for name, v in (("rope_theta", rope_theta), ("norm_eps", norm_eps),
+                    ("anchor_eps", anchor_eps)):
+        if not math.isfinite(float(v)) or float(v) <= 0:
+            raise StrataError(f"{name} = {v}: must be finite and positive")
+    return ops.exoformer_fwd(*lists, gamma_q, gamma_k, s, cu, max_seqlen, scale, causal, left,
+                             bool(deterministic), bool(rope), float(rope_theta), float(norm_eps),
+                             float(anchor_eps))
+
+
+def exoformer(p, anchors, anchor_gains, lambda1, lambda2, gamma_q: Tensor, gamma_k: Tensor,
+              s: Optional[Tensor] = None, rope: bool = True, rope_theta: float = 500000.0,
+              norm_eps: float = 1e-6, anchor_eps: float = 1e-6,
+              softmax_scale: Optional[float] = None, causal: bool = False,
+              window_size: tuple = (-1, -1), deterministic: bool = True,
+              return_lse: bool = False):
+    """One ExoFormer layer (Su, "Attention Projection Mixing with Exogenous Anchors") with
+    Gated Attention's elementwise output gate, fused: the token-local mix, QK-norm and RoPE in
+    one pass, then gated flash attention.
+
+    p = (q, k, v, g): the layer's projections, [batch, seqlen, heads, d] (k, v with the KV heads).
+    anchors: the stack's raw anchor projections anchor_P = E W_anc, shaped like p (shared by all
+    layers: autograd sums their gradient). anchor_gains: 4 fp32 [d], the anchors' RMSNorm gains.
+    lambda1, lambda2: 4 fp32 each, [heads, d], [heads] or one value (one granularity per layer).
+    gamma_q, gamma_k: fp32 [d] QK-norm gains. s: fp32 [batch, seqlen, 8] per-token scales
+    (q1 q2 k1 k2 v1 v2 g1 g2, the dynamic variant), or None (static).
+
+        P~  = lambda1_P s_P1 RMSNorm(anchor_P) + lambda2_P s_P2 P
+        out = Attention(RoPE(RMSNorm(q~)), RoPE(RMSNorm(k~)), v~) * sigmoid(g~)
+    """
+    out, lse, *_ = _exo_call(p, anchors, anchor_gains, lambda1, lambda2, gamma_q, gamma_k, s,
+                             None, 0, rope, rope_theta, norm_eps, anchor_eps, softmax_scale,
+                             causal, window_size, deterministic)
+    return (out, _lse_out(lse, p[0])) if return_lse else out
+
+
+def exoformer_varlen(p, anchors, anchor_gains, lambda1, lambda2, gamma_q: Tensor,
+                     gamma_k: Tensor, cu_seqlens: Tensor, max_seqlen: int,
+                     s: Optional[Tensor] = None, rope: bool = True, rope_theta: float = 500000.0,
+                     norm_eps: float = 1e-6, anchor_eps: float = 1e-6,
+                     softmax_scale: Optional[float] = None, causal: bool = False,
+                     window_size: tuple = (-1, -1), deterministic: bool = True,
+                     return_lse: bool = False):
+    """exoformer over packed sequences: streams [total_tokens, heads, d], s [total_tokens, 8],
+    one cu_seqlens for queries and keys (self-attention: the anchors are read at the same token;
+    RoPE positions restart at every sequence)."""
+    _check_cu(cu_seqlens, cu_seqlens, max_seqlen, max_seqlen)
+    out, lse, *_ = _exo_call(p, anchors, anchor_gains, lambda1, lambda2, gamma_q, gamma_k, s,
+                             cu_seqlens, max_seqlen, rope, rope_theta, norm_eps, anchor_eps,
+                             softmax_scale, causal, window_size, deterministic)
     return (out, lse) if return_lse else out
 
 

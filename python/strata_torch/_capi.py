@@ -14,7 +14,7 @@ from typing import Optional
 
 import torch
 
-CAPI_VERSION = 1  # STRATA_CAPI_VERSION
+CAPI_VERSION = 2  # STRATA_CAPI_VERSION
 
 DTYPES = {torch.bfloat16: 1, torch.float16: 2, torch.float32: 3, torch.int32: 4, torch.uint8: 5}
 
@@ -48,6 +48,19 @@ class Gate(ctypes.Structure):
     _fields_ = [("gate", Tensor), ("dgate", Tensor)]
 
 
+class ExoStream(ctypes.Structure):
+    _fields_ = [("p", Tensor), ("anchor", Tensor), ("gamma_anchor", Tensor),
+                ("lambda1", Tensor), ("lambda2", Tensor), ("dp", Tensor), ("danchor", Tensor),
+                ("dgamma_anchor", Tensor), ("dlambda1", Tensor), ("dlambda2", Tensor)]
+
+
+class Exo(ctypes.Structure):
+    _fields_ = [("stream", ExoStream * 4), ("gamma_q", Tensor), ("gamma_k", Tensor),
+                ("s", Tensor), ("dgamma_q", Tensor), ("dgamma_k", Tensor), ("ds", Tensor),
+                ("rope", ctypes.c_int32), ("rope_theta", ctypes.c_float),
+                ("norm_eps", ctypes.c_float), ("anchor_eps", ctypes.c_float)]
+
+
 def tensor(t: Optional[torch.Tensor]) -> Tensor:
     """The descriptor of `t` (an empty descriptor for None)."""
     d = Tensor()
@@ -77,7 +90,13 @@ _OPS = {
     "strata_gated_bwd_workspace_bytes": [ctypes.POINTER(Attention), ctypes.POINTER(Gate),
                                          ctypes.POINTER(ctypes.c_int64)],
     "strata_gated_bwd": [ctypes.POINTER(Attention), ctypes.POINTER(Gate)],
+    "strata_exoformer_fwd": [ctypes.POINTER(Attention), ctypes.POINTER(Gate), ctypes.POINTER(Exo)],
+    "strata_exoformer_bwd_workspace_bytes": [ctypes.POINTER(Attention), ctypes.POINTER(Gate),
+                                             ctypes.POINTER(Exo), ctypes.POINTER(ctypes.c_int64)],
+    "strata_exoformer_bwd": [ctypes.POINTER(Attention), ctypes.POINTER(Gate), ctypes.POINTER(Exo)],
 }
+
+STRUCTS = (Tensor, Attention, ValueResidual, Gate, Exo)  # strata_capi_struct_sizes' order
 
 
 class Library:
@@ -95,9 +114,9 @@ class Library:
         version = lib.strata_capi_version()
         if version != CAPI_VERSION:
             raise ImportError(f"{path}: C ABI version {version}, this package needs {CAPI_VERSION}")
-        sizes = (ctypes.c_int64 * 4)()
+        sizes = (ctypes.c_int64 * len(STRUCTS))()
         lib.strata_capi_struct_sizes(sizes)
-        want = [ctypes.sizeof(s) for s in (Tensor, Attention, ValueResidual, Gate)]
+        want = [ctypes.sizeof(s) for s in STRUCTS]
         if list(sizes) != want:
             raise ImportError(f"{path}: struct sizes {list(sizes)} differ from the bindings' {want}")
         for name, argtypes in _OPS.items():

@@ -329,3 +329,142 @@ def _gated_backward(ctx, dout, dlse):
 
 torch.library.register_autograd("strata::gated_attn_fwd", _gated_backward,
                                 setup_context=_gated_setup)
+
+# ---- ExoFormer (one layer: the anchor mix, QK-norm, RoPE and Gated Attention) ------------------
+
+_STREAMS = ("q", "k", "v", "g")
+
+
+def _exo_struct(p, anchor, gamma_anchor, lambda1, lambda2, gamma_q, gamma_k, s, rope, rope_theta,
+                norm_eps, anchor_eps, grads=None):
+    """The C struct of one ExoFormer layer; `grads` (backward) holds the output tensors."""
+    x = _capi.Exo()
+    keep = [*p, *anchor, *gamma_anchor, *lambda1, *lambda2, gamma_q, gamma_k, s]
+    for i in range(4):
+        st = x.stream[i]
+        st.p, st.anchor = _capi.tensor(p[i]), _capi.tensor(anchor[i])
+        st.gamma_anchor = _capi.tensor(gamma_anchor[i])
+        st.lambda1, st.lambda2 = _capi.tensor(lambda1[i]), _capi.tensor(lambda2[i])
+        if grads is not None:
+            for name in ("dp", "danchor", "dgamma_anchor", "dlambda1", "dlambda2"):
+                setattr(st, name, _capi.tensor(grads[name][i]))
+                keep.append(grads[name][i])
+    x.gamma_q, x.gamma_k, x.s = _capi.tensor(gamma_q), _capi.tensor(gamma_k), _capi.tensor(s)
+    if grads is not None:
+        x.dgamma_q, x.dgamma_k = _capi.tensor(grads["dgamma_q"]), _capi.tensor(grads["dgamma_k"])
+        x.ds = _capi.tensor(grads["ds"] if s is not None else None)
+        keep += [grads["dgamma_q"], grads["dgamma_k"], grads["ds"]]
+    x.rope, x.rope_theta, x.norm_eps, x.anchor_eps = int(rope), rope_theta, norm_eps, anchor_eps
+    x._keep = keep
+    return x
+
+
+@torch.library.custom_op("strata::exoformer_fwd", mutates_args=())
+def exoformer_fwd(p: list[Tensor], anchor: list[Tensor], gamma_anchor: list[Tensor],
+                  lambda1: list[Tensor], lambda2: list[Tensor], gamma_q: Tensor, gamma_k: Tensor,
+                  s: Optional[Tensor], cu_seqlens: Optional[Tensor], max_seqlen: int,
+                  softmax_scale: float, causal: bool, window_left: int, deterministic: bool,
+                  rope: bool, rope_theta: float, norm_eps: float,
+                  anchor_eps: float) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    named = {f"{f}_{_STREAMS[i]}": t for f, ts in (("p", p), ("anchor", anchor)) for i, t in
+             enumerate(ts)}
+    device = _check_same_device(**named, gamma_q=gamma_q, gamma_k=gamma_k, s=s,
+                                cu_seqlens=cu_seqlens)
+    lib, stream, guard = _executor(device)
+    # the mixed operands q~, k~, v~ and gate logits g~: written here, read by the backward
+    mixed = [torch.empty(t.shape, dtype=t.dtype, device=device) for t in p]
+    q_mix, k_mix, v_mix, g_mix = mixed
+    out = torch.empty(p[0].shape, dtype=p[0].dtype, device=device)
+    lse = torch.empty(_lse_shape(p[0], cu_seqlens is not None), dtype=torch.float32,
+                      device=device)
+    a, keep = _attention(q_mix, k_mix, v_mix, out, lse, cu_seqlens, cu_seqlens, max_seqlen,
+                         max_seqlen, softmax_scale, causal, window_left)
+    a.stream = stream
+    x = _exo_struct(p, anchor, gamma_anchor, lambda1, lambda2, gamma_q, gamma_k, s, rope,
+                    rope_theta, norm_eps, anchor_eps)
+    with guard:
+        lib.call("strata_exoformer_fwd", a, _gate_struct(g_mix), x)
+    return out, lse, q_mix, k_mix, v_mix, g_mix
+
+
+@exoformer_fwd.register_fake
+def _(p, anchor, gamma_anchor, lambda1, lambda2, gamma_q, gamma_k, s, cu_seqlens, max_seqlen,
+      softmax_scale, causal, window_left, deterministic, rope, rope_theta, norm_eps, anchor_eps):
+    q = p[0]
+    return (torch.empty_like(q, memory_format=torch.contiguous_format),
+            q.new_empty(_lse_shape(q, cu_seqlens is not None), dtype=torch.float32),
+            *(torch.empty_like(t, memory_format=torch.contiguous_format) for t in p))
+
+
+@torch.library.custom_op("strata::exoformer_bwd", mutates_args=())
+def exoformer_bwd(dout: Tensor, p: list[Tensor], anchor: list[Tensor],
+                  gamma_anchor: list[Tensor], lambda1: list[Tensor], lambda2: list[Tensor],
+                  gamma_q: Tensor, gamma_k: Tensor, s: Optional[Tensor], out: Tensor, lse: Tensor,
+                  mixed: list[Tensor], cu_seqlens: Optional[Tensor], max_seqlen: int,
+                  softmax_scale: float, causal: bool, window_left: int, deterministic: bool,
+                  rope: bool, rope_theta: float, norm_eps: float,
+                  anchor_eps: float) -> list[Tensor]:
+    """Gradients, flat: dp (4), danchor (4), dgamma_anchor (4), dlambda1 (4), dlambda2 (4),
+    dgamma_q, dgamma_k, ds (empty when static)."""
+    device = _check_same_device(dout=dout, p_q=p[0], out=out, lse=lse, cu_seqlens=cu_seqlens)
+    lib, stream, guard = _executor(device)
+    dout = _grad_contiguous(dout)  # a local: the C struct holds only its address
+
+    def like(ts):
+        return [torch.empty(t.shape, dtype=t.dtype, device=device) for t in ts]
+
+    grads = {"dp": like(p), "danchor": like(anchor), "dgamma_anchor": like(gamma_anchor),
+             "dlambda1": like(lambda1), "dlambda2": like(lambda2),
+             "dgamma_q": torch.empty_like(gamma_q), "dgamma_k": torch.empty_like(gamma_k),
+             "ds": torch.empty_like(s) if s is not None else torch.empty(0, device=device)}
+    # scratch: the attention's gradients, which the mix's backward reads
+    q_mix, k_mix, v_mix, g_mix = mixed
+    dq, dk, dv, dg = like(mixed)
+    a, keep = _attention(q_mix, k_mix, v_mix, out, lse, cu_seqlens, cu_seqlens, max_seqlen,
+                         max_seqlen, softmax_scale, causal, window_left, deterministic, dout, dq,
+                         dk, dv)
+    a.stream = stream
+    g = _gate_struct(g_mix, dg)
+    x = _exo_struct(p, anchor, gamma_anchor, lambda1, lambda2, gamma_q, gamma_k, s, rope,
+                    rope_theta, norm_eps, anchor_eps, grads)
+    with guard:
+        ws = _workspace(lib, "strata_exoformer_bwd_workspace_bytes", a, g, x, device=device)
+        lib.call("strata_exoformer_bwd", a, g, x)
+    del ws
+    return [*grads["dp"], *grads["danchor"], *grads["dgamma_anchor"], *grads["dlambda1"],
+            *grads["dlambda2"], grads["dgamma_q"], grads["dgamma_k"], grads["ds"]]
+
+
+@exoformer_bwd.register_fake
+def _(dout, p, anchor, gamma_anchor, lambda1, lambda2, gamma_q, gamma_k, s, out, lse, mixed,
+      cu_seqlens, max_seqlen, softmax_scale, causal, window_left, deterministic, rope,
+      rope_theta, norm_eps, anchor_eps):
+    def like(ts):
+        return [torch.empty_like(t, memory_format=torch.contiguous_format) for t in ts]
+
+    ds = torch.empty_like(s) if s is not None else gamma_q.new_empty(0)
+    return [*like(p), *like(anchor), *like(gamma_anchor), *like(lambda1), *like(lambda2),
+            torch.empty_like(gamma_q), torch.empty_like(gamma_k), ds]
+
+
+def _exo_setup(ctx, inputs, output):
+    p, anchor, gamma_anchor, lambda1, lambda2, gamma_q, gamma_k, s, cu, *args = inputs
+    out, lse, *mixed = output
+    ctx.save_for_backward(*p, *anchor, *gamma_anchor, *lambda1, *lambda2, gamma_q, gamma_k, s,
+                          out, lse, *mixed, cu)
+    ctx.args = args  # max_seqlen, softmax_scale, causal, window_left, deterministic, rope, ...
+
+
+def _exo_backward(ctx, dout, dlse, *dmixed):
+    t = ctx.saved_tensors
+    p, anchor, gamma_anchor, lambda1, lambda2 = (list(t[i:i + 4]) for i in range(0, 20, 4))
+    gamma_q, gamma_k, s, out, lse = t[20:25]
+    mixed, cu = list(t[25:29]), t[29]
+    g = exoformer_bwd(dout, p, anchor, gamma_anchor, lambda1, lambda2, gamma_q, gamma_k, s, out,
+                      lse, mixed, cu, *ctx.args)
+    ds = g[22] if s is not None else None
+    return (g[0:4], g[4:8], g[8:12], g[12:16], g[16:20], g[20], g[21], ds,
+            *[None] * (1 + len(ctx.args)))
+
+
+torch.library.register_autograd("strata::exoformer_fwd", _exo_backward, setup_context=_exo_setup)

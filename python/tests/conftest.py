@@ -46,8 +46,37 @@ def grad_atol(dtype, *ref_grads) -> float:
 def sum_atol(dtype, terms) -> float:
     """The atol of a gradient that is a sum over many elements (ResFormer's dlambda = sum of
     V o dL/dV'): elements each off by ~u relative, with random signs, add up to
-    u * ||terms||_2. The 2x-naive rule alone is one noisy sample for a single scalar."""
-    return unit_roundoff(dtype) * terms.double().norm().item()
+    u * ||terms||_2, doubled as the rule doubles the naive error. The 2x-naive rule alone is one
+    noisy sample for a single scalar."""
+    return 2 * unit_roundoff(dtype) * terms.double().norm().item()
+
+
+def check_sum(op: str, what: str, got, ref64, naive, terms_sumsq, dtype, upstream=None) -> float:
+    """FlashAttention's rule per entry for a gradient that sums many terms c_i g_i (a lambda, a
+    gain, a per-token scale; g the upstream gradient):
+
+        |got - ref64| <= 2 (|naive - ref64| + u sqrt(sum terms_i^2) + u G sqrt(sum c_i^2))
+
+    terms_sumsq: per entry, sum of the squared float64 terms (each off by ~u relative, random
+    signs); upstream = (G, coef_sumsq): G the largest float64 upstream gradient and, per entry,
+    sum c_i^2 — the kernels' upstream gradients are off by up to ~u G even where the exact one is
+    0 (grad_atol), and that error reaches the sum through c. Records and returns the worst ratio."""
+    got, naive = got.double(), naive.double()
+    assert got.shape == ref64.shape, f"{op} {what}: shape {tuple(got.shape)}"
+    assert torch.isfinite(got).all(), f"{op} {what}: non-finite values"
+    u = unit_roundoff(dtype)
+    err = (got - ref64).abs()
+    scale = terms_sumsq.sqrt()
+    if upstream is not None:
+        scale = scale + upstream[0] * upstream[1].sqrt()
+    bound = 2 * ((naive - ref64).abs() + u * scale) + 1e-12
+    ratio = (err / bound).max().item()
+    key = (op, what)
+    if ratio > _WORST.get(key, (0.0,))[0]:
+        i = int((err / bound).flatten().argmax())
+        _WORST[key] = (ratio, err.flatten()[i].item(), bound.flatten()[i].item())
+    assert ratio <= 1, f"{op} {what}: error {err.max().item():.3e}, {ratio:.2f} of its bound"
+    return ratio
 
 
 def rand(*shape, dtype=torch.bfloat16, scale=1.0, requires_grad=True):

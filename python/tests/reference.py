@@ -75,3 +75,66 @@ def gated(out: Tensor, gate: Tensor) -> Tensor:
     a headwise gate has no head_dim and broadcasts over it."""
     g = gate if gate.dim() == out.dim() else gate[..., None]
     return out * torch.sigmoid(g)
+
+
+def rmsnorm(x: Tensor, gamma: Tensor, eps: float) -> Tensor:
+    """RMSNorm over the last dimension: gamma * x / sqrt(mean(x^2) + eps)."""
+    return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps) * gamma.to(x.dtype)
+
+
+def rope(x: Tensor, positions: Tensor, theta: float) -> Tensor:
+    """Rotate-half RoPE (Llama / Qwen3 / the official ExoFormer): element i < d/2 pairs with
+    i + d/2, rotated by pos * theta^(-2i/d); the angle table in float32 as the official code's."""
+    d = x.shape[-1]
+    inv_freq = theta ** (-torch.arange(0, d, 2, dtype=torch.float32) / d)
+    ang = positions.to(torch.float32)[:, None] * inv_freq[None, :]  # [tokens, d/2]
+    shape = [1] * (x.dim() - 3) + [positions.numel(), 1, d // 2]
+    cos, sin = (f(ang).to(x.dtype).reshape(shape) for f in (torch.cos, torch.sin))
+    a, b = x[..., : d // 2], x[..., d // 2:]
+    return torch.cat([a * cos - b * sin, b * cos + a * sin], dim=-1)
+
+
+def _param(t: Tensor, like: Tensor) -> Tensor:
+    """A lambda of granularity [H, d], [H] or [] (or already like's full shape) broadcast to
+    `like`, in its dtype."""
+    t = t.to(like.dtype)
+    return t[:, None] if t.dim() == 1 and like.dim() > 1 and t.shape[0] != like.shape[-1] else t
+
+
+def exoformer_mix(p, anchor, gamma_anchor, lambda1, lambda2, gamma_q, gamma_k, s, positions,
+                  rope_on=True, rope_theta=5e5, norm_eps=1e-6, anchor_eps=1e-6):
+    """ExoFormer's token-local part (Su, official code; SPEC §3) for streams p = (q, k, v, g),
+    [batch, seqlen, heads, d]: returns the attention's operands and the gate logits
+
+        A^_P = RMSNorm_{gamma_anchor,P}(anchor_P)
+        P~   = (lambda1_P * s_P1) * A^_P + (lambda2_P * s_P2) * P      (s = 1: static)
+        q~, k~ = RoPE(RMSNorm_{gamma_q}(q~)), RoPE(RMSNorm_{gamma_k}(k~))
+
+    s: [batch, seqlen, 8] (q1 q2 k1 k2 v1 v2 g1 g2), or a list of 8 tensors broadcastable to
+    the streams (the tests pass expanded leaves to get per-element terms), or None."""
+    mixed = []
+    for i in range(4):
+        x = p[i]
+        a_hat = rmsnorm(anchor[i], gamma_anchor[i], anchor_eps)
+        if s is None:
+            s1 = s2 = 1.0
+        elif isinstance(s, (list, tuple)):
+            s1, s2 = s[2 * i].to(x.dtype), s[2 * i + 1].to(x.dtype)
+        else:
+            s1, s2 = (s[..., j, None, None].to(x.dtype) for j in (2 * i, 2 * i + 1))
+        mixed.append(_param(lambda1[i], x) * s1 * a_hat + _param(lambda2[i], x) * s2 * x)
+    q, k, v, g = mixed
+    q, k = rmsnorm(q, gamma_q, norm_eps), rmsnorm(k, gamma_k, norm_eps)
+    if rope_on:
+        q, k = rope(q, positions, rope_theta), rope(k, positions, rope_theta)
+    return [q, k, v, g]
+
+
+def exoformer_layer(p, anchor, gamma_anchor, lambda1, lambda2, gamma_q, gamma_k, s, positions,
+                    rope_on=True, rope_theta=5e5, norm_eps=1e-6, anchor_eps=1e-6, scale=None,
+                    causal=True):
+    """One ExoFormer layer with Gated Attention's elementwise gate:
+    out = Attention(q~, k~, v~) * sigmoid(g~) over exoformer_mix's streams."""
+    q, k, v, g = exoformer_mix(p, anchor, gamma_anchor, lambda1, lambda2, gamma_q, gamma_k, s,
+                               positions, rope_on, rope_theta, norm_eps, anchor_eps)
+    return gated(attention(q, k, v, scale, causal), g)

@@ -22,6 +22,9 @@ class Block(nn.Module):
         self.gate = nn.Linear(dim, dim, bias=False, dtype=torch.bfloat16)
         self.out = nn.Linear(dim, dim, bias=False, dtype=torch.bfloat16)
         self.lambdas = nn.Parameter(torch.tensor([0.5, 0.5]))
+        self.anchor = nn.Linear(dim, 4 * dim, bias=False, dtype=torch.bfloat16)
+        self.exo_lambda = nn.Parameter(torch.full((2, 4, heads), 0.5))
+        self.exo_gains = nn.Parameter(torch.ones(6, self.d))
 
     def forward(self, x, v_first):
         b, s, _ = x.shape
@@ -32,13 +35,19 @@ class Block(nn.Module):
             y = st.value_residual(q, k, v, v_first, self.lambdas[0], self.lambdas[1], causal=True)
         elif self.method == "svformer":
             y = st.value_residual(q, k, None, v_first, kind="svformer", causal=True)
-        else:
+        elif self.method == "gated":
             g = self.gate(x).view(b, s, self.heads, self.d)
             y = st.gated_attention(q, k, v, g, causal=True)
+        else:
+            g = self.gate(x).view(b, s, self.heads, self.d)
+            anchors = list(self.anchor(x).view(b, s, 4, self.heads, self.d).unbind(dim=2))
+            gains = list(self.exo_gains.unbind(0))
+            y = st.exoformer([q, k, v, g], anchors, gains[:4], list(self.exo_lambda[0]),
+                             list(self.exo_lambda[1]), gains[4], gains[5], causal=True)
         return self.out(y.reshape(b, s, -1))
 
 
-@pytest.mark.parametrize("method", ["flash", "resformer", "svformer", "gated"])
+@pytest.mark.parametrize("method", ["flash", "resformer", "svformer", "gated", "exoformer"])
 def test_compile_fullgraph(method):
     torch.manual_seed(0)
     model = Block(method)
@@ -63,14 +72,24 @@ def _opcheck_args():
     ls, lf = torch.tensor(0.6, requires_grad=True), torch.tensor(0.4, requires_grad=True)
     gate = rand(1, 20, 4, 64)
     mask = (None, None, 0, 0, 0.125, True, -1, True)
+    d = 64
+    exo = ([rand(1, 20, n, d) for n in (4, 2, 2, 4)], [rand(1, 20, n, d) for n in (4, 2, 2, 4)],
+           [torch.ones(d, requires_grad=True) for _ in range(4)],
+           [torch.full((n,), 0.5, requires_grad=True) for n in (4, 2, 2, 4)],
+           [torch.full((n,), 0.7, requires_grad=True) for n in (4, 2, 2, 4)],
+           torch.ones(d, requires_grad=True), torch.ones(d, requires_grad=True),
+           torch.rand(1, 20, 8, requires_grad=True))
     return {
+        "exoformer_fwd": (ops.exoformer_fwd, (*exo, None, 0, 0.125, True, -1, True, True, 5e5,
+                                              1e-6, 1e-6)),
         "flash_attn_fwd": (ops.flash_attn_fwd, (q, k, v, *mask)),
         "resformer_attn_fwd": (ops.resformer_attn_fwd, (q, k, v, v0, ls, lf, *mask)),
         "gated_attn_fwd": (ops.gated_attn_fwd, (q, k, v, gate, *mask)),
     }
 
 
-@pytest.mark.parametrize("name", ["flash_attn_fwd", "resformer_attn_fwd", "gated_attn_fwd"])
+@pytest.mark.parametrize("name", ["flash_attn_fwd", "resformer_attn_fwd", "gated_attn_fwd",
+                                  "exoformer_fwd"])
 def test_opcheck(name):
     op, args = _opcheck_args()[name]
     torch.library.opcheck(op, args)

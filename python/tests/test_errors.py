@@ -132,10 +132,9 @@ def test_c_abi_writes_nothing_on_failure():
 def test_library_checks_its_abi():
     lib = _capi.library("sim")
     assert lib.executor == "sim_v1"
-    sizes = (ctypes.c_int64 * 4)()
+    sizes = (ctypes.c_int64 * len(_capi.STRUCTS))()
     lib.lib.strata_capi_struct_sizes(sizes)
-    assert list(sizes) == [ctypes.sizeof(s) for s in (_capi.Tensor, _capi.Attention,
-                                                       _capi.ValueResidual, _capi.Gate)]
+    assert list(sizes) == [ctypes.sizeof(s) for s in _capi.STRUCTS]
 
 
 def test_simulator_settings():
