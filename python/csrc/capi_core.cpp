@@ -27,6 +27,7 @@ void strata_capi_struct_sizes(int64_t* sizes) {
   sizes[2] = sizeof(StrataValueResidual);
   sizes[3] = sizeof(StrataGate);
   sizes[4] = sizeof(StrataExo);
+  sizes[5] = sizeof(StrataDepth);
 }
 
 const char* strata_capi_executor(void) {

@@ -32,7 +32,7 @@ extern "C" {
 #endif
 
 /** Bumped whenever a struct below changes; strata_torch refuses a library of another version. */
-#define STRATA_CAPI_VERSION 2
+#define STRATA_CAPI_VERSION 3
 
 /** Element types of StrataTensor::dtype. */
 enum StrataDtype {
@@ -117,12 +117,37 @@ typedef struct StrataExo {
   float rope_theta, norm_eps, anchor_eps;
 } StrataExo;
 
+/** Most sources of one Depth-Attention layer (core::kMaxSources). */
+#define STRATA_DEPTH_MAX_SOURCES 8
+
+/** Depth-Attention's token-local pass of one layer (SPEC §1): q_rot = RoPE(RMSNorm(q)),
+ *  k^ = RMSNorm(RoPE(k)), and v^ = softmax over the sources' k^_j and its own k^ of the group's
+ *  mean query, applied to the sources' v^_j and its own v. The attention's q, k, v are q_rot, k^,
+ *  v^ (written by the forward); in the backward its dq, dk, dv are scratch (the attention's
+ *  gradients, read by the pass). All [.., heads, d] tensors here are contiguous. */
+typedef struct StrataDepth {
+  StrataTensor q, k, v; /**< the layer's raw projections */
+  int32_t num_sources;  /**< <= STRATA_DEPTH_MAX_SOURCES */
+  StrataTensor src_khat[STRATA_DEPTH_MAX_SOURCES], src_vhat[STRATA_DEPTH_MAX_SOURCES];
+  StrataTensor gamma_q, gamma_k; /**< fp32 [d] QK-norm gains, or not given: no QK-norm */
+  StrataTensor dq, dk, dv;       /**< backward: the raw projections' gradients, written */
+  /** backward: fp32 [tokens, h_k, d], the sum of later layers' shares of this layer's k^ / v^
+   *  gradient (not given: none) */
+  StrataTensor dkhat_acc, dvhat_acc;
+  /** backward: fp32 [tokens, h_k, d] per source, added to (+=): its share of the gradient */
+  StrataTensor src_dkhat_acc[STRATA_DEPTH_MAX_SOURCES], src_dvhat_acc[STRATA_DEPTH_MAX_SOURCES];
+  StrataTensor dgamma_q, dgamma_k; /**< backward: fp32 [d] (with QK-norm), written */
+  int32_t rope;                    /**< 0 or 1 */
+  float rope_theta, eps;
+} StrataDepth;
+
 /** The message of this thread's last failed call ("ok" if none). */
 STRATA_CAPI_EXPORT const char* strata_capi_last_error(void);
 /** STRATA_CAPI_VERSION of the library, and the sizes of its structs (checked by bindings). */
 STRATA_CAPI_EXPORT int32_t strata_capi_version(void);
 /** sizeof(StrataTensor), sizeof(StrataAttention), sizeof(StrataValueResidual),
- *  sizeof(StrataGate), sizeof(StrataExo), in that order, into sizes[0..4]. */
+ *  sizeof(StrataGate), sizeof(StrataExo), sizeof(StrataDepth), in that order, into
+ *  sizes[0..5]. */
 STRATA_CAPI_EXPORT void strata_capi_struct_sizes(int64_t* sizes);
 /** "sim_v1" (the CPU simulator) or "cuda_v1" (nvcc). */
 STRATA_CAPI_EXPORT const char* strata_capi_executor(void);
@@ -161,6 +186,13 @@ STRATA_CAPI_EXPORT int strata_exoformer_bwd_workspace_bytes(const StrataAttentio
                                                             int64_t* bytes);
 STRATA_CAPI_EXPORT int strata_exoformer_bwd(const StrataAttention* a, const StrataGate* g,
                                             const StrataExo* x);
+
+/* Depth-Attention, one layer (the depth pass + attention). The backward writes d.dq, dk, dv,
+ * the gains' gradients, and adds the sources' shares into src_dkhat_acc / src_dvhat_acc. */
+STRATA_CAPI_EXPORT int strata_depth_fwd(const StrataAttention* a, const StrataDepth* d);
+STRATA_CAPI_EXPORT int strata_depth_bwd_workspace_bytes(const StrataAttention* a,
+                                                        const StrataDepth* d, int64_t* bytes);
+STRATA_CAPI_EXPORT int strata_depth_bwd(const StrataAttention* a, const StrataDepth* d);
 
 #ifdef __cplusplus
 }

@@ -26,7 +26,8 @@ from ._capi import StrataError
 
 __all__ = ["StrataError", "flash_attn_func", "flash_attn_varlen_func", "value_residual",
            "value_residual_varlen", "gated_attention", "gated_attention_varlen", "exoformer",
-           "exoformer_varlen", "set_simulator", "executors"]
+           "exoformer_varlen", "depth_attention", "depth_attention_varlen", "set_simulator",
+           "executors"]
 
 
 def _mask_args(q: Tensor, softmax_scale: Optional[float], causal: bool,
@@ -287,6 +288,70 @@ def exoformer_varlen(p, anchors, anchor_gains, lambda1, lambda2, gamma_q: Tensor
                              cu_seqlens, max_seqlen, rope, rope_theta, norm_eps, anchor_eps,
                              softmax_scale, causal, window_size, deterministic)
     return (out, lse) if return_lse else out
+
+
+def _depth_call(q, k, v, sources, gamma_q, gamma_k, cu, max_seqlen, rope, rope_theta, eps,
+                softmax_scale, causal, window_size, deterministic):
+    _check_qkv(q, k, v)
+    src = list(sources)
+    for c, pair in enumerate(src):
+        if not isinstance(pair, (list, tuple)) or len(pair) != 2:
+            raise StrataError(f"sources[{c}]: expected a (khat, vhat) pair, an earlier layer's "
+                              "second return value")
+        for name, t in zip(("khat", "vhat"), pair):
+            _check_tensor(f"sources[{c}].{name}", t, (q.dtype,))
+    if (gamma_q is None) != (gamma_k is None):
+        raise StrataError("gamma_q, gamma_k: give both (QK-norm) or neither")
+    for name, t in (("gamma_q", gamma_q), ("gamma_k", gamma_k)):
+        if t is not None:
+            _check_tensor(name, t, (torch.float32,))
+    scale, causal, left = _mask_args(q, softmax_scale, causal, window_size)
+    out, lse, _, khat, vhat = ops.depth_attn_fwd(
+        q, k, v, [p[0] for p in src], [p[1] for p in src], gamma_q, gamma_k, cu, max_seqlen,
+        scale, causal, left, bool(deterministic), bool(rope), float(rope_theta), float(eps))
+    return out, lse, (khat, vhat)
+
+
+def depth_attention(q: Tensor, k: Tensor, v: Tensor, sources=(), gamma_q: Optional[Tensor] = None,
+                    gamma_k: Optional[Tensor] = None, rope: bool = True,
+                    rope_theta: float = 10000.0, eps: float = 1e-6,
+                    softmax_scale: Optional[float] = None, causal: bool = False,
+                    window_size: tuple = (-1, -1), deterministic: bool = True,
+                    return_lse: bool = False):
+    """One Depth-Attention layer (attention over earlier layers' keys at the same token, then
+    over the sequence), fused: returns (out, source), where source = (k^, v^) is what later
+    layers pass in `sources`.
+
+    q, k, v: the layer's raw projections, contiguous [batch, seqlen, heads, d] (k, v with the KV
+    heads). sources: (k^_j, v^_j) of the layers j < l this layer reads (at most 8, ascending, as
+    the stride / recent-window rule of the paper picks them). gamma_q, gamma_k: fp32 [d]
+    QK-norm gains (None: no QK-norm).
+
+        q_rot = RoPE(RMSNorm(q)),  k^ = RMSNorm(RoPE(k))
+        alpha = softmax over [k^_j for j in sources] + [k^] of the KV group's mean query
+        v^    = sum alpha_c [v^_j ..., v]_c
+        out   = Attention(q_rot, k^, v^)
+
+    Gradients reach the sources through autograd (summed over the layers that read them)."""
+    out, lse, src = _depth_call(q, k, v, sources, gamma_q, gamma_k, None, 0, rope, rope_theta,
+                                eps, softmax_scale, causal, window_size, deterministic)
+    return (out, src, _lse_out(lse, q)) if return_lse else (out, src)
+
+
+def depth_attention_varlen(q: Tensor, k: Tensor, v: Tensor, cu_seqlens: Tensor, max_seqlen: int,
+                           sources=(), gamma_q: Optional[Tensor] = None,
+                           gamma_k: Optional[Tensor] = None, rope: bool = True,
+                           rope_theta: float = 10000.0, eps: float = 1e-6,
+                           softmax_scale: Optional[float] = None, causal: bool = False,
+                           window_size: tuple = (-1, -1), deterministic: bool = True,
+                           return_lse: bool = False):
+    """depth_attention over packed sequences [total_tokens, heads, d] (self-attention: one
+    cu_seqlens; RoPE positions restart at every sequence)."""
+    _check_cu(cu_seqlens, cu_seqlens, max_seqlen, max_seqlen)
+    out, lse, src = _depth_call(q, k, v, sources, gamma_q, gamma_k, cu_seqlens, max_seqlen, rope,
+                                rope_theta, eps, softmax_scale, causal, window_size,
+                                deterministic)
+    return (out, src, lse) if return_lse else (out, src)
 
 
 def set_simulator(workers: Optional[int] = None, schedule: Optional[str] = None) -> None:

@@ -14,7 +14,7 @@ from typing import Optional
 
 import torch
 
-CAPI_VERSION = 2  # STRATA_CAPI_VERSION
+CAPI_VERSION = 3  # STRATA_CAPI_VERSION
 
 DTYPES = {torch.bfloat16: 1, torch.float16: 2, torch.float32: 3, torch.int32: 4, torch.uint8: 5}
 
@@ -77,6 +77,20 @@ def tensor(t: Optional[torch.Tensor]) -> Tensor:
     return d
 
 
+DEPTH_MAX_SOURCES = 8  # STRATA_DEPTH_MAX_SOURCES
+
+
+class Depth(ctypes.Structure):
+    _fields_ = [("q", Tensor), ("k", Tensor), ("v", Tensor), ("num_sources", ctypes.c_int32),
+                ("src_khat", Tensor * DEPTH_MAX_SOURCES), ("src_vhat", Tensor * DEPTH_MAX_SOURCES),
+                ("gamma_q", Tensor), ("gamma_k", Tensor), ("dq", Tensor), ("dk", Tensor),
+                ("dv", Tensor), ("dkhat_acc", Tensor), ("dvhat_acc", Tensor),
+                ("src_dkhat_acc", Tensor * DEPTH_MAX_SOURCES),
+                ("src_dvhat_acc", Tensor * DEPTH_MAX_SOURCES), ("dgamma_q", Tensor),
+                ("dgamma_k", Tensor), ("rope", ctypes.c_int32), ("rope_theta", ctypes.c_float),
+                ("eps", ctypes.c_float)]
+
+
 _OPS = {
     "strata_flash_fwd": [ctypes.POINTER(Attention)],
     "strata_flash_bwd_workspace_bytes": [ctypes.POINTER(Attention), ctypes.POINTER(ctypes.c_int64)],
@@ -94,9 +108,13 @@ _OPS = {
     "strata_exoformer_bwd_workspace_bytes": [ctypes.POINTER(Attention), ctypes.POINTER(Gate),
                                              ctypes.POINTER(Exo), ctypes.POINTER(ctypes.c_int64)],
     "strata_exoformer_bwd": [ctypes.POINTER(Attention), ctypes.POINTER(Gate), ctypes.POINTER(Exo)],
+    "strata_depth_fwd": [ctypes.POINTER(Attention), ctypes.POINTER(Depth)],
+    "strata_depth_bwd_workspace_bytes": [ctypes.POINTER(Attention), ctypes.POINTER(Depth),
+                                         ctypes.POINTER(ctypes.c_int64)],
+    "strata_depth_bwd": [ctypes.POINTER(Attention), ctypes.POINTER(Depth)],
 }
 
-STRUCTS = (Tensor, Attention, ValueResidual, Gate, Exo)  # strata_capi_struct_sizes' order
+STRUCTS = (Tensor, Attention, ValueResidual, Gate, Exo, Depth)  # strata_capi_struct_sizes' order
 
 
 class Library:

@@ -468,3 +468,151 @@ def _exo_backward(ctx, dout, dlse, *dmixed):
 
 
 torch.library.register_autograd("strata::exoformer_fwd", _exo_backward, setup_context=_exo_setup)
+
+# ---- Depth-Attention (one layer: the depth pass and attention) ---------------------------------
+
+
+def _depth_struct(q, k, v, src_khat, src_vhat, gamma_q, gamma_k, rope, rope_theta, eps,
+                  grads=None):
+    if len(src_khat) > _capi.DEPTH_MAX_SOURCES or len(src_vhat) != len(src_khat):
+        raise StrataError(f"sources: {len(src_khat)} k^ and {len(src_vhat)} v^, expected as many "
+                          f"of each and at most {_capi.DEPTH_MAX_SOURCES}")
+    x = _capi.Depth()
+    x.q, x.k, x.v = _capi.tensor(q), _capi.tensor(k), _capi.tensor(v)
+    x.num_sources = len(src_khat)
+    for c, (kh, vh) in enumerate(zip(src_khat, src_vhat)):
+        x.src_khat[c], x.src_vhat[c] = _capi.tensor(kh), _capi.tensor(vh)
+    x.gamma_q, x.gamma_k = _capi.tensor(gamma_q), _capi.tensor(gamma_k)
+    keep = [q, k, v, *src_khat, *src_vhat, gamma_q, gamma_k]
+    if grads is not None:
+        for name in ("dq", "dk", "dv", "dkhat_acc", "dvhat_acc", "dgamma_q", "dgamma_k"):
+            setattr(x, name, _capi.tensor(grads[name]))
+            keep.append(grads[name])
+        for c in range(len(src_khat)):
+            x.src_dkhat_acc[c] = _capi.tensor(grads["src_dkhat"][c])
+            x.src_dvhat_acc[c] = _capi.tensor(grads["src_dvhat"][c])
+        keep += grads["src_dkhat"] + grads["src_dvhat"]
+    x.rope, x.rope_theta, x.eps = int(rope), rope_theta, eps
+    x._keep = keep
+    return x
+
+
+@torch.library.custom_op("strata::depth_attn_fwd", mutates_args=())
+def depth_attn_fwd(q: Tensor, k: Tensor, v: Tensor, src_khat: list[Tensor],
+                   src_vhat: list[Tensor], gamma_q: Optional[Tensor], gamma_k: Optional[Tensor],
+                   cu_seqlens: Optional[Tensor], max_seqlen: int, softmax_scale: float,
+                   causal: bool, window_left: int, deterministic: bool, rope: bool,
+                   rope_theta: float,
+                   eps: float) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """out, lse, and the pass's outputs q_rot, k^, v^ (k^ and v^ are later layers' sources)."""
+    device = _check_same_device(q=q, k=k, v=v, gamma_q=gamma_q, gamma_k=gamma_k,
+                                cu_seqlens=cu_seqlens)
+    lib, stream, guard = _executor(device)
+    q_rot, khat, vhat = (torch.empty(t.shape, dtype=t.dtype, device=device) for t in (q, k, v))
+    out = torch.empty(q.shape, dtype=q.dtype, device=device)
+    lse = torch.empty(_lse_shape(q, cu_seqlens is not None), dtype=torch.float32, device=device)
+    a, keep = _attention(q_rot, khat, vhat, out, lse, cu_seqlens, cu_seqlens, max_seqlen,
+                         max_seqlen, softmax_scale, causal, window_left)
+    a.stream = stream
+    x = _depth_struct(q, k, v, src_khat, src_vhat, gamma_q, gamma_k, rope, rope_theta, eps)
+    with guard:
+        lib.call("strata_depth_fwd", a, x)
+    return out, lse, q_rot, khat, vhat
+
+
+@depth_attn_fwd.register_fake
+def _(q, k, v, src_khat, src_vhat, gamma_q, gamma_k, cu_seqlens, max_seqlen, softmax_scale,
+      causal, window_left, deterministic, rope, rope_theta, eps):
+    return (torch.empty_like(q, memory_format=torch.contiguous_format),
+            q.new_empty(_lse_shape(q, cu_seqlens is not None), dtype=torch.float32),
+            *(torch.empty_like(t, memory_format=torch.contiguous_format) for t in (q, k, v)))
+
+
+@torch.library.custom_op("strata::depth_attn_bwd", mutates_args=())
+def depth_attn_bwd(dout: Tensor, dkhat: Optional[Tensor], dvhat: Optional[Tensor], q: Tensor,
+                   k: Tensor, v: Tensor, src_khat: list[Tensor], src_vhat: list[Tensor],
+                   gamma_q: Optional[Tensor], gamma_k: Optional[Tensor], out: Tensor, lse: Tensor,
+                   q_rot: Tensor, khat: Tensor, vhat: Tensor, cu_seqlens: Optional[Tensor],
+                   max_seqlen: int, softmax_scale: float, causal: bool, window_left: int,
+                   deterministic: bool, rope: bool, rope_theta: float,
+                   eps: float) -> list[Tensor]:
+    """Gradients, flat: dq, dk, dv, dgamma_q, dgamma_k (empty without QK-norm), then the
+    sources' dk^ (n) and dv^ (n). dkhat / dvhat: later layers' gradients of this layer's k^ / v^
+    (None when no later layer read it)."""
+    device = _check_same_device(dout=dout, q=q, k=k, v=v, out=out, lse=lse,
+                                cu_seqlens=cu_seqlens)
+    lib, stream, guard = _executor(device)
+    dout = _grad_contiguous(dout)  # a local: the C struct holds only its address
+    n = len(src_khat)
+    norm = gamma_q is not None
+
+    def acc():
+        return torch.zeros(k.shape, dtype=torch.float32, device=device)
+
+    grads = {"dq": torch.empty(q.shape, dtype=q.dtype, device=device),
+             "dk": torch.empty(k.shape, dtype=k.dtype, device=device),
+             "dv": torch.empty(v.shape, dtype=v.dtype, device=device),
+             # this layer's k^ / v^ gradient from later layers, in fp32 as the pass reads it
+             "dkhat_acc": dkhat.float().contiguous() if dkhat is not None else None,
+             "dvhat_acc": dvhat.float().contiguous() if dvhat is not None else None,
+             "dgamma_q": torch.zeros(q.shape[-1], device=device) if norm else None,
+             "dgamma_k": torch.zeros(q.shape[-1], device=device) if norm else None,
+             "src_dkhat": [acc() for _ in range(n)], "src_dvhat": [acc() for _ in range(n)]}
+    # scratch: the attention's gradients of q_rot, k^, v^, which the pass reads
+    dq_rot, dk_hat, dv_hat = (torch.empty(t.shape, dtype=t.dtype, device=device)
+                              for t in (q, k, v))
+    a, keep = _attention(q_rot, khat, vhat, out, lse, cu_seqlens, cu_seqlens, max_seqlen,
+                         max_seqlen, softmax_scale, causal, window_left, deterministic, dout,
+                         dq_rot, dk_hat, dv_hat)
+    a.stream = stream
+    x = _depth_struct(q, k, v, src_khat, src_vhat, gamma_q, gamma_k, rope, rope_theta, eps, grads)
+    with guard:
+        ws = _workspace(lib, "strata_depth_bwd_workspace_bytes", a, x, device=device)
+        lib.call("strata_depth_bwd", a, x)
+    del ws
+    def empty():  # a distinct tensor each time: custom-op outputs may not alias
+        return q.new_empty(0, dtype=torch.float32)
+
+    return [grads["dq"], grads["dk"], grads["dv"],
+            grads["dgamma_q"] if norm else empty(), grads["dgamma_k"] if norm else empty(),
+            *(t.to(k.dtype) for t in grads["src_dkhat"]),
+            *(t.to(k.dtype) for t in grads["src_dvhat"])]
+
+
+@depth_attn_bwd.register_fake
+def _(dout, dkhat, dvhat, q, k, v, src_khat, src_vhat, gamma_q, gamma_k, out, lse, q_rot, khat,
+      vhat, cu_seqlens, max_seqlen, softmax_scale, causal, window_left, deterministic, rope,
+      rope_theta, eps):
+    def like(t):
+        return torch.empty_like(t, memory_format=torch.contiguous_format)
+
+    def gain(g):
+        return like(g) if g is not None else q.new_empty(0, dtype=torch.float32)
+
+    return [like(q), like(k), like(v), gain(gamma_q), gain(gamma_k), *(like(t) for t in src_khat),
+            *(like(t) for t in src_vhat)]
+
+
+def _depth_setup(ctx, inputs, output):
+    q, k, v, src_khat, src_vhat, gamma_q, gamma_k, cu, *args = inputs
+    out, lse, q_rot, khat, vhat = output
+    ctx.n = len(src_khat)
+    ctx.save_for_backward(q, k, v, *src_khat, *src_vhat, gamma_q, gamma_k, out, lse, q_rot, khat,
+                          vhat, cu)
+    ctx.args = args  # max_seqlen, softmax_scale, causal, window_left, deterministic, rope, ...
+
+
+def _depth_backward(ctx, dout, dlse, dq_rot, dkhat, dvhat):
+    t, n = ctx.saved_tensors, ctx.n
+    q, k, v = t[0:3]
+    src_khat, src_vhat = list(t[3:3 + n]), list(t[3 + n:3 + 2 * n])
+    gamma_q, gamma_k, out, lse, q_rot, khat, vhat, cu = t[3 + 2 * n:]
+    g = depth_attn_bwd(dout, dkhat, dvhat, q, k, v, src_khat, src_vhat, gamma_q, gamma_k, out,
+                       lse, q_rot, khat, vhat, cu, *ctx.args)
+    norm = gamma_q is not None
+    return (g[0], g[1], g[2], g[5:5 + n], g[5 + n:5 + 2 * n], g[3] if norm else None,
+            g[4] if norm else None, *[None] * (1 + len(ctx.args)))
+
+
+torch.library.register_autograd("strata::depth_attn_fwd", _depth_backward,
+                                setup_context=_depth_setup)

@@ -138,3 +138,33 @@ def exoformer_layer(p, anchor, gamma_anchor, lambda1, lambda2, gamma_q, gamma_k,
     q, k, v, g = exoformer_mix(p, anchor, gamma_anchor, lambda1, lambda2, gamma_q, gamma_k, s,
                                positions, rope_on, rope_theta, norm_eps, anchor_eps)
     return gated(attention(q, k, v, scale, causal), g)
+
+
+def depth_layer(q, k, v, sources, gamma_q, gamma_k, positions, rope_on=True, rope_theta=1e4,
+                eps=1e-6, scale=None, causal=True, attend=None):
+    """Depth-Attention, one layer (SPEC §1, the official code's SDPA path; strata/reference/
+    depth.hpp) over [batch, seqlen, heads, d]:
+
+        q_rot = RoPE(RMSNorm_{gamma_q}(q)),  k^ = RMSNorm_{gamma_k}(RoPE(k))   (norms if given)
+        q_bar = mean of the G query heads of each KV group (of q_rot)
+        alpha = softmax_c(q_bar . kappa_c / sqrt(d)) over kappa = [k^_j for sources] + [k^]
+        v^    = sum_c alpha_c nu_c,  nu = [v^_j for sources] + [v]
+        out   = Attention(q_rot, k^, v^)
+
+    Returns (out, (k^, v^)). `attend` replaces the sequence attention (varlen)."""
+    d = q.shape[-1]
+    if gamma_q is not None:
+        q = rmsnorm(q, gamma_q, eps)
+    if rope_on:
+        q, k = rope(q, positions, rope_theta), rope(k, positions, rope_theta)
+    khat = rmsnorm(k, gamma_k, eps) if gamma_k is not None else k
+    h, hk = q.shape[-2], k.shape[-2]
+    q_bar = q.unflatten(-2, (hk, h // hk)).mean(dim=-2)  # [.., hk, d]
+    kappa = torch.stack([s[0] for s in sources] + [khat], dim=-2)  # [.., hk, C, d]
+    nu = torch.stack([s[1] for s in sources] + [v], dim=-2)
+    logits = (kappa * q_bar[..., None, :]).sum(-1) / math.sqrt(d)
+    alpha = torch.softmax(logits.float() if logits.dtype in (torch.bfloat16, torch.float16)
+                          else logits, dim=-1).to(q.dtype)
+    vhat = (alpha[..., None] * nu).sum(dim=-2)
+    attend = attend or (lambda a, b, c: attention(a, b, c, scale, causal))
+    return attend(q, khat, vhat), (khat, vhat)

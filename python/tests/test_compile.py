@@ -35,6 +35,13 @@ class Block(nn.Module):
             y = st.value_residual(q, k, v, v_first, self.lambdas[0], self.lambdas[1], causal=True)
         elif self.method == "svformer":
             y = st.value_residual(q, k, None, v_first, kind="svformer", causal=True)
+        elif self.method == "depth":
+            first, src = st.depth_attention(q.contiguous(), k.contiguous(), v.contiguous(),
+                                            gamma_q=self.exo_gains[4], gamma_k=self.exo_gains[5],
+                                            causal=True)
+            y, _ = st.depth_attention(k.contiguous(), q.contiguous(), v.contiguous(),
+                                      sources=[src], causal=True)
+            y = y + first
         elif self.method == "gated":
             g = self.gate(x).view(b, s, self.heads, self.d)
             y = st.gated_attention(q, k, v, g, causal=True)
@@ -47,7 +54,8 @@ class Block(nn.Module):
         return self.out(y.reshape(b, s, -1))
 
 
-@pytest.mark.parametrize("method", ["flash", "resformer", "svformer", "gated", "exoformer"])
+@pytest.mark.parametrize("method",
+                         ["flash", "resformer", "svformer", "gated", "exoformer", "depth"])
 def test_compile_fullgraph(method):
     torch.manual_seed(0)
     model = Block(method)
@@ -79,7 +87,12 @@ def _opcheck_args():
            [torch.full((n,), 0.7, requires_grad=True) for n in (4, 2, 2, 4)],
            torch.ones(d, requires_grad=True), torch.ones(d, requires_grad=True),
            torch.rand(1, 20, 8, requires_grad=True))
+    src = (rand(1, 20, 2, d), rand(1, 20, 2, d))
     return {
+        "depth_attn_fwd": (ops.depth_attn_fwd, (q, k, v, [src[0]], [src[1]],
+                                                torch.ones(d, requires_grad=True),
+                                                torch.ones(d, requires_grad=True), None, 0, 0.125,
+                                                True, -1, True, True, 1e4, 1e-6)),
         "exoformer_fwd": (ops.exoformer_fwd, (*exo, None, 0, 0.125, True, -1, True, True, 5e5,
                                               1e-6, 1e-6)),
         "flash_attn_fwd": (ops.flash_attn_fwd, (q, k, v, *mask)),
@@ -89,7 +102,7 @@ def _opcheck_args():
 
 
 @pytest.mark.parametrize("name", ["flash_attn_fwd", "resformer_attn_fwd", "gated_attn_fwd",
-                                  "exoformer_fwd"])
+                                  "exoformer_fwd", "depth_attn_fwd"])
 def test_opcheck(name):
     op, args = _opcheck_args()[name]
     torch.library.opcheck(op, args)
