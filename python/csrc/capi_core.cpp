@@ -28,6 +28,7 @@ void strata_capi_struct_sizes(int64_t* sizes) {
   sizes[3] = sizeof(StrataGate);
   sizes[4] = sizeof(StrataExo);
   sizes[5] = sizeof(StrataDepth);
+  sizes[6] = sizeof(StrataMea);
 }
 
 const char* strata_capi_executor(void) {

@@ -32,7 +32,7 @@ extern "C" {
 #endif
 
 /** Bumped whenever a struct below changes; strata_torch refuses a library of another version. */
-#define STRATA_CAPI_VERSION 3
+#define STRATA_CAPI_VERSION 4
 
 /** Element types of StrataTensor::dtype. */
 enum StrataDtype {
@@ -141,13 +141,33 @@ typedef struct StrataDepth {
   float rope_theta, eps;
 } StrataDepth;
 
+/** MEA's composition of one layer (SPEC §4): K' = sum_c A^K[c, h] K_c[c], V' likewise, with the
+ *  head GroupNorm on K', V' (site 0, KeyValue) or on the attention output (site 1, Output), RoPE
+ *  on q and K'. The attention's q, k, v are the q_rot and K', V' buffers the forward writes (the
+ *  backward reads them); its `out` is the layer's output at KeyValue and the attention output O
+ *  before the GroupNorm at Output (then `out` below receives GN_o(O)); in the backward its dout
+ *  is dL/d(layer output) and dq, dk, dv are scratch. Activations are contiguous. */
+typedef struct StrataMea {
+  StrataTensor q, kc, vc; /**< raw q [.., h, d]; the component heads K_c, V_c [.., h_c, d] */
+  StrataTensor a_k, a_v;  /**< fp32 [h_c, h_kv] */
+  StrataTensor gamma_k, beta_k, gamma_v, beta_v; /**< KeyValue: fp32 [h_kv, d] */
+  StrataTensor gamma_o, beta_o;                  /**< Output: fp32 [h, d] */
+  StrataTensor kc_rot; /**< Output: RoPE(K_c) [.., h_c, d], written by the forward */
+  StrataTensor out;    /**< Output: GN_o(O), like q, written by the forward */
+  StrataTensor dq, dkc, dvc, da_k, da_v;                                /**< backward, written */
+  StrataTensor dgamma_k, dbeta_k, dgamma_v, dbeta_v, dgamma_o, dbeta_o; /**< backward (site's) */
+  int32_t site;                                                         /**< 0 KeyValue, 1 Output */
+  int32_t rope;                                                         /**< 0 or 1 */
+  float rope_theta, gn_eps;
+} StrataMea;
+
 /** The message of this thread's last failed call ("ok" if none). */
 STRATA_CAPI_EXPORT const char* strata_capi_last_error(void);
 /** STRATA_CAPI_VERSION of the library, and the sizes of its structs (checked by bindings). */
 STRATA_CAPI_EXPORT int32_t strata_capi_version(void);
 /** sizeof(StrataTensor), sizeof(StrataAttention), sizeof(StrataValueResidual),
- *  sizeof(StrataGate), sizeof(StrataExo), sizeof(StrataDepth), in that order, into
- *  sizes[0..5]. */
+ *  sizeof(StrataGate), sizeof(StrataExo), sizeof(StrataDepth), sizeof(StrataMea), in that
+ *  order, into sizes[0..6]. */
 STRATA_CAPI_EXPORT void strata_capi_struct_sizes(int64_t* sizes);
 /** "sim_v1" (the CPU simulator) or "cuda_v1" (nvcc). */
 STRATA_CAPI_EXPORT const char* strata_capi_executor(void);
@@ -193,6 +213,12 @@ STRATA_CAPI_EXPORT int strata_depth_fwd(const StrataAttention* a, const StrataDe
 STRATA_CAPI_EXPORT int strata_depth_bwd_workspace_bytes(const StrataAttention* a,
                                                         const StrataDepth* d, int64_t* bytes);
 STRATA_CAPI_EXPORT int strata_depth_bwd(const StrataAttention* a, const StrataDepth* d);
+
+/* MEA, one layer (the composition pass + attention; layers are independent). */
+STRATA_CAPI_EXPORT int strata_mea_fwd(const StrataAttention* a, const StrataMea* m);
+STRATA_CAPI_EXPORT int strata_mea_bwd_workspace_bytes(const StrataAttention* a, const StrataMea* m,
+                                                      int64_t* bytes);
+STRATA_CAPI_EXPORT int strata_mea_bwd(const StrataAttention* a, const StrataMea* m);
 
 #ifdef __cplusplus
 }

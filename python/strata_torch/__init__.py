@@ -26,8 +26,8 @@ from ._capi import StrataError
 
 __all__ = ["StrataError", "flash_attn_func", "flash_attn_varlen_func", "value_residual",
            "value_residual_varlen", "gated_attention", "gated_attention_varlen", "exoformer",
-           "exoformer_varlen", "depth_attention", "depth_attention_varlen", "set_simulator",
-           "executors"]
+           "exoformer_varlen", "depth_attention", "depth_attention_varlen", "mea", "mea_varlen",
+           "set_simulator", "executors"]
 
 
 def _mask_args(q: Tensor, softmax_scale: Optional[float], causal: bool,
@@ -352,6 +352,71 @@ def depth_attention_varlen(q: Tensor, k: Tensor, v: Tensor, cu_seqlens: Tensor, 
                                 rope_theta, eps, softmax_scale, causal, window_size,
                                 deterministic)
     return (out, src, lse) if return_lse else (out, src)
+
+
+def _mea_call(q, kc, vc, a_k, a_v, gn, site, cu, max_seqlen, rope, rope_theta, gn_eps,
+              softmax_scale, causal, window_size, deterministic):
+    _check_qkv(q, kc, vc)
+    for name, t in (("a_k", a_k), ("a_v", a_v)):
+        _check_tensor(name, t, (torch.float32,))
+    if site not in ("kv", "output"):
+        raise StrataError(f"site = {site!r}: expected 'kv' (GroupNorm on K', V') or 'output'")
+    need = ("gamma_k", "beta_k", "gamma_v", "beta_v") if site == "kv" else ("gamma_o", "beta_o")
+    for name, t in gn.items():
+        if name in need:
+            _check_tensor(name, t, (torch.float32,))
+        elif t is not None:
+            raise StrataError(f"{name}: not used at site {site!r} (give None)")
+    scale, causal, left = _mask_args(q, softmax_scale, causal, window_size)
+    return ops.mea_fwd(q, kc, vc, a_k, a_v, [gn[n] for n in need], cu, max_seqlen, scale,
+                       causal, left, bool(deterministic), site == "output", bool(rope),
+                       float(rope_theta), float(gn_eps))
+
+
+def mea(q: Tensor, kc: Tensor, vc: Tensor, a_k: Tensor, a_v: Tensor,
+        gamma_k: Optional[Tensor] = None, beta_k: Optional[Tensor] = None,
+        gamma_v: Optional[Tensor] = None, beta_v: Optional[Tensor] = None,
+        gamma_o: Optional[Tensor] = None, beta_o: Optional[Tensor] = None, site: str = "kv",
+        rope: bool = True, rope_theta: float = 10000.0, gn_eps: float = 1e-5,
+        softmax_scale: Optional[float] = None, causal: bool = False,
+        window_size: tuple = (-1, -1), deterministic: bool = True, return_lse: bool = False):
+    """One MEA layer (Multi-head Explicit Attention: head-level linear composition and head
+    GroupNorm), fused.
+
+    q: [batch, seqlen, heads, d]; kc, vc: the H_c component heads [batch, seqlen, H_c, d] (all
+    three contiguous: the pass reads dense rows); a_k, a_v: fp32 [H_c, H_kv] compose the H_kv heads the attention sees
+    (H_kv > H_c: virtual heads). site="kv": GroupNorm (per token and head, over d) on the
+    composed K', V' with fp32 [H_kv, d] affines gamma_k, beta_k, gamma_v, beta_v;
+    site="output": on each head's attention output with gamma_o, beta_o [heads, d].
+
+        K' = sum_c A^K[c, h] K_c[c],  V' likewise;  (kv) K', V' = GN(K'), GN(V')
+        out = Attention(RoPE(q), RoPE(K'), V');     (output) out = GN_o(out)
+    """
+    gn = {"gamma_k": gamma_k, "beta_k": beta_k, "gamma_v": gamma_v, "beta_v": beta_v,
+          "gamma_o": gamma_o, "beta_o": beta_o}
+    out, lse, *_ = _mea_call(q, kc, vc, a_k, a_v, gn, site, None, 0, rope, rope_theta, gn_eps,
+                             softmax_scale, causal, window_size, deterministic)
+    return (out, _lse_out(lse, q)) if return_lse else out
+
+
+def mea_varlen(q: Tensor, kc: Tensor, vc: Tensor, a_k: Tensor, a_v: Tensor, cu_seqlens: Tensor,
+               max_seqlen: int, gamma_k: Optional[Tensor] = None,
+               beta_k: Optional[Tensor] = None, gamma_v: Optional[Tensor] = None,
+               beta_v: Optional[Tensor] = None, gamma_o: Optional[Tensor] = None,
+               beta_o: Optional[Tensor] = None, site: str = "kv", rope: bool = True,
+               rope_theta: float = 10000.0, gn_eps: float = 1e-5,
+               softmax_scale: Optional[float] = None, causal: bool = False,
+               window_size: tuple = (-1, -1), deterministic: bool = True,
+               return_lse: bool = False):
+    """mea over packed sequences [total_tokens, heads, d] (one cu_seqlens; RoPE positions
+    restart at every sequence)."""
+    _check_cu(cu_seqlens, cu_seqlens, max_seqlen, max_seqlen)
+    gn = {"gamma_k": gamma_k, "beta_k": beta_k, "gamma_v": gamma_v, "beta_v": beta_v,
+          "gamma_o": gamma_o, "beta_o": beta_o}
+    out, lse, *_ = _mea_call(q, kc, vc, a_k, a_v, gn, site, cu_seqlens, max_seqlen, rope,
+                             rope_theta, gn_eps, softmax_scale, causal, window_size,
+                             deterministic)
+    return (out, lse) if return_lse else out
 
 
 def set_simulator(workers: Optional[int] = None, schedule: Optional[str] = None) -> None:

@@ -14,7 +14,7 @@ from typing import Optional
 
 import torch
 
-CAPI_VERSION = 3  # STRATA_CAPI_VERSION
+CAPI_VERSION = 4  # STRATA_CAPI_VERSION
 
 DTYPES = {torch.bfloat16: 1, torch.float16: 2, torch.float32: 3, torch.int32: 4, torch.uint8: 5}
 
@@ -91,6 +91,15 @@ class Depth(ctypes.Structure):
                 ("eps", ctypes.c_float)]
 
 
+class Mea(ctypes.Structure):
+    _fields_ = [(n, Tensor) for n in (
+        "q", "kc", "vc", "a_k", "a_v", "gamma_k", "beta_k", "gamma_v", "beta_v", "gamma_o",
+        "beta_o", "kc_rot", "out", "dq", "dkc", "dvc", "da_k", "da_v", "dgamma_k", "dbeta_k",
+        "dgamma_v", "dbeta_v", "dgamma_o", "dbeta_o")] + [
+        ("site", ctypes.c_int32), ("rope", ctypes.c_int32), ("rope_theta", ctypes.c_float),
+        ("gn_eps", ctypes.c_float)]
+
+
 _OPS = {
     "strata_flash_fwd": [ctypes.POINTER(Attention)],
     "strata_flash_bwd_workspace_bytes": [ctypes.POINTER(Attention), ctypes.POINTER(ctypes.c_int64)],
@@ -112,9 +121,13 @@ _OPS = {
     "strata_depth_bwd_workspace_bytes": [ctypes.POINTER(Attention), ctypes.POINTER(Depth),
                                          ctypes.POINTER(ctypes.c_int64)],
     "strata_depth_bwd": [ctypes.POINTER(Attention), ctypes.POINTER(Depth)],
+    "strata_mea_fwd": [ctypes.POINTER(Attention), ctypes.POINTER(Mea)],
+    "strata_mea_bwd_workspace_bytes": [ctypes.POINTER(Attention), ctypes.POINTER(Mea),
+                                       ctypes.POINTER(ctypes.c_int64)],
+    "strata_mea_bwd": [ctypes.POINTER(Attention), ctypes.POINTER(Mea)],
 }
 
-STRUCTS = (Tensor, Attention, ValueResidual, Gate, Exo, Depth)  # strata_capi_struct_sizes' order
+STRUCTS = (Tensor, Attention, ValueResidual, Gate, Exo, Depth, Mea)  # strata_capi_struct_sizes' order
 
 
 class Library:

@@ -616,3 +616,130 @@ def _depth_backward(ctx, dout, dlse, dq_rot, dkhat, dvhat):
 
 torch.library.register_autograd("strata::depth_attn_fwd", _depth_backward,
                                 setup_context=_depth_setup)
+
+# ---- MEA (one layer: head-level composition, head GroupNorm, attention) ------------------------
+
+
+def _mea_names(site_output: bool) -> tuple:
+    """The GroupNorm affines of a site, in the order `gn` lists them."""
+    return ("gamma_o", "beta_o") if site_output else ("gamma_k", "beta_k", "gamma_v", "beta_v")
+
+
+def _mea_struct(tensors: dict, site_output, rope, rope_theta, gn_eps):
+    m = _capi.Mea()
+    for name, t in tensors.items():
+        setattr(m, name, _capi.tensor(t))
+    m.site, m.rope, m.rope_theta, m.gn_eps = int(site_output), int(rope), rope_theta, gn_eps
+    m._keep = list(tensors.values())
+    return m
+
+
+@torch.library.custom_op("strata::mea_fwd", mutates_args=())
+def mea_fwd(q: Tensor, kc: Tensor, vc: Tensor, a_k: Tensor, a_v: Tensor, gn: list[Tensor],
+            cu_seqlens: Optional[Tensor], max_seqlen: int, softmax_scale: float, causal: bool,
+            window_left: int, deterministic: bool, site_output: bool, rope: bool,
+            rope_theta: float,
+            gn_eps: float) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """out, lse, and what the backward reads: q_rot, the attention's K and V, and at the Output
+    site the attention output O before the GroupNorm and RoPE(K_c) (empty at KeyValue).
+    gn: the site's affines (_mea_names)."""
+    device = _check_same_device(q=q, kc=kc, vc=vc, a_k=a_k, a_v=a_v, cu_seqlens=cu_seqlens)
+    lib, stream, guard = _executor(device)
+    kv_shape = [*q.shape[:-2], a_k.shape[-1], q.shape[-1]]
+    q_rot = torch.empty(q.shape, dtype=q.dtype, device=device)
+    k_attn, v_attn = (torch.empty(kv_shape, dtype=q.dtype, device=device) for _ in range(2))
+    attn_out = torch.empty(q.shape, dtype=q.dtype, device=device)  # O (Output) or out (KeyValue)
+    lse = torch.empty(_lse_shape(q, cu_seqlens is not None), dtype=torch.float32, device=device)
+    out = torch.empty(q.shape, dtype=q.dtype, device=device) if site_output else None
+    kc_rot = torch.empty(kc.shape, dtype=kc.dtype, device=device) if site_output else None
+    a, keep = _attention(q_rot, k_attn, v_attn, attn_out, lse, cu_seqlens, cu_seqlens, max_seqlen,
+                         max_seqlen, softmax_scale, causal, window_left)
+    a.stream = stream
+    m = _mea_struct({"q": q, "kc": kc, "vc": vc, "a_k": a_k, "a_v": a_v,
+                     **dict(zip(_mea_names(site_output), gn)), "kc_rot": kc_rot, "out": out},
+                    site_output, rope, rope_theta, gn_eps)
+    with guard:
+        lib.call("strata_mea_fwd", a, m)
+    if site_output:
+        return out, lse, q_rot, k_attn, v_attn, attn_out, kc_rot
+    return attn_out, lse, q_rot, k_attn, v_attn, q.new_empty(0), q.new_empty(0)
+
+
+@mea_fwd.register_fake
+def _(q, kc, vc, a_k, a_v, gn, cu_seqlens, max_seqlen, softmax_scale, causal, window_left,
+      deterministic, site_output, rope, rope_theta, gn_eps):
+    def like(t):
+        return torch.empty_like(t, memory_format=torch.contiguous_format)
+
+    kv = q.new_empty([*q.shape[:-2], a_k.shape[-1], q.shape[-1]])
+    return (like(q), q.new_empty(_lse_shape(q, cu_seqlens is not None), dtype=torch.float32),
+            like(q), kv, torch.empty_like(kv), like(q) if site_output else q.new_empty(0),
+            like(kc) if site_output else q.new_empty(0))
+
+
+@torch.library.custom_op("strata::mea_bwd", mutates_args=())
+def mea_bwd(dout: Tensor, q: Tensor, kc: Tensor, vc: Tensor, a_k: Tensor, a_v: Tensor,
+            gn: list[Tensor], out: Tensor, lse: Tensor, q_rot: Tensor, k_attn: Tensor,
+            v_attn: Tensor, attn_out: Tensor, kc_rot: Tensor, cu_seqlens: Optional[Tensor],
+            max_seqlen: int, softmax_scale: float, causal: bool, window_left: int,
+            deterministic: bool, site_output: bool, rope: bool, rope_theta: float,
+            gn_eps: float) -> list[Tensor]:
+    """Gradients: dq, dkc, dvc, da_k, da_v, then one per gn entry. out: the layer's output;
+    attn_out: the attention's (O at Output, out itself at KeyValue)."""
+    device = _check_same_device(dout=dout, q=q, kc=kc, vc=vc, lse=lse, cu_seqlens=cu_seqlens)
+    lib, stream, guard = _executor(device)
+    dout = _grad_contiguous(dout)  # a local: the C struct holds only its address
+    names = _mea_names(site_output)
+    grads = {"dq": torch.empty(q.shape, dtype=q.dtype, device=device),
+             "dkc": torch.empty(kc.shape, dtype=kc.dtype, device=device),
+             "dvc": torch.empty(vc.shape, dtype=vc.dtype, device=device),
+             "da_k": torch.zeros_like(a_k), "da_v": torch.zeros_like(a_v),
+             **{"d" + n: torch.zeros_like(t) for n, t in zip(names, gn)}}
+    # scratch: the attention's gradients of q_rot, K and V, which the pass reads
+    dq_rot = torch.empty(q.shape, dtype=q.dtype, device=device)
+    dk_attn, dv_attn = torch.empty_like(k_attn), torch.empty_like(v_attn)
+    a, keep = _attention(q_rot, k_attn, v_attn, attn_out, lse, cu_seqlens, cu_seqlens, max_seqlen,
+                         max_seqlen, softmax_scale, causal, window_left, deterministic, dout,
+                         dq_rot, dk_attn, dv_attn)
+    a.stream = stream
+    m = _mea_struct({"q": q, "kc": kc, "vc": vc, "a_k": a_k, "a_v": a_v,
+                     **dict(zip(names, gn)), "kc_rot": kc_rot if site_output else None,
+                     "out": out if site_output else None, **grads}, site_output, rope,
+                    rope_theta, gn_eps)
+    with guard:
+        ws = _workspace(lib, "strata_mea_bwd_workspace_bytes", a, m, device=device)
+        lib.call("strata_mea_bwd", a, m)
+    del ws
+    return list(grads.values())
+
+
+@mea_bwd.register_fake
+def _(dout, q, kc, vc, a_k, a_v, gn, out, lse, q_rot, k_attn, v_attn, attn_out, kc_rot,
+      cu_seqlens, max_seqlen, softmax_scale, causal, window_left, deterministic, site_output,
+      rope, rope_theta, gn_eps):
+    def like(t):
+        return torch.empty_like(t, memory_format=torch.contiguous_format)
+
+    return [like(q), like(kc), like(vc), like(a_k), like(a_v), *(like(t) for t in gn)]
+
+
+def _mea_setup(ctx, inputs, output):
+    q, kc, vc, a_k, a_v, gn, cu, *args = inputs
+    out, lse, q_rot, k_attn, v_attn, o_attn, kc_rot = output
+    ctx.site_output, ctx.n = args[5], len(gn)
+    ctx.save_for_backward(q, kc, vc, a_k, a_v, *gn, out, lse, q_rot, k_attn, v_attn,
+                          o_attn if ctx.site_output else out, kc_rot, cu)
+    ctx.args = args  # max_seqlen, softmax_scale, causal, window_left, deterministic, site, ...
+
+
+def _mea_backward(ctx, dout, dlse, dq_rot, dk_attn, dv_attn, do_attn, dkc_rot):
+    t, n = list(ctx.saved_tensors), ctx.n
+    q, kc, vc, a_k, a_v = t[:5]
+    gn = t[5:5 + n]
+    out, lse, q_rot, k_attn, v_attn, attn_out, kc_rot, cu = t[5 + n:]
+    g = mea_bwd(dout, q, kc, vc, a_k, a_v, gn, out, lse, q_rot, k_attn, v_attn, attn_out, kc_rot,
+                cu, *ctx.args)
+    return (g[0], g[1], g[2], g[3], g[4], g[5:], *[None] * (1 + len(ctx.args)))
+
+
+torch.library.register_autograd("strata::mea_fwd", _mea_backward, setup_context=_mea_setup)

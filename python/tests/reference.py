@@ -168,3 +168,28 @@ def depth_layer(q, k, v, sources, gamma_q, gamma_k, positions, rope_on=True, rop
     vhat = (alpha[..., None] * nu).sum(dim=-2)
     attend = attend or (lambda a, b, c: attention(a, b, c, scale, causal))
     return attend(q, khat, vhat), (khat, vhat)
+
+
+def group_norm(x: Tensor, gamma: Tensor, beta: Tensor, eps: float) -> Tensor:
+    """Head GroupNorm: per token and head over d (biased variance, as nn.GroupNorm with one
+    group per head), affine [heads, d]."""
+    mu = x.mean(-1, keepdim=True)
+    var = (x - mu).pow(2).mean(-1, keepdim=True)
+    return (x - mu) * torch.rsqrt(var + eps) * gamma.to(x.dtype) + beta.to(x.dtype)
+
+
+def mea_layer(q, kc, vc, a_k, a_v, gn, site, positions, rope_on=True, rope_theta=1e4,
+              gn_eps=1e-5, scale=None, causal=True, attend=None):
+    """MEA, one layer (SPEC §4, the official code; strata/reference/mea.hpp): K' = sum_c
+    A^K[c, h] K_c[c], V' likewise; site "kv": GroupNorm on K', V' (gn = gamma_k, beta_k,
+    gamma_v, beta_v); RoPE on q and K'; O = Attention(q, K', V'); site "output": GN_o(O)
+    (gn = gamma_o, beta_o)."""
+    kp = torch.einsum("...cd,ch->...hd", kc, a_k.to(kc.dtype))
+    vp = torch.einsum("...cd,ch->...hd", vc, a_v.to(vc.dtype))
+    if site == "kv":
+        kp, vp = group_norm(kp, gn[0], gn[1], gn_eps), group_norm(vp, gn[2], gn[3], gn_eps)
+    if rope_on:
+        q, kp = rope(q, positions, rope_theta), rope(kp, positions, rope_theta)
+    attend = attend or (lambda a, b, c: attention(a, b, c, scale, causal))
+    o = attend(q, kp, vp)
+    return group_norm(o, gn[0], gn[1], gn_eps) if site == "output" else o

@@ -25,6 +25,8 @@ class Block(nn.Module):
         self.anchor = nn.Linear(dim, 4 * dim, bias=False, dtype=torch.bfloat16)
         self.exo_lambda = nn.Parameter(torch.full((2, 4, heads), 0.5))
         self.exo_gains = nn.Parameter(torch.ones(6, self.d))
+        self.mea_a = nn.Parameter(torch.eye(heads).repeat(2, 1, 1))
+        self.mea_gn = nn.Parameter(torch.ones(4, heads, self.d))
 
     def forward(self, x, v_first):
         b, s, _ = x.shape
@@ -42,6 +44,9 @@ class Block(nn.Module):
             y, _ = st.depth_attention(k.contiguous(), q.contiguous(), v.contiguous(),
                                       sources=[src], causal=True)
             y = y + first
+        elif self.method == "mea":
+            q, k, v = q.contiguous(), k.contiguous(), v.contiguous()  # MEA reads dense rows
+            y = st.mea(q, k, v, self.mea_a[0], self.mea_a[1], *self.mea_gn.unbind(0), causal=True)
         elif self.method == "gated":
             g = self.gate(x).view(b, s, self.heads, self.d)
             y = st.gated_attention(q, k, v, g, causal=True)
@@ -55,7 +60,7 @@ class Block(nn.Module):
 
 
 @pytest.mark.parametrize("method",
-                         ["flash", "resformer", "svformer", "gated", "exoformer", "depth"])
+                         ["flash", "resformer", "svformer", "gated", "exoformer", "depth", "mea"])
 def test_compile_fullgraph(method):
     torch.manual_seed(0)
     model = Block(method)
@@ -88,7 +93,12 @@ def _opcheck_args():
            torch.ones(d, requires_grad=True), torch.ones(d, requires_grad=True),
            torch.rand(1, 20, 8, requires_grad=True))
     src = (rand(1, 20, 2, d), rand(1, 20, 2, d))
+    gn = [torch.ones(4, d, requires_grad=True) for _ in range(2)]
     return {
+        "mea_fwd": (ops.mea_fwd, (q, rand(1, 20, 2, d), rand(1, 20, 2, d),
+                                  torch.ones(2, 4, requires_grad=True),
+                                  torch.ones(2, 4, requires_grad=True), gn, None, 0, 0.125, True,
+                                  -1, True, True, True, 1e4, 1e-5)),
         "depth_attn_fwd": (ops.depth_attn_fwd, (q, k, v, [src[0]], [src[1]],
                                                 torch.ones(d, requires_grad=True),
                                                 torch.ones(d, requires_grad=True), None, 0, 0.125,
@@ -102,7 +112,7 @@ def _opcheck_args():
 
 
 @pytest.mark.parametrize("name", ["flash_attn_fwd", "resformer_attn_fwd", "gated_attn_fwd",
-                                  "exoformer_fwd", "depth_attn_fwd"])
+                                  "exoformer_fwd", "depth_attn_fwd", "mea_fwd"])
 def test_opcheck(name):
     op, args = _opcheck_args()[name]
     torch.library.opcheck(op, args)

@@ -25,7 +25,7 @@ if(STRATA_TORCH_CUDA)
 endif()
 
 # One ctest per file, so that ctest -j runs them side by side.
-foreach(_file flash variants exoformer depth errors compile)
+foreach(_file flash variants exoformer depth mea errors compile)
   if(_torch_ok)
     set(_cmd "${STRATA_PYTHON}" -m pytest -q -p no:cacheprovider
              "${CMAKE_CURRENT_SOURCE_DIR}/tests/test_${_file}.py")
@@ -53,7 +53,7 @@ set_tests_properties(torch_pip_install PROPERTIES LABELS "torch;package" TIMEOUT
 # The PyTorch trainer examples (examples/python): a tiny model per method trained for 30 steps
 # on CPU tensors (the kernels in the simulator); each fails unless its loss falls.
 set(_torch_examples "${_strata_root}/examples/python")
-foreach(_ex flash resformer svformer gated exoformer depth)
+foreach(_ex flash resformer svformer gated exoformer depth mea)
   set(_script train_${_ex}.py)
   set(_args)
   if(_ex STREQUAL "svformer")
