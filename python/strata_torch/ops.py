@@ -102,15 +102,11 @@ def _gate_struct(gate, dgate=None):
     return g
 
 
-# ---- attention (FlashAttention-2) --------------------------------------------------------------
-
-
-@torch.library.custom_op("strata::flash_attn_fwd", mutates_args=())
-def flash_attn_fwd(q: Tensor, k: Tensor, v: Tensor, cu_seqlens_q: Optional[Tensor],
-                   cu_seqlens_k: Optional[Tensor], max_seqlen_q: int, max_seqlen_k: int,
-                   softmax_scale: float, causal: bool, window_left: int,
-                   deterministic: bool) -> tuple[Tensor, Tensor]:
-    device = _check_same_device(q=q, k=k, v=v, cu_seqlens_q=cu_seqlens_q,
+def _attention_forward(fn: str, q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k,
+                       softmax_scale, causal, window_left, make_extra=lambda: (), **operands):
+    """The forward of an attention op whose outputs are out and lse: checks devices, allocates,
+    calls `fn` with the attention struct and the variant's structs from make_extra()."""
+    device = _check_same_device(q=q, k=k, v=v, **operands, cu_seqlens_q=cu_seqlens_q,
                                 cu_seqlens_k=cu_seqlens_k)
     lib, stream, guard = _executor(device)
     out = torch.empty(q.shape, dtype=q.dtype, device=device)
@@ -119,8 +115,42 @@ def flash_attn_fwd(q: Tensor, k: Tensor, v: Tensor, cu_seqlens_q: Optional[Tenso
                          max_seqlen_k, softmax_scale, causal, window_left)
     a.stream = stream
     with guard:
-        lib.call("strata_flash_fwd", a)
+        lib.call(fn, a, *make_extra())
     return out, lse
+
+
+def _attention_backward(fn: str, dout, q, k, v, out, lse, cu_seqlens_q, cu_seqlens_k,
+                        max_seqlen_q, max_seqlen_k, softmax_scale, causal, window_left,
+                        deterministic, make_extra=lambda: (), **operands):
+    """The backward of an attention op: dq, dk, dv (and whatever make_extra()'s structs hold)
+    from `fn`, with the workspace `fn`_workspace_bytes asks for."""
+    device = _check_same_device(dout=dout, q=q, k=k, v=v, out=out, lse=lse, **operands,
+                                cu_seqlens_q=cu_seqlens_q, cu_seqlens_k=cu_seqlens_k)
+    lib, stream, guard = _executor(device)
+    dout = _grad_contiguous(dout)  # a local: the C struct holds only its address
+    dq, dk, dv = (torch.empty(t.shape, dtype=t.dtype, device=device) for t in (q, k, v))
+    a, keep = _attention(q, k, v, out, lse, cu_seqlens_q, cu_seqlens_k, max_seqlen_q,
+                         max_seqlen_k, softmax_scale, causal, window_left, deterministic, dout,
+                         dq, dk, dv)
+    a.stream = stream
+    extra = make_extra()
+    with guard:
+        ws = _workspace(lib, fn + "_workspace_bytes", a, *extra, device=device)
+        lib.call(fn, a, *extra)
+    del ws
+    return dq, dk, dv
+
+
+# ---- attention (FlashAttention-2) --------------------------------------------------------------
+
+
+@torch.library.custom_op("strata::flash_attn_fwd", mutates_args=())
+def flash_attn_fwd(q: Tensor, k: Tensor, v: Tensor, cu_seqlens_q: Optional[Tensor],
+                   cu_seqlens_k: Optional[Tensor], max_seqlen_q: int, max_seqlen_k: int,
+                   softmax_scale: float, causal: bool, window_left: int,
+                   deterministic: bool) -> tuple[Tensor, Tensor]:
+    return _attention_forward("strata_flash_fwd", q, k, v, cu_seqlens_q, cu_seqlens_k,
+                              max_seqlen_q, max_seqlen_k, softmax_scale, causal, window_left)
 
 
 @flash_attn_fwd.register_fake
@@ -135,20 +165,9 @@ def flash_attn_bwd(dout: Tensor, q: Tensor, k: Tensor, v: Tensor, out: Tensor, l
                    cu_seqlens_q: Optional[Tensor], cu_seqlens_k: Optional[Tensor],
                    max_seqlen_q: int, max_seqlen_k: int, softmax_scale: float, causal: bool,
                    window_left: int, deterministic: bool) -> tuple[Tensor, Tensor, Tensor]:
-    device = _check_same_device(dout=dout, q=q, k=k, v=v, out=out, lse=lse,
-                                cu_seqlens_q=cu_seqlens_q, cu_seqlens_k=cu_seqlens_k)
-    lib, stream, guard = _executor(device)
-    dout = _grad_contiguous(dout)  # a local: the C struct holds only its address
-    dq, dk, dv = (torch.empty(t.shape, dtype=t.dtype, device=device) for t in (q, k, v))
-    a, keep = _attention(q, k, v, out, lse, cu_seqlens_q, cu_seqlens_k, max_seqlen_q,
-                         max_seqlen_k, softmax_scale, causal, window_left, deterministic,
-                         dout, dq, dk, dv)
-    a.stream = stream
-    with guard:
-        ws = _workspace(lib, "strata_flash_bwd_workspace_bytes", a, device=device)
-        lib.call("strata_flash_bwd", a)
-    del ws
-    return dq, dk, dv
+    return _attention_backward("strata_flash_bwd", dout, q, k, v, out, lse, cu_seqlens_q,
+                               cu_seqlens_k, max_seqlen_q, max_seqlen_k, softmax_scale, causal,
+                               window_left, deterministic)
 
 
 @flash_attn_bwd.register_fake
@@ -182,18 +201,11 @@ def resformer_attn_fwd(q: Tensor, k: Tensor, v: Tensor, v_first: Tensor, lambda_
                        cu_seqlens_k: Optional[Tensor], max_seqlen_q: int, max_seqlen_k: int,
                        softmax_scale: float, causal: bool, window_left: int,
                        deterministic: bool) -> tuple[Tensor, Tensor]:
-    device = _check_same_device(q=q, k=k, v=v, v_first=v_first, lambda_self=lambda_self,
-                                lambda_first=lambda_first, cu_seqlens_q=cu_seqlens_q,
-                                cu_seqlens_k=cu_seqlens_k)
-    lib, stream, guard = _executor(device)
-    out = torch.empty(q.shape, dtype=q.dtype, device=device)
-    lse = torch.empty(_lse_shape(q, cu_seqlens_q is not None), dtype=torch.float32, device=device)
-    a, keep = _attention(q, k, v, out, lse, cu_seqlens_q, cu_seqlens_k, max_seqlen_q,
-                         max_seqlen_k, softmax_scale, causal, window_left)
-    a.stream = stream
-    with guard:
-        lib.call("strata_resformer_fwd", a, _vr_struct(v_first, lambda_self, lambda_first))
-    return out, lse
+    return _attention_forward(
+        "strata_resformer_fwd", q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k,
+        softmax_scale, causal, window_left,
+        lambda: (_vr_struct(v_first, lambda_self, lambda_first),), v_first=v_first,
+        lambda_self=lambda_self, lambda_first=lambda_first)
 
 
 @resformer_attn_fwd.register_fake
@@ -210,25 +222,17 @@ def resformer_attn_bwd(dout: Tensor, q: Tensor, k: Tensor, v: Tensor, v_first: T
                        max_seqlen_q: int, max_seqlen_k: int, softmax_scale: float, causal: bool,
                        window_left: int, deterministic: bool
                        ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
-    device = _check_same_device(dout=dout, q=q, k=k, v=v, v_first=v_first,
-                                lambda_self=lambda_self, lambda_first=lambda_first, out=out,
-                                lse=lse, cu_seqlens_q=cu_seqlens_q, cu_seqlens_k=cu_seqlens_k)
-    lib, stream, guard = _executor(device)
-    dout = _grad_contiguous(dout)  # a local: the C struct holds only its address
-    dq, dk, dv = (torch.empty(t.shape, dtype=t.dtype, device=device) for t in (q, k, v))
+    device = q.device
     # the layer's share of dV_0 is added into an fp32 accumulator (Strata's stack contract)
     dv_first = torch.zeros(v.shape, dtype=torch.float32, device=device)
     dlambda_self = torch.empty_like(lambda_self)
     dlambda_first = torch.empty_like(lambda_first)
-    a, keep = _attention(q, k, v, out, lse, cu_seqlens_q, cu_seqlens_k, max_seqlen_q,
-                         max_seqlen_k, softmax_scale, causal, window_left, deterministic,
-                         dout, dq, dk, dv)
-    a.stream = stream
-    r = _vr_struct(v_first, lambda_self, lambda_first, dv_first, dlambda_self, dlambda_first)
-    with guard:
-        ws = _workspace(lib, "strata_resformer_bwd_workspace_bytes", a, r, device=device)
-        lib.call("strata_resformer_bwd", a, r)
-    del ws
+    dq, dk, dv = _attention_backward(
+        "strata_resformer_bwd", dout, q, k, v, out, lse, cu_seqlens_q, cu_seqlens_k, max_seqlen_q,
+        max_seqlen_k, softmax_scale, causal, window_left, deterministic,
+        lambda: (_vr_struct(v_first, lambda_self, lambda_first, dv_first, dlambda_self,
+                            dlambda_first),), v_first=v_first, lambda_self=lambda_self,
+        lambda_first=lambda_first)
     return dq, dk, dv, dv_first.to(v_first.dtype), dlambda_self, dlambda_first
 
 
@@ -263,17 +267,9 @@ def gated_attn_fwd(q: Tensor, k: Tensor, v: Tensor, gate: Tensor, cu_seqlens_q: 
                    cu_seqlens_k: Optional[Tensor], max_seqlen_q: int, max_seqlen_k: int,
                    softmax_scale: float, causal: bool, window_left: int,
                    deterministic: bool) -> tuple[Tensor, Tensor]:
-    device = _check_same_device(q=q, k=k, v=v, gate=gate, cu_seqlens_q=cu_seqlens_q,
-                                cu_seqlens_k=cu_seqlens_k)
-    lib, stream, guard = _executor(device)
-    out = torch.empty(q.shape, dtype=q.dtype, device=device)
-    lse = torch.empty(_lse_shape(q, cu_seqlens_q is not None), dtype=torch.float32, device=device)
-    a, keep = _attention(q, k, v, out, lse, cu_seqlens_q, cu_seqlens_k, max_seqlen_q,
-                         max_seqlen_k, softmax_scale, causal, window_left)
-    a.stream = stream
-    with guard:
-        lib.call("strata_gated_fwd", a, _gate_struct(gate))
-    return out, lse
+    return _attention_forward("strata_gated_fwd", q, k, v, cu_seqlens_q, cu_seqlens_k,
+                              max_seqlen_q, max_seqlen_k, softmax_scale, causal, window_left,
+                              lambda: (_gate_struct(gate),), gate=gate)
 
 
 @gated_attn_fwd.register_fake
@@ -289,21 +285,11 @@ def gated_attn_bwd(dout: Tensor, q: Tensor, k: Tensor, v: Tensor, gate: Tensor, 
                    max_seqlen_q: int, max_seqlen_k: int, softmax_scale: float, causal: bool,
                    window_left: int,
                    deterministic: bool) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    device = _check_same_device(dout=dout, q=q, k=k, v=v, gate=gate, out=out, lse=lse,
-                                cu_seqlens_q=cu_seqlens_q, cu_seqlens_k=cu_seqlens_k)
-    lib, stream, guard = _executor(device)
-    dout = _grad_contiguous(dout)  # a local: the C struct holds only its address
-    dq, dk, dv = (torch.empty(t.shape, dtype=t.dtype, device=device) for t in (q, k, v))
-    dgate = torch.empty_strided(gate.shape, gate.stride(), dtype=gate.dtype, device=device)
-    a, keep = _attention(q, k, v, out, lse, cu_seqlens_q, cu_seqlens_k, max_seqlen_q,
-                         max_seqlen_k, softmax_scale, causal, window_left, deterministic,
-                         dout, dq, dk, dv)
-    a.stream = stream
-    g = _gate_struct(gate, dgate)
-    with guard:
-        ws = _workspace(lib, "strata_gated_bwd_workspace_bytes", a, g, device=device)
-        lib.call("strata_gated_bwd", a, g)
-    del ws
+    dgate = torch.empty_strided(gate.shape, gate.stride(), dtype=gate.dtype, device=gate.device)
+    dq, dk, dv = _attention_backward(
+        "strata_gated_bwd", dout, q, k, v, out, lse, cu_seqlens_q, cu_seqlens_k, max_seqlen_q,
+        max_seqlen_k, softmax_scale, causal, window_left, deterministic,
+        lambda: (_gate_struct(gate, dgate),), gate=gate)
     return dq, dk, dv, dgate
 
 

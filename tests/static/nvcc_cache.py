@@ -8,8 +8,8 @@ everything it can depend on:
   * the command, with the repository's path replaced by a placeholder (a clone in another folder
     hits the same entries) and the output paths left out;
   * every file under the repository's include/, tests/, examples/ and benchmarks/ trees (path and
-    content), every file under each -I directory outside the repository, and every source named
-    on the command line;
+    content; but examples/python/, which no nvcc run reads), every file under each -I directory
+    outside the repository, and every source named on the command line;
   * `nvcc --version` and the host compiler's `--version` (the toolkit's and the C++ library's
     headers change only with them).
 
@@ -54,6 +54,16 @@ def _tool_version(tool: str) -> str:
         return f"{tool}: not found"
 
 
+# Folders of the repository's trees that no nvcc run reads (the PyTorch examples): editing them
+# keeps the cache warm.
+NEVER_COMPILED = {"examples": ("python",)}
+
+
+def _never_compiled(base: Path, rel: Path) -> bool:
+    prefix = NEVER_COMPILED.get(base.name)
+    return prefix is not None and rel.parts[:len(prefix)] == prefix
+
+
 @functools.lru_cache(maxsize=None)
 def _tree_digest(root: str) -> str:
     """Hash of every file's relative path and content under root (sorted, so order-independent)."""
@@ -62,7 +72,8 @@ def _tree_digest(root: str) -> str:
     if base.is_file():
         h.update(base.read_bytes())
         return h.hexdigest()
-    files = sorted(p for p in base.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
+    files = sorted(p for p in base.rglob("*") if p.is_file() and "__pycache__" not in p.parts
+                   and not _never_compiled(base, p.relative_to(base)))
     for p in files:
         h.update(str(p.relative_to(base)).encode() + b"\0")
         h.update(hashlib.sha256(p.read_bytes()).digest())
