@@ -153,15 +153,17 @@ inline Status rows_of(const StrataTensor& t, const char* name, bool varlen, bool
     return invalid(n +
                    ": the last dimension (head_dim) must be contiguous (stride 1), got stride " +
                    std::to_string(t.stride[tok + 2]));
-  if (!varlen && r->b > 1 && r->s > 0 && t.stride[0] != r->s * r->row_stride)
+  // a dimension of size 1 has a free stride in torch (views and slices leave any value)
+  if (r->heads == 1) r->head_stride = r->d;
+  if (r->tokens == 1) {
+    r->row_stride = r->heads * r->head_stride;  // one row: any stride that holds it
+  } else if (!varlen && r->s == 1) {
+    r->row_stride = t.stride[0];  // one token per sequence: token b sits at b * batch stride
+  } else if (!varlen && r->b > 1 && r->s > 0 && t.stride[0] != r->s * r->row_stride) {
     return invalid(n + ": the batch stride (" + std::to_string(t.stride[0]) +
                    ") must be seqlen * the token stride (" + std::to_string(r->s) + " * " +
                    std::to_string(r->row_stride) + "): call .contiguous()");
-  if (r->s == 1 || r->tokens == 1) {
-    // one token: the row stride is free in torch; any value that keeps rows apart works
-    if (r->row_stride < r->heads * r->head_stride) r->row_stride = r->heads * r->head_stride;
   }
-  if (r->heads == 1 && r->head_stride < r->d) r->head_stride = r->d;
   return Status::Ok();
 }
 

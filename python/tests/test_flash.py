@@ -114,6 +114,20 @@ def test_packed_qkv_slices_need_no_copy():
     assert torch.equal(a, b)
 
 
+def test_one_token_slices_read_in_place():
+    """q = x[:, -1:] (a decode-style slice: seqlen 1, the batch stride of the full sequence) and
+    a one-head slice: the free strides of size-1 dimensions are read correctly."""
+    x = rand(3, 7, 4, 64, requires_grad=False)
+    k, v = rand(3, 5, 2, 64, requires_grad=False), rand(3, 5, 2, 64, requires_grad=False)
+    q = x[:, -1:]
+    assert q.stride(0) != q.stride(1)
+    a = st.flash_attn_func(q, k, v)
+    assert torch.equal(a, st.flash_attn_func(q.contiguous(), k, v))
+    q1, k1, v1 = x[:, :, 1:2], k[:, :, :1], v[:, :, :1]
+    b = st.flash_attn_func(q1, k1, v1)
+    assert torch.equal(b, st.flash_attn_func(q1.contiguous(), k1.contiguous(), v1.contiguous()))
+
+
 def test_gradients_by_finite_differences():
     """gradcheck for a low-precision kernel: the directional derivative of
     L = <attention(q, k, v), dout> along a random direction u, by central differences of the
