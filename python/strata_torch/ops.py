@@ -49,7 +49,8 @@ def _lse_shape(q: Tensor, varlen: bool) -> list:
 def _attention(q, k, v, out, lse, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k,
                softmax_scale, causal, window_left, deterministic=True, dout=None, dq=None,
                dk=None, dv=None):
-    """The C struct of one attention problem, and the host copies it points to (keep alive)."""
+    """The C struct of one attention problem. It holds raw addresses, so it also keeps every
+    tensor it points to alive (a._keep), host copies included."""
     a = _capi.Attention()
     for name, t in (("q", q), ("k", k), ("v", v), ("out", out), ("lse", lse), ("dout", dout),
                     ("dq", dq), ("dk", dk), ("dv", dv), ("cu_seqlens_q", cu_seqlens_q),
@@ -63,20 +64,19 @@ def _attention(q, k, v, out, lse, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_
     a.max_seqlen_q, a.max_seqlen_k = max_seqlen_q, max_seqlen_k
     a.softmax_scale = softmax_scale
     a.causal, a.window_left, a.deterministic = int(causal), window_left, int(deterministic)
-    # the struct holds raw addresses: it keeps every tensor it points to alive
     a._keep = [q, k, v, out, lse, dout, dq, dk, dv, cu_seqlens_q, cu_seqlens_k, *keep]
-    return a, keep
+    return a
 
 
-def _workspace(lib, query: str, a, *extra, device) -> Tensor:
-    """Asks the library for the backward's workspace size and allocates it (uint8)."""
+def _workspace(lib, query: str, a, *extra, device) -> None:
+    """Asks the library for the backward's workspace size, allocates it (uint8) and points the
+    struct at it (a._keep holds it)."""
     nbytes = lib.query(query, a, *extra)
     ws = torch.empty(max(nbytes, 16) + 16, dtype=torch.uint8, device=device)
     offset = (-ws.data_ptr()) % 16  # 16-byte aligned start (torch's allocators already are)
     ws = ws[offset:offset + max(nbytes, 16)]
     a.workspace = _capi.tensor(ws)
     a._keep.append(ws)
-    return ws
 
 
 def _grad_contiguous(t: Tensor) -> Tensor:
@@ -111,8 +111,8 @@ def _attention_forward(fn: str, q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_
     lib, stream, guard = _executor(device)
     out = torch.empty(q.shape, dtype=q.dtype, device=device)
     lse = torch.empty(_lse_shape(q, cu_seqlens_q is not None), dtype=torch.float32, device=device)
-    a, keep = _attention(q, k, v, out, lse, cu_seqlens_q, cu_seqlens_k, max_seqlen_q,
-                         max_seqlen_k, softmax_scale, causal, window_left)
+    a = _attention(q, k, v, out, lse, cu_seqlens_q, cu_seqlens_k, max_seqlen_q,
+                   max_seqlen_k, softmax_scale, causal, window_left)
     a.stream = stream
     with guard:
         lib.call(fn, a, *make_extra())
@@ -129,15 +129,14 @@ def _attention_backward(fn: str, dout, q, k, v, out, lse, cu_seqlens_q, cu_seqle
     lib, stream, guard = _executor(device)
     dout = _grad_contiguous(dout)  # a local: the C struct holds only its address
     dq, dk, dv = (torch.empty(t.shape, dtype=t.dtype, device=device) for t in (q, k, v))
-    a, keep = _attention(q, k, v, out, lse, cu_seqlens_q, cu_seqlens_k, max_seqlen_q,
-                         max_seqlen_k, softmax_scale, causal, window_left, deterministic, dout,
-                         dq, dk, dv)
+    a = _attention(q, k, v, out, lse, cu_seqlens_q, cu_seqlens_k, max_seqlen_q,
+                   max_seqlen_k, softmax_scale, causal, window_left, deterministic, dout,
+                   dq, dk, dv)
     a.stream = stream
     extra = make_extra()
     with guard:
-        ws = _workspace(lib, fn + "_workspace_bytes", a, *extra, device=device)
+        _workspace(lib, fn + "_workspace_bytes", a, *extra, device=device)
         lib.call(fn, a, *extra)
-    del ws
     return dq, dk, dv
 
 
@@ -363,8 +362,8 @@ def exoformer_fwd(p: list[Tensor], anchor: list[Tensor], gamma_anchor: list[Tens
     out = torch.empty(p[0].shape, dtype=p[0].dtype, device=device)
     lse = torch.empty(_lse_shape(p[0], cu_seqlens is not None), dtype=torch.float32,
                       device=device)
-    a, keep = _attention(q_mix, k_mix, v_mix, out, lse, cu_seqlens, cu_seqlens, max_seqlen,
-                         max_seqlen, softmax_scale, causal, window_left)
+    a = _attention(q_mix, k_mix, v_mix, out, lse, cu_seqlens, cu_seqlens, max_seqlen,
+                   max_seqlen, softmax_scale, causal, window_left)
     a.stream = stream
     x = _exo_struct(p, anchor, gamma_anchor, lambda1, lambda2, gamma_q, gamma_k, s, rope,
                     rope_theta, norm_eps, anchor_eps)
@@ -406,17 +405,16 @@ def exoformer_bwd(dout: Tensor, p: list[Tensor], anchor: list[Tensor],
     # scratch: the attention's gradients, which the mix's backward reads
     q_mix, k_mix, v_mix, g_mix = mixed
     dq, dk, dv, dg = like(mixed)
-    a, keep = _attention(q_mix, k_mix, v_mix, out, lse, cu_seqlens, cu_seqlens, max_seqlen,
-                         max_seqlen, softmax_scale, causal, window_left, deterministic, dout, dq,
-                         dk, dv)
+    a = _attention(q_mix, k_mix, v_mix, out, lse, cu_seqlens, cu_seqlens, max_seqlen,
+                   max_seqlen, softmax_scale, causal, window_left, deterministic, dout, dq,
+                   dk, dv)
     a.stream = stream
     g = _gate_struct(g_mix, dg)
     x = _exo_struct(p, anchor, gamma_anchor, lambda1, lambda2, gamma_q, gamma_k, s, rope,
                     rope_theta, norm_eps, anchor_eps, grads)
     with guard:
-        ws = _workspace(lib, "strata_exoformer_bwd_workspace_bytes", a, g, x, device=device)
+        _workspace(lib, "strata_exoformer_bwd_workspace_bytes", a, g, x, device=device)
         lib.call("strata_exoformer_bwd", a, g, x)
-    del ws
     return [*grads["dp"], *grads["danchor"], *grads["dgamma_anchor"], *grads["dlambda1"],
             *grads["dlambda2"], grads["dgamma_q"], grads["dgamma_k"], grads["ds"]]
 
@@ -497,8 +495,8 @@ def depth_attn_fwd(q: Tensor, k: Tensor, v: Tensor, src_khat: list[Tensor],
     q_rot, khat, vhat = (torch.empty(t.shape, dtype=t.dtype, device=device) for t in (q, k, v))
     out = torch.empty(q.shape, dtype=q.dtype, device=device)
     lse = torch.empty(_lse_shape(q, cu_seqlens is not None), dtype=torch.float32, device=device)
-    a, keep = _attention(q_rot, khat, vhat, out, lse, cu_seqlens, cu_seqlens, max_seqlen,
-                         max_seqlen, softmax_scale, causal, window_left)
+    a = _attention(q_rot, khat, vhat, out, lse, cu_seqlens, cu_seqlens, max_seqlen,
+                   max_seqlen, softmax_scale, causal, window_left)
     a.stream = stream
     x = _depth_struct(q, k, v, src_khat, src_vhat, gamma_q, gamma_k, rope, rope_theta, eps)
     with guard:
@@ -547,15 +545,14 @@ def depth_attn_bwd(dout: Tensor, dkhat: Optional[Tensor], dvhat: Optional[Tensor
     # scratch: the attention's gradients of q_rot, k^, v^, which the pass reads
     dq_rot, dk_hat, dv_hat = (torch.empty(t.shape, dtype=t.dtype, device=device)
                               for t in (q, k, v))
-    a, keep = _attention(q_rot, khat, vhat, out, lse, cu_seqlens, cu_seqlens, max_seqlen,
-                         max_seqlen, softmax_scale, causal, window_left, deterministic, dout,
-                         dq_rot, dk_hat, dv_hat)
+    a = _attention(q_rot, khat, vhat, out, lse, cu_seqlens, cu_seqlens, max_seqlen,
+                   max_seqlen, softmax_scale, causal, window_left, deterministic, dout,
+                   dq_rot, dk_hat, dv_hat)
     a.stream = stream
     x = _depth_struct(q, k, v, src_khat, src_vhat, gamma_q, gamma_k, rope, rope_theta, eps, grads)
     with guard:
-        ws = _workspace(lib, "strata_depth_bwd_workspace_bytes", a, x, device=device)
+        _workspace(lib, "strata_depth_bwd_workspace_bytes", a, x, device=device)
         lib.call("strata_depth_bwd", a, x)
-    del ws
     def empty():  # a distinct tensor each time: custom-op outputs may not alias
         return q.new_empty(0, dtype=torch.float32)
 
@@ -638,8 +635,8 @@ def mea_fwd(q: Tensor, kc: Tensor, vc: Tensor, a_k: Tensor, a_v: Tensor, gn: lis
     lse = torch.empty(_lse_shape(q, cu_seqlens is not None), dtype=torch.float32, device=device)
     out = torch.empty(q.shape, dtype=q.dtype, device=device) if site_output else None
     kc_rot = torch.empty(kc.shape, dtype=kc.dtype, device=device) if site_output else None
-    a, keep = _attention(q_rot, k_attn, v_attn, attn_out, lse, cu_seqlens, cu_seqlens, max_seqlen,
-                         max_seqlen, softmax_scale, causal, window_left)
+    a = _attention(q_rot, k_attn, v_attn, attn_out, lse, cu_seqlens, cu_seqlens, max_seqlen,
+                   max_seqlen, softmax_scale, causal, window_left)
     a.stream = stream
     m = _mea_struct({"q": q, "kc": kc, "vc": vc, "a_k": a_k, "a_v": a_v,
                      **dict(zip(_mea_names(site_output), gn)), "kc_rot": kc_rot, "out": out},
@@ -684,18 +681,17 @@ def mea_bwd(dout: Tensor, q: Tensor, kc: Tensor, vc: Tensor, a_k: Tensor, a_v: T
     # scratch: the attention's gradients of q_rot, K and V, which the pass reads
     dq_rot = torch.empty(q.shape, dtype=q.dtype, device=device)
     dk_attn, dv_attn = torch.empty_like(k_attn), torch.empty_like(v_attn)
-    a, keep = _attention(q_rot, k_attn, v_attn, attn_out, lse, cu_seqlens, cu_seqlens, max_seqlen,
-                         max_seqlen, softmax_scale, causal, window_left, deterministic, dout,
-                         dq_rot, dk_attn, dv_attn)
+    a = _attention(q_rot, k_attn, v_attn, attn_out, lse, cu_seqlens, cu_seqlens, max_seqlen,
+                   max_seqlen, softmax_scale, causal, window_left, deterministic, dout,
+                   dq_rot, dk_attn, dv_attn)
     a.stream = stream
     m = _mea_struct({"q": q, "kc": kc, "vc": vc, "a_k": a_k, "a_v": a_v,
                      **dict(zip(names, gn)), "kc_rot": kc_rot if site_output else None,
                      "out": out if site_output else None, **grads}, site_output, rope,
                     rope_theta, gn_eps)
     with guard:
-        ws = _workspace(lib, "strata_mea_bwd_workspace_bytes", a, m, device=device)
+        _workspace(lib, "strata_mea_bwd_workspace_bytes", a, m, device=device)
         lib.call("strata_mea_bwd", a, m)
-    del ws
     return list(grads.values())
 
 

@@ -129,12 +129,22 @@ def test_c_abi_writes_nothing_on_failure():
     assert not (out == 7.0).any()
 
 
-def test_library_checks_its_abi():
-    lib = _capi.library("sim")
-    assert lib.executor == "sim_v1"
-    sizes = (ctypes.c_int64 * len(_capi.STRUCTS))()
-    lib.lib.strata_capi_struct_sizes(sizes)
-    assert list(sizes) == [ctypes.sizeof(s) for s in _capi.STRUCTS]
+def test_library_refuses_another_abi(monkeypatch):
+    """A library whose ABI version or struct sizes differ from the bindings' is refused at load
+    (a stale build would otherwise read misplaced fields)."""
+    path = _capi.library("sim").path
+    assert _capi.library("sim").executor == "sim_v1"
+    monkeypatch.setattr(_capi, "CAPI_VERSION", _capi.CAPI_VERSION + 1)
+    with pytest.raises(ImportError, match="C ABI version"):
+        _capi.Library(path)
+    monkeypatch.undo()
+
+    class Shorter(ctypes.Structure):
+        _fields_ = [("x", ctypes.c_int32)]
+
+    monkeypatch.setattr(_capi, "STRUCTS", (*_capi.STRUCTS[:-1], Shorter))
+    with pytest.raises(ImportError, match="struct sizes"):
+        _capi.Library(path)
 
 
 def test_simulator_settings():
