@@ -44,6 +44,9 @@ struct DecodeSchedule {
   /// workspace for all steps; the padded rows of O must stay unwritten.
   int graph_tokens = 0;
   int graph_sms = 4;
+  /// Each step through step_layer(l), l = 0 .. L-1, as an engine interleaving its own layers
+  /// calls it: layer l's call sees of the other layers only what it may read (step_by_layer).
+  bool by_layer = false;
   std::string describe() const {
     const char* m = mode == CacheIndexing::kContiguous ? "contiguous"
                     : mode == CacheIndexing::kPageList ? "page list"
@@ -51,9 +54,31 @@ struct DecodeSchedule {
     return "first " + std::to_string(first) + " chunk " + std::to_string(chunk) + " " + m +
            " page " + std::to_string(page_size) + (hnd ? " HND" : " NHD") + " splits " +
            std::to_string(num_splits) +
-           (graph_tokens ? " graph bucket " + std::to_string(graph_tokens) : std::string());
+           (graph_tokens ? " graph bucket " + std::to_string(graph_tokens) : std::string()) +
+           (by_layer ? " layer by layer" : "");
   }
 };
+
+/// The step layer by layer: the call for layer l gets a stack whose other layers hold only what
+/// layer l reads (layer 0's v and v_cache for ResFormer / SVFormer, its sources' k^ and v^ step
+/// buffers for Depth) — every other field unset, as an engine that fills a layer's buffers only
+/// when its turn comes would have them.
+inline strata::Status step_by_layer(const DecodeStack& run) {
+  for (size_t l = 0; l < run.layers.size(); ++l) {
+    DecodeStack one = run;
+    for (size_t m = 0; m < one.layers.size(); ++m) {
+      if (m == l) continue;
+      const DecodeLayer& full = run.layers[m];
+      DecodeLayer& y = one.layers[m];
+      y = DecodeLayer{};
+      if (m == 0) y.v = full.v, y.v_cache = full.v_cache;
+      for (int j : run.layers[l].sources)
+        if (size_t(j) == m) y.k_attn = full.k_attn, y.v_attn = full.v_attn;
+    }
+    if (strata::Status s = one.step_layer(l); !s.ok()) return s;
+  }
+  return strata::Status::Ok();
+}
 
 /// The whole-sequence problem the stack was built for.
 struct FullProblem {
@@ -273,7 +298,7 @@ std::string decode_stack(const DecodeStack& proto, const FullProblem& fp, const 
           return std::string("a step buffer was written: ") + s.message();
       return std::string("invalid: ") + s.message();
     }
-    if (const strata::Status s = run.step(); !s.ok())
+    if (const strata::Status s = sch.by_layer ? step_by_layer(run) : run.step(); !s.ok())
       return "step " + std::to_string(stepi) + ": " + s.message();
     if (std::string e = sync_device(); !e.empty()) return e;
     // O and LSE rows back to their tokens; the padding rows were not written

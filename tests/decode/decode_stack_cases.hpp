@@ -17,8 +17,9 @@ namespace api = strata::api;
 /// The schedules every method is decoded with.
 inline std::vector<DecodeSchedule> schedules() {
   return {
-      {1, 1, CacheIndexing::kBlockTable, 16, false, 1, 1},  // token by token
-      {1, 3, CacheIndexing::kPageList, 1, true, 1, 2},      // chunks of 3, SGLang's page 1
+      {1, 1, CacheIndexing::kBlockTable, 16, false, 1, 1},          // token by token
+      {1, 3, CacheIndexing::kPageList, 1, true, 1, 2, 0, 4, true},  // chunks of 3, SGLang's
+                                                                    // page 1, layer by layer
       {5, 16, CacheIndexing::kBlockTable, 64, true, 3, 3},  // prefill 5, chunks of 16, splits
       {2, 3, CacheIndexing::kContiguous, 0, false, 2, 4},   // contiguous slots, splits
   };

@@ -305,6 +305,16 @@ TEST(DecodeStackValidation, EveryBadFieldIsNamedAndNothingIsWritten) {
       return std::string();
     });
   }
+  // step_layer: the method and the layer index, before anything else
+  {
+    DecodeStack st;
+    st.layers.resize(2);
+    const std::string got(st.step_layer(5).message());
+    EXPECT_NE(got.find("layer index 5 out of range (2 layers)"), std::string::npos) << got;
+    st.method = DecodeMethod(9);
+    EXPECT_NE(std::string(st.step_layer(0).message()).find("method: not a DecodeMethod value"),
+              std::string::npos);
+  }
   // a vanilla stack under an MEA plan
   mea_plan.shape.h_kv = 4;
   DepthCase dp;

@@ -127,11 +127,7 @@ struct DecodeStack {
 
   /// Every field of every layer, before anything is written.
   Status validate() const {
-    if (method != DecodeMethod::kVanilla && method != DecodeMethod::kGated &&
-        method != DecodeMethod::kResFormer && method != DecodeMethod::kSVFormer &&
-        method != DecodeMethod::kDepth && method != DecodeMethod::kExoFormer &&
-        method != DecodeMethod::kMea)
-      return Status::InvalidArgument("method: not a DecodeMethod value");
+    if (Status s = validate_method(); !s.ok()) return s;
     if (layers.empty()) return Status::InvalidArgument("layers is empty");
     for (size_t l = 0; l < layers.size(); ++l)
       if (Status s = validate_layer(l); !s.ok()) return s;
@@ -146,10 +142,17 @@ struct DecodeStack {
     return Status::Ok();
   }
   /// Layer l alone (an engine interleaving its own layers), in order 0 .. L-1: a layer reads
-  /// what earlier layers of the step wrote (V_0, the sources' k^ and v^).
+  /// what earlier layers of the step wrote (V_0, the sources' k^ and v^). Validates layer l and
+  /// only what it reads of the others — layer 0's v and v_cache (ResFormer, SVFormer), its
+  /// sources' k_attn and v_attn (Depth) — so the later layers' buffers may be set only when
+  /// their turn comes, and L calls validate each layer once. The step's shared host copies
+  /// (lengths, pages, slots) are walked at layer 0.
   Status step_layer(size_t l, cudaStream_t stream = 0) const {
-    if (l >= layers.size()) return Status::InvalidArgument("layer index out of range");
-    if (Status s = validate(); !s.ok()) return s;
+    if (Status s = validate_method(); !s.ok()) return s;
+    if (l >= layers.size())
+      return Status::InvalidArgument("layer index " + std::to_string(l) + " out of range (" +
+                                     std::to_string(layers.size()) + " layers)");
+    if (Status s = validate_layer(l); !s.ok()) return s;
     return run_layer(l, stream);
   }
 
@@ -210,6 +213,15 @@ struct DecodeStack {
   }
 
  private:
+  Status validate_method() const {
+    if (method != DecodeMethod::kVanilla && method != DecodeMethod::kGated &&
+        method != DecodeMethod::kResFormer && method != DecodeMethod::kSVFormer &&
+        method != DecodeMethod::kDepth && method != DecodeMethod::kExoFormer &&
+        method != DecodeMethod::kMea)
+      return Status::InvalidArgument("method: not a DecodeMethod value");
+    return Status::Ok();
+  }
+
   bool mea_rope() const { return method == DecodeMethod::kMea && mea.rope; }
 
   /// kMea: RoPE of q (and at the Output site of K_c) at the new tokens' positions.
