@@ -71,7 +71,7 @@ def batch(size: int, seqlen: int, generator: torch.Generator):
     return seq[:, :-1], seq[:, 1:]
 
 
-def train(make_block: Callable[[int], nn.Module], name: str, argv=None) -> None:
+def train(make_block: Callable[[int], nn.Module], name: str, argv=None) -> TinyLM:
     ap = argparse.ArgumentParser(description=f"train a tiny {name} language model")
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--layers", type=int, default=3)
@@ -99,3 +99,4 @@ def train(make_block: Callable[[int], nn.Module], name: str, argv=None) -> None:
     if not last < 0.85 * first:
         raise SystemExit(f"{name}: the loss did not fall")
     print(f"{name}: loss falls")
+    return model

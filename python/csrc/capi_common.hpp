@@ -61,6 +61,8 @@ inline const char* dtype_name(int32_t dt) {
       return "int32";
     case STRATA_DTYPE_UINT8:
       return "uint8";
+    case STRATA_DTYPE_INT64:
+      return "int64";
     case STRATA_DTYPE_NONE:
       return "none (not given)";
   }
@@ -199,6 +201,70 @@ inline Status check_cu(const StrataTensor& t, const char* name) {
     return invalid(std::string(name) + ": batch " + std::to_string(t.shape[0] - 1) +
                    " is more than 65535");
   return Status::Ok();
+}
+
+/// fp32 [rows, cols] parameter.
+inline Status matrix(const StrataTensor& t, const char* name, int64_t rows, int64_t cols) {
+  if (Status s = check_given(t, name); !s.ok()) return s;
+  if (t.ndim != 2 || t.shape[0] != rows || t.shape[1] != cols)
+    return invalid(std::string(name) + ": expected fp32 [" + std::to_string(rows) + ", " +
+                   std::to_string(cols) + "], got " + shape_str(t));
+  return check_f32_block(t, name, rows * cols);
+}
+
+/// Whether lambda `t` of a stream with `heads` heads has granularity `g`: [heads, d], [heads] or
+/// one value ([1] is both headwise and scalar when there is one head).
+inline bool lambda_fits(const StrataTensor& t, strata::core::MixGranularity g, int heads, int d) {
+  using strata::core::MixGranularity;
+  switch (g) {
+    case MixGranularity::kElementwise:
+      return t.ndim == 2 && t.shape[0] == heads && t.shape[1] == d;
+    case MixGranularity::kHeadwise:
+      return (t.ndim == 1 && t.shape[0] == heads) || (heads == 1 && numel(t) == 1 && t.ndim <= 1);
+    case MixGranularity::kScalar:
+      return numel(t) == 1 && t.ndim <= 1;
+  }
+  return false;
+}
+
+/// lambda of `heads` heads: fp32 [heads, d] (elementwise), [heads] (headwise) or one value; the
+/// first stream's decides the layer's granularity (`first`), the others must fit it.
+inline Status lambda_granularity(const StrataTensor& t, const std::string& name, int heads, int d,
+                                 bool first, strata::core::MixGranularity* g) {
+  using strata::core::MixGranularity;
+  if (Status s = check_given(t, name); !s.ok()) return s;
+  if (first) {
+    for (MixGranularity c :
+         {MixGranularity::kElementwise, MixGranularity::kHeadwise, MixGranularity::kScalar})
+      if (lambda_fits(t, c, heads, d) && (c != MixGranularity::kHeadwise || heads > 1)) {
+        *g = c;
+        break;
+      }
+    if (!lambda_fits(t, *g, heads, d))
+      return invalid(name + ": expected fp32 [" + std::to_string(heads) + ", " + std::to_string(d) +
+                     "], [" + std::to_string(heads) + "] or one value, got " + shape_str(t));
+  } else if (!lambda_fits(t, *g, heads, d)) {
+    return invalid(name + ": every lambda of a layer has one granularity (elementwise [heads, " +
+                   "d], headwise [heads] or one value); " + shape_str(t) + " does not match " +
+                   "lambda1_q's");
+  }
+  return check_f32_block(t, name.c_str(), numel(t));
+}
+
+/// ResFormer's lambda_self and lambda_first: fp32, one value (a 0-d or one-element tensor) or
+/// one per KV head, both alike; `*g` receives the granularity.
+inline Status residual_lambdas(const StrataValueResidual& r, int64_t h_k,
+                               strata::core::MixGranularity* g) {
+  if (Status s = check_given(r.lambda_self, "lambda_self"); !s.ok()) return s;
+  const int64_t n = numel(r.lambda_self);
+  const bool scalar = n == 1 && r.lambda_self.ndim <= 1;
+  if (!scalar && !(r.lambda_self.ndim == 1 && n == h_k))
+    return invalid("lambda_self: expected one value or one per KV head ([" + std::to_string(h_k) +
+                   "]), got shape " + shape_str(r.lambda_self));
+  *g = scalar ? strata::core::MixGranularity::kScalar : strata::core::MixGranularity::kHeadwise;
+  if (Status s = check_f32_block(r.lambda_self, "lambda_self", n); !s.ok()) return s;
+  if (Status s = check_f32_block(r.lambda_first, "lambda_first", n); !s.ok()) return s;
+  return same_shape(r.lambda_first, "lambda_first", r.lambda_self, "lambda_self");
 }
 
 inline int64_t round16(int64_t n) {

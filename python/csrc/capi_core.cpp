@@ -29,6 +29,7 @@ void strata_capi_struct_sizes(int64_t* sizes) {
   sizes[4] = sizeof(StrataExo);
   sizes[5] = sizeof(StrataDepth);
   sizes[6] = sizeof(StrataMea);
+  sizes[7] = sizeof(StrataDecode);
 }
 
 const char* strata_capi_executor(void) {

@@ -27,45 +27,6 @@ Status rows(const StrataTensor& t, const std::string& name, bool varlen, const S
   return same_shape(t, name.c_str(), like, like_name);
 }
 
-/// Whether lambda `t` of a stream with `heads` heads has granularity `g`: [heads, d], [heads] or
-/// one value ([1] is both headwise and scalar when there is one head).
-bool lambda_fits(const StrataTensor& t, strata::core::MixGranularity g, int heads, int d) {
-  using strata::core::MixGranularity;
-  switch (g) {
-    case MixGranularity::kElementwise:
-      return t.ndim == 2 && t.shape[0] == heads && t.shape[1] == d;
-    case MixGranularity::kHeadwise:
-      return (t.ndim == 1 && t.shape[0] == heads) || (heads == 1 && numel(t) == 1 && t.ndim <= 1);
-    case MixGranularity::kScalar:
-      return numel(t) == 1 && t.ndim <= 1;
-  }
-  return false;
-}
-
-/// lambda of `heads` heads: fp32 [heads, d] (elementwise), [heads] (headwise) or one value; the
-/// first stream's decides the layer's granularity (`first`), the others must fit it.
-Status lambda_granularity(const StrataTensor& t, const std::string& name, int heads, int d,
-                          bool first, strata::core::MixGranularity* g) {
-  using strata::core::MixGranularity;
-  if (Status s = check_given(t, name); !s.ok()) return s;
-  if (first) {
-    for (MixGranularity c :
-         {MixGranularity::kElementwise, MixGranularity::kHeadwise, MixGranularity::kScalar})
-      if (lambda_fits(t, c, heads, d) && (c != MixGranularity::kHeadwise || heads > 1)) {
-        *g = c;
-        break;
-      }
-    if (!lambda_fits(t, *g, heads, d))
-      return invalid(name + ": expected fp32 [" + std::to_string(heads) + ", " + std::to_string(d) +
-                     "], [" + std::to_string(heads) + "] or one value, got " + shape_str(t));
-  } else if (!lambda_fits(t, *g, heads, d)) {
-    return invalid(name + ": every lambda of a layer has one granularity (elementwise [heads, " +
-                   "d], headwise [heads] or one value); " + shape_str(t) + " does not match " +
-                   "lambda1_q's");
-  }
-  return check_f32_block(t, name.c_str(), numel(t));
-}
-
 /// The one-layer ExoStack of (a, g, x); the attention's and gate's fields are converted by the
 /// caller (`attn`, `gate`).
 Status exo_stack(const StrataAttention& a, const StrataExo& x, const FlashBwdParams& attn,

@@ -26,15 +26,6 @@ Status activation(const StrataTensor& t, const char* name, const StrataTensor& q
   return Status::Ok();
 }
 
-/// fp32 [rows, cols] parameter.
-Status matrix(const StrataTensor& t, const char* name, int64_t rows, int64_t cols) {
-  if (Status s = check_given(t, name); !s.ok()) return s;
-  if (t.ndim != 2 || t.shape[0] != rows || t.shape[1] != cols)
-    return invalid(std::string(name) + ": expected fp32 [" + std::to_string(rows) + ", " +
-                   std::to_string(cols) + "], got " + shape_str(t));
-  return check_f32_block(t, name, rows * cols);
-}
-
 Status mea_problem(const StrataAttention& a, const StrataMea& m, bool backward, bool need_workspace,
                    strata::api::MeaLayerParams* y, strata::api::MeaOptions* o, int64_t* offset) {
   *y = strata::api::MeaLayerParams{};

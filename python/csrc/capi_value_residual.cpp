@@ -10,7 +10,6 @@ namespace {
 /// The value-residual operands as ValueResidualArgs (attention fields already converted).
 Status residual_args(const StrataAttention& a, const StrataValueResidual& r,
                      const FlashBwdParams& p, bool backward, strata::api::ValueResidualArgs* out) {
-  using strata::core::MixGranularity;
   *out = strata::api::ValueResidualArgs{};
   const bool varlen = given(a.cu_seqlens_q);
   Rows v0;
@@ -19,18 +18,8 @@ Status residual_args(const StrataAttention& a, const StrataValueResidual& r,
   if (Status s = same_shape(r.v_first, "v_first", a.v, "v"); !s.ok()) return s;
   out->v_first = r.v_first.data;
   out->v_first_row_stride = v0.row_stride, out->v_first_head_stride = v0.head_stride;
-  // lambda: one value (a 0-d or one-element tensor) or one per KV head
-  if (Status s = check_given(r.lambda_self, "lambda_self"); !s.ok()) return s;
+  if (Status s = residual_lambdas(r, p.h_k, &out->granularity); !s.ok()) return s;
   const int64_t n = numel(r.lambda_self);
-  const bool scalar = n == 1 && r.lambda_self.ndim <= 1;
-  if (!scalar && !(r.lambda_self.ndim == 1 && n == p.h_k))
-    return invalid("lambda_self: expected one value or one per KV head ([" + std::to_string(p.h_k) +
-                   "]), got shape " + shape_str(r.lambda_self));
-  out->granularity = scalar ? MixGranularity::kScalar : MixGranularity::kHeadwise;
-  if (Status s = check_f32_block(r.lambda_self, "lambda_self", n); !s.ok()) return s;
-  if (Status s = check_f32_block(r.lambda_first, "lambda_first", n); !s.ok()) return s;
-  if (Status s = same_shape(r.lambda_first, "lambda_first", r.lambda_self, "lambda_self"); !s.ok())
-    return s;
   out->lambda_self = static_cast<const float*>(r.lambda_self.data);
   out->lambda_first = static_cast<const float*>(r.lambda_first.data);
   if (!backward) return Status::Ok();

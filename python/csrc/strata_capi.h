@@ -32,7 +32,7 @@ extern "C" {
 #endif
 
 /** Bumped whenever a struct below changes; strata_torch refuses a library of another version. */
-#define STRATA_CAPI_VERSION 4
+#define STRATA_CAPI_VERSION 5
 
 /** Element types of StrataTensor::dtype. */
 enum StrataDtype {
@@ -42,6 +42,7 @@ enum StrataDtype {
   STRATA_DTYPE_FP32 = 3,
   STRATA_DTYPE_INT32 = 4,
   STRATA_DTYPE_UINT8 = 5,
+  STRATA_DTYPE_INT64 = 6,
   STRATA_DTYPE_OTHER = 99 /**< a dtype Strata has no use for (always refused) */
 };
 
@@ -161,13 +162,61 @@ typedef struct StrataMea {
   float rope_theta, gn_eps;
 } StrataMea;
 
+/** What a decode layer computes (StrataDecode::method). */
+enum StrataDecodeMethod {
+  STRATA_DECODE_VANILLA = 0, /**< attention; v not given: SVFormer's layer >= 1 (see v_cache) */
+  STRATA_DECODE_GATED = 1,   /**< Gated Attention: the StrataGate's gate logits of the new tokens */
+  STRATA_DECODE_RESFORMER = 2, /**< ResFormer's layer >= 1: caches V' = lambda_self V + lambda_first
+                                    V_0 (StrataValueResidual's v_first, lambda_self, lambda_first);
+                                    its layer 0 is VANILLA */
+  STRATA_DECODE_DEPTH = 3,     /**< Depth-Attention: StrataDepth's sources, gains and RoPE */
+  STRATA_DECODE_EXOFORMER = 4, /**< ExoFormer: StrataExo's anchors, lambdas, gains (the streams' p
+                                    are not read: the projections are q, k, v and the gate) */
+  STRATA_DECODE_MEA = 5        /**< MEA: StrataMea's A^K, A^V, GroupNorm affines, site, RoPE */
+};
+
+/** One layer of a serving step over a paged KV cache (api::DecodeStack::step_layer): the new
+ *  tokens' token-local pass (Depth, ExoFormer, MEA's RoPE) into the step buffers, their K and V
+ *  rows (what the paper caches) appended at their slots, then the new queries' attention over
+ *  the cache, causal within each sequence's chunk. Every new-token tensor is contiguous
+ *  [total_q, heads, d]. The cache's lengths count this step's tokens (vLLM's convention). */
+typedef struct StrataDecode {
+  int32_t method;       /**< StrataDecodeMethod */
+  StrataTensor q, k, v; /**< the new tokens: q [total_q, h, d]; k, v [total_q, h_k, d] (MEA: K_c,
+                             V_c with the H_c component heads). v not given (VANILLA): SVFormer's
+                             layer >= 1, whose v_cache is layer 0's, read and not written */
+  /** This layer's cache, [num_pages, page_size, h_k, d] with a contiguous head_dim and any other
+   *  strides (an HND cache [num_pages, h_k, page_size, d] as its transposed view); without a
+   *  block_table [slots, capacity, h_k, d], sequence s in slot s. Written at the slots. */
+  StrataTensor k_cache, v_cache;
+  StrataTensor cu_seqlens_q; /**< int32 [b + 1]: the new tokens of each sequence */
+  StrataTensor seqlens_k; /**< int32 [b]: tokens in each sequence's cache, the new ones included */
+  StrataTensor block_table;  /**< int32 [b, max_pages] physical pages, or not given */
+  StrataTensor slot_mapping; /**< int64 [total_q]: page * page_size + offset of each new token's row
+                                  (negative: a padding token, not stored) */
+  StrataTensor positions;    /**< int32 [total_q]: each new token's position, for RoPE (required
+                                  when the pass rotates) */
+  int32_t max_seqlen_q;      /**< the longest chunk of new tokens */
+  float softmax_scale;
+  int32_t causal, window_left;
+  int32_t num_splits;     /**< key splits (flash-decoding); > 1 needs the workspace */
+  StrataTensor workspace; /**< uint8, strata_decode_workspace_bytes (num_splits > 1) */
+  StrataTensor out;       /**< [total_q, h, d], written (MEA at site Output: GN_o(O)) */
+  StrataTensor lse;       /**< fp32 [h, total_q], written */
+  /** The pass's outputs, step buffers (written): DEPTH q_rot [total_q, h, d], k^ and v^
+   *  [total_q, h_k, d] (the sources of later layers); EXOFORMER q~, k~, v~ and g~ (g_attn, like
+   *  q); MEA with RoPE: RoPE(q) (q_attn) and at the Output site RoPE(K_c) (k_attn). */
+  StrataTensor q_attn, k_attn, v_attn, g_attn;
+  void* stream; /**< cudaStream_t (ignored by the simulator) */
+} StrataDecode;
+
 /** The message of this thread's last failed call ("ok" if none). */
 STRATA_CAPI_EXPORT const char* strata_capi_last_error(void);
 /** STRATA_CAPI_VERSION of the library, and the sizes of its structs (checked by bindings). */
 STRATA_CAPI_EXPORT int32_t strata_capi_version(void);
 /** sizeof(StrataTensor), sizeof(StrataAttention), sizeof(StrataValueResidual),
- *  sizeof(StrataGate), sizeof(StrataExo), sizeof(StrataDepth), sizeof(StrataMea), in that
- *  order, into sizes[0..6]. */
+ *  sizeof(StrataGate), sizeof(StrataExo), sizeof(StrataDepth), sizeof(StrataMea),
+ *  sizeof(StrataDecode), in that order, into sizes[0..7]. */
 STRATA_CAPI_EXPORT void strata_capi_struct_sizes(int64_t* sizes);
 /** "sim_v1" (the CPU simulator) or "cuda_v1" (nvcc). */
 STRATA_CAPI_EXPORT const char* strata_capi_executor(void);
@@ -219,6 +268,20 @@ STRATA_CAPI_EXPORT int strata_mea_fwd(const StrataAttention* a, const StrataMea*
 STRATA_CAPI_EXPORT int strata_mea_bwd_workspace_bytes(const StrataAttention* a, const StrataMea* m,
                                                       int64_t* bytes);
 STRATA_CAPI_EXPORT int strata_mea_bwd(const StrataAttention* a, const StrataMea* m);
+
+/* Decode, one layer of a step (layers run in order: a layer reads what earlier ones wrote this
+ * step: ResFormer's v_first, the Depth sources' k^ and v^). Only the method's struct is read (the
+ * others may be NULL); of StrataDepth its sources, gains and RoPE fields, of StrataExo its
+ * anchors, gains, lambdas, s and options, of StrataMea its weights and options. The nvcc build
+ * trusts the indexing (lengths, pages, slots) as FlashAttention and vLLM do; the simulator
+ * checks every index against the cache. */
+STRATA_CAPI_EXPORT int strata_decode_workspace_bytes(const StrataDecode* d, const StrataGate* g,
+                                                     const StrataValueResidual* vr,
+                                                     const StrataDepth* depth, const StrataExo* x,
+                                                     const StrataMea* m, int64_t* bytes);
+STRATA_CAPI_EXPORT int strata_decode_layer(const StrataDecode* d, const StrataGate* g,
+                                           const StrataValueResidual* vr, const StrataDepth* depth,
+                                           const StrataExo* x, const StrataMea* m);
 
 #ifdef __cplusplus
 }

@@ -12,6 +12,9 @@ head_dim 64, 96 or 128, k/v may have fewer heads (GQA/MQA). Every function is di
 traces them). CPU tensors run Strata's kernels in its SIMT simulator (slow, exact: the same CUDA
 C++ as on the GPU), CUDA tensors the nvcc build. Bad arguments raise StrataError (a ValueError)
 naming the argument, and nothing is written.
+
+Serving: the *_decode functions (strata_torch.decode) run one layer of a decode or
+chunked-prefill step over a paged KV cache with vLLM's block tables and slot mapping.
 """
 from __future__ import annotations
 
@@ -23,11 +26,15 @@ from torch import Tensor
 
 from . import _capi, ops
 from ._capi import StrataError
+from .decode import (DecodeBatch, depth_attention_decode, exoformer_decode, flash_attn_decode,
+                     gated_attention_decode, mea_decode, value_residual_decode)
 
 __all__ = ["StrataError", "flash_attn_func", "flash_attn_varlen_func", "value_residual",
            "value_residual_varlen", "gated_attention", "gated_attention_varlen", "exoformer",
            "exoformer_varlen", "depth_attention", "depth_attention_varlen", "mea", "mea_varlen",
-           "set_simulator", "executors"]
+           "set_simulator", "executors", "DecodeBatch", "flash_attn_decode",
+           "value_residual_decode", "gated_attention_decode", "exoformer_decode",
+           "depth_attention_decode", "mea_decode"]
 
 
 def _mask_args(q: Tensor, softmax_scale: Optional[float], causal: bool,

@@ -14,9 +14,10 @@ from typing import Optional
 
 import torch
 
-CAPI_VERSION = 4  # STRATA_CAPI_VERSION
+CAPI_VERSION = 5  # STRATA_CAPI_VERSION
 
-DTYPES = {torch.bfloat16: 1, torch.float16: 2, torch.float32: 3, torch.int32: 4, torch.uint8: 5}
+DTYPES = {torch.bfloat16: 1, torch.float16: 2, torch.float32: 3, torch.int32: 4, torch.uint8: 5,
+          torch.int64: 6}
 
 
 class StrataError(ValueError):
@@ -100,7 +101,28 @@ class Mea(ctypes.Structure):
         ("gn_eps", ctypes.c_float)]
 
 
+DECODE_METHODS = {"vanilla": 0, "gated": 1, "resformer": 2, "depth": 3, "exoformer": 4,
+                  "mea": 5}  # StrataDecodeMethod
+
+
+class Decode(ctypes.Structure):
+    _fields_ = [("method", ctypes.c_int32), ("q", Tensor), ("k", Tensor), ("v", Tensor),
+                ("k_cache", Tensor), ("v_cache", Tensor), ("cu_seqlens_q", Tensor),
+                ("seqlens_k", Tensor), ("block_table", Tensor), ("slot_mapping", Tensor),
+                ("positions", Tensor), ("max_seqlen_q", ctypes.c_int32),
+                ("softmax_scale", ctypes.c_float), ("causal", ctypes.c_int32),
+                ("window_left", ctypes.c_int32), ("num_splits", ctypes.c_int32),
+                ("workspace", Tensor), ("out", Tensor), ("lse", Tensor), ("q_attn", Tensor),
+                ("k_attn", Tensor), ("v_attn", Tensor), ("g_attn", Tensor),
+                ("stream", ctypes.c_void_p)]
+
+
+_DECODE_ARGS = [ctypes.POINTER(Decode), ctypes.POINTER(Gate), ctypes.POINTER(ValueResidual),
+                ctypes.POINTER(Depth), ctypes.POINTER(Exo), ctypes.POINTER(Mea)]
+
 _OPS = {
+    "strata_decode_workspace_bytes": _DECODE_ARGS + [ctypes.POINTER(ctypes.c_int64)],
+    "strata_decode_layer": _DECODE_ARGS,
     "strata_flash_fwd": [ctypes.POINTER(Attention)],
     "strata_flash_bwd_workspace_bytes": [ctypes.POINTER(Attention), ctypes.POINTER(ctypes.c_int64)],
     "strata_flash_bwd": [ctypes.POINTER(Attention)],
@@ -127,7 +149,8 @@ _OPS = {
     "strata_mea_bwd": [ctypes.POINTER(Attention), ctypes.POINTER(Mea)],
 }
 
-STRUCTS = (Tensor, Attention, ValueResidual, Gate, Exo, Depth, Mea)  # strata_capi_struct_sizes' order
+# strata_capi_struct_sizes' order
+STRUCTS = (Tensor, Attention, ValueResidual, Gate, Exo, Depth, Mea, Decode)
 
 
 class Library:
@@ -157,8 +180,9 @@ class Library:
         self.executor = lib.strata_capi_executor().decode()
 
     def call(self, name: str, *args) -> None:
-        """Calls `name`; raises StrataError with the library's message when it refuses."""
-        rc = getattr(self.lib, name)(*[ctypes.byref(a) for a in args])
+        """Calls `name` (None: a NULL struct pointer); raises StrataError with the library's
+        message when it refuses."""
+        rc = getattr(self.lib, name)(*[None if a is None else ctypes.byref(a) for a in args])
         if rc != 0:
             raise StrataError(self.lib.strata_capi_last_error().decode())
 

@@ -725,3 +725,110 @@ def _mea_backward(ctx, dout, dlse, dq_rot, dk_attn, dv_attn, do_attn, dkc_rot):
 
 
 torch.library.register_autograd("strata::mea_fwd", _mea_backward, setup_context=_mea_setup)
+
+# ---- decode (one layer of a serving step over a paged KV cache; inference only) ---------------
+
+
+def _decode_structs(method: str, gate, params, sources, flags, floats):
+    """The method's struct(s) for strata_decode_layer (None for the others), from the op's flat
+    arguments (strata_torch.decode packs them)."""
+    g = vr = depth = exo = mea = None
+    if gate is not None:
+        g = _gate_struct(gate)
+    if method == "resformer":
+        vr = _vr_struct(*params)
+    elif method == "depth":
+        depth = _capi.Depth()
+        depth.num_sources = len(sources) // 2
+        for c in range(depth.num_sources):
+            depth.src_khat[c] = _capi.tensor(sources[2 * c])
+            depth.src_vhat[c] = _capi.tensor(sources[2 * c + 1])
+        if params:
+            depth.gamma_q, depth.gamma_k = _capi.tensor(params[0]), _capi.tensor(params[1])
+        depth.rope, (depth.rope_theta, depth.eps) = flags[0], floats
+        depth._keep = [*sources, *params]
+    elif method == "exoformer":
+        exo = _capi.Exo()
+        for p in range(4):
+            S = exo.stream[p]
+            S.anchor, S.gamma_anchor = _capi.tensor(params[p]), _capi.tensor(params[4 + p])
+            S.lambda1, S.lambda2 = _capi.tensor(params[8 + p]), _capi.tensor(params[12 + p])
+        exo.gamma_q, exo.gamma_k = _capi.tensor(params[16]), _capi.tensor(params[17])
+        exo.s = _capi.tensor(params[18] if len(params) > 18 else None)
+        exo.rope, (exo.rope_theta, exo.norm_eps, exo.anchor_eps) = flags[0], floats
+        exo._keep = list(params)
+    elif method == "mea":
+        site_output = bool(flags[0])
+        mea = _mea_struct({"a_k": params[0], "a_v": params[1],
+                           **dict(zip(_mea_names(site_output), params[2:]))}, site_output,
+                          flags[1], *floats)
+    return g, vr, depth, exo, mea
+
+
+def _decode_pass_shapes(method: str, q: Tensor, k: Tensor, flags: list[int]) -> list:
+    """Shapes of the step buffers q_attn, k_attn, v_attn, g_attn the method's pass writes
+    (None: not written)."""
+    if method == "depth":
+        return [q.shape, k.shape, k.shape, None]
+    if method == "exoformer":
+        return [q.shape, k.shape, k.shape, q.shape]
+    if method == "mea" and flags[1] and q.shape[0] > 0:  # RoPE of q, at Output also of K_c
+        return [q.shape, k.shape if flags[0] else None, None, None]
+    return [None] * 4
+
+
+@torch.library.custom_op("strata::decode_layer", mutates_args=("k_cache", "v_cache"))
+def decode_layer(method: str, q: Tensor, k: Tensor, v: Optional[Tensor], k_cache: Tensor,
+                 v_cache: Tensor, cu_seqlens_q: Tensor, seqlens_k: Tensor,
+                 block_table: Optional[Tensor], slot_mapping: Tensor, positions: Optional[Tensor],
+                 max_seqlen_q: int, softmax_scale: float, causal: bool, window_left: int,
+                 num_splits: int, gate: Optional[Tensor], params: list[Tensor],
+                 sources: list[Tensor], flags: list[int],
+                 floats: list[float]) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """out, lse, and Depth-Attention's k^, v^ of the new tokens (the sources of later layers;
+    empty for the other methods). Appends the new tokens' rows to k_cache / v_cache."""
+    device = _check_same_device(q=q, k=k, v=v, k_cache=k_cache, v_cache=v_cache,
+                                cu_seqlens_q=cu_seqlens_q, seqlens_k=seqlens_k,
+                                block_table=block_table, slot_mapping=slot_mapping,
+                                positions=positions, gate=gate)
+    if method not in _capi.DECODE_METHODS:
+        raise StrataError(f"method = {method!r}: one of {', '.join(_capi.DECODE_METHODS)}")
+    lib, stream, guard = _executor(device)
+    d = _capi.Decode()
+    d.method = _capi.DECODE_METHODS[method]
+    out = torch.empty(q.shape, dtype=q.dtype, device=device)
+    lse = torch.empty([q.shape[1], q.shape[0]] if q.dim() == 3 else [0], dtype=torch.float32,
+                      device=device)
+    buffers = [torch.empty(s, dtype=q.dtype, device=device) if s is not None else None
+               for s in _decode_pass_shapes(method, q, k, flags)]
+    named = {"q": q, "k": k, "v": v, "k_cache": k_cache, "v_cache": v_cache,
+             "cu_seqlens_q": cu_seqlens_q, "seqlens_k": seqlens_k, "block_table": block_table,
+             "slot_mapping": slot_mapping, "positions": positions, "out": out, "lse": lse,
+             **dict(zip(("q_attn", "k_attn", "v_attn", "g_attn"), buffers))}
+    for name, t in named.items():
+        setattr(d, name, _capi.tensor(t))
+    d.max_seqlen_q, d.softmax_scale = max_seqlen_q, softmax_scale
+    d.causal, d.window_left, d.num_splits = int(causal), window_left, num_splits
+    d.stream = stream
+    d._keep = list(named.values())
+    structs = _decode_structs(method, gate, params, sources, flags, floats)
+    with guard:
+        nbytes = lib.query("strata_decode_workspace_bytes", d, *structs)
+        if nbytes:
+            ws = torch.empty(nbytes, dtype=torch.uint8, device=device)
+            d.workspace = _capi.tensor(ws)
+            d._keep.append(ws)
+        lib.call("strata_decode_layer", d, *structs)
+    if method == "depth":
+        return out, lse, buffers[1], buffers[2]
+    return out, lse, q.new_empty(0), q.new_empty(0)
+
+
+@decode_layer.register_fake
+def _(method, q, k, v, k_cache, v_cache, cu_seqlens_q, seqlens_k, block_table, slot_mapping,
+      positions, max_seqlen_q, softmax_scale, causal, window_left, num_splits, gate, params,
+      sources, flags, floats):
+    lse = q.new_empty([q.shape[1], q.shape[0]], dtype=torch.float32)
+    if method == "depth":
+        return torch.empty_like(q), lse, torch.empty_like(k), torch.empty_like(k)
+    return torch.empty_like(q), lse, q.new_empty(0), q.new_empty(0)

@@ -25,7 +25,7 @@ if(STRATA_TORCH_CUDA)
 endif()
 
 # One ctest per file, so that ctest -j runs them side by side.
-foreach(_file flash variants exoformer depth mea errors compile)
+foreach(_file flash variants exoformer depth mea decode errors compile)
   if(_torch_ok)
     set(_cmd "${STRATA_PYTHON}" -m pytest -q -p no:cacheprovider
              "${CMAKE_CURRENT_SOURCE_DIR}/tests/test_${_file}.py")
@@ -69,3 +69,15 @@ foreach(_ex flash resformer svformer gated exoformer depth mea)
   set_tests_properties(torch_example_${_ex} PROPERTIES LABELS torch TIMEOUT 900
                        ENVIRONMENT "${_torch_env}" PASS_REGULAR_EXPRESSION "loss falls")
 endforeach()
+
+# The serving example: the depth model trained briefly, then prompts served with a paged cache
+# (chunked prefill, greedy decode); fails unless the decode's logits equal the training forward's.
+if(_torch_ok)
+  set(_cmd "${STRATA_PYTHON}" "${_torch_examples}/serve_depth.py" --steps 12)
+else()
+  set(_cmd "${CMAKE_COMMAND}" -E false)
+endif()
+add_test(NAME torch_example_serve_depth COMMAND ${_cmd} WORKING_DIRECTORY "${_torch_examples}")
+set_tests_properties(torch_example_serve_depth PROPERTIES LABELS torch TIMEOUT 900
+                     ENVIRONMENT "${_torch_env}"
+                     PASS_REGULAR_EXPRESSION "reproduces the training forward")
