@@ -4,13 +4,19 @@
 
 #include <gtest/gtest.h>
 
+#include <climits>
+
 #include <cmath>
 #include <cstring>
 #include <functional>
 #include <string>
 #include <vector>
 
+#include "../common/refusal.hpp"
+
 namespace {
+
+using strata_test::Spoil;
 
 namespace att = strata::attention;
 using bf16 = __nv_bfloat16;
@@ -68,13 +74,8 @@ TEST(FlashApi, EmptyProblemIsOkAndWritesNothing) {
   EXPECT_TRUE(pr.outputs_untouched());
 }
 
-struct BadField {
-  const char* what;  // the field, as the message must name it
-  std::function<void(Problem&)> mutate;
-};
-
 TEST(FlashApi, EveryFieldIsValidatedAndNothingIsWritten) {
-  const std::vector<BadField> cases = {
+  const std::vector<Spoil<Problem>> cases = {
       {"q is null", [](Problem& x) { x.p.q = nullptr; }},
       {"k is null", [](Problem& x) { x.p.k = nullptr; }},
       {"v is null", [](Problem& x) { x.p.v = nullptr; }},
@@ -120,17 +121,37 @@ TEST(FlashApi, EveryFieldIsValidatedAndNothingIsWritten) {
          x.p.cu_seqlens_q = x.p.cu_seqlens_k = nullptr;
          x.p.total_q = 7;  // b * seqlen_q = 10
        }},
+      // int32 extents of the kernels' tile, mask and row arithmetic
+      {"seqlen_q = 2147483600: more than 2^31 - 129",
+       [](Problem& x) { x.p.seqlen_q = INT_MAX - 47; }},
+      {"seqlen_k = 2147483520", [](Problem& x) { x.p.seqlen_k = INT_MAX - 127; }},
+      {"window_left = 2147483647: window_left + the sequence length overflows int32",
+       [](Problem& x) { x.p.window_left = INT_MAX; }},
+      {"window_left = 2147483643", [](Problem& x) { x.p.window_left = INT_MAX - 4; }},
+      {"total_q * h = 2147483648: more than 2^31 - 257 rows",
+       [](Problem& x) { x.p.total_q = 1 << 30; }},
   };
-  for (const auto& c : cases) {
-    Problem pr;
-    c.mutate(pr);
-    const strata::Status st = strata::api::flash_fwd(pr.p);
-    EXPECT_EQ(st.code(), strata::StatusCode::kInvalidArgument) << c.what << ": " << st.message();
-    EXPECT_NE(std::string(st.message()).find(c.what), std::string::npos)
-        << "expected '" << c.what << "' in: " << st.message();
-    EXPECT_STREQ(st.message(), strata::api::validate(pr.p).message());
-    EXPECT_TRUE(pr.outputs_untouched()) << c.what;
-  }
+  strata_test::expect_refusals(
+      cases, [] { return Problem(); },
+      [](Problem& x) {
+        const strata::Status st = strata::api::flash_fwd(x.p);
+        EXPECT_STREQ(st.message(), strata::api::validate(x.p).message());
+        return st;
+      },
+      [](const Problem& x) { return x.outputs_untouched(); });
+}
+
+/// The longest window the int32 mask arithmetic allows (window_left + seqlen = INT_MAX) is no
+/// window: the same bits as window_left = -1.
+TEST(FlashApi, TheLongestWindowIsNoWindow) {
+  Problem windowed, unlimited;
+  windowed.p.window_left = INT_MAX - 5;  // seqlen_q = seqlen_k = 5
+  windowed.p.is_causal = unlimited.p.is_causal = false;
+  ASSERT_TRUE(strata::api::flash_fwd(windowed.p).ok());
+  ASSERT_TRUE(strata::api::flash_fwd(unlimited.p).ok());
+  for (size_t i = 0; i < windowed.o.size(); ++i)
+    ASSERT_EQ(strata::core::to_float(windowed.o[i]), strata::core::to_float(unlimited.o[i])) << i;
+  EXPECT_EQ(windowed.lse, unlimited.lse);
 }
 
 /// The forward problem plus what the backward needs.
@@ -172,7 +193,7 @@ TEST(FlashApi, BackwardFieldsAreValidatedAndNothingIsWritten) {
     ASSERT_TRUE(st.ok()) << st.message();
     EXPECT_FALSE(pr.gradients_untouched());
   }
-  const std::vector<std::pair<const char*, std::function<void(BwdProblem&)>>> cases = {
+  const std::vector<Spoil<BwdProblem>> cases = {
       {"do is null", [](BwdProblem& x) { x.b.dout = nullptr; }},
       {"dq is null", [](BwdProblem& x) { x.b.dq = nullptr; }},
       {"dk is null", [](BwdProblem& x) { x.b.dk = nullptr; }},
@@ -191,16 +212,15 @@ TEST(FlashApi, BackwardFieldsAreValidatedAndNothingIsWritten) {
        }},
       {"lse is null", [](BwdProblem& x) { x.b.lse = nullptr; }},
       {"d = 80", [](BwdProblem& x) { x.b.d = 80; }},
+      {"total_k * h_k = 2147483392: more than 2^31 - 257 rows",
+       [](BwdProblem& x) {
+         x.b.cu_seqlens_q_host = x.b.cu_seqlens_k_host = nullptr;
+         x.b.total_k = INT_MAX - 255;
+       }},
   };
-  for (const auto& [what, mutate] : cases) {
-    BwdProblem pr;
-    mutate(pr);
-    const strata::Status st = strata::api::flash_bwd(pr.b);
-    EXPECT_EQ(st.code(), strata::StatusCode::kInvalidArgument) << what << ": " << st.message();
-    EXPECT_NE(std::string(st.message()).find(what), std::string::npos)
-        << "expected '" << what << "' in: " << st.message();
-    EXPECT_TRUE(pr.gradients_untouched()) << what;
-  }
+  strata_test::expect_refusals(
+      cases, [] { return BwdProblem(); }, [](BwdProblem& x) { return strata::api::flash_bwd(x.b); },
+      [](const BwdProblem& x) { return x.gradients_untouched(); });
 }
 
 }  // namespace

@@ -1,31 +1,32 @@
-// DecodeStack: one serving step (decode, chunked prefill or both) over all L layers of a model
-// with its KV caches, for vanilla attention and every variant: the serving twin of the training
-// stacks (ValueResidualStack, DepthStack, ExoStack). Per layer, in order:
-//
-//   token-local pass   kDepth:     the depth pass on the new tokens (QK-norm, RoPE at their
-//                                  positions, the depth softmax over the sources' k^_j, v^_j of
-//                                  the same tokens) -> q_attn, k^ (k_attn), v^ (v_attn)
-//                      kExoFormer: the mix pass (anchor RMSNorm, mix, QK-norm, RoPE) -> q~, k~,
-//                                  v~ and the gate logits g~ (q_attn, k_attn, v_attn, g_attn)
-//                      kMea:       RoPE of q at the new tokens' positions (q_attn) and, at the
-//                                  Output site, of the component keys K_c (k_attn)
-//   append             kv_append of the new K, V rows at their slots: what the paper caches —
-//                      k^ / v^ (Depth), k~ / v~ (ExoFormer), V' = lambda_self V_l + lambda_first
-//                      V_0 (ResFormer), K only (SVFormer l >= 1: the layer reads layer 0's V
-//                      cache), the H_c component heads K_c or RoPE(K_c), and V_c (MEA)
-//   attention          paged_attention of the new queries over the cache (split-KV and merge
-//                      when num_splits > 1), the output gate applied once to the final O
-//                      (kGated: g; kExoFormer: g~); kMea: mea_paged_attention, which composes
-//                      the H_kv composite heads inside its tiles (and normalises them, or O)
-//
-// Caches: every layer has its own K and V storage (CacheTensor) and all layers share the step's
-// indexing (KvCache: block table or page list, lengths that already count the new tokens) and
-// slot mapping, as in vLLM. Nothing but what the paper caches persists: q_attn, k_attn, v_attn
-// and g_attn are transient step buffers (Depth reads its sources' k^_j, v^_j of the same step
-// from them — the same values as the sources' cache slots, without the gather).
-//
-//   DecodeStack st;  st.method = DecodeMethod::kDepth;  st.cache = ...;  st.layers = {...};
-//   st.step();          // or step_layer(l) for l = 0 .. L-1, between the engine's own layers
+/// \file
+/// DecodeStack: one serving step (decode, chunked prefill or both) over all L layers of a model
+/// with its KV caches, for vanilla attention and every variant: the serving twin of the training
+/// stacks (ValueResidualStack, DepthStack, ExoStack). Per layer, in order:
+///
+///   token-local pass   kDepth:     the depth pass on the new tokens (QK-norm, RoPE at their
+///                                  positions, the depth softmax over the sources' k^_j, v^_j of
+///                                  the same tokens) -> q_attn, k^ (k_attn), v^ (v_attn)
+///                      kExoFormer: the mix pass (anchor RMSNorm, mix, QK-norm, RoPE) -> q~, k~,
+///                                  v~ and the gate logits g~ (q_attn, k_attn, v_attn, g_attn)
+///                      kMea:       RoPE of q at the new tokens' positions (q_attn) and, at the
+///                                  Output site, of the component keys K_c (k_attn)
+///   append             kv_append of the new K, V rows at their slots: what the paper caches —
+///                      k^ / v^ (Depth), k~ / v~ (ExoFormer), V' = lambda_self V_l + lambda_first
+///                      V_0 (ResFormer), K only (SVFormer l >= 1: the layer reads layer 0's V
+///                      cache), the H_c component heads K_c or RoPE(K_c), and V_c (MEA)
+///   attention          paged_attention of the new queries over the cache (split-KV and merge
+///                      when num_splits > 1), the output gate applied once to the final O
+///                      (kGated: g; kExoFormer: g~); kMea: mea_paged_attention, which composes
+///                      the H_kv composite heads inside its tiles (and normalises them, or O)
+///
+/// Caches: every layer has its own K and V storage (CacheTensor) and all layers share the step's
+/// indexing (KvCache: block table or page list, lengths that already count the new tokens) and
+/// slot mapping, as in vLLM. Nothing but what the paper caches persists: q_attn, k_attn, v_attn
+/// and g_attn are transient step buffers (Depth reads its sources' k^_j, v^_j of the same step
+/// from them — the same values as the sources' cache slots, without the gather).
+///
+///   DecodeStack st;  st.method = DecodeMethod::kDepth;  st.cache = ...;  st.layers = {...};
+///   st.step();          // or step_layer(l) for l = 0 .. L-1, between the engine's own layers
 #pragma once
 
 #include <cmath>

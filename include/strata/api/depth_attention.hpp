@@ -1,12 +1,13 @@
-// Depth-Attention (SPEC §1, §7.2): the fused token-local pass per layer (strata/variants/
-// depth_attention.cuh) around the flash attention, and DepthStack, the explicit layer-stack helper
-// with the fp32 accumulators dk^_j, dv^_j of the source layers (copy it into a trainer).
-//
-// Per layer l, forward:  depth pass (q_rot, k^_l, v^_l from q, k, v and the sources' k^_j, v^_j),
-//                        then flash_fwd on (q_rot, k^_l, v^_l).
-// Backward, l = L-1 .. 0: flash_bwd gives dq_rot, dk^, dv^; the depth pass adds this layer's
-//                        accumulators, sends the sources' shares to theirs, and writes dq, dk,
-//                        dv (raw projections) and dgamma_q, dgamma_k.
+/// \file
+/// Depth-Attention (SPEC §1, §7.2): the fused token-local pass per layer (strata/variants/
+/// depth_attention.cuh) around the flash attention, and DepthStack, the explicit layer-stack helper
+/// with the fp32 accumulators dk^_j, dv^_j of the source layers (copy it into a trainer).
+///
+/// Per layer l, forward:  depth pass (q_rot, k^_l, v^_l from q, k, v and the sources' k^_j, v^_j),
+///                        then flash_fwd on (q_rot, k^_l, v^_l).
+/// Backward, l = L-1 .. 0: flash_bwd gives dq_rot, dk^, dv^; the depth pass adds this layer's
+///                        accumulators, sends the sources' shares to theirs, and writes dq, dk,
+///                        dv (raw projections) and dgamma_q, dgamma_k.
 #pragma once
 
 #include <set>
@@ -94,23 +95,11 @@ Status launch_depth_typed(const variants::DepthLayer& p, bool backward, cudaStre
                   static_cast<const float*>(p.partial), blocks, p.dgamma_q, p.dgamma_k);
   return Status::Ok();
 }
-template <class T>
-Status launch_depth_dtype(const variants::DepthLayer& p, int d, bool backward,
-                          cudaStream_t stream) {
-  switch (d) {
-    case 64:
-      return launch_depth_typed<T, 64>(p, backward, stream);
-    case 96:
-      return launch_depth_typed<T, 96>(p, backward, stream);
-    default:
-      return launch_depth_typed<T, 128>(p, backward, stream);
-  }
-}
 /// The depth pass of one layer (arguments validated by the caller), forward or backward.
 inline Status launch_depth_pass(const variants::DepthLayer& p, Dtype dtype, int d, bool backward,
                                 cudaStream_t stream) {
-  return dtype == Dtype::kBf16 ? launch_depth_dtype<__nv_bfloat16>(p, d, backward, stream)
-                               : launch_depth_dtype<__half>(p, d, backward, stream);
+  return with_dtype_and_head_dim(
+      dtype, d, [&]<class T, int D>() { return launch_depth_typed<T, D>(p, backward, stream); });
 }
 STRATA_EXECUTOR_END
 }  // namespace detail

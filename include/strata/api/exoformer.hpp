@@ -1,17 +1,18 @@
-// ExoFormer (SPEC §3, decisions §7.4) with Gated Attention's output gate: per layer the fused
-// token-local mix pass (strata/variants/exoformer.cuh) writes the attention's q~, k~, v~ and the
-// gate logits g~, then the gated attention runs (api/output_gate.hpp). Backward runs L-1 .. 0:
-// the gated attention's backward gives dL/dq~, dk~, dv~ (after RoPE) and dg~, and the mix pass
-// turns them into dP, dlambda, ds, the gains' gradients and the stack's fp32 anchor accumulator
-// dA^_P, which layer 0 turns into d anchor_P.
-//
-//   ExoStack st;  st.options = ...;  st.anchors = ...;  st.layers = {...};  st.workspace = ...;
-//   st.forward();   // or forward_layer(l) for l = 0 .. L-1, between the trainer's own layers
-//   st.backward();  // or backward_layer(l) for l = L-1 .. 0
-//
-// The caller computes the anchor projections anchor_P = E W_anc (one GEMM per stack) and, for the
-// dynamic variant, the scales s = sigmoid(MLP(x^)) [total, 8] per layer; d anchor_P and ds go back
-// through those. The anchors' RMSNorm runs inside every layer's pass (recomputed, never stored).
+/// \file
+/// ExoFormer (SPEC §3, decisions §7.4) with Gated Attention's output gate: per layer the fused
+/// token-local mix pass (strata/variants/exoformer.cuh) writes the attention's q~, k~, v~ and the
+/// gate logits g~, then the gated attention runs (api/output_gate.hpp). Backward runs L-1 .. 0:
+/// the gated attention's backward gives dL/dq~, dk~, dv~ (after RoPE) and dg~, and the mix pass
+/// turns them into dP, dlambda, ds, the gains' gradients and the stack's fp32 anchor accumulator
+/// dA^_P, which layer 0 turns into d anchor_P.
+///
+///   ExoStack st;  st.options = ...;  st.anchors = ...;  st.layers = {...};  st.workspace = ...;
+///   st.forward();   // or forward_layer(l) for l = 0 .. L-1, between the trainer's own layers
+///   st.backward();  // or backward_layer(l) for l = L-1 .. 0
+///
+/// The caller computes the anchor projections anchor_P = E W_anc (one GEMM per stack) and, for the
+/// dynamic variant, the scales s = sigmoid(MLP(x^)) [total, 8] per layer; d anchor_P and ds go back
+/// through those. The anchors' RMSNorm runs inside every layer's pass (recomputed, never stored).
 #pragma once
 
 #include <algorithm>
@@ -77,12 +78,12 @@ struct ExoStackLayer {
   ExoLayerMix mix;
 };
 
-/// Bytes of the backward workspace: the mix pass's block partials (dlambda, dgamma), shared by
-/// the layers (they run one after the other).
+/// Bytes of the backward workspace: the mix pass's block partials (dlambda, dgamma) and their
+/// chunk sums (variants::exo_workspace_floats), shared by the layers (they run one after the
+/// other).
 inline size_t exo_workspace_bytes(int total, int h, int d) {
   if (total <= 0 || h <= 0 || d <= 0) return 0;
-  return size_t(kExoStreams) * size_t(variants::exo_blocks(total)) *
-         size_t(variants::exo_partial_floats(h, d)) * sizeof(float);
+  return size_t(variants::exo_workspace_floats(total, h, d)) * sizeof(float);
 }
 
 /// Number of lambda values of one stream with `heads` heads.
@@ -106,30 +107,37 @@ Status launch_exo_typed(const variants::ExoMix& m, bool backward, cudaStream_t s
         !s.ok())
       return s;
   if (!backward) return Status::Ok();
+  // the parameter gradients: the block partials summed in chunks (past kExoChunkBlocks blocks),
+  // then per output, both in a fixed order
+  variants::ExoMix r = m;
+  const int blocks = int(grid.x);
+  int rows = blocks;  // the partial rows exo_reduce_kernel sums
+  if (blocks > variants::kExoChunkBlocks) {
+    const int64_t stride = variants::exo_partial_floats(m.h, D);
+    rows = variants::exo_chunks(blocks);
+    r.partial = m.partial + int64_t(kExoStreams) * blocks * stride;
+    const dim3 cgrid(
+        unsigned((stride + variants::kExoColumnThreads - 1) / variants::kExoColumnThreads),
+        unsigned(rows), kExoStreams);
+    if (Status s =
+            launch(variants::exo_chunk_sum_kernel<D>, cgrid, dim3(variants::kExoColumnThreads), 0,
+                   stream, static_cast<const float*>(m.partial), r.partial, m.h, blocks);
+        !s.ok())
+      return s;
+  }
   int outputs = 0;
   for (int p = 0; p < kExoStreams; ++p)
     outputs = std::max(outputs, variants::exo_reduce_outputs(m, p, D));
   const dim3 rgrid(unsigned((outputs + variants::kExoReduceWarps - 1) / variants::kExoReduceWarps),
                    kExoStreams);
   return launch(variants::exo_reduce_kernel<D>, rgrid, dim3(32 * variants::kExoReduceWarps), 0,
-                stream, m, int(grid.x));
-}
-template <class T>
-Status launch_exo_dtype(const variants::ExoMix& m, int d, bool backward, cudaStream_t stream) {
-  switch (d) {
-    case 64:
-      return launch_exo_typed<T, 64>(m, backward, stream);
-    case 96:
-      return launch_exo_typed<T, 96>(m, backward, stream);
-    default:
-      return launch_exo_typed<T, 128>(m, backward, stream);
-  }
+                stream, r, rows);
 }
 /// The mix pass of one layer (arguments validated by the caller), forward or backward.
 inline Status launch_exo_mix(const variants::ExoMix& m, Dtype dtype, int d, bool backward,
                              cudaStream_t stream) {
-  return dtype == Dtype::kBf16 ? launch_exo_dtype<__nv_bfloat16>(m, d, backward, stream)
-                               : launch_exo_dtype<__half>(m, d, backward, stream);
+  return with_dtype_and_head_dim(
+      dtype, d, [&]<class T, int D>() { return launch_exo_typed<T, D>(m, backward, stream); });
 }
 STRATA_EXECUTOR_END
 }  // namespace detail

@@ -1,14 +1,17 @@
-// Public entry points of the flash-attention core: validate() checks every field of the Params
-// (the message names the field), and the launchers validate first, then pick the compiled
-// instantiation for (dtype, head dim) and launch it. Bad input never reaches a kernel, so nothing
-// is written.
+/// \file
+/// Public entry points of the flash-attention core: validate() checks every field of the Params
+/// (the message names the field), and the launchers validate first, then pick the compiled
+/// instantiation for (dtype, head dim) and launch it. Bad input never reaches a kernel, so nothing
+/// is written.
 #pragma once
 
+#include <algorithm>
 #include <climits>
 #include <cmath>
 #include <cstdint>
 #include <string>
 
+#include "strata/api/dispatch.hpp"
 #include "strata/attention/flash_bwd.cuh"
 #include "strata/attention/flash_fwd.cuh"
 #include "strata/launch.hpp"
@@ -20,8 +23,12 @@ using attention::Dtype;
 using attention::FlashBwdParams;
 using attention::FlashFwdParams;
 
-/// Head dimensions with a compiled instantiation.
-inline constexpr int kFlashHeadDims[] = {64, 96, 128};
+/// The longest sequence (queries or keys) the kernels' int32 tile arithmetic allows: the end of
+/// its last tile must fit int32.
+inline constexpr int kMaxSeqlen = INT32_MAX - 128;
+/// The most (token, head) rows of one operand (total_q * h, total_k * h_k): the token-local
+/// passes and the grids count rows in int32.
+inline constexpr int64_t kMaxRows = INT32_MAX - 256;
 
 namespace detail {
 
@@ -91,13 +98,30 @@ inline Status check_dtype_and_head_dim(Dtype dtype, int d) {
                                  " is not a compiled head dimension (64, 96, 128)");
 }
 
+/// The kernels index tokens, tiles and mask bounds with int32: every position a tile or the mask
+/// computes (a sequence's last tile end, key i - offset - window_left) must stay inside it. A
+/// window at least as long as the keys is no window (-1).
+inline Status check_int32_extent(int seqlen_q, int seqlen_k, int window_left) {
+  if (seqlen_q > kMaxSeqlen || seqlen_k > kMaxSeqlen)
+    return Status::InvalidArgument(
+        std::string(seqlen_q > kMaxSeqlen ? "seqlen_q = " : "seqlen_k = ") +
+        std::to_string(std::max(seqlen_q, seqlen_k)) +
+        ": more than 2^31 - 129 tokens (int32 tile arithmetic)");
+  if (window_left >= 0 && int64_t(window_left) + std::max(seqlen_q, seqlen_k) > INT32_MAX)
+    return Status::InvalidArgument(
+        "window_left = " + std::to_string(window_left) +
+        ": window_left + the sequence length overflows int32 (a window as long as the keys is no "
+        "window: give -1)");
+  return Status::Ok();
+}
+
 /// Host copy of cu_seqlens: starts at 0, never decreases, ends at `total`, lengths <= max_len.
 inline Status check_cu_seqlens(const int* cu, int b, int total, int max_len, const char* name,
                                const char* max_name) {
   const std::string n = name;
   if (cu[0] != 0) return Status::InvalidArgument(n + "[0] = " + std::to_string(cu[0]) + ", not 0");
   for (int i = 0; i < b; ++i) {
-    const int len = cu[i + 1] - cu[i];
+    const int64_t len = int64_t(cu[i + 1]) - cu[i];  // int64: garbage offsets cannot wrap
     if (len < 0) return Status::InvalidArgument(n + " decreases at index " + std::to_string(i + 1));
     if (len > max_len)
       return Status::InvalidArgument(n + ": sequence " + std::to_string(i) + " has " +
@@ -132,6 +156,11 @@ inline Status validate(const FlashFwdParams& p) {
   if (p.window_left < -1)
     return Status::InvalidArgument("window_left = " + std::to_string(p.window_left) +
                                    ": must be -1 (unlimited) or >= 0");
+  if (Status s = detail::check_int32_extent(p.seqlen_q, p.seqlen_k, p.window_left); !s.ok())
+    return s;
+  if (int64_t(p.total_q) * p.h > kMaxRows)
+    return Status::InvalidArgument("total_q * h = " + std::to_string(int64_t(p.total_q) * p.h) +
+                                   ": more than 2^31 - 257 rows (int32 row arithmetic)");
   if (bool(p.cu_seqlens_q) != bool(p.cu_seqlens_k))
     return Status::InvalidArgument(std::string(p.cu_seqlens_q ? "cu_seqlens_k" : "cu_seqlens_q") +
                                    " is null while the other cu_seqlens is set");
@@ -175,19 +204,6 @@ Status launch_fwd(const FlashFwdParams& p, const Variant& var, cudaStream_t stre
   return launch(attention::flash_fwd_kernel<T, D, Variant>, attention::flash_fwd_grid<D>(p),
                 dim3(Tr::kThreads), Tr::template kSmemBytesOf<T, Variant>, stream, p, var);
 }
-template <class T, class Variant>
-Status dispatch_fwd(const FlashFwdParams& p, const Variant& var, cudaStream_t stream) {
-  switch (p.d) {
-    case 64:
-      return launch_fwd<T, 64>(p, var, stream);
-    case 96:
-      return launch_fwd<T, 96>(p, var, stream);
-    case 128:
-      return launch_fwd<T, 128>(p, var, stream);
-  }
-  return Status::InvalidArgument("d = " + std::to_string(p.d) +
-                                 " is not a compiled head dimension");
-}
 STRATA_EXECUTOR_END
 }  // namespace detail
 
@@ -200,8 +216,8 @@ template <class Variant>
 Status flash_fwd(const FlashFwdParams& p, const Variant& var, cudaStream_t stream = 0) {
   if (Status s = validate(p); !s.ok()) return s;
   if (p.total_q == 0 || p.seqlen_q == 0) return Status::Ok();
-  return p.dtype == Dtype::kBf16 ? detail::dispatch_fwd<__nv_bfloat16>(p, var, stream)
-                                 : detail::dispatch_fwd<__half>(p, var, stream);
+  return detail::with_dtype_and_head_dim(
+      p.dtype, p.d, [&]<class T, int D>() { return detail::launch_fwd<T, D>(p, var, stream); });
 }
 inline Status flash_fwd(const FlashFwdParams& p, cudaStream_t stream = 0) {
   return flash_fwd(p, attention::VanillaAttention{}, stream);
@@ -225,6 +241,9 @@ inline size_t flash_bwd_dq_accum_bytes(const FlashBwdParams& p) {
 inline Status validate(const FlashBwdParams& p) {
   if (Status s = validate(static_cast<const FlashFwdParams&>(p)); !s.ok()) return s;
   if (p.total_k < 0) return Status::InvalidArgument("total_k is negative");
+  if (int64_t(p.total_k) * p.h_k > kMaxRows)
+    return Status::InvalidArgument("total_k * h_k = " + std::to_string(int64_t(p.total_k) * p.h_k) +
+                                   ": more than 2^31 - 257 rows (int32 row arithmetic)");
   if (!p.cu_seqlens_q && int64_t(p.b) * p.seqlen_k != p.total_k)
     return Status::InvalidArgument(
         "total_k = " + std::to_string(p.total_k) +
@@ -291,19 +310,6 @@ Status launch_bwd(const FlashBwdParams& p, const Variant& var, cudaStream_t stre
                   attention::flash_bwd_dq_convert_grid(p), dim3(128), 0, stream, p, var);
   return Status::Ok();
 }
-template <class T, class Variant>
-Status dispatch_bwd(const FlashBwdParams& p, const Variant& var, cudaStream_t stream) {
-  switch (p.d) {
-    case 64:
-      return launch_bwd<T, 64>(p, var, stream);
-    case 96:
-      return launch_bwd<T, 96>(p, var, stream);
-    case 128:
-      return launch_bwd<T, 128>(p, var, stream);
-  }
-  return Status::InvalidArgument("d = " + std::to_string(p.d) +
-                                 " is not a compiled head dimension");
-}
 STRATA_EXECUTOR_END
 }  // namespace detail
 
@@ -316,8 +322,8 @@ STRATA_EXECUTOR_BEGIN
 template <class Variant>
 Status flash_bwd(const FlashBwdParams& p, const Variant& var, cudaStream_t stream = 0) {
   if (Status s = validate(p); !s.ok()) return s;
-  return p.dtype == Dtype::kBf16 ? detail::dispatch_bwd<__nv_bfloat16>(p, var, stream)
-                                 : detail::dispatch_bwd<__half>(p, var, stream);
+  return detail::with_dtype_and_head_dim(
+      p.dtype, p.d, [&]<class T, int D>() { return detail::launch_bwd<T, D>(p, var, stream); });
 }
 inline Status flash_bwd(const FlashBwdParams& p, cudaStream_t stream = 0) {
   return flash_bwd(p, attention::VanillaAttention{}, stream);

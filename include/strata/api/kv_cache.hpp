@@ -1,7 +1,8 @@
-// KV-cache entry points: validate_cache_storage() checks where a cache lives (every inference
-// kernel reads it), validate(KvAppendParams) the append problem, and kv_append() writes new
-// tokens' K and V rows at their slots. Bad input returns a Status naming the field; nothing is
-// written.
+/// \file
+/// KV-cache entry points: validate_cache_storage() checks where a cache lives (every inference
+/// kernel reads it), validate(KvAppendParams) the append problem, and kv_append() writes new
+/// tokens' K and V rows at their slots. Bad input returns a Status naming the field; nothing is
+/// written.
 #pragma once
 
 #include <algorithm>
@@ -70,13 +71,13 @@ inline Status check_cache_tensor(const CacheTensor& t, const char* name, const K
 /// >= 1, and both tensors (detail::check_cache_tensor); K and V may not be the same storage.
 inline Status validate_cache_storage(const KvCache& c) {
   if (Status s = detail::check_dtype_and_head_dim(c.dtype, c.d); !s.ok()) return s;
-  if (c.h_k < 1)
-    return Status::InvalidArgument("h_k = " + std::to_string(c.h_k) + ": must be >= 1");
+  if (c.h_k < 1 || c.h_k > 65535)
+    return Status::InvalidArgument("h_k = " + std::to_string(c.h_k) + ": must be in [1, 65535]");
   if (c.indexing != CacheIndexing::kContiguous && c.indexing != CacheIndexing::kBlockTable &&
       c.indexing != CacheIndexing::kPageList)
     return Status::InvalidArgument("indexing: not a CacheIndexing value");
   const int max_page =
-      c.indexing == CacheIndexing::kContiguous ? INT32_MAX : attention::kMaxPageSize;
+      c.indexing == CacheIndexing::kContiguous ? kMaxSeqlen : attention::kMaxPageSize;
   if (c.page_size < 1 || c.page_size > max_page)
     return Status::InvalidArgument("page_size = " + std::to_string(c.page_size) +
                                    ": must be in [1, " + std::to_string(max_page) + "]");
@@ -195,9 +196,9 @@ inline Status validate_cache_indexing(const KvCache& c) {
       if (!c.cache_seqlens_host) return Status::Ok();
       for (int s = 0; s < c.b; ++s) {
         const int n = c.cache_seqlens_host[s];
-        if (n < 0 || int64_t(n) > int64_t(c.max_pages) * c.page_size)
+        if (n < 0 || int64_t(n) > int64_t(c.max_pages) * c.page_size || n > kMaxSeqlen)
           return Status::InvalidArgument(seq("cache_seqlens", s) + " = " + std::to_string(n) +
-                                         ": beyond max_pages * page_size");
+                                         ": beyond max_pages * page_size (or kMaxSeqlen)");
         if (!c.block_table_host) continue;
         std::unordered_set<int> used;
         for (int j = 0; j < (n + c.page_size - 1) / c.page_size; ++j) {
@@ -220,8 +221,12 @@ inline Status validate_cache_indexing(const KvCache& c) {
       if (!c.indptr_host) return Status::Ok();
       if (c.indptr_host[0] != 0) return Status::InvalidArgument("indptr[0] is not 0");
       for (int s = 0; s < c.b; ++s) {
-        const int pages = c.indptr_host[s + 1] - c.indptr_host[s];
+        const int64_t pages = int64_t(c.indptr_host[s + 1]) - c.indptr_host[s];
         if (pages < 0) return Status::InvalidArgument(seq("indptr", s + 1) + " decreases");
+        if (pages * c.page_size > kMaxSeqlen)  // the sequence's length, as the kernels count it
+          return Status::InvalidArgument(seq("indptr", s + 1) + ": " + std::to_string(pages) +
+                                         " pages of " + std::to_string(c.page_size) +
+                                         " tokens, more than kMaxSeqlen");
         if (pages > 0 && c.last_page_len_host &&
             (c.last_page_len_host[s] < 1 || c.last_page_len_host[s] > c.page_size))
           return Status::InvalidArgument(seq("last_page_len", s) + " = " +
@@ -457,6 +462,15 @@ inline Status validate_paged(const PagedAttentionParams& p, int kv_heads, const 
   if (int64_t(p.max_seqlen_q) * rows_per_token > INT32_MAX / 2)
     return Status::InvalidArgument("max_seqlen_q = " + std::to_string(p.max_seqlen_q) +
                                    ": its packed rows overflow int32");
+  // int32 mask and grid arithmetic: a query's window start, and the tiles times the splits
+  if (p.window_left >= 0 && int64_t(p.window_left) + p.max_seqlen_q > kMaxSeqlen)
+    return Status::InvalidArgument(
+        "window_left = " + std::to_string(p.window_left) +
+        ": window_left + max_seqlen_q overflows int32 (a window as long as the cache is no "
+        "window: give -1)");
+  if ((int64_t(p.max_seqlen_q) * rows_per_token + 63) / 64 * p.num_splits > INT32_MAX)
+    return Status::InvalidArgument("num_splits = " + std::to_string(p.num_splits) +
+                                   ": the query tiles times the splits overflow the grid");
   if (p.total_q == 0) return Status::Ok();
   if (Status s = detail::check_operand(p.q, "q", p.q_row_stride, p.q_head_stride); !s.ok())
     return s;
@@ -543,18 +557,9 @@ STRATA_EXECUTOR_BEGIN
 inline Status kv_append(const KvAppendParams& p, cudaStream_t stream = 0) {
   if (Status s = validate(p); !s.ok()) return s;
   if (p.total_new == 0) return Status::Ok();
-  const bool bf16 = p.cache.dtype == attention::Dtype::kBf16;
-  switch (p.cache.d) {
-    case 64:
-      return bf16 ? detail::launch_kv_append<__nv_bfloat16, 64>(p, stream)
-                  : detail::launch_kv_append<__half, 64>(p, stream);
-    case 96:
-      return bf16 ? detail::launch_kv_append<__nv_bfloat16, 96>(p, stream)
-                  : detail::launch_kv_append<__half, 96>(p, stream);
-    default:
-      return bf16 ? detail::launch_kv_append<__nv_bfloat16, 128>(p, stream)
-                  : detail::launch_kv_append<__half, 128>(p, stream);
-  }
+  return detail::with_dtype_and_head_dim(p.cache.dtype, p.cache.d, [&]<class T, int D>() {
+    return detail::launch_kv_append<T, D>(p, stream);
+  });
 }
 
 /// Attention of the new tokens over the cache (validated first): o and lse, through fp32
@@ -562,18 +567,9 @@ inline Status kv_append(const KvAppendParams& p, cudaStream_t stream = 0) {
 inline Status paged_attention(const PagedAttentionParams& p, cudaStream_t stream = 0) {
   if (Status s = validate(p); !s.ok()) return s;
   if (p.total_q == 0) return Status::Ok();
-  const bool bf16 = p.cache.dtype == attention::Dtype::kBf16;
-  switch (p.cache.d) {
-    case 64:
-      return bf16 ? detail::launch_paged<__nv_bfloat16, 64>(p, stream)
-                  : detail::launch_paged<__half, 64>(p, stream);
-    case 96:
-      return bf16 ? detail::launch_paged<__nv_bfloat16, 96>(p, stream)
-                  : detail::launch_paged<__half, 96>(p, stream);
-    default:
-      return bf16 ? detail::launch_paged<__nv_bfloat16, 128>(p, stream)
-                  : detail::launch_paged<__half, 128>(p, stream);
-  }
+  return detail::with_dtype_and_head_dim(p.cache.dtype, p.cache.d, [&]<class T, int D>() {
+    return detail::launch_paged<T, D>(p, stream);
+  });
 }
 
 /// Merges attention states of the same queries over disjoint keys by their LSE (validated
@@ -584,24 +580,9 @@ inline Status merge_attention_states(const MergeStatesParams& p, cudaStream_t st
   if (Status s = validate(p); !s.ok()) return s;
   if (p.total == 0) return Status::Ok();
   const dim3 grid(unsigned(p.total), unsigned(p.h));
-  const bool bf16 = p.dtype == attention::Dtype::kBf16;
-  switch (p.d) {
-    case 64:
-      return bf16
-                 ? launch(attention::merge_states_kernel<__nv_bfloat16, 64>, grid, dim3(64), 0,
-                          stream, p)
-                 : launch(attention::merge_states_kernel<__half, 64>, grid, dim3(64), 0, stream, p);
-    case 96:
-      return bf16
-                 ? launch(attention::merge_states_kernel<__nv_bfloat16, 96>, grid, dim3(96), 0,
-                          stream, p)
-                 : launch(attention::merge_states_kernel<__half, 96>, grid, dim3(96), 0, stream, p);
-    default:
-      return bf16 ? launch(attention::merge_states_kernel<__nv_bfloat16, 128>, grid, dim3(128), 0,
-                           stream, p)
-                  : launch(attention::merge_states_kernel<__half, 128>, grid, dim3(128), 0, stream,
-                           p);
-  }
+  return detail::with_dtype_and_head_dim(p.dtype, p.d, [&]<class T, int D>() {
+    return launch(attention::merge_states_kernel<T, D>, grid, dim3(D), 0, stream, p);
+  });
 }
 
 /// Attention over the cache under a plan (check_plan, then paged_attention): the same grid for

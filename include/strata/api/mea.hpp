@@ -1,20 +1,21 @@
-// MEA, Multi-head Explicit Attention (SPEC §4, decisions §7.5): the fused token-local pass per
-// layer (strata/variants/mea.cuh) around the flash attention, and MeaStack, the explicit
-// layer-stack helper (MEA layers are independent: no cross-layer state). Two GroupNorm sites:
-//
-// KeyValue (default), per layer, forward: pass (q_rot, k_attn, v_attn from q, K_c, V_c, A^K, A^V
-//   and the GN affines), then flash_fwd on (q_rot, k_attn, v_attn). Backward: flash_bwd gives
-//   dq_rot, dk_attn, dv_attn; the pass writes dq, dK_c, dV_c (T) and dA^K, dA^V, dgamma_k,
-//   dbeta_k, dgamma_v, dbeta_v (fp32; block partials in the workspace, then a fixed-order
-//   reduction: deterministic).
-// Output, forward: pass (q_rot, kc_rot = RoPE(K_c)), the composition K', V' from the H_c component
-//   heads into attn.k, attn.v, then flash_fwd with MeaOutputAttention: attn.o receives the
-//   attention output O and `out` = GN_o(O). Backward: attn.dout is dL/dout; flash_bwd
-//   with the policy (GN backward in its preprocess, dO in the workspace) writes dq_rot and dK',
-//   dV' (attn.dk, attn.dv, [total, H_kv, d]); the pass writes dq, dK_c, dV_c, dA^K, dA^V; a
-//   column pass and a fixed-order sum give dgamma_o, dbeta_o.
-// Bounds: H_c <= kMeaMaxComponentHeads (32) and H_kv <= kMeaMaxCompositeHeads (32), which keep a
-// step's staged rows within 48 KiB of shared memory.
+/// \file
+/// MEA, Multi-head Explicit Attention (SPEC §4, decisions §7.5): the fused token-local pass per
+/// layer (strata/variants/mea.cuh) around the flash attention, and MeaStack, the explicit
+/// layer-stack helper (MEA layers are independent: no cross-layer state). Two GroupNorm sites:
+///
+/// KeyValue (default), per layer, forward: pass (q_rot, k_attn, v_attn from q, K_c, V_c, A^K, A^V
+///   and the GN affines), then flash_fwd on (q_rot, k_attn, v_attn). Backward: flash_bwd gives
+///   dq_rot, dk_attn, dv_attn; the pass writes dq, dK_c, dV_c (T) and dA^K, dA^V, dgamma_k,
+///   dbeta_k, dgamma_v, dbeta_v (fp32; block partials in the workspace, then a fixed-order
+///   reduction: deterministic).
+/// Output, forward: pass (q_rot, kc_rot = RoPE(K_c)), the composition K', V' from the H_c component
+///   heads into attn.k, attn.v, then flash_fwd with MeaOutputAttention: attn.o receives the
+///   attention output O and `out` = GN_o(O). Backward: attn.dout is dL/dout; flash_bwd
+///   with the policy (GN backward in its preprocess, dO in the workspace) writes dq_rot and dK',
+///   dV' (attn.dk, attn.dv, [total, H_kv, d]); the pass writes dq, dK_c, dV_c, dA^K, dA^V; a
+///   column pass and a fixed-order sum give dgamma_o, dbeta_o.
+/// Bounds: H_c <= kMeaMaxComponentHeads (32) and H_kv <= kMeaMaxCompositeHeads (32), which keep a
+/// step's staged rows within 48 KiB of shared memory.
 #pragma once
 
 #include <cmath>
@@ -365,23 +366,11 @@ Status mea_launch(const MeaLayerParams& y, const MeaOptions& o, bool backward, v
       return s;
   return Status::Ok();
 }
-template <class T>
-Status mea_launch_dtype(const MeaLayerParams& y, const MeaOptions& o, bool backward,
-                        void* workspace, cudaStream_t stream) {
-  switch (y.attn.d) {
-    case 64:
-      return mea_launch<T, 64>(y, o, backward, workspace, stream);
-    case 96:
-      return mea_launch<T, 96>(y, o, backward, workspace, stream);
-    default:
-      return mea_launch<T, 128>(y, o, backward, workspace, stream);
-  }
-}
 inline Status mea_launch_pass(const MeaLayerParams& y, const MeaOptions& o, bool backward,
                               void* workspace, cudaStream_t stream) {
-  return y.attn.dtype == Dtype::kBf16
-             ? mea_launch_dtype<__nv_bfloat16>(y, o, backward, workspace, stream)
-             : mea_launch_dtype<__half>(y, o, backward, workspace, stream);
+  return with_dtype_and_head_dim(y.attn.dtype, y.attn.d, [&]<class T, int D>() {
+    return mea_launch<T, D>(y, o, backward, workspace, stream);
+  });
 }
 
 /// The Output site's K', V' (attn.k, attn.v) from kc_rot and vc.
@@ -398,14 +387,9 @@ Status mea_compose(const MeaLayerParams& y, cudaStream_t stream) {
   const int64_t threads = 2 * int64_t(a.total_q) * a.h_k * (a.d / 8);
   if (threads == 0) return Status::Ok();
   const dim3 grid(unsigned((threads + kThreads - 1) / kThreads));
-  switch (a.d) {
-    case 64:
-      return launch(variants::mea_compose_kernel<T, 64>, grid, dim3(kThreads), 0, stream, c);
-    case 96:
-      return launch(variants::mea_compose_kernel<T, 96>, grid, dim3(kThreads), 0, stream, c);
-    default:
-      return launch(variants::mea_compose_kernel<T, 128>, grid, dim3(kThreads), 0, stream, c);
-  }
+  return with_head_dim(a.d, [&]<int D>() {
+    return launch(variants::mea_compose_kernel<T, D>, grid, dim3(kThreads), 0, stream, c);
+  });
 }
 
 STRATA_EXECUTOR_END

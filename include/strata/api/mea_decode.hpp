@@ -1,7 +1,8 @@
-// MEA's attention over its component-head cache (strata/variants/mea_decode.cuh): validation, the
-// plan of a batch shape and the launchers. The cache holds H_c component heads (cache.h_k = H_c):
-// K_c and V_c at the KeyValue site, RoPE(K_c) and V_c at the Output site (append them with
-// kv_append); each step composes the H_kv composite heads inside the tile.
+/// \file
+/// MEA's attention over its component-head cache (strata/variants/mea_decode.cuh): validation, the
+/// plan of a batch shape and the launchers. The cache holds H_c component heads (cache.h_k = H_c):
+/// K_c and V_c at the KeyValue site, RoPE(K_c) and V_c at the Output site (append them with
+/// kv_append); each step composes the H_kv composite heads inside the tile.
 #pragma once
 
 #include <cmath>
@@ -160,18 +161,9 @@ STRATA_EXECUTOR_BEGIN
 inline Status mea_paged_attention(const MeaPagedAttentionParams& p, cudaStream_t stream = 0) {
   if (Status s = validate(p); !s.ok()) return s;
   if (p.attn.total_q == 0) return Status::Ok();
-  const bool bf16 = p.attn.cache.dtype == attention::Dtype::kBf16;
-  switch (p.attn.cache.d) {
-    case 64:
-      return bf16 ? detail::launch_mea_paged<__nv_bfloat16, 64>(p, stream)
-                  : detail::launch_mea_paged<__half, 64>(p, stream);
-    case 96:
-      return bf16 ? detail::launch_mea_paged<__nv_bfloat16, 96>(p, stream)
-                  : detail::launch_mea_paged<__half, 96>(p, stream);
-    default:
-      return bf16 ? detail::launch_mea_paged<__nv_bfloat16, 128>(p, stream)
-                  : detail::launch_mea_paged<__half, 128>(p, stream);
-  }
+  return detail::with_dtype_and_head_dim(p.attn.cache.dtype, p.attn.cache.d, [&]<class T, int D>() {
+    return detail::launch_mea_paged<T, D>(p, stream);
+  });
 }
 
 /// Under a plan (check_plan, then mea_paged_attention): the plan's grid for every layer.

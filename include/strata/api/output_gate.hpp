@@ -1,11 +1,12 @@
-// Gated Attention (SPEC §5, §7.6): attention with the sigmoid output gate fused into the epilogue
-// (forward) and into the backward's preprocess. Layers are independent, so there is no stack
-// state; ExoFormer reuses the same gate.
-//
-//   gated_forward(attn, gate):   attn.o receives y' = Attention(q, k, v) o sigma(g)
-//   gated_backward(attn, gate):  attn.dout is dL/dy'; writes dq, dk, dv and gate.dgate, using
-//                                gate.workspace (gated_backward_workspace_bytes) for the
-//                                attention's dO = dL/dy' o sigma(g)
+/// \file
+/// Gated Attention (SPEC §5, §7.6): attention with the sigmoid output gate fused into the epilogue
+/// (forward) and into the backward's preprocess. Layers are independent, so there is no stack
+/// state; ExoFormer reuses the same gate.
+///
+///   gated_forward(attn, gate):   attn.o receives y' = Attention(q, k, v) o sigma(g)
+///   gated_backward(attn, gate):  attn.dout is dL/dy'; writes dq, dk, dv and gate.dgate, using
+///                                gate.workspace (gated_backward_workspace_bytes) for the
+///                                attention's dO = dL/dy' o sigma(g)
 #pragma once
 
 #include <string>

@@ -1,7 +1,8 @@
-// The token-local QK-norm + RoPE pass (strata/variants/qk_norm_rope.cuh) for q and k of one
-// layer: y = RoPE(RMSNorm_gamma(x)) forward; dx and dgamma backward. Run it before the attention
-// forward (its y are the attention's q and k) and after the attention backward (its dy are the
-// attention's dq and dk).
+/// \file
+/// The token-local QK-norm + RoPE pass (strata/variants/qk_norm_rope.cuh) for q and k of one
+/// layer: y = RoPE(RMSNorm_gamma(x)) forward; dx and dgamma backward. Run it before the attention
+/// forward (its y are the attention's q and k) and after the attention backward (its dy are the
+/// attention's dq and dk).
 #pragma once
 
 #include <string>
@@ -121,16 +122,9 @@ Status qk_launch(const QkNormRopeParams& p, bool backward, cudaStream_t stream) 
   }
   return Status::Ok();
 }
-template <class T>
-Status qk_dispatch(const QkNormRopeParams& p, bool backward, cudaStream_t stream) {
-  switch (p.d) {
-    case 64:
-      return qk_launch<T, 64>(p, backward, stream);
-    case 96:
-      return qk_launch<T, 96>(p, backward, stream);
-    default:
-      return qk_launch<T, 128>(p, backward, stream);
-  }
+inline Status qk_dispatch(const QkNormRopeParams& p, bool backward, cudaStream_t stream) {
+  return with_dtype_and_head_dim(
+      p.dtype, p.d, [&]<class T, int D>() { return qk_launch<T, D>(p, backward, stream); });
 }
 STRATA_EXECUTOR_END
 }  // namespace detail
@@ -139,15 +133,13 @@ STRATA_EXECUTOR_BEGIN
 /// Forward: q.y = RoPE(RMSNorm(q.x)), k.y likewise.
 inline Status qk_norm_rope_forward(const QkNormRopeParams& p, cudaStream_t stream = 0) {
   if (Status s = validate(p, false); !s.ok()) return s;
-  return p.dtype == Dtype::kBf16 ? detail::qk_dispatch<__nv_bfloat16>(p, false, stream)
-                                 : detail::qk_dispatch<__half>(p, false, stream);
+  return detail::qk_dispatch(p, false, stream);
 }
 
 /// Backward: q.dx, k.dx from q.dy, k.dy (and q.dgamma, k.dgamma, written, with qk_norm).
 inline Status qk_norm_rope_backward(const QkNormRopeParams& p, cudaStream_t stream = 0) {
   if (Status s = validate(p, true); !s.ok()) return s;
-  return p.dtype == Dtype::kBf16 ? detail::qk_dispatch<__nv_bfloat16>(p, true, stream)
-                                 : detail::qk_dispatch<__half>(p, true, stream);
+  return detail::qk_dispatch(p, true, stream);
 }
 
 STRATA_EXECUTOR_END

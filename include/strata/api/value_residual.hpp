@@ -1,12 +1,13 @@
-// ResFormer / SVFormer value residual (SPEC §2, §7.3): per-layer entry points for a trainer that
-// runs its layers one at a time, and ValueResidualStack, the explicit layer-stack helper that
-// shows the order and the fp32 accumulator (copy it into a trainer).
-//
-// Forward, layer 0: flash_fwd on V_0. Layers l >= 1: resformer_forward (V'_l = lambda_self V_l +
-// lambda_first V_0 mixed as V tiles load) or, for SVFormer, flash_fwd with p.v = V_0.
-// Backward runs L-1 .. 0 around one fp32 accumulator dv_first [total_k, h_k, d] (zeroed first by
-// value_residual_zero): resformer_backward / svformer_backward add their layer's share of dV_0
-// to it, and value_residual_first_backward writes dV_0 = g_0 + accumulator at layer 0.
+/// \file
+/// ResFormer / SVFormer value residual (SPEC §2, §7.3): per-layer entry points for a trainer that
+/// runs its layers one at a time, and ValueResidualStack, the explicit layer-stack helper that
+/// shows the order and the fp32 accumulator (copy it into a trainer).
+///
+/// Forward, layer 0: flash_fwd on V_0. Layers l >= 1: resformer_forward (V'_l = lambda_self V_l +
+/// lambda_first V_0 mixed as V tiles load) or, for SVFormer, flash_fwd with p.v = V_0.
+/// Backward runs L-1 .. 0 around one fp32 accumulator dv_first [total_k, h_k, d] (zeroed first by
+/// value_residual_zero): resformer_backward / svformer_backward add their layer's share of dV_0
+/// to it, and value_residual_first_backward writes dV_0 = g_0 + accumulator at layer 0.
 #pragma once
 
 #include <string>
