@@ -1,6 +1,7 @@
 // Traffic of the fused token-local passes (issue: at most 1.05x the cost model's minimum bytes),
 // counted by the simulator's traffic build: every byte a launch loads from or stores to the
 // problem's tensors and workspaces, against strata/cost's minimum for the pass.
+#include <strata/api/exoformer.hpp>
 #include <strata/api/mea.hpp>
 #include <strata/api/qk_norm_rope.hpp>
 #include <strata/cost/depth.hpp>
@@ -182,6 +183,11 @@ TEST(TokenLocalTraffic, DepthPassWithinFivePercentOfTheMinimum) {
   check_depth_pass<128>(700);
 }
 
+/// Tokens whose mix pass has 2 full chunks of blocks and 3 blocks more.
+inline int exo_two_stage_tokens() {
+  return (2 * strata::variants::kExoChunkBlocks + 3) * strata::variants::kExoTokensPerBlock - 5;
+}
+
 /// ExoFormer's fused mix pass of one layer (four streams, H = 4, H_kv = 2, dynamic scales):
 /// forward, and backward as a middle layer (accumulate dA^) or as layer 0 (finalize d anchor),
 /// with the parameter-gradient reduction, against cost::exoformer_fused_*_traffic.
@@ -228,7 +234,7 @@ void check_exo_pass(int tokens, strata::core::MixGranularity g, bool accumulate,
   for (size_t i = 0; i < s.size(); ++i) s[i] = 0.3f + 0.05f * float(i % 9);
   m.s = s.data(), m.ds = floats(size_t(tokens) * 8, 0.f);
   const int blocks = sv::exo_blocks(tokens);
-  m.partial = floats(size_t(4) * blocks * sv::exo_partial_floats(H, D), 0.f);
+  m.partial = floats(size_t(sv::exo_workspace_floats(tokens, H, D)), 0.f);
   for (auto& b : acts) watch(b);
   for (auto& b : fp32) watch(b);
   watch(s);
@@ -246,18 +252,63 @@ void check_exo_pass(int tokens, strata::core::MixGranularity g, bool accumulate,
     return strata::launch(sv::exo_mix_forward_kernel<bf16, D>, grid, dim3(sv::kExoThreads), 0, 0,
                           m);
   });
+  // the backward as the API launches it: the pass, then the reduction (two stages past
+  // kExoChunkBlocks blocks)
   const int64_t bwd = bytes_moved([&] {
-    if (auto st = strata::launch(sv::exo_mix_backward_kernel<bf16, D>, grid, dim3(sv::kExoThreads),
-                                 0, 0, m);
-        !st.ok())
-      return st;
-    int outputs = 0;
-    for (int p = 0; p < 4; ++p) outputs = std::max(outputs, sv::exo_reduce_outputs(m, p, D));
-    return strata::launch(
-        sv::exo_reduce_kernel<D>,
-        dim3(unsigned((outputs + sv::kExoReduceWarps - 1) / sv::kExoReduceWarps), 4),
-        dim3(32 * sv::kExoReduceWarps), 0, 0, m, blocks);
+    return strata::api::detail::launch_exo_mix(m, strata::attention::Dtype::kBf16, D, true, 0);
   });
+  // the reduction's result equals the one-stage sum of the same block partials (each warp over
+  // every block) up to both sums' fp32 rounding: |two - one| <= 2 n u sum|terms|, n the terms of
+  // the output (blocks x the span its lambda covers), sum|terms| the one-stage sum of |partials|
+  {
+    std::vector<std::vector<float>> two;  // the launcher's outputs, in the order compared below
+    std::vector<const float*> one, mag;   // the one-stage sums of the partials and of |partials|
+    const auto reduce = [&](const float* partial, std::vector<const float*>* out) {
+      sv::ExoMix r = m;
+      r.partial = const_cast<float*>(partial);
+      const auto own = [&](float*& x, size_t n) {
+        if (out == &one) two.emplace_back(x, x + n);
+        x = floats(n, NAN);
+        out->push_back(x);
+      };
+      for (int p = 0; p < 4; ++p) {
+        own(r.stream[p].dlambda1, size_t(nlam_max)), own(r.stream[p].dlambda2, size_t(nlam_max));
+        own(r.stream[p].dgamma_anchor, D);
+      }
+      own(r.dgamma_q, D), own(r.dgamma_k, D);
+      int outputs = 0;
+      for (int p = 0; p < 4; ++p) outputs = std::max(outputs, sv::exo_reduce_outputs(m, p, D));
+      return strata::launch(
+          sv::exo_reduce_kernel<D>,
+          dim3(unsigned((outputs + sv::kExoReduceWarps - 1) / sv::kExoReduceWarps), 4),
+          dim3(32 * sv::kExoReduceWarps), 0, 0, r, blocks);
+    };
+    const size_t nblock = size_t(4) * blocks * size_t(sv::exo_partial_floats(H, D));
+    std::vector<float> abs_partial(m.partial, m.partial + nblock);
+    for (float& x : abs_partial) x = std::fabs(x);
+    ASSERT_TRUE(reduce(m.partial, &one).ok());
+    ASSERT_TRUE(reduce(abs_partial.data(), &mag).ok());
+    using strata::core::MixGranularity;
+    const int span = g == MixGranularity::kElementwise ? 1
+                     : g == MixGranularity::kHeadwise  ? D
+                                                       : H * D;
+    int64_t compared = 0;
+    for (size_t k = 0; k < two.size(); ++k) {
+      const int p = int(k / 3), kind = int(k % 3);  // per stream: dlambda1, dlambda2, dgamma_anchor
+      const bool lambda = k < 12 && kind < 2;
+      if (k < 12 && kind == 2 && !finalize) continue;  // not an output of this layer
+      const int64_t n = lambda ? strata::api::exo_lambda_count(g, p == 1 || p == 2 ? Hk : H, D) : D;
+      const double terms = double(blocks) * (lambda ? span : 1);
+      for (int64_t i = 0; i < n; ++i) {
+        const double tol = 2 * terms * 0x1p-24 * double(mag[k][i]);
+        EXPECT_LE(std::fabs(double(two[k][size_t(i)]) - double(one[k][i])), tol)
+            << "output " << k << "[" << i << "]: two-stage " << two[k][size_t(i)] << ", one-stage "
+            << one[k][i];
+      }
+      compared += n;
+    }
+    EXPECT_GT(compared, 0);
+  }
   std::printf(
       "exo pass d %d tokens %d lambda %d acc %d fin %d: forward %lld / %lld B (%.4fx), backward "
       "%lld / %lld B (%.4fx)\n",
@@ -276,6 +327,9 @@ TEST(TokenLocalTraffic, ExoFormerPassWithinFivePercentOfTheMinimum) {
   check_exo_pass<64>(2048, MixGranularity::kElementwise, true, false);
   check_exo_pass<64>(2048, MixGranularity::kScalar, true, true);
   check_exo_pass<128>(1024, MixGranularity::kHeadwise, false, false);
+  // past kExoChunkBlocks blocks: the two-stage reduction (a partial last chunk)
+  check_exo_pass<64>(exo_two_stage_tokens(), MixGranularity::kElementwise, true, true);
+  check_exo_pass<64>(exo_two_stage_tokens(), MixGranularity::kHeadwise, false, false);
 }
 
 /// MEA's fused KeyValue-site pass (HLC of K and V with head GroupNorm, RoPE on K' and q):

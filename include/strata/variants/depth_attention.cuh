@@ -1,17 +1,18 @@
-// Depth-Attention's fused token-local pass (SPEC §1a, §1e, decisions §7.2), one launch per layer
-// and direction, a group of 8 lanes per (token, KV head):
-//
-// forward   q_rot = RoPE(RMSNorm_gq(q)) for the G query heads of the group, their mean q^;
-//           k^ = RMSNorm_gk(RoPE(k)) (k-norm after RoPE, the official SDPA path);
-//           alpha = softmax_c(q^ . kappa_c / sqrt d) over the sources' (k^_j, v^_j) in ascending
-//           order and then self (k^_l, raw v_l), in fp32; v^ = sum_c alpha_c nu_c.
-//           The attention then runs on (q_rot, k^, v^), and v^ is what later layers read.
-// backward  g = dv^ (attention) + this layer's fp32 accumulator; dq^, dkappa_c, dnu_c; the
-//           sources' gradients are added to their fp32 accumulators (each element owned by one
-//           lane group, layers run one after the other: deterministic, no atomics); then back
-//           through k-norm and RoPE for dk, RoPE and q-norm for dq (dq^ reaches every query head
-//           of the group as dq^ / G); dgamma_q, dgamma_k reduced in a fixed order.
-// All operands are contiguous [total, heads, d] (row stride heads d, head stride d).
+/// \file
+/// Depth-Attention's fused token-local pass (SPEC §1a, §1e, decisions §7.2), one launch per layer
+/// and direction, a group of 8 lanes per (token, KV head):
+///
+/// forward   q_rot = RoPE(RMSNorm_gq(q)) for the G query heads of the group, their mean q^;
+///           k^ = RMSNorm_gk(RoPE(k)) (k-norm after RoPE, the official SDPA path);
+///           alpha = softmax_c(q^ . kappa_c / sqrt d) over the sources' (k^_j, v^_j) in ascending
+///           order and then self (k^_l, raw v_l), in fp32; v^ = sum_c alpha_c nu_c.
+///           The attention then runs on (q_rot, k^, v^), and v^ is what later layers read.
+/// backward  g = dv^ (attention) + this layer's fp32 accumulator; dq^, dkappa_c, dnu_c; the
+///           sources' gradients are added to their fp32 accumulators (each element owned by one
+///           lane group, layers run one after the other: deterministic, no atomics); then back
+///           through k-norm and RoPE for dk, RoPE and q-norm for dq (dq^ reaches every query head
+///           of the group as dq^ / G); dgamma_q, dgamma_k reduced in a fixed order.
+/// All operands are contiguous [total, heads, d] (row stride heads d, head stride d).
 #pragma once
 
 #include <cstdint>
@@ -21,6 +22,7 @@
 #include "strata/core/rmsnorm.hpp"
 #include "strata/core/rope.hpp"
 #include "strata/strata.cuh"
+#include "strata/variants/lane_row.cuh"
 #include "strata/variants/qk_norm_rope.cuh"
 
 namespace strata::variants {
@@ -74,65 +76,7 @@ namespace depth_detail {
 
 template <int D>
 using Row = LaneRow<D, kDepthLanes>;
-template <int D>
-using Frag = float[D / kDepthLanes];
 using Sum = arch::LaneGroupSum<kDepthLanes>;
-
-template <class T, int D>
-STRATA_DEVICE void load(bool valid, const void* base, int heads, int t, int h, const Row<D>& r,
-                        float (&x)[D / kDepthLanes]) {
-  const T* p = static_cast<const T*>(base) + (int64_t(t) * heads + h) * D;
-  STRATA_UNROLL
-  for (int e = 0; e < D / kDepthLanes; ++e) x[e] = valid ? core::to_float(p[r.col(e)]) : 0.f;
-}
-template <int D>
-STRATA_DEVICE void add_acc(bool valid, const float* base, int heads, int t, int h, const Row<D>& r,
-                           float (&x)[D / kDepthLanes]) {
-  if (!valid || !base) return;
-  const float* p = base + (int64_t(t) * heads + h) * D;
-  STRATA_UNROLL
-  for (int e = 0; e < D / kDepthLanes; ++e) x[e] += p[r.col(e)];
-}
-template <int D>
-STRATA_DEVICE void accumulate(bool valid, float* base, int heads, int t, int h, const Row<D>& r,
-                              const float (&x)[D / kDepthLanes]) {
-  if (!valid) return;
-  float* p = base + (int64_t(t) * heads + h) * D;
-  STRATA_UNROLL
-  for (int e = 0; e < D / kDepthLanes; ++e) p[r.col(e)] += x[e];
-}
-template <class T, int D>
-STRATA_DEVICE void store(bool valid, void* base, int heads, int t, int h, const Row<D>& r,
-                         const float (&x)[D / kDepthLanes]) {
-  if (!valid) return;
-  T* p = static_cast<T*>(base) + (int64_t(t) * heads + h) * D;
-  STRATA_UNROLL
-  for (int e = 0; e < D / kDepthLanes; ++e) p[r.col(e)] = core::from_float<T>(x[e]);
-}
-/// x rounded to T and back: what a stored operand reads as.
-template <class T, int D>
-STRATA_DEVICE void round_to(float (&x)[D / kDepthLanes]) {
-  STRATA_UNROLL
-  for (int e = 0; e < D / kDepthLanes; ++e) x[e] = core::to_float(core::from_float<T>(x[e]));
-}
-template <int D, bool kBackward>
-STRATA_DEVICE void rope(float (&x)[D / kDepthLanes], const Row<D>& r, float pos, float theta) {
-  STRATA_UNROLL
-  for (int e = 0; e < D / (2 * kDepthLanes); ++e) {
-    float c, s;
-    core::rope_cos_sin(pos, r.col0 + e, D, theta, c, s);
-    if (kBackward)
-      core::rope_rotate_back(x[e], x[e + D / (2 * kDepthLanes)], c, s);
-    else
-      core::rope_rotate(x[e], x[e + D / (2 * kDepthLanes)], c, s);
-  }
-}
-/// The lane's share of a gain staged in shared memory.
-template <int D>
-STRATA_DEVICE void gain(const float* staged, const Row<D>& r, float (&g)[D / kDepthLanes]) {
-  STRATA_UNROLL
-  for (int e = 0; e < D / kDepthLanes; ++e) g[e] = staged[r.col(e)];
-}
 
 /// Iteration i of a lane group: its (token, KV head) row, clamped past the end.
 struct Step {
@@ -150,21 +94,21 @@ STRATA_HOST_DEVICE Step step(const DepthLayer& p, int64_t r0, int i) {
 template <class T, int D>
 STRATA_DEVICE void q_rotated(const DepthLayer& p, bool valid, int t, int h, const Row<D>& r,
                              const float* gq_s, float pos, float (&x)[D / kDepthLanes]) {
-  load<T, D>(valid, p.q, p.h, t, h, r, x);
+  load_dense<T, D>(valid, p.q, p.h, t, h, r, x);
   if (p.local.qk_norm) {
     float g[D / kDepthLanes];
-    gain(gq_s, r, g);
+    lane_gather(gq_s, r, g);
     core::rmsnorm_forward(x, g, D, p.local.eps, x, Sum{});
   }
-  if (p.local.rope) rope<D, false>(x, r, pos, p.local.rope_theta);
+  if (p.local.rope) lane_rope<false>(x, r, pos, p.local.rope_theta);
 }
 
 /// RoPE(k) (the k-norm's input).
 template <class T, int D>
 STRATA_DEVICE void k_rotated(const DepthLayer& p, bool valid, int t, int g, const Row<D>& r,
                              float pos, float (&x)[D / kDepthLanes]) {
-  load<T, D>(valid, p.k, p.h_k, t, g, r, x);
-  if (p.local.rope) rope<D, false>(x, r, pos, p.local.rope_theta);
+  load_dense<T, D>(valid, p.k, p.h_k, t, g, r, x);
+  if (p.local.rope) lane_rope<false>(x, r, pos, p.local.rope_theta);
 }
 
 template <int D>
@@ -198,31 +142,31 @@ __global__ void __launch_bounds__(kDepthThreads) depth_forward_kernel(const Dept
     for (int gi = 0; gi < G; ++gi) {
       float x[N];
       q_rotated<T, D>(p, st.valid, st.t, st.g * G + gi, r, gq_s, pos, x);
-      store<T, D>(st.valid, p.q_rot, p.h, st.t, st.g * G + gi, r, x);
-      round_to<T, D>(x);  // q^ from q_rot as stored, the same q^ the backward rebuilds
+      store_dense<T, D>(st.valid, p.q_rot, p.h, st.t, st.g * G + gi, r, x);
+      lane_round<T>(x);  // q^ from q_rot as stored, the same q^ the backward rebuilds
       core::depth_query_add(x, inv_g, qbar);
     }
     float kh[N];
     k_rotated<T, D>(p, st.valid, st.t, st.g, r, pos, kh);
     if (p.local.qk_norm) {
       float g[N];
-      gain(gk_s, r, g);
+      lane_gather(gk_s, r, g);
       core::rmsnorm_forward(kh, g, D, p.local.eps, kh, Sum{});
     }
-    store<T, D>(st.valid, p.khat, p.h_k, st.t, st.g, r, kh);
-    round_to<T, D>(kh);  // the self key as the attention and later layers read it
+    store_dense<T, D>(st.valid, p.khat, p.h_k, st.t, st.g, r, kh);
+    lane_round<T>(kh);  // the self key as the attention and later layers read it
     core::DepthMix<N> mix;
     for (int s = 0; s < p.num_sources && s < core::kMaxSources; ++s) {
       float kap[N], nu[N];
-      load<T, D>(st.valid, p.src_khat[s], p.h_k, st.t, st.g, r, kap);
-      load<T, D>(st.valid, p.src_vhat[s], p.h_k, st.t, st.g, r, nu);
+      load_dense<T, D>(st.valid, p.src_khat[s], p.h_k, st.t, st.g, r, kap);
+      load_dense<T, D>(st.valid, p.src_vhat[s], p.h_k, st.t, st.g, r, nu);
       mix.add(qbar, kap, nu, scale, Sum{});
     }
     float v[N];
-    load<T, D>(st.valid, p.v, p.h_k, st.t, st.g, r, v);
+    load_dense<T, D>(st.valid, p.v, p.h_k, st.t, st.g, r, v);
     mix.add(qbar, kh, v, scale, Sum{});
     mix.finalize(v);
-    store<T, D>(st.valid, p.vhat, p.h_k, st.t, st.g, r, v);
+    store_dense<T, D>(st.valid, p.vhat, p.h_k, st.t, st.g, r, v);
   }
 }
 
@@ -245,24 +189,24 @@ __global__ void __launch_bounds__(kDepthThreads) depth_backward_kernel(const Dep
     const float pos = float(sequence_position(p.positions, p.cu_seqlens, p.b, p.seqlen, st.t));
     // g = dL/dv^: the attention's dv^ and what later layers sent
     float g[N];
-    load<T, D>(st.valid, p.dvhat, p.h_k, st.t, st.g, r, g);
-    add_acc<D>(st.valid, p.dvhat_acc, p.h_k, st.t, st.g, r, g);
+    load_dense<T, D>(st.valid, p.dvhat, p.h_k, st.t, st.g, r, g);
+    add_dense<D>(st.valid, p.dvhat_acc, p.h_k, st.t, st.g, r, g);
     float qbar[N] = {};
     for (int gi = 0; gi < G; ++gi) {
       float x[N];
-      load<T, D>(st.valid, p.q_rot, p.h, st.t, st.g * G + gi, r, x);
+      load_dense<T, D>(st.valid, p.q_rot, p.h, st.t, st.g * G + gi, r, x);
       core::depth_query_add(x, inv_g, qbar);
     }
     float kh[N], v[N];
-    load<T, D>(st.valid, p.khat, p.h_k, st.t, st.g, r, kh);
-    load<T, D>(st.valid, p.v, p.h_k, st.t, st.g, r, v);
+    load_dense<T, D>(st.valid, p.khat, p.h_k, st.t, st.g, r, kh);
+    load_dense<T, D>(st.valid, p.v, p.h_k, st.t, st.g, r, v);
     // Pass 1 reads each candidate once: logits, g . nu, and dq^ accumulated online.
     core::DepthMixGrad<> dm;
     core::DepthQueryGrad<N> dqg;
     for (int s = 0; s < p.num_sources && s < core::kMaxSources; ++s) {
       float kap[N], nu[N];
-      load<T, D>(st.valid, p.src_khat[s], p.h_k, st.t, st.g, r, kap);
-      load<T, D>(st.valid, p.src_vhat[s], p.h_k, st.t, st.g, r, nu);
+      load_dense<T, D>(st.valid, p.src_khat[s], p.h_k, st.t, st.g, r, kap);
+      load_dense<T, D>(st.valid, p.src_vhat[s], p.h_k, st.t, st.g, r, nu);
       dm.add(qbar, kap, nu, g, scale, Sum{});
       dqg.add(dm.logit(s), dm.g_dot_nu(s), kap);
     }
@@ -277,43 +221,43 @@ __global__ void __launch_bounds__(kDepthThreads) depth_backward_kernel(const Dep
       float dkap[N], dnu[N];
       STRATA_UNROLL
       for (int e = 0; e < N; ++e) dkap[e] = dzs * qbar[e], dnu[e] = a * g[e];
-      accumulate<D>(st.valid, p.src_dkhat_acc[s], p.h_k, st.t, st.g, r, dkap);
-      accumulate<D>(st.valid, p.src_dvhat_acc[s], p.h_k, st.t, st.g, r, dnu);
+      accumulate_dense<D>(st.valid, p.src_dkhat_acc[s], p.h_k, st.t, st.g, r, dkap);
+      accumulate_dense<D>(st.valid, p.src_dvhat_acc[s], p.h_k, st.t, st.g, r, dnu);
     }
     {  // self: dk^_l gets the depth share next to the attention's and the later layers'
       const float dzs = dm.dz(p.num_sources) * scale, a = dm.alpha(p.num_sources);
       float dkap[N], dnu[N];
       STRATA_UNROLL
       for (int e = 0; e < N; ++e) dkap[e] = dzs * qbar[e], dnu[e] = a * g[e];
-      store<T, D>(st.valid, p.dv, p.h_k, st.t, st.g, r, dnu);
+      store_dense<T, D>(st.valid, p.dv, p.h_k, st.t, st.g, r, dnu);
       float dkh[N];
-      load<T, D>(st.valid, p.dkhat, p.h_k, st.t, st.g, r, dkh);
-      add_acc<D>(st.valid, p.dkhat_acc, p.h_k, st.t, st.g, r, dkh);
+      load_dense<T, D>(st.valid, p.dkhat, p.h_k, st.t, st.g, r, dkh);
+      add_dense<D>(st.valid, p.dkhat_acc, p.h_k, st.t, st.g, r, dkh);
       STRATA_UNROLL
       for (int e = 0; e < N; ++e) dkh[e] += dkap[e];
       if (p.local.qk_norm) {  // k^ = RMSNorm(RoPE(k)): the norm's input is RoPE(k)
         float kr[N], gk[N];
         k_rotated<T, D>(p, st.valid, st.t, st.g, r, pos, kr);
-        gain(gk_s, r, gk);
+        lane_gather(gk_s, r, gk);
         core::rmsnorm_backward(kr, gk, dkh, D, p.local.eps, dkh, dgk, Sum{});
       }
-      if (p.local.rope) rope<D, true>(dkh, r, pos, p.local.rope_theta);
-      store<T, D>(st.valid, p.dk, p.h_k, st.t, st.g, r, dkh);
+      if (p.local.rope) lane_rope<true>(dkh, r, pos, p.local.rope_theta);
+      store_dense<T, D>(st.valid, p.dk, p.h_k, st.t, st.g, r, dkh);
     }
     for (int gi = 0; gi < G; ++gi) {  // dq_rot + dq^ / G, back through RoPE and the q-norm
       const int h = st.g * G + gi;
       float dqr[N];
-      load<T, D>(st.valid, p.dq_rot, p.h, st.t, h, r, dqr);
+      load_dense<T, D>(st.valid, p.dq_rot, p.h, st.t, h, r, dqr);
       STRATA_UNROLL
       for (int e = 0; e < N; ++e) dqr[e] += dqbar[e] * inv_g;
-      if (p.local.rope) rope<D, true>(dqr, r, pos, p.local.rope_theta);
+      if (p.local.rope) lane_rope<true>(dqr, r, pos, p.local.rope_theta);
       if (p.local.qk_norm) {
         float x[N], gq[N];
-        load<T, D>(st.valid, p.q, p.h, st.t, h, r, x);
-        gain(gq_s, r, gq);
+        load_dense<T, D>(st.valid, p.q, p.h, st.t, h, r, x);
+        lane_gather(gq_s, r, gq);
         core::rmsnorm_backward(x, gq, dqr, D, p.local.eps, dqr, dgq, Sum{});
       }
-      store<T, D>(st.valid, p.dq, p.h, st.t, h, r, dqr);
+      store_dense<T, D>(st.valid, p.dq, p.h, st.t, h, r, dqr);
     }
   }
   if (!p.local.qk_norm) return;  // uniform over the block

@@ -1,18 +1,20 @@
-// ExoFormer's fused token-local pass (SPEC §3a, §3e, decisions §7.4), one launch per layer and
-// direction, blockIdx.y = the stream P in {q, k, v, g}, a group of 8 lanes per (token, head) row:
-//
-// forward   A^ = RMSNorm_{gamma_anchor,P}(anchor_P)   (recomputed from the raw anchor projection
-//           in every layer: the same bytes as reading a stored A^, and no anchor pass at all)
-//           P~ = (lambda1 s1) A^ + (lambda2 s2) P
-//           q, k: P~ <- RoPE(RMSNorm_{gamma_q|k}(P~))  (QK-norm after the mix, then RoPE)
-//           written once, rounded to T: the attention's q, k, v and the gate's logits g~.
-// backward  dy = dL/dP~ (for q, k back through RoPE and the QK-norm, whose input P~ is
-//           recomputed), dP = lambda2 s2 dy written; dA^ = lambda1 s1 dy added to the stack's fp32
-//           accumulator (written instead of added by the first layer of the backward, and turned
-//           into d anchor_P through the anchor RMSNorm by layer 0, which then writes no
-//           accumulator); ds1, ds2 per token (a sum over the stream's heads and d, one lane group
-//           owns a token: no atomics); dlambda1, dlambda2, dgamma_q|k and dgamma_anchor as block
-//           partials reduced in a fixed order by exo_reduce_kernel (deterministic).
+/// \file
+/// ExoFormer's fused token-local pass (SPEC §3a, §3e, decisions §7.4), one launch per layer and
+/// direction, blockIdx.y = the stream P in {q, k, v, g}, a group of 8 lanes per (token, head) row:
+///
+/// forward   A^ = RMSNorm_{gamma_anchor,P}(anchor_P)   (recomputed from the raw anchor projection
+///           in every layer: the same bytes as reading a stored A^, and no anchor pass at all)
+///           P~ = (lambda1 s1) A^ + (lambda2 s2) P
+///           q, k: P~ <- RoPE(RMSNorm_{gamma_q|k}(P~))  (QK-norm after the mix, then RoPE)
+///           written once, rounded to T: the attention's q, k, v and the gate's logits g~.
+/// backward  dy = dL/dP~ (for q, k back through RoPE and the QK-norm, whose input P~ is
+///           recomputed), dP = lambda2 s2 dy written; dA^ = lambda1 s1 dy added to the stack's fp32
+///           accumulator (written instead of added by the first layer of the backward, and turned
+///           into d anchor_P through the anchor RMSNorm by layer 0, which then writes no
+///           accumulator); ds1, ds2 per token (a sum over the stream's heads and d, one lane group
+///           owns a token: no atomics); dlambda1, dlambda2, dgamma_q|k and dgamma_anchor as block
+///           partials reduced in a fixed order by exo_chunk_sum_kernel (past kExoChunkBlocks
+///           blocks) and exo_reduce_kernel (deterministic).
 #pragma once
 
 #include <cstdint>
@@ -23,6 +25,7 @@
 #include "strata/core/rmsnorm.hpp"
 #include "strata/core/rope.hpp"
 #include "strata/strata.cuh"
+#include "strata/variants/lane_row.cuh"
 #include "strata/variants/qk_norm_rope.cuh"
 
 namespace strata::variants {
@@ -98,6 +101,21 @@ STRATA_HOST_DEVICE int64_t exo_partial_floats(int h, int d) {
 STRATA_HOST_DEVICE int exo_blocks(int total) {
   return (total + kExoTokensPerBlock - 1) / kExoTokensPerBlock;
 }
+/// The parameter-gradient reduction runs in two stages past this many blocks: the first sums the
+/// block partials over chunks of kExoChunkBlocks blocks, coalesced (exo_chunk_sum_kernel), the
+/// second sums the chunks per output (exo_reduce_kernel), so no warp walks thousands of blocks
+/// one strided float per lane.
+inline constexpr int kExoChunkBlocks = 64;
+STRATA_HOST_DEVICE int exo_chunks(int blocks) {
+  return (blocks + kExoChunkBlocks - 1) / kExoChunkBlocks;
+}
+/// Floats of the backward's workspace: the block partials [4][blocks][exo_partial_floats], and
+/// past kExoChunkBlocks blocks the chunk partials [4][chunks][exo_partial_floats] after them.
+STRATA_HOST_DEVICE int64_t exo_workspace_floats(int total, int h, int d) {
+  const int blocks = exo_blocks(total);
+  const int64_t rows = blocks + (blocks > kExoChunkBlocks ? exo_chunks(blocks) : 0);
+  return int64_t(kExoStreams) * rows * exo_partial_floats(h, d);
+}
 
 STRATA_EXECUTOR_BEGIN
 
@@ -123,38 +141,19 @@ STRATA_DEVICE ExoStream pick(const ExoMix& m, int p) {
   }
 }
 
+/// The lane's share of row (t, h) of a stream's strided rows.
 template <class T, int D>
 STRATA_DEVICE void load(bool valid, const ExoRows& x, int t, int h, const Row<D>& r,
                         float (&v)[D / kExoLanes]) {
-  const T* p =
-      static_cast<const T*>(x.ptr) + int64_t(t) * x.row_stride + int64_t(h) * x.head_stride;
-  STRATA_UNROLL
-  for (int e = 0; e < D / kExoLanes; ++e) v[e] = valid ? core::to_float(p[r.col(e)]) : 0.f;
+  lane_load(valid,
+            static_cast<const T*>(x.ptr) + int64_t(t) * x.row_stride + int64_t(h) * x.head_stride,
+            r, v);
 }
 template <class T, int D>
 STRATA_DEVICE void store(bool valid, const ExoRowsOut& x, int t, int h, const Row<D>& r,
                          const float (&v)[D / kExoLanes]) {
-  if (!valid) return;
-  T* p = static_cast<T*>(x.ptr) + int64_t(t) * x.row_stride + int64_t(h) * x.head_stride;
-  STRATA_UNROLL
-  for (int e = 0; e < D / kExoLanes; ++e) p[r.col(e)] = core::from_float<T>(v[e]);
-}
-template <int D>
-STRATA_DEVICE void staged(const float* s, const Row<D>& r, float (&v)[D / kExoLanes]) {
-  STRATA_UNROLL
-  for (int e = 0; e < D / kExoLanes; ++e) v[e] = s[r.col(e)];
-}
-template <int D, bool kBackward>
-STRATA_DEVICE void rope(float (&x)[D / kExoLanes], const Row<D>& r, float pos, float theta) {
-  STRATA_UNROLL
-  for (int e = 0; e < D / (2 * kExoLanes); ++e) {
-    float c, s;
-    core::rope_cos_sin(pos, r.col0 + e, D, theta, c, s);
-    if (kBackward)
-      core::rope_rotate_back(x[e], x[e + D / (2 * kExoLanes)], c, s);
-    else
-      core::rope_rotate(x[e], x[e + D / (2 * kExoLanes)], c, s);
-  }
+  if (!valid) return;  // the address only for a row that exists
+  lane_store(static_cast<T*>(x.ptr) + int64_t(t) * x.row_stride + int64_t(h) * x.head_stride, r, v);
 }
 
 /// Block prologue: the gains (anchor and, for q and k, the QK-norm's; ones otherwise) and the
@@ -194,15 +193,8 @@ STRATA_DEVICE void anchor_hat(const ExoMix& m, const ExoStream& S, bool valid, i
                               float (&a)[D / kExoLanes]) {
   load<T, D>(valid, S.anchor, t, h, r, raw);
   float g[D / kExoLanes];
-  staged(ga_s, r, g);
+  lane_gather(ga_s, r, g);
   core::rmsnorm_forward(raw, g, D, m.anchor_eps, a, Sum{});
-}
-
-/// row[col] += x for the lane's columns (a lane group's own shared-memory row).
-template <int D>
-STRATA_DEVICE void add_row(float* row, const Row<D>& r, const float (&x)[D / kExoLanes]) {
-  STRATA_UNROLL
-  for (int e = 0; e < D / kExoLanes; ++e) row[r.col(e)] += x[e];
 }
 
 /// Sum of a row fragment over the block's lane groups into dst[D] (fixed order: the four groups
@@ -250,7 +242,7 @@ __global__ void __launch_bounds__(kExoThreads) exo_mix_forward_kernel(const ExoM
     stage_lambda<D>(m, S, h, l1_s, l2_s);
     __syncthreads();
     float l1[N], l2[N];
-    staged(l1_s, r, l1), staged(l2_s, r, l2);
+    lane_gather(l1_s, r, l1), lane_gather(l2_s, r, l2);
     for (int i = 0; i < kExoTokensPerGroup; ++i) {
       const int j = grp * kExoTokensPerGroup + i, t = tok0 + j;
       const bool valid = t < m.total;
@@ -261,12 +253,12 @@ __global__ void __launch_bounds__(kExoThreads) exo_mix_forward_kernel(const ExoM
       core::anchor_mix_forward(a, x, l1, l2, s_s[j][0], s_s[j][1], y);
       if (p < 2) {
         float g[N];
-        staged(gn_s, r, g);
+        lane_gather(gn_s, r, g);
         core::rmsnorm_forward(y, g, D, m.norm_eps, y, Sum{});
         if (m.rope)
-          rope<D, false>(y, r,
-                         float(sequence_position(m.positions, m.cu_seqlens, m.b, m.seqlen, tc)),
-                         m.rope_theta);
+          lane_rope<false>(y, r,
+                           float(sequence_position(m.positions, m.cu_seqlens, m.b, m.seqlen, tc)),
+                           m.rope_theta);
       }
       store<T, D>(valid, S.out, tc, h, r, y);
     }
@@ -304,7 +296,7 @@ __global__ void __launch_bounds__(kExoThreads) exo_mix_backward_kernel(const Exo
     stage_lambda<D>(m, S, h, l1_s, l2_s);
     __syncthreads();
     float l1[N], l2[N], dl1[N] = {}, dl2[N] = {};
-    staged(l1_s, r, l1), staged(l2_s, r, l2);
+    lane_gather(l1_s, r, l1), lane_gather(l2_s, r, l2);
     for (int i = 0; i < kExoTokensPerGroup; ++i) {
       const int j = grp * kExoTokensPerGroup + i, t = tok0 + j;
       const bool valid = t < m.total;
@@ -316,14 +308,14 @@ __global__ void __launch_bounds__(kExoThreads) exo_mix_backward_kernel(const Exo
       load<T, D>(valid, S.dout, tc, h, r, dy);  // zero past the end: adds nothing anywhere
       if (p < 2) {  // back through RoPE and the QK-norm, whose input P~ is recomputed
         if (m.rope)
-          rope<D, true>(dy, r,
-                        float(sequence_position(m.positions, m.cu_seqlens, m.b, m.seqlen, tc)),
-                        m.rope_theta);
+          lane_rope<true>(dy, r,
+                          float(sequence_position(m.positions, m.cu_seqlens, m.b, m.seqlen, tc)),
+                          m.rope_theta);
         float y[N], g[N], dg[N] = {};
         core::anchor_mix_forward(a, x, l1, l2, s1, s2, y);
-        staged(gn_s, r, g);
+        lane_gather(gn_s, r, g);
         core::rmsnorm_backward(y, g, dy, D, m.norm_eps, dy, dg, Sum{});
-        add_row(dg_s[0][grp], r, dg);
+        lane_accumulate(dg_s[0][grp], r, dg);
       }
       float dp[N], da[N] = {};
       if (m.accumulate && valid) {  // the later layers' dA^, contiguous [total, heads, d]
@@ -338,9 +330,9 @@ __global__ void __launch_bounds__(kExoThreads) exo_mix_backward_kernel(const Exo
       store<T, D>(valid, S.dp, tc, h, r, dp);
       if (m.finalize) {  // the stack's total dA^ through the anchor RMSNorm
         float g[N], dg[N] = {};
-        staged(ga_s, r, g);
+        lane_gather(ga_s, r, g);
         core::rmsnorm_backward(raw, g, da, D, m.anchor_eps, da, dg, Sum{});
-        add_row(dg_s[1][grp], r, dg);
+        lane_accumulate(dg_s[1][grp], r, dg);
         store<T, D>(valid, S.danchor, tc, h, r, da);
       } else if (valid) {
         float* w = S.danchor_acc + (int64_t(tc) * H + h) * D;
@@ -417,6 +409,27 @@ __global__ void __launch_bounds__(32 * kExoReduceWarps)
       acc += base[(i / len) * stride + i % len];
   acc = arch::warp_sum<32>(acc);
   if (dst && lane == 0) *dst = acc;
+}
+
+inline constexpr int kExoColumnThreads = 256;
+
+/// The reduction's first stage (more than kExoChunkBlocks blocks): stream blockIdx.z's block
+/// partials summed over chunk blockIdx.y of kExoChunkBlocks blocks, in block order, one thread per
+/// partial float — consecutive threads read consecutive floats of a block's partials. `chunked`
+/// receives [4][chunks][exo_partial_floats], which exo_reduce_kernel then sums as its blocks.
+template <int D>
+__global__ void __launch_bounds__(kExoColumnThreads)
+    exo_chunk_sum_kernel(const float* partial, float* chunked, int h, int blocks) {
+  const int64_t stride = exo_partial_floats(h, D);
+  const int64_t i = int64_t(blockIdx.x) * kExoColumnThreads + threadIdx.x;
+  if (i >= stride) return;
+  const int c = int(blockIdx.y), p = int(blockIdx.z);
+  const int b0 = c * kExoChunkBlocks;
+  const int b1 = b0 + kExoChunkBlocks < blocks ? b0 + kExoChunkBlocks : blocks;
+  const float* src = partial + (int64_t(p) * blocks + b0) * stride + i;
+  float acc = 0.f;
+  for (int b = b0; b < b1; ++b, src += stride) acc += *src;
+  chunked[(int64_t(p) * exo_chunks(blocks) + c) * stride + i] = acc;
 }
 
 STRATA_EXECUTOR_END

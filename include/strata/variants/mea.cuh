@@ -1,33 +1,34 @@
-// MEA, Multi-head Explicit Attention (SPEC §4a, §4e, decisions §7.5): the fused token-local pass
-// of a layer, one launch per direction (plus a fixed-order reduction after the backward), and the
-// attention policy of the Output site (further below).
-//
-// Site KeyValue (gn = true):
-// forward   K'[h] = sum_c A^K[c,h] K_c[c],  V'[h] = sum_c A^V[c,h] V_c[c]   (HLC, H_c -> H_kv)
-//           k_attn = RoPE(GN_k(K')),  v_attn = GN_v(V'),  q_rot = RoPE(q)
-//           GN per (token, head) over d with affine gamma, beta [H_kv, d]; positions restart per
-//           sequence. fp32 throughout, one rounding to T per output. The attention then runs on
-//           (q_rot, k_attn, v_attn); with H_c < H_kv the composite heads are "virtual".
-// backward  from the attention's dq_rot, dk_attn, dv_attn: dq = RoPE^T(dq_rot);
-//           dK' = GN_k'(RoPE^T(dk_attn)) with K' recomposed from K_c (never stored);
-//           dK_c[c] = sum_h A^K[c,h] dK'[h];  dA^K[c,h] = sum_{t,i} K_c[t,c,i] dK'[t,h,i];
-//           dgamma, dbeta; V likewise without RoPE. The parameter gradients (fp32) are block
-//           partials in a workspace, summed over blocks in a fixed order by a second kernel:
-//           deterministic, no atomics.
-// Site Output (gn = false): the same pass without GroupNorm; RoPE goes on the component heads
-// (HLC commutes with RoPE, SPEC §4a), see MeaLayer::gn.
-//
-// Work layout. A block runs `steps` of m tokens each, twice: once for K (with the queries), once
-// for V, so that only one side's gains and dgamma/dbeta partials are live in registers. Lane
-// group g (8 lanes) owns the row (token slot j = g / H_kv, composite head h = g % H_kv) of every
-// step, so its head never changes and those per-head values stay in its registers. The H_c
-// component rows of the step's m tokens are staged once in shared memory (fp32): every composite
-// head of a token reads all of them, and HBM sees each K_c element once. The component-row
-// gradients need a sum over the composite heads, which live in different groups: the groups put
-// dK'[h] in shared memory and then each (token, component) row is summed there. Groups past the
-// m H_kv rows (the block is rounded up to whole warps) compute on a clamped row, store nothing
-// and leave shared memory alone: all 32 lanes of a warp run every shuffle.
-// All operands are contiguous [total, heads, d] (row stride heads d, head stride d).
+/// \file
+/// MEA, Multi-head Explicit Attention (SPEC §4a, §4e, decisions §7.5): the fused token-local pass
+/// of a layer, one launch per direction (plus a fixed-order reduction after the backward), and the
+/// attention policy of the Output site (further below).
+///
+/// Site KeyValue (gn = true):
+/// forward   K'[h] = sum_c A^K[c,h] K_c[c],  V'[h] = sum_c A^V[c,h] V_c[c]   (HLC, H_c -> H_kv)
+///           k_attn = RoPE(GN_k(K')),  v_attn = GN_v(V'),  q_rot = RoPE(q)
+///           GN per (token, head) over d with affine gamma, beta [H_kv, d]; positions restart per
+///           sequence. fp32 throughout, one rounding to T per output. The attention then runs on
+///           (q_rot, k_attn, v_attn); with H_c < H_kv the composite heads are "virtual".
+/// backward  from the attention's dq_rot, dk_attn, dv_attn: dq = RoPE^T(dq_rot);
+///           dK' = GN_k'(RoPE^T(dk_attn)) with K' recomposed from K_c (never stored);
+///           dK_c[c] = sum_h A^K[c,h] dK'[h];  dA^K[c,h] = sum_{t,i} K_c[t,c,i] dK'[t,h,i];
+///           dgamma, dbeta; V likewise without RoPE. The parameter gradients (fp32) are block
+///           partials in a workspace, summed over blocks in a fixed order by a second kernel:
+///           deterministic, no atomics.
+/// Site Output (gn = false): the same pass without GroupNorm; RoPE goes on the component heads
+/// (HLC commutes with RoPE, SPEC §4a), see MeaLayer::gn.
+///
+/// Work layout. A block runs `steps` of m tokens each, twice: once for K (with the queries), once
+/// for V, so that only one side's gains and dgamma/dbeta partials are live in registers. Lane
+/// group g (8 lanes) owns the row (token slot j = g / H_kv, composite head h = g % H_kv) of every
+/// step, so its head never changes and those per-head values stay in its registers. The H_c
+/// component rows of the step's m tokens are staged once in shared memory (fp32): every composite
+/// head of a token reads all of them, and HBM sees each K_c element once. The component-row
+/// gradients need a sum over the composite heads, which live in different groups: the groups put
+/// dK'[h] in shared memory and then each (token, component) row is summed there. Groups past the
+/// m H_kv rows (the block is rounded up to whole warps) compute on a clamped row, store nothing
+/// and leave shared memory alone: all 32 lanes of a warp run every shuffle.
+/// All operands are contiguous [total, heads, d] (row stride heads d, head stride d).
 #pragma once
 
 #include <cstdint>
@@ -40,7 +41,8 @@
 #include "strata/core/numeric.hpp"
 #include "strata/core/rope.hpp"
 #include "strata/strata.cuh"
-#include "strata/variants/qk_norm_rope.cuh"  // sequence_position, LaneRow
+#include "strata/variants/lane_row.cuh"
+#include "strata/variants/qk_norm_rope.cuh"  // sequence_position
 
 namespace strata::variants {
 
@@ -143,40 +145,6 @@ template <int D>
 using Row = LaneRow<D, kMeaLanes>;
 using Sum = arch::LaneGroupSum<kMeaLanes>;
 
-/// The lane's share of row (t, h) of a [total, heads, D] tensor of T; zeros when !valid.
-template <class T, int D>
-STRATA_DEVICE void load(bool valid, const void* base, int heads, int t, int h, const Row<D>& r,
-                        float (&x)[D / kMeaLanes]) {
-  const T* p = static_cast<const T*>(base) + (int64_t(t) * heads + h) * D;
-  STRATA_UNROLL
-  for (int e = 0; e < D / kMeaLanes; ++e) x[e] = valid ? core::to_float(p[r.col(e)]) : 0.f;
-}
-template <class T, int D>
-STRATA_DEVICE void store(bool valid, void* base, int heads, int t, int h, const Row<D>& r,
-                         const float (&x)[D / kMeaLanes]) {
-  if (!valid) return;
-  T* p = static_cast<T*>(base) + (int64_t(t) * heads + h) * D;
-  STRATA_UNROLL
-  for (int e = 0; e < D / kMeaLanes; ++e) p[r.col(e)] = core::from_float<T>(x[e]);
-}
-/// The lane's share of an fp32 [heads, D] parameter row (the GN gains of head h).
-template <int D>
-STRATA_DEVICE void param_row(const float* base, int h, const Row<D>& r, float (&x)[D / kMeaLanes]) {
-  STRATA_UNROLL
-  for (int e = 0; e < D / kMeaLanes; ++e) x[e] = base[int64_t(h) * D + r.col(e)];
-}
-template <int D, bool kBackward>
-STRATA_DEVICE void rope(float (&x)[D / kMeaLanes], const Row<D>& r, float pos, float theta) {
-  STRATA_UNROLL
-  for (int e = 0; e < D / (2 * kMeaLanes); ++e) {
-    float c, s;
-    core::rope_cos_sin(pos, r.col0 + e, D, theta, c, s);
-    if (kBackward)
-      core::rope_rotate_back(x[e], x[e + D / (2 * kMeaLanes)], c, s);
-    else
-      core::rope_rotate(x[e], x[e + D / (2 * kMeaLanes)], c, s);
-  }
-}
 /// Composite head h of token slot j from the staged component rows xs [m][h_c][D]: HLC with the
 /// component rows in shared memory (core::head_compose_forward wants them in registers, which a
 /// token's H_kv groups cannot share).
@@ -240,8 +208,8 @@ __global__ void __launch_bounds__(kMeaMaxThreads, 1) mea_forward_kernel(const Me
     const bool is_k = side == 0;
     float g[N] = {}, bt[N] = {};  // this group's head never changes: its gains stay in registers
     if (p.gn) {
-      param_row<D>(is_k ? p.gamma_k : p.gamma_v, sl.h, r, g);
-      param_row<D>(is_k ? p.beta_k : p.beta_v, sl.h, r, bt);
+      lane_gather((is_k ? p.gamma_k : p.gamma_v) + int64_t(sl.h) * D, r, g);
+      lane_gather((is_k ? p.beta_k : p.beta_v) + int64_t(sl.h) * D, r, bt);
     }
     for (int s = s0; s < s1; ++s) {  // uniform over the block
       const int t0 = s * geo.m;
@@ -256,8 +224,8 @@ __global__ void __launch_bounds__(kMeaMaxThreads, 1) mea_forward_kernel(const Me
       if (p.gn) {
         compose<D>(xc_s, a_s + side * na, p.h_kv, p.h_c, sl.j, sl.h, r, x);
         core::group_norm_forward(x, g, bt, D, p.eps, x, Sum{});
-        if (is_k && p.rope) rope<D, false>(x, r, pos, p.rope_theta);
-        store<T, D>(valid, is_k ? p.k_attn : p.v_attn, p.h_kv, t, sl.h, r, x);
+        if (is_k && p.rope) lane_rope<false>(x, r, pos, p.rope_theta);
+        store_dense<T, D>(valid, is_k ? p.k_attn : p.v_attn, p.h_kv, t, sl.h, r, x);
       } else {  // site Output: RoPE(K_c), one (slot, component) row per group at a time
         for (int row = int(threadIdx.x) / kMeaLanes; row < geo.m * p.h_c; row += geo.groups) {
           const int j = row / p.h_c, c = row % p.h_c, tj = t0 + j < p.total ? t0 + j : p.total - 1;
@@ -265,16 +233,16 @@ __global__ void __launch_bounds__(kMeaMaxThreads, 1) mea_forward_kernel(const Me
           STRATA_UNROLL
           for (int e = 0; e < N; ++e) x[e] = xr[r.col(e)];
           if (p.rope)
-            rope<D, false>(x, r,
-                           float(sequence_position(p.positions, p.cu_seqlens, p.b, p.seqlen, tj)),
-                           p.rope_theta);
-          store<T, D>(t0 + j < p.total, p.k_attn, p.h_c, t0 + j, c, r, x);
+            lane_rope<false>(x, r,
+                             float(sequence_position(p.positions, p.cu_seqlens, p.b, p.seqlen, tj)),
+                             p.rope_theta);
+          store_dense<T, D>(t0 + j < p.total, p.k_attn, p.h_c, t0 + j, c, r, x);
         }
       }
       for (int gi = 0; is_k && gi < G; ++gi) {  // the G query heads of this KV head
-        load<T, D>(valid, p.q, p.h, tc, sl.h * G + gi, r, x);
-        if (p.rope) rope<D, false>(x, r, pos, p.rope_theta);
-        store<T, D>(valid, p.q_rot, p.h, t, sl.h * G + gi, r, x);
+        load_dense<T, D>(valid, p.q, p.h, tc, sl.h * G + gi, r, x);
+        if (p.rope) lane_rope<false>(x, r, pos, p.rope_theta);
+        store_dense<T, D>(valid, p.q_rot, p.h, t, sl.h * G + gi, r, x);
       }
     }
   }
@@ -310,7 +278,7 @@ __global__ void __launch_bounds__(kMeaMaxThreads, 1) mea_backward_kernel(const M
     const bool is_k = side == 0;
     const float* a = a_s + side * na;
     float g[N] = {};
-    if (p.gn) param_row<D>(is_k ? p.gamma_k : p.gamma_v, sl.h, r, g);
+    if (p.gn) lane_gather((is_k ? p.gamma_k : p.gamma_v) + int64_t(sl.h) * D, r, g);
     float dg[N] = {}, db[N] = {};    // this group's head over its rows
     for (int s = s0; s < s1; ++s) {  // uniform over the block
       const int t0 = s * geo.m;
@@ -324,9 +292,9 @@ __global__ void __launch_bounds__(kMeaMaxThreads, 1) mea_backward_kernel(const M
       // dX' of this group's row: RoPE^T (K only), then the GN backward on the recomposed X'
       // (site Output: the attention's dK', dV' are dX' already)
       float dy[N], x[N];
-      load<T, D>(valid, is_k ? p.dk_attn : p.dv_attn, p.h_kv, tc, sl.h, r, dy);
+      load_dense<T, D>(valid, is_k ? p.dk_attn : p.dv_attn, p.h_kv, tc, sl.h, r, dy);
       if (p.gn) {
-        if (is_k && p.rope) rope<D, true>(dy, r, pos, p.rope_theta);
+        if (is_k && p.rope) lane_rope<true>(dy, r, pos, p.rope_theta);
         compose<D>(xc_s, a, p.h_kv, p.h_c, sl.j, sl.h, r, x);
         core::group_norm_backward(x, g, dy, D, p.eps, dy, dg, db, Sum{});
       }
@@ -336,9 +304,9 @@ __global__ void __launch_bounds__(kMeaMaxThreads, 1) mea_backward_kernel(const M
         for (int e = 0; e < N; ++e) row[r.col(e)] = dy[e];
       }
       for (int gi = 0; is_k && gi < G; ++gi) {  // dq = RoPE^T(dq_rot)
-        load<T, D>(valid, p.dq_rot, p.h, tc, sl.h * G + gi, r, x);
-        if (p.rope) rope<D, true>(x, r, pos, p.rope_theta);
-        store<T, D>(valid, p.dq, p.h, t, sl.h * G + gi, r, x);
+        load_dense<T, D>(valid, p.dq_rot, p.h, tc, sl.h * G + gi, r, x);
+        if (p.rope) lane_rope<true>(x, r, pos, p.rope_theta);
+        store_dense<T, D>(valid, p.dq, p.h, t, sl.h * G + gi, r, x);
       }
       __syncthreads();
       // dX_c[c] = sum_h A[c,h] dX'[h], one (slot, component) row per group at a time
@@ -353,11 +321,11 @@ __global__ void __launch_bounds__(kMeaMaxThreads, 1) mea_backward_kernel(const M
         }
         if (is_k && !p.gn && p.rope) {  // site Output: the components were rotated
           const int tj = t0 + j < p.total ? t0 + j : p.total - 1;
-          rope<D, true>(acc, r,
-                        float(sequence_position(p.positions, p.cu_seqlens, p.b, p.seqlen, tj)),
-                        p.rope_theta);
+          lane_rope<true>(acc, r,
+                          float(sequence_position(p.positions, p.cu_seqlens, p.b, p.seqlen, tj)),
+                          p.rope_theta);
         }
-        store<T, D>(t0 + j < p.total, is_k ? p.dkc : p.dvc, p.h_c, t0 + j, c, r, acc);
+        store_dense<T, D>(t0 + j < p.total, is_k ? p.dkc : p.dvc, p.h_c, t0 + j, c, r, acc);
       }
       // dA[c,h] += sum_{j,i} X_c[j,c,i] dX'[j,h,i]: each element owned by one thread
       for (int i = int(threadIdx.x); i < na; i += threads) {

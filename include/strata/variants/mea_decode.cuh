@@ -1,36 +1,38 @@
-// MEA decode (SPEC §4c, decisions §7.5): attention of new tokens over a cache that holds the H_c
-// component heads of MEA's virtual heads, with K' and V' composed inside the tile, never in memory.
-//
-// What the cache holds, per site:
-//   KeyValue  K_c and V_c as projected. The composite key of cached token s is
-//             k'_h(s) = RoPE_s(GN_k(sum_c A^K[c,h] K_c[c](s))): the GroupNorm needs the whole
-//             composite row and RoPE comes after it, so both run in the tile, at the key's cache
-//             position s. v'_h(s) = GN_v(sum_c A^V[c,h] V_c[c](s)).
-//   Output    RoPE(K_c) (rotated at append: HLC commutes with RoPE) and V_c. k'_h = sum_c A^K[c,h]
-//             RoPE(K_c)[c], v'_h likewise; the GroupNorm runs on each head's final O: in the
-//             epilogue without splits, after the merge with them (a row-wide nonlinearity never
-//             runs on a split's partial output).
-// Each composite row is composed in fp32 and rounded to T once, like the training pass's k_attn,
-// v_attn (KeyValue) and the Output site's tile composition: decoding reads the same operands the
-// full forward reads.
-//
-// Why compose, not absorb the query (MLA's trick, SPEC §4c (ii)): per cached key a step composes
-// 2 H_kv H_c d multiply-adds and scores and weights 2 H d; absorbing A into the queries costs
-// 2 H H_c d (an MQA over one wide key and value). Composing is cheaper for G = H / H_kv >= 2 and
-// H_c >= 2; at G = 1 absorbing saves a 1 / (H_c + 1) share but holds H_c d accumulators per row
-// and is valid only at the Output site (cost::mea_decode_compose_flops, mea_decode_absorb_flops).
-//
-// Work layout. A block owns 64 packed rows (token i, query head h) of one sequence — every query
-// head, so that one block reads each component row of the cache once for all composite heads (a
-// decode step of H <= 64 heads: one block per sequence and split). A tile is BNk keys
-// (mea_decode_keys_per_tile: BNk H_c <= 64 component rows and BNk H_kv <= 64 composite rows):
-//   1. the page lookup of each key, then cp.async of its H_c component rows of K and of V;
-//   2. half-warps compose the tile's K' rows (the composite heads the block's rows use);
-//   3. each warp scores its 16 rows: 32 / BNk lanes per key split the dot product over d, and
-//      the row's online softmax (fp32, base 2) keeps P in shared memory;
-//   4. half-warps compose V' into the same buffer, and the warps add P V' to their rows.
-// With num_splits > 1 the blocks write the same fp32 partials as paged_attention_kernel and
-// mea_paged_merge_kernel combines them (paged_merge_row) before the Output site's GroupNorm.
+/// \file
+/// MEA decode (SPEC §4c, decisions §7.5): attention of new tokens over a cache that holds the H_c
+/// component heads of MEA's virtual heads, with K' and V' composed inside the tile, never in
+/// memory.
+///
+/// What the cache holds, per site:
+///   KeyValue  K_c and V_c as projected. The composite key of cached token s is
+///             k'_h(s) = RoPE_s(GN_k(sum_c A^K[c,h] K_c[c](s))): the GroupNorm needs the whole
+///             composite row and RoPE comes after it, so both run in the tile, at the key's cache
+///             position s. v'_h(s) = GN_v(sum_c A^V[c,h] V_c[c](s)).
+///   Output    RoPE(K_c) (rotated at append: HLC commutes with RoPE) and V_c. k'_h = sum_c A^K[c,h]
+///             RoPE(K_c)[c], v'_h likewise; the GroupNorm runs on each head's final O: in the
+///             epilogue without splits, after the merge with them (a row-wide nonlinearity never
+///             runs on a split's partial output).
+/// Each composite row is composed in fp32 and rounded to T once, like the training pass's k_attn,
+/// v_attn (KeyValue) and the Output site's tile composition: decoding reads the same operands the
+/// full forward reads.
+///
+/// Why compose, not absorb the query (MLA's trick, SPEC §4c (ii)): per cached key a step composes
+/// 2 H_kv H_c d multiply-adds and scores and weights 2 H d; absorbing A into the queries costs
+/// 2 H H_c d (an MQA over one wide key and value). Composing is cheaper for G = H / H_kv >= 2 and
+/// H_c >= 2; at G = 1 absorbing saves a 1 / (H_c + 1) share but holds H_c d accumulators per row
+/// and is valid only at the Output site (cost::mea_decode_compose_flops, mea_decode_absorb_flops).
+///
+/// Work layout. A block owns 64 packed rows (token i, query head h) of one sequence — every query
+/// head, so that one block reads each component row of the cache once for all composite heads (a
+/// decode step of H <= 64 heads: one block per sequence and split). A tile is BNk keys
+/// (mea_decode_keys_per_tile: BNk H_c <= 64 component rows and BNk H_kv <= 64 composite rows):
+///   1. the page lookup of each key, then cp.async of its H_c component rows of K and of V;
+///   2. half-warps compose the tile's K' rows (the composite heads the block's rows use);
+///   3. each warp scores its 16 rows: 32 / BNk lanes per key split the dot product over d, and
+///      the row's online softmax (fp32, base 2) keeps P in shared memory;
+///   4. half-warps compose V' into the same buffer, and the warps add P V' to their rows.
+/// With num_splits > 1 the blocks write the same fp32 partials as paged_attention_kernel and
+/// mea_paged_merge_kernel combines them (paged_merge_row) before the Output site's GroupNorm.
 #pragma once
 
 #include <cstddef>

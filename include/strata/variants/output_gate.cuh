@@ -1,10 +1,11 @@
-// Gated Attention's sigmoid output gate at G1 (SPEC §5, decisions §7.6), also ExoFormer's gate,
-// as a flash-attention policy: the forward epilogue stores y' = O sigma(g) (elementwise: g per
-// head and dimension; headwise: one g per head), and the backward's preprocess — one thread per
-// (token, head) row — turns the caller's dy = dL/dy' into the attention's dO = dy sigma(g) (a T
-// workspace the dQ and dK/dV kernels then read as p.dout), writes dg, and returns
-// D = rowsum(dO o O) = rowsum(dy o y'). O is never stored: y' carries everything the backward
-// needs (core::gate_backward_from_output).
+/// \file
+/// Gated Attention's sigmoid output gate at G1 (SPEC §5, decisions §7.6), also ExoFormer's gate,
+/// as a flash-attention policy: the forward epilogue stores y' = O sigma(g) (elementwise: g per
+/// head and dimension; headwise: one g per head), and the backward's preprocess — one thread per
+/// (token, head) row — turns the caller's dy = dL/dy' into the attention's dO = dy sigma(g) (a T
+/// workspace the dQ and dK/dV kernels then read as p.dout), writes dg, and returns
+/// D = rowsum(dO o O) = rowsum(dy o y'). O is never stored: y' carries everything the backward
+/// needs (core::gate_backward_from_output).
 #pragma once
 
 #include <cstdint>

@@ -1,10 +1,11 @@
-// The token-local QK-norm + RoPE pass (Qwen3 order, used by Gated Attention; ExoFormer and
-// Depth-Attention apply the same two steps): per (token, head) row of q or k,
-//   y = RoPE_pos(RMSNorm_gamma(x)),  pos = the token's position in its sequence,
-// one fp32 pass and one rounding to T, a quad of lanes per row.
-// Backward: dx = RMSNorm'(RoPE^T(dy)) per row, and dgamma = sum over rows of RoPE^T(dy) o x^ in
-// two fixed-order reductions (each quad over its rows in registers, then over quads):
-// deterministic, no atomics, and each operand read once.
+/// \file
+/// The token-local QK-norm + RoPE pass (Qwen3 order, used by Gated Attention; ExoFormer and
+/// Depth-Attention apply the same two steps): per (token, head) row of q or k,
+///   y = RoPE_pos(RMSNorm_gamma(x)),  pos = the token's position in its sequence,
+/// one fp32 pass and one rounding to T, a quad of lanes per row.
+/// Backward: dx = RMSNorm'(RoPE^T(dy)) per row, and dgamma = sum over rows of RoPE^T(dy) o x^ in
+/// two fixed-order reductions (each quad over its rows in registers, then over quads):
+/// deterministic, no atomics, and each operand read once.
 #pragma once
 
 #include <cstdint>
@@ -13,6 +14,7 @@
 #include "strata/core/rmsnorm.hpp"
 #include "strata/core/rope.hpp"
 #include "strata/strata.cuh"
+#include "strata/variants/lane_row.cuh"
 
 namespace strata::variants {
 
@@ -69,17 +71,6 @@ STRATA_HOST_DEVICE int sequence_position(const int* positions, const int* cu_seq
 STRATA_HOST_DEVICE int token_position(const QkRows& s, int t) {
   return sequence_position(s.positions, s.cu_seqlens, s.b, s.seqlen, t);
 }
-
-/// A row split over a group of W lanes; lane i owns columns [i D/2W, (i+1) D/2W) and their RoPE
-/// partners D/2 + the same, as elements [0, D/2W) and [D/2W, D/W) of its fragment.
-template <int D, int W>
-struct LaneRow {
-  static constexpr int kN = D / W, kHalf = D / (2 * W);
-  int col0;
-  STRATA_HOST_DEVICE int col(int e) const {
-    return e < kHalf ? col0 + e : D / 2 + col0 + e - kHalf;
-  }
-};
 
 /// A row is split over a quad of lanes so that D = 128 fits in registers: lane q of the quad owns
 /// columns [q D/8, (q+1) D/8) and their RoPE partners D/2 + the same, as elements [0, D/8) and

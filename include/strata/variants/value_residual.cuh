@@ -1,19 +1,20 @@
-// ResFormer and SVFormer value residuals (SPEC §2, decisions §7.3) as flash-attention policies.
-//
-//  ValueResidual  ResFormer layer l >= 1, forward: V'_l = lambda_self V_l + lambda_first V_0,
-//                 formed in shared memory from each tile's raw V_l (cp.async) and V_0 (staged in
-//                 registers or a second tile); V' is not written to global memory.
-//  ValueResidualGrad  its backward: value_residual_mix_kernel writes V' once into a workspace,
-//                 attention's backward runs on it, and the dK/dV store writes dV_l = lambda_self
-//                 g, adds dV_0 += lambda_first g to the stack's fp32 accumulator and writes
-//                 per-row partials of dlambda (reduced by value_residual_dlambda_kernel).
-//  SharedValue    SVFormer layer l >= 1: attention reads layer 0's V (p.v = V_0, no V_l exists);
-//                 backward adds g to the accumulator instead of writing a dV.
-//  FirstValue     layer 0 of either: plain attention; backward writes dV_0 = g_0 + accumulator
-//                 (the accumulator is complete: layers L-1 .. 1 ran before).
-// lambda is fp32 in device memory, one value (scalar) or one per KV head. The accumulator is fp32
-// [total_k, h_k, d], contiguous; every element is owned by one thread of one dK/dV block, so the
-// read-modify-write needs no atomics and the backward stays deterministic.
+/// \file
+/// ResFormer and SVFormer value residuals (SPEC §2, decisions §7.3) as flash-attention policies.
+///
+///  ValueResidual  ResFormer layer l >= 1, forward: V'_l = lambda_self V_l + lambda_first V_0,
+///                 formed in shared memory from each tile's raw V_l (cp.async) and V_0 (staged in
+///                 registers or a second tile); V' is not written to global memory.
+///  ValueResidualGrad  its backward: value_residual_mix_kernel writes V' once into a workspace,
+///                 attention's backward runs on it, and the dK/dV store writes dV_l = lambda_self
+///                 g, adds dV_0 += lambda_first g to the stack's fp32 accumulator and writes
+///                 per-row partials of dlambda (reduced by value_residual_dlambda_kernel).
+///  SharedValue    SVFormer layer l >= 1: attention reads layer 0's V (p.v = V_0, no V_l exists);
+///                 backward adds g to the accumulator instead of writing a dV.
+///  FirstValue     layer 0 of either: plain attention; backward writes dV_0 = g_0 + accumulator
+///                 (the accumulator is complete: layers L-1 .. 1 ran before).
+/// lambda is fp32 in device memory, one value (scalar) or one per KV head. The accumulator is fp32
+/// [total_k, h_k, d], contiguous; every element is owned by one thread of one dK/dV block, so the
+/// read-modify-write needs no atomics and the backward stays deterministic.
 #pragma once
 
 #include <cstdint>

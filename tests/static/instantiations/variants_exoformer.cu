@@ -16,3 +16,6 @@ STRATA_EXO(__half, 128)
 template __global__ void sv::exo_reduce_kernel<64>(const sv::ExoMix, int);
 template __global__ void sv::exo_reduce_kernel<96>(const sv::ExoMix, int);
 template __global__ void sv::exo_reduce_kernel<128>(const sv::ExoMix, int);
+template __global__ void sv::exo_chunk_sum_kernel<64>(const float*, float*, int, int);
+template __global__ void sv::exo_chunk_sum_kernel<96>(const float*, float*, int, int);
+template __global__ void sv::exo_chunk_sum_kernel<128>(const float*, float*, int, int);
