@@ -1,12 +1,13 @@
-// Strata configuration: which executor compiles this translation unit, the host/device
-// qualifiers every pure function carries, and the feature macros kernels branch on.
-//
-// One kernel source, two executors (DESIGN.md section 1):
-//  * nvcc (`__CUDACC__`): the real product, with `__CUDA_ARCH__` set in the device pass;
-//  * the SIMT simulator (any other compiler): the same CUDA C++ runs on the CPU, a fiber per
-//    CUDA thread. `STRATA_SIM` is 1 there.
-// Kernels never test `__CUDA_ARCH__` themselves: they test the feature macros below, which are
-// defined so that the simulator executes the path sm_80 and sm_90 compile.
+/// \file
+/// Strata configuration: which executor compiles this translation unit, the host/device
+/// qualifiers every pure function carries, and the feature macros kernels branch on.
+///
+/// One kernel source, two executors (DESIGN.md section 1):
+///  * nvcc (`__CUDACC__`): the real product, with `__CUDA_ARCH__` set in the device pass;
+///  * the SIMT simulator (any other compiler): the same CUDA C++ runs on the CPU, a fiber per
+///    CUDA thread. `STRATA_SIM` is 1 there.
+/// Kernels never test `__CUDA_ARCH__` themselves: they test the feature macros below, which are
+/// defined so that the simulator executes the path sm_80 and sm_90 compile.
 #pragma once
 
 #if defined(__CUDACC__)

@@ -1,6 +1,7 @@
-// strata::launch: the one way Strata (and its users) launch a kernel. Under nvcc it is a
-// <<<>>> launch whose Status comes from the CUDA runtime; in a translation unit compiled by
-// g++/clang it runs the kernel in the SIMT simulator, in order, on the calling thread.
+/// \file
+/// strata::launch: the one way Strata (and its users) launch a kernel. Under nvcc it is a
+/// <<<>>> launch whose Status comes from the CUDA runtime; in a translation unit compiled by
+/// g++/clang it runs the kernel in the SIMT simulator, in order, on the calling thread.
 #pragma once
 
 #include <cstdio>

@@ -1,4 +1,5 @@
-// strata::Status: the result of every public entry point. Nothing throws across Strata's API.
+/// \file
+/// strata::Status: the result of every public entry point. Nothing throws across Strata's API.
 #pragma once
 
 #include <cstdio>

@@ -1,8 +1,9 @@
-// Strata: fused attention kernels for cross-layer and cross-head attention variants.
-//
-// Include this header from .cu files compiled by nvcc (the GPU executor) or from C++ files
-// compiled by g++/clang (the SIMT simulator executes the same kernels on the CPU; link
-// strata::sim).
+/// \file
+/// Strata: fused attention kernels for cross-layer and cross-head attention variants.
+///
+/// Include this header from .cu files compiled by nvcc (the GPU executor) or from C++ files
+/// compiled by g++/clang (the SIMT simulator executes the same kernels on the CPU; link
+/// strata::sim).
 #pragma once
 
 #include "strata/config.hpp"

@@ -1,6 +1,7 @@
-// strata/arch: the only inline PTX of the project. Each op is a small wrapper whose device pass
-// is one asm statement and whose simulator twin lives in strata/sim/emulated_ptx.hpp; golden-PTX
-// tests pin every asm string. sfu.hpp is the exception: plain CUDA math behind counted wrappers.
+/// \file
+/// strata/arch: the only inline PTX of the project. Each op is a small wrapper whose device pass
+/// is one asm statement and whose simulator twin lives in strata/sim/emulated_ptx.hpp; golden-PTX
+/// tests pin every asm string. sfu.hpp is the exception: plain CUDA math behind counted wrappers.
 #pragma once
 
 #include "strata/arch/cp_async.hpp"

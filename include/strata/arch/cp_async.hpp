@@ -1,6 +1,7 @@
-// cp.async: asynchronous global -> shared copies of 4, 8 or 16 bytes with zero-fill, grouped by
-// commit_group and awaited by wait_group<N>. 16-byte copies bypass L1 (.cg); 4- and 8-byte
-// copies go through it (.ca), the only form PTX offers for them.
+/// \file
+/// cp.async: asynchronous global -> shared copies of 4, 8 or 16 bytes with zero-fill, grouped by
+/// commit_group and awaited by wait_group<N>. 16-byte copies bypass L1 (.cg); 4- and 8-byte
+/// copies go through it (.ca), the only form PTX offers for them.
 #pragma once
 
 #include <cstdint>

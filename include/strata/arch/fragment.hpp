@@ -1,6 +1,7 @@
-// Register-to-element maps of the warp-level mma.m16n8k16 fragments (PTX ISA, "Matrix
-// Fragments for mma.m16n8k16 with floating point type"). Kernels take each register's (row,
-// col) from here instead of decoding lane ids by hand (masks, epilogues, stores).
+/// \file
+/// Register-to-element maps of the warp-level mma.m16n8k16 fragments (PTX ISA, "Matrix
+/// Fragments for mma.m16n8k16 with floating point type"). Kernels take each register's (row,
+/// col) from here instead of decoding lane ids by hand (masks, epilogues, stores).
 #pragma once
 
 #include "strata/config.hpp"

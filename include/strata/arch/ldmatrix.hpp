@@ -1,7 +1,8 @@
-// ldmatrix.sync.aligned.m8n8.x{1,2,4}[.trans].shared.b16: the warp loads 1, 2 or 4 8x8 matrices
-// of 16-bit elements from shared memory straight into mma fragments. Lanes 8i..8i+7 give the
-// (16-byte aligned) row addresses of matrix i; every lane passes an address, unused ones are
-// ignored.
+/// \file
+/// ldmatrix.sync.aligned.m8n8.x{1,2,4}[.trans].shared.b16: the warp loads 1, 2 or 4 8x8 matrices
+/// of 16-bit elements from shared memory straight into mma fragments. Lanes 8i..8i+7 give the
+/// (16-byte aligned) row addresses of matrix i; every lane passes an address, unused ones are
+/// ignored.
 #pragma once
 
 #include <cstdint>

@@ -1,6 +1,7 @@
-// mma.sync.aligned.m16n8k16.row.col.f32.{f16,bf16}.{f16,bf16}.f32 — the sm_80 warp-level
-// tensor-core op. D = A * B + C for a 16x16 A (4 registers of packed pairs), a 16x8 B (2
-// registers) and 16x8 f32 C/D (4 floats per lane); arch/fragment.hpp maps registers to elements.
+/// \file
+/// mma.sync.aligned.m16n8k16.row.col.f32.{f16,bf16}.{f16,bf16}.f32 — the sm_80 warp-level
+/// tensor-core op. D = A * B + C for a 16x16 A (4 registers of packed pairs), a 16x8 B (2
+/// registers) and 16x8 f32 C/D (4 floats per lane); arch/fragment.hpp maps registers to elements.
 #pragma once
 
 #include <cuda_bf16.h>

@@ -1,14 +1,15 @@
-// Special-function-unit operations (MUFU on the GPU: ex2, lg2, rsq, rcp, sin, cos) behind
-// wrappers, so that the simulator can count them (sim::Counters::sfu) for the performance
-// model. Each wrapper computes exactly what the plain CUDA math call it names computes, on both
-// executors; the count is the number of MUFU instructions nvcc emits for that call per thread
-// (exp2f, expf, log2f, logf: 1; 1/sqrtf: 2, the square root's rsq and the division's rcp;
-// powf: 2, lg2 and ex2; sincospif: 2, sin and cos). Divisions written as `/` elsewhere are not
-// counted (the SASS inventory counts every MUFU).
-//
-// Executor-neutral (outside the executor namespaces): the bodies are the same in a simulator
-// TU and in nvcc's host pass, and count only where the simulator has pointed this OS thread's
-// counter at a running launch (sim/launch.hpp); the device pass has no counter.
+/// \file
+/// Special-function-unit operations (MUFU on the GPU: ex2, lg2, rsq, rcp, sin, cos) behind
+/// wrappers, so that the simulator can count them (sim::Counters::sfu) for the performance
+/// model. Each wrapper computes exactly what the plain CUDA math call it names computes, on both
+/// executors; the count is the number of MUFU instructions nvcc emits for that call per thread
+/// (exp2f, expf, log2f, logf: 1; 1/sqrtf: 2, the square root's rsq and the division's rcp;
+/// powf: 2, lg2 and ex2; sincospif: 2, sin and cos). Divisions written as `/` elsewhere are not
+/// counted (the SASS inventory counts every MUFU).
+///
+/// Executor-neutral (outside the executor namespaces): the bodies are the same in a simulator
+/// TU and in nvcc's host pass, and count only where the simulator has pointed this OS thread's
+/// counter at a running launch (sim/launch.hpp); the device pass has no counter.
 #pragma once
 
 #include <cmath>

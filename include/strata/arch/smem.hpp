@@ -1,5 +1,6 @@
-// Shared-memory plumbing that differs between the executors: the dynamic shared memory of a
-// launch, and the 32-bit shared-window address PTX instructions take.
+/// \file
+/// Shared-memory plumbing that differs between the executors: the dynamic shared memory of a
+/// launch, and the 32-bit shared-window address PTX instructions take.
 #pragma once
 
 #include <cstdint>

@@ -1,8 +1,9 @@
-// One 16-byte access of a uint4, the width nvcc gives a uint4 load or store (ld / st .v4.u32, in
-// any state space). On the GPU it is a plain dereference. In the simulator it goes through a
-// 16-byte vector type, so that g++ also makes it one access: a uint4 assembled from smaller
-// values may otherwise be moved as four 4-byte words, which a traffic build counts as four
-// requests (with bank conflicts that the GPU's one request does not have).
+/// \file
+/// One 16-byte access of a uint4, the width nvcc gives a uint4 load or store (ld / st .v4.u32, in
+/// any state space). On the GPU it is a plain dereference. In the simulator it goes through a
+/// 16-byte vector type, so that g++ also makes it one access: a uint4 assembled from smaller
+/// values may otherwise be moved as four 4-byte words, which a traffic build counts as four
+/// requests (with bank conflicts that the GPU's one request does not have).
 #pragma once
 
 #include <vector_types.h>  // uint4

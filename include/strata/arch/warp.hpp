@@ -1,6 +1,7 @@
-// Strata's warp helpers: the only callers of __shfl*_sync, __ballot_sync and __syncwarp in the
-// library. Each takes the member mask last-but-one (default: the full warp) and, in the
-// simulator, the caller's source location, so a mask fault names the kernel's line.
+/// \file
+/// Strata's warp helpers: the only callers of __shfl*_sync, __ballot_sync and __syncwarp in the
+/// library. Each takes the member mask last-but-one (default: the full warp) and, in the
+/// simulator, the caller's source location, so a mask fault names the kernel's line.
 #pragma once
 
 #include <cstdint>

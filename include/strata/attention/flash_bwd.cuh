@@ -1,26 +1,28 @@
-// Flash-attention backward on tensor cores (sm_80 path). Two modes (FlashBwdParams::deterministic):
-//
-// Deterministic (the default): every gradient element is accumulated in registers of one thread
-// in a fixed order and written once, so results are bitwise identical from run to run and with
-// any number of simulator workers. Three kernels, seven matrix products per tile pair:
-//  1. preprocess: D = rowsum(dO o O) per (query, head), fp32 (the softmax backward's correction);
-//  2. dQ: one block per query tile (kBlockM) streams the key tiles, computes dP = dO V^T, then
-//     recomputes P = exp2(S log2e - LSE log2e) from S = Q K^T and the LSE, dS = P o (dP - D),
-//     stages dS in shared memory and accumulates dQ = scale dS K in fp32 registers, converted
-//     once at the end;
-//  3. dK/dV: one block per key tile of one KV head streams the query tiles of the G query heads
-//     of its group (GQA: the sum over the group happens in registers), recomputes S = Q K^T, P,
-//     dP = dO V^T and dS, stages P and dS in shared memory (bf16/fp16, as mma operands) and
-//     accumulates dV += P^T dO and dK += dS^T Q.
-// Both kernels put their 4 warps in a 2 x 2 grid over every product (FlashBwdTraits).
-//
-// Fast (deterministic = false, FlashAttention-2's structure): the dK/dV kernel also computes
-// dQ += dS K for its tile pair (five products in all) and adds it to an fp32 workspace with
-// atomics; the preprocess zeroes the workspace and a last kernel scales and stores it. The order
-// of the atomic additions varies from run to run, so dQ may differ in its last bits.
-//
-// All matrix products run on mma.sync m16n8k16 with ldmatrix fragments; P and dS are rounded to
-// the storage type as mma operands, as in FlashAttention.
+/// \file
+/// Flash-attention backward on tensor cores (sm_80 path). Two modes
+/// (FlashBwdParams::deterministic):
+///
+/// Deterministic (the default): every gradient element is accumulated in registers of one thread
+/// in a fixed order and written once, so results are bitwise identical from run to run and with
+/// any number of simulator workers. Three kernels, seven matrix products per tile pair:
+///  1. preprocess: D = rowsum(dO o O) per (query, head), fp32 (the softmax backward's correction);
+///  2. dQ: one block per query tile (kBlockM) streams the key tiles, computes dP = dO V^T, then
+///     recomputes P = exp2(S log2e - LSE log2e) from S = Q K^T and the LSE, dS = P o (dP - D),
+///     stages dS in shared memory and accumulates dQ = scale dS K in fp32 registers, converted
+///     once at the end;
+///  3. dK/dV: one block per key tile of one KV head streams the query tiles of the G query heads
+///     of its group (GQA: the sum over the group happens in registers), recomputes S = Q K^T, P,
+///     dP = dO V^T and dS, stages P and dS in shared memory (bf16/fp16, as mma operands) and
+///     accumulates dV += P^T dO and dK += dS^T Q.
+/// Both kernels put their 4 warps in a 2 x 2 grid over every product (FlashBwdTraits).
+///
+/// Fast (deterministic = false, FlashAttention-2's structure): the dK/dV kernel also computes
+/// dQ += dS K for its tile pair (five products in all) and adds it to an fp32 workspace with
+/// atomics; the preprocess zeroes the workspace and a last kernel scales and stores it. The order
+/// of the atomic additions varies from run to run, so dQ may differ in its last bits.
+///
+/// All matrix products run on mma.sync m16n8k16 with ldmatrix fragments; P and dS are rounded to
+/// the storage type as mma operands, as in FlashAttention.
 #pragma once
 
 #include <algorithm>

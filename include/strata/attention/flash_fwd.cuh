@@ -1,10 +1,11 @@
-// Flash-attention forward on tensor cores, the sm_80 path (cp.async + ldmatrix + mma.sync, which
-// sm_86/89/90 run too): one block of 4 warps owns a tile of 128 query rows of one (sequence,
-// head), 32 per warp; K/V tiles of 64 keys (32 at d = 128) stream through one shared-memory stage
-// each, V's copy overlapping S = Q K^T and the next K's overlapping O += P V; every warp computes
-// S and O += P V for its two m16 tiles with mma.m16n8k16, the online softmax in registers in
-// base-2 units (the scale folded into log2(e)), causal / window tiles skipped and fully connected
-// tiles left unmasked, and the natural-log LSE written per row.
+/// \file
+/// Flash-attention forward on tensor cores, the sm_80 path (cp.async + ldmatrix + mma.sync, which
+/// sm_86/89/90 run too): one block of 4 warps owns a tile of 128 query rows of one (sequence,
+/// head), 32 per warp; K/V tiles of 64 keys (32 at d = 128) stream through one shared-memory stage
+/// each, V's copy overlapping S = Q K^T and the next K's overlapping O += P V; every warp computes
+/// S and O += P V for its two m16 tiles with mma.m16n8k16, the online softmax in registers in
+/// base-2 units (the scale folded into log2(e)), causal / window tiles skipped and fully connected
+/// tiles left unmasked, and the natural-log LSE written per row.
 #pragma once
 
 #include <cstdint>

@@ -1,11 +1,12 @@
-// Appending new tokens' K and V rows to a KV cache by physical slot (vLLM's reshape_and_cache):
-// one warp per new token, its lanes walking the token's 16-byte chunks of K then V (head-major,
-// so consecutive lanes touch consecutive bytes of a row). Lane 0 reads the slot and broadcasts it:
-// each byte of the new rows and of the slot mapping is read once, each cache byte written once.
-// A negative slot skips the token (padding); a slot at or past cache.slots() is skipped too, so a
-// slot mapping without a host copy to validate can never write outside the cache. The variants'
-// token-local work on new V rows happens here too: ResFormer's V' = lambda_self V_l +
-// lambda_first V_0 is mixed once at append, SVFormer's layers l >= 1 store no V.
+/// \file
+/// Appending new tokens' K and V rows to a KV cache by physical slot (vLLM's reshape_and_cache):
+/// one warp per new token, its lanes walking the token's 16-byte chunks of K then V (head-major,
+/// so consecutive lanes touch consecutive bytes of a row). Lane 0 reads the slot and broadcasts it:
+/// each byte of the new rows and of the slot mapping is read once, each cache byte written once.
+/// A negative slot skips the token (padding); a slot at or past cache.slots() is skipped too, so a
+/// slot mapping without a host copy to validate can never write outside the cache. The variants'
+/// token-local work on new V rows happens here too: ResFormer's V' = lambda_self V_l +
+/// lambda_first V_0 is mixed once at append, SVFormer's layers l >= 1 store no V.
 #pragma once
 
 #include <cstdint>

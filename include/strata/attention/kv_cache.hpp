@@ -1,20 +1,22 @@
-// The KV-cache descriptor every inference kernel reads (issue: decode, chunked prefill, paged
-// cache): one struct for the three ways engines address their caches.
-//
-//  kContiguous  FlashAttention's flash_attn_with_kvcache: a [b_cache, capacity, h_k, d] cache per
-//               sequence slot, cache_seqlens[b] tokens in use, cache_batch_idx[b] choosing the slot
-//               (null: slot b). Here a slot is one page of page_size = capacity tokens.
-//  kBlockTable  vLLM / FlashAttention paged: block_table[b, max_pages] lists sequence b's pages in
-//               order, cache_seqlens[b] tokens in use.
-//  kPageList    FlashInfer's CSR: sequence b owns pages indices[indptr[b] .. indptr[b+1]) in order,
-//               the last one holding last_page_len[b] tokens.
-//
-// Token `pos` of sequence b lives in logical page pos / page_size at offset pos % page_size; its
-// element e of KV head h is at base + page * page_stride + offset * row_stride + h * head_stride
-// + e (elements). NHD pages ([page_size, h_k, d]) and HND pages ([h_k, page_size, d]) are the
-// same descriptor with other strides, and K and V have separate bases and strides: SVFormer's
-// layers point V at layer 0's cache, MEA's cache holds component heads. A physical slot (vLLM's
-// slot_mapping) is page * page_size + offset.
+/// \file
+/// The KV-cache descriptor every inference kernel reads (issue: decode, chunked prefill, paged
+/// cache): one struct for the three ways engines address their caches.
+///
+///  kContiguous  FlashAttention's flash_attn_with_kvcache: a [b_cache, capacity, h_k, d] cache per
+///               sequence slot, cache_seqlens[b] tokens in use, cache_batch_idx[b] choosing the
+///               slot (null: slot b). Here a slot is one page of page_size = capacity tokens.
+///  kBlockTable  vLLM / FlashAttention paged: block_table[b, max_pages] lists sequence b's pages in
+///               order, cache_seqlens[b] tokens in use.
+///  kPageList    FlashInfer's CSR: sequence b owns pages indices[indptr[b] .. indptr[b+1]) in
+///  order,
+///               the last one holding last_page_len[b] tokens.
+///
+/// Token `pos` of sequence b lives in logical page pos / page_size at offset pos % page_size; its
+/// element e of KV head h is at base + page * page_stride + offset * row_stride + h * head_stride
+/// + e (elements). NHD pages ([page_size, h_k, d]) and HND pages ([h_k, page_size, d]) are the
+/// same descriptor with other strides, and K and V have separate bases and strides: SVFormer's
+/// layers point V at layer 0's cache, MEA's cache holds component heads. A physical slot (vLLM's
+/// slot_mapping) is page * page_size + offset.
 #pragma once
 
 #include <cstddef>

@@ -1,7 +1,8 @@
-// Which (query, key) pairs of one sequence attend to each other, host+device: causal with
-// FlashAttention's bottom-right alignment, a sliding window to the left, ragged lengths
-// (tests/oracle/CONTRACT.md, "Token layout and masks"). Kernels ask it per element for tiles that
-// straddle the mask and per tile for the range of key tiles a query tile needs (block skipping).
+/// \file
+/// Which (query, key) pairs of one sequence attend to each other, host+device: causal with
+/// FlashAttention's bottom-right alignment, a sliding window to the left, ragged lengths
+/// (tests/oracle/CONTRACT.md, "Token layout and masks"). Kernels ask it per element for tiles that
+/// straddle the mask and per tile for the range of key tiles a query tile needs (block skipping).
 #pragma once
 
 #include "strata/config.hpp"

@@ -1,11 +1,12 @@
-// Merging partial attention results by their LSE (FlashInfer's merge_state / merge_states): the
-// attention of the same queries over disjoint sets of keys — a shared prefix and each sequence's
-// own suffix (cascade attention), or a cache and new tokens — combines exactly into the attention
-// over their union:
-//   LSE = log sum_i e^lse_i,   O = sum_i e^(lse_i - LSE) O_i
-// per (token, head) row, in fp32, one rounding to T. A state without keys for a row (lse = -inf)
-// contributes nothing; a row without keys anywhere gets O = 0, LSE = -inf. The states are what
-// paged_attention (or flash_fwd) writes: O [total, h, d] in T, LSE [h, total] fp32, natural log.
+/// \file
+/// Merging partial attention results by their LSE (FlashInfer's merge_state / merge_states): the
+/// attention of the same queries over disjoint sets of keys — a shared prefix and each sequence's
+/// own suffix (cascade attention), or a cache and new tokens — combines exactly into the attention
+/// over their union:
+///   LSE = log sum_i e^lse_i,   O = sum_i e^(lse_i - LSE) O_i
+/// per (token, head) row, in fp32, one rounding to T. A state without keys for a row (lse = -inf)
+/// contributes nothing; a row without keys anywhere gets O = 0, LSE = -inf. The states are what
+/// paged_attention (or flash_fwd) writes: O [total, h, d] in T, LSE [h, total] fp32, natural log.
 #pragma once
 
 #include <cstdint>

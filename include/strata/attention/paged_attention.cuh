@@ -1,16 +1,17 @@
-// Attention of new tokens over a KV cache (decode and chunked prefill), with the G query heads of
-// a KV group packed into one tile (as FlashAttention's decode packs them into the sequence
-// dimension): a block owns 64 packed rows (token i, head g of the group) of one (sequence, KV
-// head) and walks that KV head's cache once for all of them, 64 keys per tile, gathered from the
-// pages by cp.async. Each warp owns one m16 tile of 16 rows and runs the forward's tensor-core
-// loop on it (S = Q K^T and O += P V on mma.m16n8k16, the online softmax in registers, base 2);
-// a warp whose rows are all past the chunk only helps load. At decode a tile has G real rows of
-// 64, so the padded mma cost nothing that matters: the step is bound by reading the cache, and
-// the pipeline keeps it streaming (V of a tile lands during S, the next tile's K during P V, its
-// page lookups during S). With num_splits > 1 each block covers one split of the key tiles
-// (flash-decoding) and writes fp32 partial outputs and LSE, which paged_attention_merge_kernel
-// combines by their LSE. An output gate (Gated Attention, ExoFormer) multiplies the final O
-// only: in the epilogue without splits, in the merge with.
+/// \file
+/// Attention of new tokens over a KV cache (decode and chunked prefill), with the G query heads of
+/// a KV group packed into one tile (as FlashAttention's decode packs them into the sequence
+/// dimension): a block owns 64 packed rows (token i, head g of the group) of one (sequence, KV
+/// head) and walks that KV head's cache once for all of them, 64 keys per tile, gathered from the
+/// pages by cp.async. Each warp owns one m16 tile of 16 rows and runs the forward's tensor-core
+/// loop on it (S = Q K^T and O += P V on mma.m16n8k16, the online softmax in registers, base 2);
+/// a warp whose rows are all past the chunk only helps load. At decode a tile has G real rows of
+/// 64, so the padded mma cost nothing that matters: the step is bound by reading the cache, and
+/// the pipeline keeps it streaming (V of a tile lands during S, the next tile's K during P V, its
+/// page lookups during S). With num_splits > 1 each block covers one split of the key tiles
+/// (flash-decoding) and writes fp32 partial outputs and LSE, which paged_attention_merge_kernel
+/// combines by their LSE. An output gate (Gated Attention, ExoFormer) multiplies the final O
+/// only: in the epilogue without splits, in the merge with.
 #pragma once
 
 #include <cstdint>

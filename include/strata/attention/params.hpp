@@ -1,7 +1,8 @@
-// Parameters of the flash-attention kernels: plain pointers, shapes and strides with
-// FlashAttention's names (DESIGN.md §4). Tensors are [tokens, heads, head_dim] with the last
-// dimension contiguous; a batch is either fixed-length (cu_seqlens null: sequence b owns tokens
-// b*seqlen .. (b+1)*seqlen) or packed variable-length (cu_seqlens, B+1 int32 offsets).
+/// \file
+/// Parameters of the flash-attention kernels: plain pointers, shapes and strides with
+/// FlashAttention's names (DESIGN.md §4). Tensors are [tokens, heads, head_dim] with the last
+/// dimension contiguous; a batch is either fixed-length (cu_seqlens null: sequence b owns tokens
+/// b*seqlen .. (b+1)*seqlen) or packed variable-length (cu_seqlens, B+1 int32 offsets).
 #pragma once
 
 #include <cstdint>

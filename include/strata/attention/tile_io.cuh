@@ -1,5 +1,6 @@
-// Pieces the flash kernels share: where a sequence starts, packing of mma operands, and the
-// cp.async copy of a tile of rows into padded shared memory.
+/// \file
+/// Pieces the flash kernels share: where a sequence starts, packing of mma operands, and the
+/// cp.async copy of a tile of rows into padded shared memory.
 #pragma once
 
 #include <cstdint>

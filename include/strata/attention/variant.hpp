@@ -1,31 +1,34 @@
-// The variant hook concept (DESIGN §3): one flash mainloop, forward and backward, and a variant
-// is a policy object that plugs into its named hook points. The kernels take the policy by value
-// as a kernel argument (a trivially copyable struct holding the variant's own pointers and
-// scalars) and call:
-//
-//  mask         Mask mask(p, sb)                   which (query, key) pairs exist: causal, window,
-//                                                   varlen; it also drives block skipping
-//  tile loads   load_q / load_k / load_v / load_do  fill a shared-memory tile of rows; the
-//                                                   vanilla ones are cp.async copies, a variant may
-//                                                   mix (value residual) or expand (virtual heads)
-//               load_v_raw / transform_v            the forward's V tile from a cp.async tile and a
-//                                                   staged one (registers or a second tile),
-//                                                   formed after the wait (kRawVTiles = 2)
-//  logits       logit(x, q, k, h), logit_grad       x = softmax_scale q.k in natural units, and
-//                                                   d logit / dx for the backward; only called
-//                                                   when kTransformsLogits (so the vanilla path
-//                                                   keeps the scale folded into log2(e))
-//  epilogue     store_o(o, p, row, sum)             one normalised output row (gate, GroupNorm)
-//  backward     preprocess<T, D>(p, token, h)      D = rowsum(dO o O) of one row (the gate's
-//                                                   backward lives here)
-//               store_dq / store_dk_dv              the gradient rows (dV' -> dV and dV_0)
-//
-// The same policy drives the forward and every backward kernel, so K/V loaded through a hook are
-// the same K'/V' in both directions, and the chain rule through a load transform belongs to the
-// store hooks. Rows reach the epilogues as RowSite + a fragment; every lane calls the store hooks
-// (rows past the sequence end included, with valid = false) so that a hook may reduce over the
-// row with `sum` (a quad of lanes holds a row). `AttentionVariant` checks a policy at compile
-// time; every kernel static_asserts it. Derive from VanillaAttention and hide what changes.
+/// \file
+/// The variant hook concept (DESIGN §3): one flash mainloop, forward and backward, and a variant
+/// is a policy object that plugs into its named hook points. The kernels take the policy by value
+/// as a kernel argument (a trivially copyable struct holding the variant's own pointers and
+/// scalars) and call:
+///
+///  mask         Mask mask(p, sb)                   which (query, key) pairs exist: causal, window,
+///                                                   varlen; it also drives block skipping
+///  tile loads   load_q / load_k / load_v / load_do  fill a shared-memory tile of rows; the
+///                                                   vanilla ones are cp.async copies, a variant
+///                                                   may mix (value residual) or expand (virtual
+///                                                   heads)
+///               load_v_raw / transform_v            the forward's V tile from a cp.async tile and
+///               a
+///                                                   staged one (registers or a second tile),
+///                                                   formed after the wait (kRawVTiles = 2)
+///  logits       logit(x, q, k, h), logit_grad       x = softmax_scale q.k in natural units, and
+///                                                   d logit / dx for the backward; only called
+///                                                   when kTransformsLogits (so the vanilla path
+///                                                   keeps the scale folded into log2(e))
+///  epilogue     store_o(o, p, row, sum)             one normalised output row (gate, GroupNorm)
+///  backward     preprocess<T, D>(p, token, h)      D = rowsum(dO o O) of one row (the gate's
+///                                                   backward lives here)
+///               store_dq / store_dk_dv              the gradient rows (dV' -> dV and dV_0)
+///
+/// The same policy drives the forward and every backward kernel, so K/V loaded through a hook are
+/// the same K'/V' in both directions, and the chain rule through a load transform belongs to the
+/// store hooks. Rows reach the epilogues as RowSite + a fragment; every lane calls the store hooks
+/// (rows past the sequence end included, with valid = false) so that a hook may reduce over the
+/// row with `sum` (a quad of lanes holds a row). `AttentionVariant` checks a policy at compile
+/// time; every kernel static_asserts it. Derive from VanillaAttention and hide what changes.
 #pragma once
 
 #include <concepts>

@@ -1,13 +1,14 @@
-// One warp's share of a block-tiled matrix product on mma.sync m16n8k16, both operands in padded
-// shared memory: C[MT m16 tiles][NT n8 tiles] += A[rows, K] B[K, cols]. The backward's five
-// products differ only in which operand is stored transposed, so one loop serves them all:
-//   A stored [row][k] (Q in S = Q K^T) through ldmatrix, or [k][row] (P in dV = P^T dO) through
-//   ldmatrix.trans;
-//   B stored [n][k] (K in S = Q K^T) through ldmatrix, or [k][n] (dO in dV = P^T dO) through
-//   ldmatrix.trans.
-// Every A fragment feeds NT mma and every B fragment MT, so a warp tile of MT x NT reads
-// 512 MT + 256 NT bytes of shared memory per k16 step for MT NT mma: the shared-memory cost per
-// mma the performance model charges (strata/cost/perf_model.hpp).
+/// \file
+/// One warp's share of a block-tiled matrix product on mma.sync m16n8k16, both operands in padded
+/// shared memory: C[MT m16 tiles][NT n8 tiles] += A[rows, K] B[K, cols]. The backward's five
+/// products differ only in which operand is stored transposed, so one loop serves them all:
+///   A stored [row][k] (Q in S = Q K^T) through ldmatrix, or [k][row] (P in dV = P^T dO) through
+///   ldmatrix.trans;
+///   B stored [n][k] (K in S = Q K^T) through ldmatrix, or [k][n] (dO in dV = P^T dO) through
+///   ldmatrix.trans.
+/// Every A fragment feeds NT mma and every B fragment MT, so a warp tile of MT x NT reads
+/// 512 MT + 256 NT bytes of shared memory per k16 step for MT NT mma: the shared-memory cost per
+/// mma the performance model charges (strata/cost/perf_model.hpp).
 #pragma once
 
 #include <cmath>

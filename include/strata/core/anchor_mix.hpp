@@ -1,14 +1,15 @@
-// ExoFormer's normalized anchor mix (SPEC §3a step 4, §3e; decisions §7.4), per stream
-// P in {q, k, v, g}:
-//   P~ = (lambda1 s1) A^ + (lambda2 s2) P,
-// A^ the RMS-normalized exogenous anchor (rmsnorm.hpp), lambda1/lambda2 unconstrained
-// coefficients of elementwise [H,d], headwise [H] or scalar granularity, s1/s2 the per-token
-// dynamic scales (1 in the static variant). Not convex and not softmax-normalized.
-// Backward with dy = dL/dP~:
-//   dP = lambda2 s2 dy,  dA^ += lambda1 s1 dy (summed over all layers),
-//   dlambda1 += s1 A^ dy,  dlambda2 += s2 P dy  (elementwise; the caller reduces to lambda's
-//   shape), ds1 += sum lambda1 A^ dy,  ds2 += sum lambda2 P dy  (over the row; the caller sums
-//   heads).
+/// \file
+/// ExoFormer's normalized anchor mix (SPEC §3a step 4, §3e; decisions §7.4), per stream
+/// P in {q, k, v, g}:
+///   P~ = (lambda1 s1) A^ + (lambda2 s2) P,
+/// A^ the RMS-normalized exogenous anchor (rmsnorm.hpp), lambda1/lambda2 unconstrained
+/// coefficients of elementwise [H,d], headwise [H] or scalar granularity, s1/s2 the per-token
+/// dynamic scales (1 in the static variant). Not convex and not softmax-normalized.
+/// Backward with dy = dL/dP~:
+///   dP = lambda2 s2 dy,  dA^ += lambda1 s1 dy (summed over all layers),
+///   dlambda1 += s1 A^ dy,  dlambda2 += s2 P dy  (elementwise; the caller reduces to lambda's
+///   shape), ds1 += sum lambda1 A^ dy,  ds2 += sum lambda2 P dy  (over the row; the caller sums
+///   heads).
 #pragma once
 
 #include "strata/core/numeric.hpp"

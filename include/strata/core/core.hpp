@@ -1,5 +1,6 @@
-// strata/core: the per-token math of every method, host+device, fp32 compute on bf16 / fp16 /
-// fp32 storage, forward and backward (DESIGN.md §2; the formulas are SPEC.md's).
+/// \file
+/// strata/core: the per-token math of every method, host+device, fp32 compute on bf16 / fp16 /
+/// fp32 storage, forward and backward (DESIGN.md §2; the formulas are SPEC.md's).
 #pragma once
 
 #include "strata/core/anchor_mix.hpp"

@@ -1,15 +1,16 @@
-// Depth softmax of Depth-Attention (SPEC §1a steps 5-7, §1e; decisions §7.2): at one token and
-// KV head, the group-mean query q^ attends over the layer axis — the stored keys k^_j / mixed
-// values v^_j of the source layers j in ascending order, then the layer's own (k^_l, raw v_l):
-//   z_c = q^ . kappa_c / sqrt(d),   alpha = softmax(z),   v^_l = sum_c alpha_c nu_c.
-// The forward streams candidates through an fp32 online softmax (the official "stream" mix), so
-// registers do not grow with the number of sources. The backward takes two passes over the
-// candidates: scores and delta_c = g . nu_c first, then per candidate
-//   dz_c = alpha_c (delta_c - sum_c' alpha_c' delta_c'),
-//   dq^ += dz_c kappa_c / sqrt(d),   dkappa_c = dz_c q^ / sqrt(d),   dnu_c = alpha_c g,
-// and the caller scatters dq^ / G to each query head of the group.
-// DepthQueryGrad accumulates dq^ online in the first pass instead, so a kernel need not read the
-// keys twice (strata/variants/depth_attention.cuh uses it).
+/// \file
+/// Depth softmax of Depth-Attention (SPEC §1a steps 5-7, §1e; decisions §7.2): at one token and
+/// KV head, the group-mean query q^ attends over the layer axis — the stored keys k^_j / mixed
+/// values v^_j of the source layers j in ascending order, then the layer's own (k^_l, raw v_l):
+///   z_c = q^ . kappa_c / sqrt(d),   alpha = softmax(z),   v^_l = sum_c alpha_c nu_c.
+/// The forward streams candidates through an fp32 online softmax (the official "stream" mix), so
+/// registers do not grow with the number of sources. The backward takes two passes over the
+/// candidates: scores and delta_c = g . nu_c first, then per candidate
+///   dz_c = alpha_c (delta_c - sum_c' alpha_c' delta_c'),
+///   dq^ += dz_c kappa_c / sqrt(d),   dkappa_c = dz_c q^ / sqrt(d),   dnu_c = alpha_c g,
+/// and the caller scatters dq^ / G to each query head of the group.
+/// DepthQueryGrad accumulates dq^ online in the first pass instead, so a kernel need not read the
+/// keys twice (strata/variants/depth_attention.cuh uses it).
 #pragma once
 
 #include "strata/core/numeric.hpp"

@@ -1,10 +1,11 @@
-// Gated Attention's sigmoid output gate at position G1 (SPEC §5a/§5e, decisions §7.6), also
-// ExoFormer's gate on the mixed logits g~: O' = O sigma(g), elementwise (g per head and
-// dimension) or headwise (one g per head, broadcast over d).
-// Backward with dy = dL/dO':  dO = dy sigma(g),  dg = dy O sigma(g) (1 - sigma(g)) — summed over
-// the head's elements for a headwise gate. dO is what the attention backward consumes as its
-// "dO"; its preprocess D = rowsum(dO o O) reuses the same loads. sigma'(g) is computed as
-// sigma(g) sigma(-g): 1 - sigma(g) would lose all relative accuracy for g > ~16.
+/// \file
+/// Gated Attention's sigmoid output gate at position G1 (SPEC §5a/§5e, decisions §7.6), also
+/// ExoFormer's gate on the mixed logits g~: O' = O sigma(g), elementwise (g per head and
+/// dimension) or headwise (one g per head, broadcast over d).
+/// Backward with dy = dL/dO':  dO = dy sigma(g),  dg = dy O sigma(g) (1 - sigma(g)) — summed over
+/// the head's elements for a headwise gate. dO is what the attention backward consumes as its
+/// "dO"; its preprocess D = rowsum(dO o O) reuses the same loads. sigma'(g) is computed as
+/// sigma(g) sigma(-g): 1 - sigma(g) would lose all relative accuracy for g > ~16.
 #pragma once
 
 #include "strata/core/numeric.hpp"

@@ -1,9 +1,10 @@
-// Head GroupNorm (MEA, SPEC §4a/§7.5): per token and head, over the head dimension, with a
-// per-channel affine: y = gamma (x - mu) / sqrt(var + eps) + beta, var biased. fp32.
-//
-// Backward (SPEC §4e), with x^ = (x - mu) r, r = 1/sqrt(var + eps) and u = gamma dy:
-//   dx = r (u - mean(u) - x^ mean(u x^)),   dgamma += dy x^,   dbeta += dy.
-// A constant row has x^ = 0: y = beta, and dx = r (u - mean(u)), finite for eps > 0.
+/// \file
+/// Head GroupNorm (MEA, SPEC §4a/§7.5): per token and head, over the head dimension, with a
+/// per-channel affine: y = gamma (x - mu) / sqrt(var + eps) + beta, var biased. fp32.
+///
+/// Backward (SPEC §4e), with x^ = (x - mu) r, r = 1/sqrt(var + eps) and u = gamma dy:
+///   dx = r (u - mean(u) - x^ mean(u x^)),   dgamma += dy x^,   dbeta += dy.
+/// A constant row has x^ = 0: y = beta, and dx = r (u - mean(u)), finite for eps > 0.
 #pragma once
 
 #include "strata/arch/sfu.hpp"

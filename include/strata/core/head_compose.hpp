@@ -1,9 +1,10 @@
-// Head-level linear composition of MEA (SPEC §4a/§4e, decisions §7.5): composite head h of K (or
-// V) is a scalar mix of the H_c component heads at the same token,
-//   K'[h] = sum_c A[c,h] K_c[c],   A in R^{H_c x H} stored row-major (A[c*H + h]).
-// With H_c < H the composite heads are "virtual": the cache holds H_c heads, the kernel expands.
-// Backward with dy = dL/dK'[h]:  dK_c[c] += A[c,h] dy,  dA[c,h] += K_c[c] . dy (per-thread partial
-// sums over this thread's elements, in registers; the caller reduces over the row and the tokens).
+/// \file
+/// Head-level linear composition of MEA (SPEC §4a/§4e, decisions §7.5): composite head h of K (or
+/// V) is a scalar mix of the H_c component heads at the same token,
+///   K'[h] = sum_c A[c,h] K_c[c],   A in R^{H_c x H} stored row-major (A[c*H + h]).
+/// With H_c < H the composite heads are "virtual": the cache holds H_c heads, the kernel expands.
+/// Backward with dy = dL/dK'[h]:  dK_c[c] += A[c,h] dy,  dA[c,h] += K_c[c] . dy (per-thread partial
+/// sums over this thread's elements, in registers; the caller reduces over the row and the tokens).
 #pragma once
 
 #include "strata/core/numeric.hpp"

@@ -1,10 +1,11 @@
-// Storage types and fp32 compute: loads and stores of bf16 / fp16 / fp32 rows, the unit roundoff
-// of each storage type (tests derive their tolerances from it), the row-sum reducer concept, and
-// a sigmoid that is finite for every input.
-//
-// All core math is fp32 in registers (SPEC §7.7); storage is bf16, fp16 or fp32. Rounding goes
-// through cuda_bf16.h / cuda_fp16.h on both executors, so the CPU simulator rounds exactly like
-// the GPU.
+/// \file
+/// Storage types and fp32 compute: loads and stores of bf16 / fp16 / fp32 rows, the unit roundoff
+/// of each storage type (tests derive their tolerances from it), the row-sum reducer concept, and
+/// a sigmoid that is finite for every input.
+///
+/// All core math is fp32 in registers (SPEC §7.7); storage is bf16, fp16 or fp32. Rounding goes
+/// through cuda_bf16.h / cuda_fp16.h on both executors, so the CPU simulator rounds exactly like
+/// the GPU.
 #pragma once
 
 #include <cuda_bf16.h>

@@ -1,14 +1,15 @@
-// Online softmax state of one row (FlashAttention's running max and sum), host+device.
-//
-// Scores are in base-2 units: a kernel multiplies q.k by softmax_scale * log2(e) once (folded
-// into the exponent's FFMA), so every exponential is an exp2 (one MUFU.EX2 on the GPU). The state
-// is the running maximum m and the running sum l = sum_j 2^(s_j - m). Streaming a tile of scores
-// is: raise the maximum (rescaling l and the caller's output accumulators by the returned factor),
-// add 2^(s - m) of each score, then, after the last tile, finalize: divide the accumulators by l
-// and report the log-sum-exp.
-//
-// A row whose scores are all masked (-inf) keeps m = -inf and l = 0; every factor is then 0,
-// never NaN, and finalize() yields a zero output and LSE = -inf.
+/// \file
+/// Online softmax state of one row (FlashAttention's running max and sum), host+device.
+///
+/// Scores are in base-2 units: a kernel multiplies q.k by softmax_scale * log2(e) once (folded
+/// into the exponent's FFMA), so every exponential is an exp2 (one MUFU.EX2 on the GPU). The state
+/// is the running maximum m and the running sum l = sum_j 2^(s_j - m). Streaming a tile of scores
+/// is: raise the maximum (rescaling l and the caller's output accumulators by the returned factor),
+/// add 2^(s - m) of each score, then, after the last tile, finalize: divide the accumulators by l
+/// and report the log-sum-exp.
+///
+/// A row whose scores are all masked (-inf) keeps m = -inf and l = 0; every factor is then 0,
+/// never NaN, and finalize() yields a zero output and LSE = -inf.
 #pragma once
 
 #include <cmath>

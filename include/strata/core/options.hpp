@@ -1,6 +1,7 @@
-// The option vocabulary of the methods, shared by core, cost and (later) the public API: the
-// granularity of a mixing coefficient, of the output gate, and the site of MEA's head GroupNorm.
-// Plain C++ (no CUDA header), so that host-only users such as strata/cost can include it.
+/// \file
+/// The option vocabulary of the methods, shared by core, cost and (later) the public API: the
+/// granularity of a mixing coefficient, of the output gate, and the site of MEA's head GroupNorm.
+/// Plain C++ (no CUDA header), so that host-only users such as strata/cost can include it.
 #pragma once
 
 #include "strata/config.hpp"

@@ -1,12 +1,13 @@
-// RMSNorm over the head dimension (QK-norm of Depth-Attention / Qwen3 / ExoFormer, and ExoFormer's
-// anchor norm): y = gamma * x / sqrt(mean(x^2) + eps). Forward and backward, fp32.
-//
-// A row of `n` elements may be spread over a group of threads; each thread passes the N elements
-// it owns and a reducer that sums over the group (LocalSum when one thread owns the row).
-//
-// Backward (SPEC §3e), with r = 1/sqrt(mean(x^2) + eps) and x^ = x r:
-//   dx = r (gamma dy - x^ mean(gamma dy x^)),   dgamma += dy x^.
-// An all-zero row gives y = 0 and dx = r gamma dy with r = 1/sqrt(eps): finite for eps > 0.
+/// \file
+/// RMSNorm over the head dimension (QK-norm of Depth-Attention / Qwen3 / ExoFormer, and ExoFormer's
+/// anchor norm): y = gamma * x / sqrt(mean(x^2) + eps). Forward and backward, fp32.
+///
+/// A row of `n` elements may be spread over a group of threads; each thread passes the N elements
+/// it owns and a reducer that sums over the group (LocalSum when one thread owns the row).
+///
+/// Backward (SPEC §3e), with r = 1/sqrt(mean(x^2) + eps) and x^ = x r:
+///   dx = r (gamma dy - x^ mean(gamma dy x^)),   dgamma += dy x^.
+/// An all-zero row gives y = 0 and dx = r gamma dy with r = 1/sqrt(eps): finite for eps > 0.
 #pragma once
 
 #include "strata/arch/sfu.hpp"

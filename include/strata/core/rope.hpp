@@ -1,7 +1,8 @@
-// Rotary position embedding, rotate-half form (Llama / Qwen3 / ExoFormer; SPEC §1a, §3a):
-// element i < d/2 is paired with i + d/2 and the pair is rotated by a = pos * theta^(-2i/d):
-//   y[i] = x[i] cos a - x[i+d/2] sin a,   y[i+d/2] = x[i+d/2] cos a + x[i] sin a.
-// The backward is the transposed rotation (by -a). fp32, like the official codes' fp32 tables.
+/// \file
+/// Rotary position embedding, rotate-half form (Llama / Qwen3 / ExoFormer; SPEC §1a, §3a):
+/// element i < d/2 is paired with i + d/2 and the pair is rotated by a = pos * theta^(-2i/d):
+///   y[i] = x[i] cos a - x[i+d/2] sin a,   y[i+d/2] = x[i+d/2] cos a + x[i] sin a.
+/// The backward is the transposed rotation (by -a). fp32, like the official codes' fp32 tables.
 #pragma once
 
 #include "strata/arch/sfu.hpp"

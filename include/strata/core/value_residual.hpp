@@ -1,10 +1,11 @@
-// Value-residual mix of ResFormer (SPEC §2a/§2e, decisions §7.3): V'_l = lambda_self V_l +
-// lambda_first V_0, lambda a scalar or one per KV head (the caller passes the head's pair). The
-// official Identity-ResFormer is lambda = 0.5 / 0.5; modded-nanogpt's (1 - l) v + l v1 is
-// lambda_self = 1 - l, lambda_first = l. SVFormer is lambda_self = 0, lambda_first = 1 (and no
-// V_l at all; see the kernels).
-// Backward: dV_l = lambda_self g, dV_0 += lambda_first g, dlambda_self += V_l . g,
-// dlambda_first += V_0 . g (per-thread partial sums; the caller reduces them).
+/// \file
+/// Value-residual mix of ResFormer (SPEC §2a/§2e, decisions §7.3): V'_l = lambda_self V_l +
+/// lambda_first V_0, lambda a scalar or one per KV head (the caller passes the head's pair). The
+/// official Identity-ResFormer is lambda = 0.5 / 0.5; modded-nanogpt's (1 - l) v + l v1 is
+/// lambda_self = 1 - l, lambda_first = l. SVFormer is lambda_self = 0, lambda_first = 1 (and no
+/// V_l at all; see the kernels).
+/// Backward: dV_l = lambda_self g, dV_0 += lambda_first g, dlambda_self += V_l . g,
+/// dlambda_first += V_0 . g (per-thread partial sums; the caller reduces them).
 #pragma once
 
 #include "strata/core/numeric.hpp"

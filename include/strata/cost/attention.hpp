@@ -1,19 +1,20 @@
-// FLOPs of masked sequence attention, in two flavours that answer different questions.
-//
-//  * The FlashAttention convention (SPEC section 7.8): forward = 4·B·T²·H·d (QKᵀ and PV, two
-//    FLOPs per multiply-add), halved for causal; backward = 2.5 × forward (five matmuls instead of
-//    two: the recomputed S, dV, dP, dQ, dK). This is what benchmarks report as TFLOP/s, so that
-//    numbers compare with FlashAttention's own tables. It counts T²/2 for causal, not T(T+1)/2,
-//    and knows nothing of sliding windows or of Tq ≠ Tk.
-//  * The exact count of connected (query, key) pairs for a packed variable-length batch with a
-//    causal mask and/or a left window, using the mask of tests/oracle/CONTRACT.md (bottom-right
-//    alignment, offset o = Tk − Tq): query i and key j are connected iff
-//    (!causal || j ≤ i + o) && (window_left < 0 || j ≥ i + o − window_left).
-//    Each connected pair costs 4·H·d forward FLOPs (2·d for its score, 2·d for its share of PV per
-//    query head; GQA does not change this, the query heads do the work), 2.5 × that backward. This
-//    is the arithmetic a kernel that skips fully masked tiles approaches.
-//
-// Host C++ only, header-only, constexpr.
+/// \file
+/// FLOPs of masked sequence attention, in two flavours that answer different questions.
+///
+///  * The FlashAttention convention (SPEC section 7.8): forward = 4·B·T²·H·d (QKᵀ and PV, two
+///    FLOPs per multiply-add), halved for causal; backward = 2.5 × forward (five matmuls instead of
+///    two: the recomputed S, dV, dP, dQ, dK). This is what benchmarks report as TFLOP/s, so that
+///    numbers compare with FlashAttention's own tables. It counts T²/2 for causal, not T(T+1)/2,
+///    and knows nothing of sliding windows or of Tq ≠ Tk.
+///  * The exact count of connected (query, key) pairs for a packed variable-length batch with a
+///    causal mask and/or a left window, using the mask of tests/oracle/CONTRACT.md (bottom-right
+///    alignment, offset o = Tk − Tq): query i and key j are connected iff
+///    (!causal || j ≤ i + o) && (window_left < 0 || j ≥ i + o − window_left).
+///    Each connected pair costs 4·H·d forward FLOPs (2·d for its score, 2·d for its share of PV per
+///    query head; GQA does not change this, the query heads do the work), 2.5 × that backward. This
+///    is the arithmetic a kernel that skips fully masked tiles approaches.
+///
+/// Host C++ only, header-only, constexpr.
 #pragma once
 
 #include <cstddef>

@@ -1,6 +1,7 @@
-// Umbrella header of strata::cost: the analytic FLOP, byte, KV-cache and parameter model of each
-// attention method (SPEC sections 1c/1d, 2c/2d, 3c/3d, 4c/4d, 5c/5d, 6 and 7.8). Host C++ only,
-// no CUDA include, header-only, constexpr.
+/// \file
+/// Umbrella header of strata::cost: the analytic FLOP, byte, KV-cache and parameter model of each
+/// attention method (SPEC sections 1c/1d, 2c/2d, 3c/3d, 4c/4d, 5c/5d, 6 and 7.8). Host C++ only,
+/// no CUDA include, header-only, constexpr.
 #pragma once
 
 #include "strata/cost/attention.hpp"

@@ -1,6 +1,7 @@
-// Byte and FLOP model of the inference kernels: the KV-cache append, the attention over the
-// cache (vanilla and MEA's component-head cache) and its split-KV merge.
-// Plain host C++ (no CUDA include), header-only, constexpr.
+/// \file
+/// Byte and FLOP model of the inference kernels: the KV-cache append, the attention over the
+/// cache (vanilla and MEA's component-head cache) and its split-KV merge.
+/// Plain host C++ (no CUDA include), header-only, constexpr.
 #pragma once
 
 #include <cstdint>

@@ -1,10 +1,12 @@
-// Depth-Attention (Zeng, Hao, et al., arXiv 2606.05014; SPEC section 1): FLOPs, bytes, cache and
-// parameters of the per-position softmax over depth candidates.
-//
-// Layer l mixes its raw value with the stored, already mixed values of its source layers
-// S_l = {j < l : j mod s = 0} ∪ {l − r, …, l − 1} (SPEC 1a.4): per token and KV head the group-mean
-// query q̄ scores N_l + 1 candidate keys (sources ascending, then self), and v̂_l is the softmax-
-// weighted sum of the N_l + 1 candidate values. Layer 0 has no source and runs plain attention.
+/// \file
+/// Depth-Attention (Zeng, Hao, et al., arXiv 2606.05014; SPEC section 1): FLOPs, bytes, cache and
+/// parameters of the per-position softmax over depth candidates.
+///
+/// Layer l mixes its raw value with the stored, already mixed values of its source layers
+/// S_l = {j < l : j mod s = 0} ∪ {l − r, …, l − 1} (SPEC 1a.4): per token and KV head the
+/// group-mean query q̄ scores N_l + 1 candidate keys (sources ascending, then self), and v̂_l is the
+/// softmax- weighted sum of the N_l + 1 candidate values. Layer 0 has no source and runs plain
+/// attention.
 #pragma once
 
 #include <cstdint>

@@ -1,11 +1,12 @@
-// ExoFormer (Su, arXiv 2601.08131; SPEC section 3): FLOPs, bytes, cache and parameters of the
-// exogenous-anchor mixing P̃ = (λ1⊙s1)⊙Â_P + (λ2⊙s2)⊙P of the four streams P ∈ {q, k, v, g}.
-//
-// The anchors Â_P = RMSNorm(E·W_anc) are computed once per forward from the token embeddings E;
-// every layer mixes them into its own q, k, v and gate logits (before QK-norm and RoPE), with
-// per-token sigmoid scales s from a C→16→8 MLP in the dynamic variant. ExoFormer's baseline is
-// Gated Attention (SPEC 3d): the gate projection and the sigmoid gate are the baseline's, costed in
-// gated.hpp, and everything here is extra over that baseline.
+/// \file
+/// ExoFormer (Su, arXiv 2601.08131; SPEC section 3): FLOPs, bytes, cache and parameters of the
+/// exogenous-anchor mixing P̃ = (λ1⊙s1)⊙Â_P + (λ2⊙s2)⊙P of the four streams P ∈ {q, k, v, g}.
+///
+/// The anchors Â_P = RMSNorm(E·W_anc) are computed once per forward from the token embeddings E;
+/// every layer mixes them into its own q, k, v and gate logits (before QK-norm and RoPE), with
+/// per-token sigmoid scales s from a C→16→8 MLP in the dynamic variant. ExoFormer's baseline is
+/// Gated Attention (SPEC 3d): the gate projection and the sigmoid gate are the baseline's, costed
+/// in gated.hpp, and everything here is extra over that baseline.
 #pragma once
 
 #include <cstdint>

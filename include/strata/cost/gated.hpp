@@ -1,5 +1,6 @@
-// Gated Attention (Qiu et al., arXiv 2505.06708; SPEC section 5): FLOPs, bytes, cache and
-// parameters of the output gate Y' = Y ⊙ σ(X·W_θ) at position G1 (per head, before W_O).
+/// \file
+/// Gated Attention (Qiu et al., arXiv 2505.06708; SPEC section 5): FLOPs, bytes, cache and
+/// parameters of the output gate Y' = Y ⊙ σ(X·W_θ) at position G1 (per head, before W_O).
 #pragma once
 
 #include <cstdint>

@@ -1,11 +1,12 @@
-// MEA, Multi-head Explicit Attention (Peng et al., arXiv 2601.19611; SPEC section 4): FLOPs,
-// bytes, cache and parameters of head-level linear composition (HLC) and head GroupNorm.
-//
-// K'[h] = Σ_c A^K[c,h]·K_c[c] and V'[h] = Σ_c A^V[c,h]·V_c[c] mix H_c component heads into the
-// attention's H_kv key/value heads (H_kv = H for MHA, as in the paper; CONTRACT.md "mea"); a head
-// GroupNorm over d sits either on K' and V' (site KeyValue, the default of SPEC 7.5) or on each
-// head's attention output (site Output). With virtual heads, H_c < H_kv component heads are
-// projected and cached and the composite heads are rebuilt inside the attention tile.
+/// \file
+/// MEA, Multi-head Explicit Attention (Peng et al., arXiv 2601.19611; SPEC section 4): FLOPs,
+/// bytes, cache and parameters of head-level linear composition (HLC) and head GroupNorm.
+///
+/// K'[h] = Σ_c A^K[c,h]·K_c[c] and V'[h] = Σ_c A^V[c,h]·V_c[c] mix H_c component heads into the
+/// attention's H_kv key/value heads (H_kv = H for MHA, as in the paper; CONTRACT.md "mea"); a head
+/// GroupNorm over d sits either on K' and V' (site KeyValue, the default of SPEC 7.5) or on each
+/// head's attention output (site Output). With virtual heads, H_c < H_kv component heads are
+/// projected and cached and the composite heads are rebuilt inside the attention tile.
 #pragma once
 
 #include <cstdint>

@@ -1,11 +1,12 @@
-// A decoder-only Transformer's shape, its parameter count and its per-token FLOPs, the way the
-// papers state their overheads: "extra FLOPs" are compared against ≈ 2 × parameters per token
-// forward (one multiply-add per weight), plus the attention scores.
-//
-// The model is pre-norm Llama style (SPEC 1a, 3a): per layer a Q/K/V/O attention with H query and
-// H_kv key/value heads of width d (no biases), an MLP of width F (SwiGLU: gate, up and down
-// matrices; else two), two RMSNorm gains of width C and optional per-head QK-norm gains of width d;
-// then a final RMSNorm, an input embedding and an LM head (tied or not).
+/// \file
+/// A decoder-only Transformer's shape, its parameter count and its per-token FLOPs, the way the
+/// papers state their overheads: "extra FLOPs" are compared against ≈ 2 × parameters per token
+/// forward (one multiply-add per weight), plus the attention scores.
+///
+/// The model is pre-norm Llama style (SPEC 1a, 3a): per layer a Q/K/V/O attention with H query and
+/// H_kv key/value heads of width d (no biases), an MLP of width F (SwiGLU: gate, up and down
+/// matrices; else two), two RMSNorm gains of width C and optional per-head QK-norm gains of width
+/// d; then a final RMSNorm, an input embedding and an LM head (tied or not).
 #pragma once
 
 #include <cstdint>

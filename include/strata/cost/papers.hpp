@@ -1,5 +1,6 @@
-// The papers' model shapes, for the claims program (benchmarks/claims.cpp), the cost tests and the
-// benchmarks: each one states where it comes from, and which of its numbers are ours.
+/// \file
+/// The papers' model shapes, for the claims program (benchmarks/claims.cpp), the cost tests and the
+/// benchmarks: each one states where it comes from, and which of its numbers are ours.
 #pragma once
 
 #include <cstdint>

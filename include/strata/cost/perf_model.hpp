@@ -1,22 +1,23 @@
-// A per-SM throughput model of attention kernels: for each unit of an SM (tensor cores on the
-// mma.sync path, shared memory, special-function units) and for DRAM, the time the whole
-// problem's work needs at that unit's documented rate; the slowest unit bounds the kernel, and
-// the problem's FLOPs (FlashAttention's convention) over that time is the model's TFLOP/s
-// ceiling. The work per tile comes from the simulator's counters for Strata's kernels
-// (benchmarks/perf_model.cpp) and from FlashAttention-2's tile configurations, read from its
-// source (csrc/flash_attn/src/flash_{fwd,bwd}_launch_template.h, kernel_traits.h), for theirs.
-//
-// Instruction issue is a unit too: an SM issues at most 4 warp instructions per clock (one per
-// scheduler), and a kernel's instructions per tile are counted on the SASS of its main loop
-// (tests/static/sass_loop.py, kept in tests/static/budget.json by the ptxas gate). Without that
-// term the model called a forward tensor-bound that an H200 ran at 0.3x of FlashAttention-2,
-// issue-bound by ~2,300 instructions per 128 HMMA.
-//
-// Limits, stated with every table: no latency model (no pipeline depth, no stall on a
-// barrier, no memory latency hidden or not by the resident warps), no dual issue or operand
-// collector limits, no L2 (outside the variant table), no clock throttling, no tail effect of
-// the last wave. It says which unit a kernel's work saturates first if everything overlaps
-// perfectly: a ceiling, not a prediction.
+/// \file
+/// A per-SM throughput model of attention kernels: for each unit of an SM (tensor cores on the
+/// mma.sync path, shared memory, special-function units) and for DRAM, the time the whole
+/// problem's work needs at that unit's documented rate; the slowest unit bounds the kernel, and
+/// the problem's FLOPs (FlashAttention's convention) over that time is the model's TFLOP/s
+/// ceiling. The work per tile comes from the simulator's counters for Strata's kernels
+/// (benchmarks/perf_model.cpp) and from FlashAttention-2's tile configurations, read from its
+/// source (csrc/flash_attn/src/flash_{fwd,bwd}_launch_template.h, kernel_traits.h), for theirs.
+///
+/// Instruction issue is a unit too: an SM issues at most 4 warp instructions per clock (one per
+/// scheduler), and a kernel's instructions per tile are counted on the SASS of its main loop
+/// (tests/static/sass_loop.py, kept in tests/static/budget.json by the ptxas gate). Without that
+/// term the model called a forward tensor-bound that an H200 ran at 0.3x of FlashAttention-2,
+/// issue-bound by ~2,300 instructions per 128 HMMA.
+///
+/// Limits, stated with every table: no latency model (no pipeline depth, no stall on a
+/// barrier, no memory latency hidden or not by the resident warps), no dual issue or operand
+/// collector limits, no L2 (outside the variant table), no clock throttling, no tail effect of
+/// the last wave. It says which unit a kernel's work saturates first if everything overlaps
+/// perfectly: a ceiling, not a prediction.
 #pragma once
 
 #include <algorithm>

@@ -1,13 +1,15 @@
-// Byte model of a fused token-local pass: element sizes and the minimum traffic per token.
-//
-// A "token-local" pass (a depth mix, a value-residual mix, an anchor mix, a head-level composition,
-// an output gate) touches each token's rows independently, so its minimum memory traffic is linear
-// in the token count: every input row it needs is read once, every output row written once, and
-// the per-layer parameters (lambda, gains, mixing matrices) are read once per launch. That minimum
-// is what the simulator's byte counters of a fused kernel are compared against, so every function
-// of strata::cost that returns a Traffic documents exactly which rows it counts.
-//
-// Plain host C++ (no CUDA include), header-only, usable in constexpr contexts.
+/// \file
+/// Byte model of a fused token-local pass: element sizes and the minimum traffic per token.
+///
+/// A "token-local" pass (a depth mix, a value-residual mix, an anchor mix, a head-level
+/// composition, an output gate) touches each token's rows independently, so its minimum memory
+/// traffic is linear in the token count: every input row it needs is read once, every output row
+/// written once, and the per-layer parameters (lambda, gains, mixing matrices) are read once per
+/// launch. That minimum is what the simulator's byte counters of a fused kernel are compared
+/// against, so every function of strata::cost that returns a Traffic documents exactly which rows
+/// it counts.
+///
+/// Plain host C++ (no CUDA include), header-only, usable in constexpr contexts.
 #pragma once
 
 #include <cstdint>

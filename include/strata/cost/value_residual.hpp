@@ -1,9 +1,10 @@
-// ResFormer and SVFormer value residual (Zhou et al., arXiv 2410.17897; SPEC section 2): FLOPs,
-// bytes, cache and parameters.
-//
-// ResFormer: V'_l = λ_self·V_l + λ_first·V_0 for l ≥ 1 (official code: 0.5 and 0.5, constants;
-// the project's λ is scalar or per KV head, SPEC 7.3). SVFormer: every layer l ≥ 1 attends with
-// V_0 and has no value projection of its own.
+/// \file
+/// ResFormer and SVFormer value residual (Zhou et al., arXiv 2410.17897; SPEC section 2): FLOPs,
+/// bytes, cache and parameters.
+///
+/// ResFormer: V'_l = λ_self·V_l + λ_first·V_0 for l ≥ 1 (official code: 0.5 and 0.5, constants;
+/// the project's λ is scalar or per KV head, SPEC 7.3). SVFormer: every layer l ≥ 1 attends with
+/// V_0 and has no value projection of its own.
 #pragma once
 
 #include <cstdint>

@@ -1,14 +1,15 @@
-// strata/reference/attention.hpp — masked softmax attention, forward and backward, in fp64, on
-// packed variable-length tokens; plus the row-wise tensor helpers every method shares, and the
-// "vanilla" layer stack (independent layers) of CONTRACT.md.
-//
-// Layout: q [Nq, H, d], k and v [Nk, H_kv, d]. Sequence b owns queries cu_seqlens_q[b] ..
-// cu_seqlens_q[b+1] and keys cu_seqlens_k[b] .. cu_seqlens_k[b+1]; lengths may be 0. Query head h
-// reads KV head h / (H / H_kv) (contiguous groups, as repeat_kv).
-//
-// Mask (FlashAttention's bottom-right alignment, offset o = Tk − Tq): local query i sees local
-// key j iff (!causal || j ≤ i + o) && (window_left < 0 || j ≥ i + o − window_left).
-// A query that sees no key gets O = 0, LSE = −inf and contributes no gradient.
+/// \file
+/// strata/reference/attention.hpp — masked softmax attention, forward and backward, in fp64, on
+/// packed variable-length tokens; plus the row-wise tensor helpers every method shares, and the
+/// "vanilla" layer stack (independent layers) of CONTRACT.md.
+///
+/// Layout: q [Nq, H, d], k and v [Nk, H_kv, d]. Sequence b owns queries cu_seqlens_q[b] ..
+/// cu_seqlens_q[b+1] and keys cu_seqlens_k[b] .. cu_seqlens_k[b+1]; lengths may be 0. Query head h
+/// reads KV head h / (H / H_kv) (contiguous groups, as repeat_kv).
+///
+/// Mask (FlashAttention's bottom-right alignment, offset o = Tk − Tq): local query i sees local
+/// key j iff (!causal || j ≤ i + o) && (window_left < 0 || j ≥ i + o − window_left).
+/// A query that sees no key gets O = 0, LSE = −inf and contributes no gradient.
 #pragma once
 
 #include <cmath>

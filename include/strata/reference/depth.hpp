@@ -1,15 +1,16 @@
-// strata/reference/depth.hpp — Depth-Attention (SPEC §1, decisions §7.2), layer stack, fp64.
-//
-// Layer l: q ← RMSNorm_γq(q) (if qk_norm, before RoPE); q, k ← RoPE; k̂ ← RMSNorm_γk(k) (if qk_norm,
-// after RoPE, as the SDPA path of the official code). The depth query is the mean of the G query
-// heads of each KV group (post norm and RoPE): q̄[g] = mean_i q[g·G+i]. Candidates: the source
-// layers j ∈ S_l ascending (κ = k̂_j, ν = v̂_j — the *mixed* value j stored), then self last
-// (κ = k̂_l, ν = raw v_l). α = softmax(q̄·κ/sqrt d), v̂_l = Σ α_c ν_c, and
-// out.l = Attention(q, k̂_l, v̂_l).
-//
-// Backward runs layers L−1 … 0 with stack-wide accumulators dk̂_j, dv̂_j: a layer adds its depth
-// gradients into the accumulators of its sources (j < l), which are therefore complete when layer
-// j's own turn comes (SPEC §1e).
+/// \file
+/// strata/reference/depth.hpp — Depth-Attention (SPEC §1, decisions §7.2), layer stack, fp64.
+///
+/// Layer l: q ← RMSNorm_γq(q) (if qk_norm, before RoPE); q, k ← RoPE; k̂ ← RMSNorm_γk(k) (if
+/// qk_norm, after RoPE, as the SDPA path of the official code). The depth query is the mean of the
+/// G query heads of each KV group (post norm and RoPE): q̄[g] = mean_i q[g·G+i]. Candidates: the
+/// source layers j ∈ S_l ascending (κ = k̂_j, ν = v̂_j — the *mixed* value j stored), then self last
+/// (κ = k̂_l, ν = raw v_l). α = softmax(q̄·κ/sqrt d), v̂_l = Σ α_c ν_c, and
+/// out.l = Attention(q, k̂_l, v̂_l).
+///
+/// Backward runs layers L−1 … 0 with stack-wide accumulators dk̂_j, dv̂_j: a layer adds its depth
+/// gradients into the accumulators of its sources (j < l), which are therefore complete when layer
+/// j's own turn comes (SPEC §1e).
 #pragma once
 
 #include <algorithm>

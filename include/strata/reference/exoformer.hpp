@@ -1,13 +1,14 @@
-// strata/reference/exoformer.hpp — ExoFormer, exogenous anchors (SPEC §3, decisions §7.4).
-//
-// Four streams P ∈ {q, k, v, g} (heads H for q and g, H_kv for k and v). Once per stack the anchor
-// projections are normalised, Â_P = RMSNorm_{γ_anchor,P}(anchor_P). Per layer:
-//   P̃ = (λ1_P ⊙ s_P1) ⊙ Â_P + (λ2_P ⊙ s_P2) ⊙ P      (s ≡ 1 for the static variant)
-//   q̃ ← RMSNorm_γq(q̃), k̃ ← RMSNorm_γk(k̃)  (QK-norm after the mix), then RoPE on both;
-//   O = Attention(q̃, k̃, ṽ);  out = O ⊙ σ(g̃)  (elementwise gate, Gated Attention G1).
-//
-// Backward: every layer adds λ1 ⊙ s1 ⊙ ∂L/∂P̃ into a stack-wide accumulator dÂ_P; after the last
-// (lowest) layer the accumulators go once through the anchor RMSNorm (SPEC §3e).
+/// \file
+/// strata/reference/exoformer.hpp — ExoFormer, exogenous anchors (SPEC §3, decisions §7.4).
+///
+/// Four streams P ∈ {q, k, v, g} (heads H for q and g, H_kv for k and v). Once per stack the anchor
+/// projections are normalised, Â_P = RMSNorm_{γ_anchor,P}(anchor_P). Per layer:
+///   P̃ = (λ1_P ⊙ s_P1) ⊙ Â_P + (λ2_P ⊙ s_P2) ⊙ P      (s ≡ 1 for the static variant)
+///   q̃ ← RMSNorm_γq(q̃), k̃ ← RMSNorm_γk(k̃)  (QK-norm after the mix), then RoPE on both;
+///   O = Attention(q̃, k̃, ṽ);  out = O ⊙ σ(g̃)  (elementwise gate, Gated Attention G1).
+///
+/// Backward: every layer adds λ1 ⊙ s1 ⊙ ∂L/∂P̃ into a stack-wide accumulator dÂ_P; after the last
+/// (lowest) layer the accumulators go once through the anchor RMSNorm (SPEC §3e).
 #pragma once
 
 #include <array>

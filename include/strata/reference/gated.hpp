@@ -1,8 +1,9 @@
-// strata/reference/gated.hpp — Gated Attention, output gate at G1 (SPEC §5, decisions §7.6).
-//
-// Qwen3 order: q ← RMSNorm_γq(q), k ← RMSNorm_γk(k) (if qk_norm, before RoPE); q, k ← RoPE;
-// O = Attention(q, k, v); out = O ⊙ σ(g), g [N,H,d] (elementwise) or [N,H] (headwise, σ(g[h])
-// broadcast over d). Layers are independent.
+/// \file
+/// strata/reference/gated.hpp — Gated Attention, output gate at G1 (SPEC §5, decisions §7.6).
+///
+/// Qwen3 order: q ← RMSNorm_γq(q), k ← RMSNorm_γk(k) (if qk_norm, before RoPE); q, k ← RoPE;
+/// O = Attention(q, k, v); out = O ⊙ σ(g), g [N,H,d] (elementwise) or [N,H] (headwise, σ(g[h])
+/// broadcast over d). Layers are independent.
 #pragma once
 
 #include <string>

@@ -1,11 +1,12 @@
-// strata/reference/mea.hpp — MEA: head-level linear composition (HLC) + head GroupNorm (SPEC §4,
-// decisions §7.5).
-//
-// K_c, V_c have H_c component heads; per layer A^K, A^V ∈ R^{H_c×H_kv} compose the H_kv heads the
-// attention sees: K'[h] = Σ_c A^K[c,h] K_c[c], V'[h] = Σ_c A^V[c,h] V_c[c]. Queries are untouched.
-// Head GroupNorm (per token and head, over d, affine [heads, d]) sits either on K' and V'
-// (site kv, before RoPE) or on each head's attention output (site output). Then RoPE on q and K',
-// O = Attention(q, K', V'), out = O (or GN_o(O)). Layers are independent.
+/// \file
+/// strata/reference/mea.hpp — MEA: head-level linear composition (HLC) + head GroupNorm (SPEC §4,
+/// decisions §7.5).
+///
+/// K_c, V_c have H_c component heads; per layer A^K, A^V ∈ R^{H_c×H_kv} compose the H_kv heads the
+/// attention sees: K'[h] = Σ_c A^K[c,h] K_c[c], V'[h] = Σ_c A^V[c,h] V_c[c]. Queries are untouched.
+/// Head GroupNorm (per token and head, over d, affine [heads, d]) sits either on K' and V'
+/// (site kv, before RoPE) or on each head's attention output (site output). Then RoPE on q and K',
+/// O = Attention(q, K', V'), out = O (or GN_o(O)). Layers are independent.
 #pragma once
 
 #include <string>

@@ -1,12 +1,13 @@
-// strata/reference/ops.hpp — per-row fp64 building blocks of the reference.
-//
-// Every function works on one row (one token and head, length d or n) and is written as the
-// textbook formula, in double precision. Backward functions are the hand-derived adjoints of
-// SPEC.md (§1e depth softmax, §3e RMSNorm, §4e GroupNorm); gain/bias gradients are accumulated
-// with += because a gain is shared by every row of a layer, and the caller sums over rows.
-//
-// A null gamma (and beta) means "no affine": γ = 1, β = 0; the matching dgamma/dbeta may then be
-// null as well.
+/// \file
+/// strata/reference/ops.hpp — per-row fp64 building blocks of the reference.
+///
+/// Every function works on one row (one token and head, length d or n) and is written as the
+/// textbook formula, in double precision. Backward functions are the hand-derived adjoints of
+/// SPEC.md (§1e depth softmax, §3e RMSNorm, §4e GroupNorm); gain/bias gradients are accumulated
+/// with += because a gain is shared by every row of a layer, and the caller sums over rows.
+///
+/// A null gamma (and beta) means "no affine": γ = 1, β = 0; the matching dgamma/dbeta may then be
+/// null as well.
 #pragma once
 
 #include <algorithm>

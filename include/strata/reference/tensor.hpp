@@ -1,9 +1,10 @@
-// strata/reference/tensor.hpp — the fp64 host tensor used by the reference ("executable spec").
-//
-// A Tensor is a shape plus a dense, C-ordered (row-major) array of doubles. Nothing more: the
-// reference favours obvious loops over cleverness. Packed varlen tensors with heads are
-// [N, heads, d] (N = total tokens); `row(t, h)` points at the d contiguous values of one token and
-// head, which is the unit every per-row building block in ops.hpp works on.
+/// \file
+/// strata/reference/tensor.hpp — the fp64 host tensor used by the reference ("executable spec").
+///
+/// A Tensor is a shape plus a dense, C-ordered (row-major) array of doubles. Nothing more: the
+/// reference favours obvious loops over cleverness. Packed varlen tensors with heads are
+/// [N, heads, d] (N = total tokens); `row(t, h)` points at the d contiguous values of one token and
+/// head, which is the unit every per-row building block in ops.hpp works on.
 #pragma once
 
 #include <cstdint>

@@ -1,11 +1,12 @@
-// strata/reference/value_residual.hpp — ResFormer and SVFormer value residual (SPEC §2, §7.3).
-//
-// ResFormer: V'_0 = v_0; V'_l = λ_self,l · v_l + λ_first,l · v_0 for l ≥ 1, with λ a scalar or one
-// value per KV head. SVFormer: every layer attends to layer 0's value, V'_l = v_0. Queries and keys
-// are untouched (no RoPE or norm here: the contract feeds post-RoPE q, k directly).
-//
-// Backward runs layers L−1 … 0 and keeps one stack-wide accumulator dV_0 = Σ_{l≥1} λ_first,l g_l
-// (SVFormer: Σ_l g_l), complete before layer 0's own contribution is added (SPEC §2e).
+/// \file
+/// strata/reference/value_residual.hpp — ResFormer and SVFormer value residual (SPEC §2, §7.3).
+///
+/// ResFormer: V'_0 = v_0; V'_l = λ_self,l · v_l + λ_first,l · v_0 for l ≥ 1, with λ a scalar or one
+/// value per KV head. SVFormer: every layer attends to layer 0's value, V'_l = v_0. Queries and
+/// keys are untouched (no RoPE or norm here: the contract feeds post-RoPE q, k directly).
+///
+/// Backward runs layers L−1 … 0 and keeps one stack-wide accumulator dV_0 = Σ_{l≥1} λ_first,l g_l
+/// (SVFormer: Σ_l g_l), complete before layer 0's own contribution is added (SPEC §2e).
 #pragma once
 
 #include <string>

@@ -1,23 +1,24 @@
-// How the memory system serves one warp-wide access: shared-memory wavefronts and bank
-// conflicts, global-memory 32-byte sectors. Pure functions of the lanes' addresses, used by the
-// simulator's counters (emulated ldmatrix in every build; plain loads and stores, and cp.async,
-// in a traffic build: sim/traffic.hpp) and testable on their own.
-//
-// Shared memory (the model of NVIDIA's shared-memory documentation and of Nsight Compute's
-// "wavefronts"): 32 banks of 4-byte words, bank = (address / 4) mod 32. A warp-wide request is
-// served in phases of lanes — all 32 lanes for accesses of up to 4 bytes, half-warps for 8-byte
-// accesses, quarter-warps for 16-byte accesses; ldmatrix serves one 8x8 matrix (its 8 row
-// addresses of 16 bytes) per phase. A phase takes as many wavefronts as the most distinct words
-// any one bank must deliver (lanes reading the same word share it: a broadcast costs nothing). A
-// phase without a conflict takes ceil(distinct words / 32) wavefronts, at least 1; the excess
-// over that is the bank-conflict count. So a conflict-free request moves 128 bytes per wavefront.
-//
-// Global memory: a request touches the distinct 32-byte sectors that its lanes' bytes fall in;
-// its sector efficiency is the distinct bytes requested over 32 bytes per sector.
-//
-// Limits: the host compiler decides the width of each plain access in the simulator (nvcc may
-// vectorise differently: 128-bit loads where g++ emits two 64-bit ones, say); ldmatrix and
-// cp.async have their PTX widths. Nothing here models latency, caches or in-flight limits.
+/// \file
+/// How the memory system serves one warp-wide access: shared-memory wavefronts and bank
+/// conflicts, global-memory 32-byte sectors. Pure functions of the lanes' addresses, used by the
+/// simulator's counters (emulated ldmatrix in every build; plain loads and stores, and cp.async,
+/// in a traffic build: sim/traffic.hpp) and testable on their own.
+///
+/// Shared memory (the model of NVIDIA's shared-memory documentation and of Nsight Compute's
+/// "wavefronts"): 32 banks of 4-byte words, bank = (address / 4) mod 32. A warp-wide request is
+/// served in phases of lanes — all 32 lanes for accesses of up to 4 bytes, half-warps for 8-byte
+/// accesses, quarter-warps for 16-byte accesses; ldmatrix serves one 8x8 matrix (its 8 row
+/// addresses of 16 bytes) per phase. A phase takes as many wavefronts as the most distinct words
+/// any one bank must deliver (lanes reading the same word share it: a broadcast costs nothing). A
+/// phase without a conflict takes ceil(distinct words / 32) wavefronts, at least 1; the excess
+/// over that is the bank-conflict count. So a conflict-free request moves 128 bytes per wavefront.
+///
+/// Global memory: a request touches the distinct 32-byte sectors that its lanes' bytes fall in;
+/// its sector efficiency is the distinct bytes requested over 32 bytes per sector.
+///
+/// Limits: the host compiler decides the width of each plain access in the simulator (nvcc may
+/// vectorise differently: 128-bit loads where g++ emits two 64-bit ones, say); ldmatrix and
+/// cp.async have their PTX widths. Nothing here models latency, caches or in-flight limits.
 #pragma once
 
 #include <algorithm>

@@ -1,15 +1,16 @@
-// Fiber context switching for the simulator.
-//
-// On x86-64 the simulator switches with its own 14-instruction routine: it saves the six
-// callee-saved registers, swaps stack pointers and returns into the other fiber with `ret`.
-// Boost.Context's jump_fcontext leaves with an indirect `jmp` instead, so every switch leaves one
-// unmatched return-stack-buffer entry and the next `ret` of the resumed fiber mispredicts; it also
-// saves and reloads the x87 and SSE control words, which kernels never change. Both cost more than
-// the rest of a switch. Every fiber blocks at the same call site, so the `ret` here predicts
-// perfectly.
-//
-// This is host (x86-64) assembly of the CPU simulator, not PTX: strata/arch remains the only
-// home of PTX. Other architectures use Boost.Context.
+/// \file
+/// Fiber context switching for the simulator.
+///
+/// On x86-64 the simulator switches with its own 14-instruction routine: it saves the six
+/// callee-saved registers, swaps stack pointers and returns into the other fiber with `ret`.
+/// Boost.Context's jump_fcontext leaves with an indirect `jmp` instead, so every switch leaves one
+/// unmatched return-stack-buffer entry and the next `ret` of the resumed fiber mispredicts; it also
+/// saves and reloads the x87 and SSE control words, which kernels never change. Both cost more than
+/// the rest of a switch. Every fiber blocks at the same call site, so the `ret` here predicts
+/// perfectly.
+///
+/// This is host (x86-64) assembly of the CPU simulator, not PTX: strata/arch remains the only
+/// home of PTX. Other architectures use Boost.Context.
 #pragma once
 
 #include <cstddef>

@@ -1,5 +1,6 @@
-// Simulator counters: what a launch did, for performance work and for tests that assert on it
-// (e.g. that a kernel issued the analytic number of mma instructions).
+/// \file
+/// Simulator counters: what a launch did, for performance work and for tests that assert on it
+/// (e.g. that a kernel issued the analytic number of mma instructions).
 #pragma once
 
 #include <cstdint>

@@ -1,9 +1,10 @@
-// CUDA C++ on the host: the keywords, built-in variables and intrinsics a kernel uses, mapped
-// onto the simulator. Included (through <strata/strata.cuh>) by translation units that g++ or
-// clang compile; never under nvcc.
-//
-// Every synchronising built-in takes a defaulted ::strata::Site, so a fault names the line
-// of the kernel that called it.
+/// \file
+/// CUDA C++ on the host: the keywords, built-in variables and intrinsics a kernel uses, mapped
+/// onto the simulator. Included (through <strata/strata.cuh>) by translation units that g++ or
+/// clang compile; never under nvcc.
+///
+/// Every synchronising built-in takes a defaulted ::strata::Site, so a fault names the line
+/// of the kernel that called it.
 #pragma once
 
 #include <cuda_bf16.h>

@@ -1,6 +1,7 @@
-// Emulated twins of the warp-level PTX in strata/arch: ldmatrix, mma.sync m16n8k16, cp.async.
-// They follow the PTX ISA's fragment maps (the tests check them against an independent
-// statement of those maps, CuTe's SM80 MMA traits).
+/// \file
+/// Emulated twins of the warp-level PTX in strata/arch: ldmatrix, mma.sync m16n8k16, cp.async.
+/// They follow the PTX ISA's fragment maps (the tests check them against an independent
+/// statement of those maps, CuTe's SM80 MMA traits).
 #pragma once
 
 #include <cuda_bf16.h>

@@ -1,5 +1,6 @@
-// Running a launch in the simulator: blocks are spread over worker OS threads, each block runs
-// to completion on one of them, and the first fault aborts the launch.
+/// \file
+/// Running a launch in the simulator: blocks are spread over worker OS threads, each block runs
+/// to completion on one of them, and the first fault aborts the launch.
 #pragma once
 
 #include <atomic>

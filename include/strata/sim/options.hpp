@@ -1,6 +1,7 @@
-// Simulator options: the thread schedule, the number of worker threads, fiber stack size and
-// the checks. Read once from the environment (STRATA_SIM_SCHEDULE, STRATA_SIM_WORKERS,
-// STRATA_SIM_STACK_KB), then changeable through the API.
+/// \file
+/// Simulator options: the thread schedule, the number of worker threads, fiber stack size and
+/// the checks. Read once from the environment (STRATA_SIM_SCHEDULE, STRATA_SIM_WORKERS,
+/// STRATA_SIM_STACK_KB), then changeable through the API.
 #pragma once
 
 #include <cstdint>

@@ -1,17 +1,18 @@
-// The simulator's executor: a fiber per CUDA thread, a run queue, block-wide barriers and warp
-// collectives, and the faults they detect.
-//
-// Scheduling. Every CUDA thread of a block is a fiber (sim/context.hpp) on the worker OS
-// thread that runs the block. A fiber runs until it reaches a synchronisation point
-// (__syncthreads, a warp collective, exit); then it hands control directly to the next fiber of
-// the run queue, without going through a scheduler context. The last thread to arrive at a
-// barrier, or the last lane of a warp collective, completes it and appends the released threads
-// to the run queue in the order of the schedule: ascending (forward), descending (reverse), or
-// shuffled by a seeded generator (random). When the queue runs dry the worker's main context
-// takes over: either every thread has exited, or the block is deadlocked.
-//
-// Faults (barrier divergence, deadlock, warp-collective mask errors, misaligned ldmatrix,
-// shared-memory overruns, ...) are reported with the kernel's file:line and abort the launch.
+/// \file
+/// The simulator's executor: a fiber per CUDA thread, a run queue, block-wide barriers and warp
+/// collectives, and the faults they detect.
+///
+/// Scheduling. Every CUDA thread of a block is a fiber (sim/context.hpp) on the worker OS
+/// thread that runs the block. A fiber runs until it reaches a synchronisation point
+/// (__syncthreads, a warp collective, exit); then it hands control directly to the next fiber of
+/// the run queue, without going through a scheduler context. The last thread to arrive at a
+/// barrier, or the last lane of a warp collective, completes it and appends the released threads
+/// to the run queue in the order of the schedule: ascending (forward), descending (reverse), or
+/// shuffled by a seeded generator (random). When the queue runs dry the worker's main context
+/// takes over: either every thread has exited, or the block is deadlocked.
+///
+/// Faults (barrier divergence, deadlock, warp-collective mask errors, misaligned ldmatrix,
+/// shared-memory overruns, ...) are reported with the kernel's file:line and abort the launch.
 #pragma once
 
 #include <algorithm>

@@ -1,10 +1,11 @@
-// Sanitizer integration of the simulator's fibers.
-//
-// ASan must be told about every stack switch (or it reports false stack-buffer overflows), and
-// ThreadSanitizer models each CUDA thread as a TSan fiber: switching between fibers creates no
-// happens-before edge, so the only edges between CUDA threads are the ones the simulator adds at
-// barriers and __syncwarp. Unsynchronised shared-memory accesses between CUDA threads of a block
-// then become TSan data-race reports at the kernel's source lines.
+/// \file
+/// Sanitizer integration of the simulator's fibers.
+///
+/// ASan must be told about every stack switch (or it reports false stack-buffer overflows), and
+/// ThreadSanitizer models each CUDA thread as a TSan fiber: switching between fibers creates no
+/// happens-before edge, so the only edges between CUDA threads are the ones the simulator adds at
+/// barriers and __syncwarp. Unsynchronised shared-memory accesses between CUDA threads of a block
+/// then become TSan data-race reports at the kernel's source lines.
 #pragma once
 
 #include <cstddef>

@@ -1,5 +1,6 @@
-// The SIMT simulator: CUDA C++ kernels executed on the CPU, a fiber per CUDA thread.
-// Included by <strata/strata.cuh> in translation units that are not compiled by nvcc.
+/// \file
+/// The SIMT simulator: CUDA C++ kernels executed on the CPU, a fiber per CUDA thread.
+/// Included by <strata/strata.cuh> in translation units that are not compiled by nvcc.
 #pragma once
 
 #include "strata/sim/counters.hpp"

@@ -1,20 +1,21 @@
-// Shared memory in the simulator.
-//
-// Static `__shared__` variables become thread-local statics (a block runs on one worker OS
-// thread, so each concurrently running block has its own copy), placed in the section
-// `strata_sim_smem` so that the simulator can find and poison them at every block start.
-// Under ASan and TSan they are plain statics instead (red zones; initialisation guards TSan
-// understands), so sanitizer builds run one block at a time and do not poison static shared
-// memory.
-//
-// Caveat: g++ ignores the section attribute for statics of template instantiations (it puts
-// them in COMDAT sections), so with g++ only static shared memory of non-template kernels is
-// poisoned; with clang all of it is. Dynamic shared memory is always poisoned.
-//
-// Dynamic shared memory is an arena that ends 16-byte aligned right below 1 MiB of PROT_NONE
-// address space: a kernel that reads or writes past the bytes its launch requested gets a fault
-// naming the thread and byte offset; the (< 16-byte) slack before the guard page holds a canary
-// checked at block end.
+/// \file
+/// Shared memory in the simulator.
+///
+/// Static `__shared__` variables become thread-local statics (a block runs on one worker OS
+/// thread, so each concurrently running block has its own copy), placed in the section
+/// `strata_sim_smem` so that the simulator can find and poison them at every block start.
+/// Under ASan and TSan they are plain statics instead (red zones; initialisation guards TSan
+/// understands), so sanitizer builds run one block at a time and do not poison static shared
+/// memory.
+///
+/// Caveat: g++ ignores the section attribute for statics of template instantiations (it puts
+/// them in COMDAT sections), so with g++ only static shared memory of non-template kernels is
+/// poisoned; with clang all of it is. Dynamic shared memory is always poisoned.
+///
+/// Dynamic shared memory is an arena that ends 16-byte aligned right below 1 MiB of PROT_NONE
+/// address space: a kernel that reads or writes past the bytes its launch requested gets a fault
+/// naming the thread and byte offset; the (< 16-byte) slack before the guard page holds a canary
+/// checked at block end.
 #pragma once
 
 #include <link.h>

@@ -1,47 +1,50 @@
-// Global-memory traffic of a launch: the bytes its kernel reads from and writes to the tensors
-// of the problem, for tests that hold a kernel to a cost model's minimum.
-//
-// Kernels in the simulator are plain C++, so their loads and stores cannot be intercepted at
-// run time: the compiler has to call out on each of them. A *traffic build* of a translation
-// unit compiles it (g++ 12) with
-//
-//   -fsanitize=kernel-address --param=asan-instrumentation-with-call-threshold=0
-//   --param=asan-stack=0 --param=asan-globals=0 --param=asan-instrument-allocas=0
-//   -fno-sanitize-address-use-after-scope -DSTRATA_SIM_TRAFFIC=1
-//
-// and passes no -fsanitize option to the linker. kernel-address with the call threshold at 0
-// turns every load and store through a pointer into a call __asan_{load,store}{1,2,4,8,16}_noabort
-// (addr) or __asan_{load,store}N_noabort(addr, size) and expects the kernel, not libasan, to
-// provide them; no shadow memory is touched, no runtime is linked, and this header defines the
-// callbacks. asan-stack=0, asan-globals=0, asan-instrument-allocas=0 and no use-after-scope keep
-// the compiler from poisoning a shadow that does not exist; accesses to locals and to named globals
-// are not instrumented, so only memory reached through pointers (the problem's tensors) is counted.
-//
-// The callbacks count bytes that fall inside *watched* ranges (traffic::watch) and only on a
-// worker OS thread while it runs the blocks of a launch: host code filling inputs or reading
-// outputs, the simulator's bookkeeping, shared memory and fiber stacks are never counted.
-// Counts accumulate per OS thread and are added to the launch's Counters when the worker is
-// done (global_load_bytes, global_store_bytes). cp.async copies with memcpy, which is not
-// instrumented: emu::cp_async reports the copy explicitly (traffic_cp_async) and the copy
-// itself (PendingCopy::land) is left uninstrumented, so nothing is counted twice.
-//
-// With Options::access_profile set, the same callbacks also log each access to the running
-// block's shared memory, and each watched global access, with the return address of the callback
-// (the instruction that made it) into the CUDA thread's access log. At every completed
-// __syncthreads and at the end of a block the runtime groups each warp's logs into warp-wide
-// requests (the k-th execution of an instruction by each lane) and counts shared-memory wavefronts
-// and bank conflicts, and global 32-byte sectors (sim/access_model.hpp;
-// Counters::smem_load/smem_store, gmem_load/gmem_store/ gmem_cp_async). Static __shared__ variables
-// of template kernels are not recognised as shared memory under g++ (sim/smem.hpp: they leave the
-// section), so kernels should use dynamic shared memory where their accesses are to be counted.
-//
-// g++ emits an atomic read-modify-write (atomicAdd, ...) as one store check: it counts once,
-// as a store. A memcpy whose size is a run-time value or large stays a call into libc, which is
-// not instrumented: kernels should load and store through typed pointers. The callbacks are inline
-// extern "C" functions marked `used`, so each traffic TU emits them in a COMDAT and any number of
-// traffic TUs link together; all TUs of one program that include Strata must be traffic builds (the
-// launch code differs between the two builds). Outside a traffic build nothing here runs: the
-// counters stay 0.
+/// \file
+/// Global-memory traffic of a launch: the bytes its kernel reads from and writes to the tensors
+/// of the problem, for tests that hold a kernel to a cost model's minimum.
+///
+/// Kernels in the simulator are plain C++, so their loads and stores cannot be intercepted at
+/// run time: the compiler has to call out on each of them. A *traffic build* of a translation
+/// unit compiles it (g++ 12) with
+///
+///   -fsanitize=kernel-address --param=asan-instrumentation-with-call-threshold=0
+///   --param=asan-stack=0 --param=asan-globals=0 --param=asan-instrument-allocas=0
+///   -fno-sanitize-address-use-after-scope -DSTRATA_SIM_TRAFFIC=1
+///
+/// and passes no -fsanitize option to the linker. kernel-address with the call threshold at 0
+/// turns every load and store through a pointer into a call __asan_{load,store}{1,2,4,8,16}_noabort
+/// (addr) or __asan_{load,store}N_noabort(addr, size) and expects the kernel, not libasan, to
+/// provide them; no shadow memory is touched, no runtime is linked, and this header defines the
+/// callbacks. asan-stack=0, asan-globals=0, asan-instrument-allocas=0 and no use-after-scope keep
+/// the compiler from poisoning a shadow that does not exist; accesses to locals and to named
+/// globals are not instrumented, so only memory reached through pointers (the problem's tensors) is
+/// counted.
+///
+/// The callbacks count bytes that fall inside *watched* ranges (traffic::watch) and only on a
+/// worker OS thread while it runs the blocks of a launch: host code filling inputs or reading
+/// outputs, the simulator's bookkeeping, shared memory and fiber stacks are never counted.
+/// Counts accumulate per OS thread and are added to the launch's Counters when the worker is
+/// done (global_load_bytes, global_store_bytes). cp.async copies with memcpy, which is not
+/// instrumented: emu::cp_async reports the copy explicitly (traffic_cp_async) and the copy
+/// itself (PendingCopy::land) is left uninstrumented, so nothing is counted twice.
+///
+/// With Options::access_profile set, the same callbacks also log each access to the running
+/// block's shared memory, and each watched global access, with the return address of the callback
+/// (the instruction that made it) into the CUDA thread's access log. At every completed
+/// __syncthreads and at the end of a block the runtime groups each warp's logs into warp-wide
+/// requests (the k-th execution of an instruction by each lane) and counts shared-memory wavefronts
+/// and bank conflicts, and global 32-byte sectors (sim/access_model.hpp;
+/// Counters::smem_load/smem_store, gmem_load/gmem_store/ gmem_cp_async). Static __shared__
+/// variables of template kernels are not recognised as shared memory under g++ (sim/smem.hpp: they
+/// leave the section), so kernels should use dynamic shared memory where their accesses are to be
+/// counted.
+///
+/// g++ emits an atomic read-modify-write (atomicAdd, ...) as one store check: it counts once,
+/// as a store. A memcpy whose size is a run-time value or large stays a call into libc, which is
+/// not instrumented: kernels should load and store through typed pointers. The callbacks are inline
+/// extern "C" functions marked `used`, so each traffic TU emits them in a COMDAT and any number of
+/// traffic TUs link together; all TUs of one program that include Strata must be traffic builds
+/// (the launch code differs between the two builds). Outside a traffic build nothing here runs: the
+/// counters stay 0.
 #pragma once
 
 #include <cstddef>
