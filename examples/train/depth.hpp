@@ -15,7 +15,7 @@
 
 namespace trainer {
 
-class Depth : public Method {
+class Depth : public StackMethod<strata::api::DepthStack> {
  public:
   static constexpr int kLayers = 3;
 
@@ -54,8 +54,6 @@ class Depth : public Method {
       v.push_back({&gamma_q_[l], &dgamma_q_[l]}), v.push_back({&gamma_k_[l], &dgamma_k_[l]});
     return v;
   }
-  Status forward() override { return stack_.forward(); }
-  Status backward() override { return stack_.backward(); }
   std::vector<Layer*> outputs() override { return pointers(attn_); }
 
  private:
@@ -65,7 +63,6 @@ class Depth : public Method {
   std::vector<std::unique_ptr<Layer>> attn_, raw_;
   std::vector<Vec<float>> gamma_q_, gamma_k_, dgamma_q_, dgamma_k_, dkhat_acc_, dvhat_acc_;
   Vec<float> workspace_;
-  strata::api::DepthStack stack_;
 };
 
 }  // namespace trainer

@@ -16,7 +16,7 @@
 
 namespace trainer {
 
-class ExoFormer : public Method {
+class ExoFormer : public StackMethod<strata::api::ExoStack> {
  public:
   static constexpr int kLayers = 2, kStreams = 4;  // streams q, k, v, g
 
@@ -79,8 +79,6 @@ class ExoFormer : public Method {
     for (int s = 0; s < kStreams; ++s) v.push_back({&anchor_gain_[s], &danchor_gain_[s]});
     return v;
   }
-  Status forward() override { return stack_.forward(); }
-  Status backward() override { return stack_.backward(); }
   std::vector<Layer*> outputs() override { return pointers(layer_); }
 
  private:
@@ -95,7 +93,6 @@ class ExoFormer : public Method {
   std::vector<Vec<float>> anchor_gain_, danchor_gain_, acc_;          // [stream]
   std::vector<Vec<bf16>> anchor_, danchor_;  // anchor_P = E W_anc and its gradient, [stream]
   Vec<float> workspace_;
-  strata::api::ExoStack stack_;
 };
 
 }  // namespace trainer

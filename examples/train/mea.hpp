@@ -15,7 +15,7 @@
 
 namespace trainer {
 
-class Mea : public Method {
+class Mea : public StackMethod<strata::api::MeaStack> {
  public:
   static constexpr int kLayers = 2, kComponents = 1;  // H_c = 1 cached head for H_kv = 2
 
@@ -57,8 +57,6 @@ class Mea : public Method {
       for (size_t i = 0; i < w_[l].size(); ++i) v.push_back({&w_[l][i], &dw_[l][i]});
     return v;
   }
-  Status forward() override { return stack_.forward(); }
-  Status backward() override { return stack_.backward(); }
   std::vector<Layer*> outputs() override { return pointers(layer_); }
 
  private:
@@ -68,7 +66,6 @@ class Mea : public Method {
   // per layer: A^K, A^V, gamma_k, beta_k, gamma_v, beta_v and their gradients
   std::vector<std::vector<Vec<float>>> w_, dw_;
   Vec<float> workspace_;
-  strata::api::MeaStack stack_;
 };
 
 }  // namespace trainer

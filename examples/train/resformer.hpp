@@ -13,7 +13,7 @@
 
 namespace trainer {
 
-class ResFormer : public Method {
+class ResFormer : public StackMethod<strata::api::ValueResidualStack> {
  public:
   static constexpr int kLayers = 3;
 
@@ -48,8 +48,6 @@ class ResFormer : public Method {
       v.push_back({&lam_self_[l], &dlam_self_[l]}), v.push_back({&lam_first_[l], &dlam_first_[l]});
     return v;
   }
-  Status forward() override { return stack_.forward(); }
-  Status backward() override { return stack_.backward(); }
   std::vector<Layer*> outputs() override { return pointers(layer_); }
 
  private:
@@ -57,7 +55,6 @@ class ResFormer : public Method {
   std::vector<std::unique_ptr<Layer>> layer_;
   std::vector<Vec<float>> lam_self_, lam_first_, dlam_self_, dlam_first_;  // [h_k] per layer
   Vec<float> dv_first_, workspace_;  // the fp32 dL/dV_0 accumulator, the backward's scratch
-  strata::api::ValueResidualStack stack_;
 };
 
 }  // namespace trainer

@@ -207,4 +207,16 @@ class Method {
   Adam opt_;
 };
 
+/// A method whose API stack helper (api::ValueResidualStack, DepthStack, ExoStack, MeaStack)
+/// runs its forward and backward over the layers.
+template <class Stack>
+class StackMethod : public Method {
+ public:
+  Status forward() override { return stack_.forward(); }
+  Status backward() override { return stack_.backward(); }
+
+ protected:
+  Stack stack_;
+};
+
 }  // namespace trainer

@@ -17,13 +17,13 @@ CUDA tensors on the GPU, where the indexing is trusted as FlashAttention and vLL
 """
 from __future__ import annotations
 
-import math
 from typing import NamedTuple, Optional
 
 import torch
 from torch import Tensor
 
 from . import ops
+from ._args import mask_args
 from ._capi import StrataError
 
 __all__ = ["DecodeBatch", "flash_attn_decode", "value_residual_decode", "gated_attention_decode",
@@ -74,20 +74,6 @@ def _check(name: str, t, dtypes=None) -> Tensor:
     return t.contiguous()  # new-token rows and parameters: dense (a decode step is small)
 
 
-def _scale(q: Tensor, softmax_scale, window_size) -> tuple[float, int]:
-    scale = 1.0 / math.sqrt(q.shape[-1]) if softmax_scale is None else float(softmax_scale)
-    if not math.isfinite(scale) or scale <= 0:
-        raise StrataError(f"softmax_scale = {scale}: must be finite and positive")
-    try:
-        left, right = (int(w) for w in window_size)
-    except (TypeError, ValueError):
-        raise StrataError(f"window_size = {window_size!r}: expected (left, right)") from None
-    if right not in (-1, 0) or left < -1:
-        raise StrataError(f"window_size = {tuple(window_size)}: Strata's window looks left only "
-                          "((left, -1) or (left, 0), left >= -1)")
-    return scale, left
-
-
 def _run(method: str, q, k, v, k_cache, v_cache, batch: DecodeBatch, softmax_scale, causal,
          window_size, num_splits, return_lse, gate=None, params=(), sources=(), flags=(),
          floats=(), with_sources=False):
@@ -101,7 +87,7 @@ def _run(method: str, q, k, v, k_cache, v_cache, batch: DecodeBatch, softmax_sca
     for name, t in (("k_cache", k_cache), ("v_cache", v_cache)):
         if not isinstance(t, Tensor):
             raise StrataError(f"{name}: expected a torch.Tensor, got {type(t).__name__}")
-    scale, left = _scale(q, softmax_scale, window_size)
+    scale, causal, left = mask_args(q, softmax_scale, causal, window_size)
     out, lse, khat, vhat = ops.decode_layer(
         method, q, k, v, k_cache, v_cache, batch.cu_seqlens_q, batch.seqlens_k,
         batch.block_table, batch.slot_mapping, batch.positions, int(batch.max_seqlen_q), scale,
