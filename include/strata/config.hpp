@@ -64,6 +64,22 @@
 #define STRATA_HAS_MMA_SM80 0
 #endif
 
+// Hopper. The simulator emulates these too (sim/hopper_sync.hpp), so a Hopper kernel runs there
+// on the same path an sm_90a device pass compiles; an sm_80 pass compiles it away.
+#if STRATA_SIM || (defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900)
+/// sm_90: mbarrier try_wait / expect_tx / complete_tx, elect.sync, stmatrix, fence.proxy.async.
+#define STRATA_HAS_SM90 1
+#else
+#define STRATA_HAS_SM90 0
+#endif
+#if STRATA_SIM || defined(__CUDA_ARCH_FEAT_SM90_ALL)
+/// sm_90a's architecture-specific features: setmaxnreg (and wgmma). `-arch=sm_90` without the
+/// `a` does not have them.
+#define STRATA_HAS_SM90A 1
+#else
+#define STRATA_HAS_SM90A 0
+#endif
+
 // Call-site capture. In the simulator every synchronising operation records the kernel's
 // file:line, so a fault names the line of the kernel, not a line of a helper. Helpers that
 // synchronise take `STRATA_SITE_DECL` as their last parameter and pass `STRATA_SITE_ARG` on.
@@ -83,9 +99,12 @@ struct Site {
 };
 }  // namespace strata
 #define STRATA_SITE_DECL , ::strata::Site strata_site_ = ::strata::Site::current()
+/// STRATA_SITE_DECL for a function without other parameters.
+#define STRATA_SITE_DECL_FIRST ::strata::Site strata_site_ = ::strata::Site::current()
 #define STRATA_SITE_ARG , strata_site_
 #else
 #define STRATA_SITE_DECL
+#define STRATA_SITE_DECL_FIRST
 #define STRATA_SITE_ARG
 #endif
 

@@ -147,6 +147,16 @@ def parse_golden(lines: list[str]) -> dict[str, list[str]]:
     return funcs
 
 
+_ARCHS_RE = re.compile(r"^//\s*golden-archs:\s*(.+)$", re.M)
+
+
+def probe_archs(src: Path, archs: list[str]) -> list[str]:
+    """The archs of `archs` that the probe file is for: all, or those its `// golden-archs:` line
+    names (Hopper-only ops have no sm_80 form)."""
+    m = _ARCHS_RE.search(src.read_text())
+    return [a for a in archs if not m or a in m.group(1).split()]
+
+
 def compile_ptx(nvcc: str, src: Path, arch: str, includes: list[str], out: Path) -> str:
     cmd = [nvcc, "-std=c++20", f"-arch={arch}", "-ptx"] + [f"-I{d}" for d in includes] + ["-o", str(out), str(src)]
     res = nvcc_cache.run(cmd, [out], Path(__file__).resolve().parents[2])
@@ -168,7 +178,7 @@ def run(nvcc: str, repo: Path, archs: list[str], includes: list[str], scratch: P
     if not probes:
         errors.append(f"no probes in {static / 'probes'}")
     for src in probes:
-        for arch in archs:
+        for arch in probe_archs(src, archs):
             golden = golden_dir / f"{src.stem}.{arch}.ptx.txt"
             rel = golden.relative_to(repo)
             try:

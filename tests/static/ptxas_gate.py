@@ -3,17 +3,24 @@
 local memory, and within the register / static shared-memory budget of tests/static/budget.json.
 
 Each tests/static/instantiations/*.cu is compiled once per architecture with
-  nvcc -std=c++20 -O3 -arch=<arch> -cubin -Xptxas -v,-warn-spills,-warn-lmem-usage,-Werror
-       -Werror all-warnings -I<repo>/include -I<repo>/examples
-and the `ptxas info` lines are parsed per kernel. The gate fails if
+  nvcc -std=c++20 -O3 -gencode=arch=compute_<N>,code=<arch> -cubin
+       -Xptxas -v,-warn-spills,-warn-lmem-usage,-Werror -Werror all-warnings
+       -I<repo>/include -I<repo>/examples
+(sm_90a: compute_90a, the architecture-specific target wgmma and setmaxnreg need), and the
+`ptxas info` lines are parsed per kernel. A file whose `// strata-archs:` line names
+architectures is compiled for those only (Hopper kernels have no sm_80 form). The gate fails if
   * nvcc fails (a spill or any local memory is a ptxas error through -Werror);
+  * ptxas prints a performance advisory (C75xx: "setmaxnreg ignored", "wgmma serialized",
+    "warpgroup.arrive injected", ...): `ptxas info` lines that -Werror lets through;
   * a kernel reports a nonzero stack frame or spill (belt and braces beside -Werror);
   * a kernel uses more static shared memory than 99 KB (101376 bytes, the sm_86/sm_89 limit);
   * a kernel is missing from the budget, or exceeds its registers / smem_bytes budget;
   * the budget lists a kernel (for a checked arch) that no instantiation file compiled;
   * the SASS of any kernel (cuobjdump -sass of the cubin) has a local-memory instruction (LDL,
     STL), or its inventory of HMMA, LDSM, LDGSTS and MUFU instructions, or the HMMA of its main
-    loop, differs from the budget's;
+    loop, differs from the budget's; likewise the Hopper inventory (HGMMA, UTMALDG, UTMASTG,
+    WARPGROUP.DEPBAR, WARPGROUP.ARRIVE, SYNCS, USETMAXREG, STSM; absent from an entry = 0);
+  * a kernel issues both HGMMA and HMMA (a Hopper kernel fell back to mma.sync somewhere);
   * a full tile's path through a kernel's main loop issues more instructions than its budget
     (sass_loop.py: the bound an SM's 4 issue slots per clock set beside the tensor cores).
 
@@ -22,7 +29,7 @@ nvidia-cuda-cuobjdump wheel that scripts/install_python_deps.sh puts in the test
 
 budget.json: {"<demangled kernel>": {"mangled": "<symbol>", "sm_80": {"registers": R,
 "smem_bytes": S, "sass": {"HMMA": h, "LDSM": l, "LDGSTS": g, "MUFU": m, "loop_hmma": lh,
-"loop_path": lp}}, "sm_90a": {...}}}. Kernels are matched by mangled symbol when the entry has
+"loop_path": lp, <the nonzero Hopper counts>}}, "sm_90a": {...}}}. Kernels are matched by mangled symbol when the entry has
 one (so the demangler in use does not matter), else by demangled name. `--update` rewrites it
 with the measured values (exact: budgets are tightened deliberately, and loosened only by a
 reviewed --update); hard failures (compile errors, spills, stack, smem limit) still fail.
@@ -59,11 +66,38 @@ _DIAG = re.compile(r"^(ptxas|nvlink|nvcc)\s*(error|warning|fatal)", re.I)
 
 
 SASS_COUNTED = ("HMMA", "LDSM", "LDGSTS", "MUFU")
-SASS_EXACT = SASS_COUNTED + ("loop_hmma",)  # must equal the budget's
+# Hopper's asynchronous machinery: wgmma, TMA loads and stores, the wgmma wait and fence, the
+# mbarrier unit, register reconfiguration, stmatrix. Counted by full opcode (WARPGROUP.*) or
+# base opcode; a budget entry lists only the nonzero ones.
+SASS_HOPPER = ("HGMMA", "UTMALDG", "UTMASTG", "WARPGROUP.DEPBAR", "WARPGROUP.ARRIVE", "SYNCS", "USETMAXREG", "STSM")
+SASS_EXACT = SASS_COUNTED + ("loop_hmma",) + SASS_HOPPER  # must equal the budget's
 SASS_BUDGETS = SASS_EXACT + ("loop_path",)  # loop_path: at most the budget's
 SASS_FORBIDDEN = ("LDL", "STL")
 _SASS_FUNC = re.compile(r"^\s*Function : (\S+)")
-_SASS_INSN = re.compile(r"^\s*/\*[0-9a-f]{4,}\*/\s+(?:@!?U?P[T0-9]+\s+)?([A-Z][A-Z0-9_]*)")
+_SASS_INSN = re.compile(r"^\s*/\*[0-9a-f]{4,}\*/\s+(?:@!?U?P[T0-9]+\s+)?([A-Z][A-Z0-9_]*)((?:\.[A-Z0-9_]+)*)")
+_ADVISORY = re.compile(r"ptxas info\s*:\s*\((C75\d\d)\)\s*(.*)")
+_ARCHS_LINE = re.compile(r"^//\s*strata-archs:\s*(.+)$", re.M)
+
+
+def gencode(arch: str) -> str:
+    """-gencode for a cubin of `arch` (sm_90a -> arch=compute_90a,code=sm_90a)."""
+    return f"-gencode=arch=compute_{arch[3:]},code={arch}"
+
+
+def file_archs(src: Path, archs: list[str]) -> list[str]:
+    """The archs of `archs` that an instantiation file is compiled for (its `// strata-archs:`)."""
+    m = _ARCHS_LINE.search(src.read_text())
+    return [a for a in archs if not m or a in m.group(1).split()]
+
+
+def sass_key(base: str, mods: str) -> str | None:
+    """The inventory key of an opcode, or None if it is not counted."""
+    if base == "WARPGROUP":  # WARPGROUP.DEPBAR.LE gsb0, 0x0 -> WARPGROUP.DEPBAR
+        full = base + "." + mods.split(".")[1] if mods else base
+        return full if full in SASS_HOPPER else None
+    if base in SASS_COUNTED or base in SASS_FORBIDDEN or base in SASS_HOPPER:
+        return base
+    return None
 
 
 def find_cuobjdump(nvcc: str) -> str | None:
@@ -81,18 +115,20 @@ def sass_inventory(cuobjdump: str, cubin: Path) -> dict[str, dict[str, int]]:
     res = subprocess.run([cuobjdump, "-sass", str(cubin)], capture_output=True, text=True)
     if res.returncode != 0:
         raise RuntimeError(f"cuobjdump -sass {cubin} failed: {res.stderr.strip()}")
+    keys = SASS_COUNTED + SASS_FORBIDDEN + SASS_HOPPER
     inv: dict[str, dict[str, int]] = {}
     cur = None
     for line in res.stdout.splitlines():
         m = _SASS_FUNC.match(line)
         if m:
-            cur = inv.setdefault(m.group(1), {k: 0 for k in SASS_COUNTED + SASS_FORBIDDEN})
+            cur = inv.setdefault(m.group(1), {k: 0 for k in keys})
             continue
         m = _SASS_INSN.match(line)
-        if m and cur is not None and m.group(1) in cur:
-            cur[m.group(1)] += 1
+        key = sass_key(m.group(1), m.group(2)) if m else None
+        if key and cur is not None:
+            cur[key] += 1
     for name, insns in sass_loop.parse(res.stdout).items():
-        inv.setdefault(name, {k: 0 for k in SASS_COUNTED + SASS_FORBIDDEN}).update(sass_loop.loop_stats(insns))
+        inv.setdefault(name, {k: 0 for k in keys}).update(sass_loop.loop_stats(insns))
     return inv
 
 
@@ -156,7 +192,7 @@ def extra_includes() -> list[str]:
 
 def compile_one(nvcc: str, src: Path, arch: str, repo: Path, out: Path) -> tuple[int, str, list[str]]:
     cmd = [
-        nvcc, "-std=c++20", "-O3", f"-arch={arch}", "-cubin",
+        nvcc, "-std=c++20", "-O3", gencode(arch), "-cubin",
         "-Xptxas", "-v,-warn-spills,-warn-lmem-usage,-Werror",
         "-Werror", "all-warnings",
         *(f"-I{d}" for d in extra_includes()),
@@ -177,15 +213,18 @@ def main() -> int:
     ap.add_argument("--budget", default=None, help="budget file (default: tests/static/budget.json)")
     ap.add_argument("--update", action="store_true", help="write the measured values to the budget")
     ap.add_argument("--verbose", action="store_true", help="print the full nvcc output")
+    ap.add_argument("--instantiations", default=None,
+                    help="directory of the .cu files to gate (default: tests/static/instantiations)")
     args = ap.parse_args()
 
     repo = Path(args.repo).resolve()
     static = repo / "tests" / "static"
     budget_path = Path(args.budget) if args.budget else static / "budget.json"
     archs = args.arch or list(DEFAULT_ARCHS)
-    sources = sorted((static / "instantiations").glob("*.cu"))
+    inst_dir = Path(args.instantiations) if args.instantiations else static / "instantiations"
+    sources = sorted(inst_dir.glob("*.cu"))
     if not sources:
-        print(f"ptxas_gate: no instantiation files in {static / 'instantiations'}", file=sys.stderr)
+        print(f"ptxas_gate: no instantiation files in {inst_dir}", file=sys.stderr)
         return 2
     if not shutil.which(args.nvcc) and not Path(args.nvcc).exists():
         print(f"ptxas_gate: nvcc not found: {args.nvcc}", file=sys.stderr)
@@ -202,10 +241,12 @@ def main() -> int:
     compiled_ok = True
     # measured[arch][mangled] = info (entries only); helpers = non-entry functions with frames.
     measured: dict[str, dict[str, dict]] = {a: {} for a in archs}
+    only_archs: dict[str, list[str]] = {}  # mangled -> the archs its file is compiled for
     everything: list[tuple[str, str, dict]] = []  # (arch, mangled, info) of every function
     with scratch_dir(args.scratch, "strata_ptxas_") as scratch:
         for src in sources:
-            for arch in archs:
+            src_archs = file_archs(src, archs)
+            for arch in src_archs:
                 t = time.monotonic()
                 cubin = scratch / f"{src.stem}.{arch}.cubin"
                 rc, out, cmd = compile_one(args.nvcc, src, arch, repo, cubin)
@@ -219,6 +260,8 @@ def main() -> int:
                 if rc != 0:
                     compiled_ok = False
                     failures.append(f"{src.name} [{arch}]: nvcc exited {rc}: {' '.join(cmd)}")
+                for m in _ADVISORY.finditer(out):
+                    failures.append(f"{src.name} [{arch}]: ptxas advisory {m.group(1)}: {m.group(2).strip()}")
                 try:
                     funcs = parse_ptxas(out, arch)
                 except RuntimeError as e:
@@ -241,6 +284,7 @@ def main() -> int:
                         failures.append(f"{name} [{arch}]: instantiated in more than one file")
                     info["source"] = src.name
                     measured[arch][name] = info
+                    only_archs[name] = src_archs
 
     tool = find_demangler(args.nvcc)
     names = demangle(sorted({n for _, n, _ in everything}), tool)
@@ -258,6 +302,10 @@ def main() -> int:
             failures.append(f"{names[name]} [{arch}]: local memory in the SASS: {local}")
         if info.get("entry") and "registers" not in info:
             failures.append(f"{names[name]} [{arch}]: no 'Used N registers' line parsed")
+        sass = info.get("sass", {})
+        if sass.get("HGMMA", 0) and sass.get("HMMA", 0):
+            failures.append(f"{names[name]} [{arch}]: {sass['HMMA']} HMMA beside {sass['HGMMA']} HGMMA "
+                            "(a Hopper kernel fell back to mma.sync)")
 
     budget: dict = {}
     if budget_path.exists():
@@ -289,7 +337,7 @@ def main() -> int:
         key = budget_key(mangled)
         if key:
             used_keys.add(key)
-        for arch in archs:
+        for arch in only_archs.get(mangled, archs):
             info = measured[arch].get(mangled)
             if info is None:
                 failures.append(f"{names[mangled]}: compiled for some architectures but not {arch}")
@@ -306,6 +354,8 @@ def main() -> int:
                         notes.append(f"{names[mangled]} [{arch}]: {regs} registers < budget {b['registers']} (tighten)")
                     want = b.get("sass")
                     got = {k: info.get("sass", {}).get(k, 0) for k in SASS_EXACT}
+                    if want is not None:
+                        want = {**{k: 0 for k in SASS_HOPPER}, **want}
                     path = info.get("sass", {}).get("loop_path", 0)
                     if want is None or "loop_path" not in want:
                         failures.append(f"{names[mangled]} [{arch}]: no SASS inventory in {budget_path.name} (run --update)")
@@ -335,6 +385,7 @@ def main() -> int:
                     str(info.get("stack_frame", 0)),
                     " ".join(str(info.get("sass", {}).get(k, 0)) for k in SASS_COUNTED),
                     " ".join(str(info.get("sass", {}).get(k, 0)) for k in ("loop_hmma", "loop_path")),
+                    " ".join(f"{k}={v}" for k in SASS_HOPPER if (v := info.get("sass", {}).get(k, 0))) or "-",
                 )
             )
     if not args.update:
@@ -346,7 +397,7 @@ def main() -> int:
                 failures.append(f"{key}: in {budget_path.name} for {', '.join(stale)} but not compiled (stale entry)")
 
     header = ("kernel", "arch", "regs / budget", "smem / budget", "spill st+ld", "stack", "HMMA LDSM LDGSTS MUFU",
-              "loop HMMA / insts")
+              "loop HMMA / insts", "Hopper SASS")
     widths = [max(len(r[i]) for r in rows + [header]) for i in range(len(header))]
     fmt = "  ".join(f"{{:{'<' if i < 2 else '>'}{w}}}" for i, w in enumerate(widths))
     print()
@@ -376,7 +427,8 @@ def main() -> int:
                         entry[arch] = {
                             "registers": info.get("registers", 0),
                             "smem_bytes": info.get("smem_bytes", 0),
-                            "sass": {k: info.get("sass", {}).get(k, 0) for k in SASS_BUDGETS},
+                            "sass": {k: info.get("sass", {}).get(k, 0) for k in SASS_BUDGETS
+                                     if k not in SASS_HOPPER or info.get("sass", {}).get(k, 0)},
                         }
                 new[names[mangled]] = entry
             budget_path.write_text(json.dumps(dict(sorted(new.items())), indent=2) + "\n")

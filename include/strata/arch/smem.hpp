@@ -10,7 +10,7 @@
 #if STRATA_SIM
 #include "strata/sim/runtime.hpp"
 /// Declares `T* name` pointing at the launch's dynamic shared memory (128-byte aligned on the
-/// GPU, 16-byte aligned in the simulator).
+/// GPU, 1024-byte aligned in the simulator).
 #define STRATA_DYNAMIC_SMEM(T, name) \
   T* name = reinterpret_cast<T*>(::strata::sim::detail::g_block->dyn.data())
 #else

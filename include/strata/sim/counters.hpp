@@ -70,6 +70,15 @@ struct Counters {
   /// Special-function unit operations per thread (exp2, log2, rcp, rsqrt, sin, cos through
   /// strata/arch/sfu.hpp).
   uint64_t sfu = 0;
+  /// Hopper synchronisation (sim/hopper_sync.hpp): mbarrier arrivals (arrive, arrive.expect_tx;
+  /// complete_tx is not an arrival), try_wait calls, completed mbarrier phases, completed named
+  /// barrier phases, elect.sync, stmatrix and setmaxnreg collectives, fence.proxy.async.
+  uint64_t mbarrier_arrivals = 0, mbarrier_waits = 0, mbarrier_phases = 0;
+  uint64_t named_barriers = 0, elects = 0, stmatrix = 0, setmaxnreg = 0, proxy_fences = 0;
+  /// TMA (sim/tma.hpp): loads and stores issued, and the bytes of their boxes.
+  uint64_t tma_loads = 0, tma_load_bytes = 0, tma_stores = 0, tma_store_bytes = 0;
+  /// wgmma (sim/wgmma.hpp): warp collectives (four per warpgroup op), and their FLOPs.
+  uint64_t wgmma_collectives = 0, wgmma_flops = 0;
 
   Counters& operator+=(const Counters& o) {
     launches += o.launches;
@@ -94,6 +103,20 @@ struct Counters {
     gmem_store += o.gmem_store;
     gmem_cp_async += o.gmem_cp_async;
     sfu += o.sfu;
+    mbarrier_arrivals += o.mbarrier_arrivals;
+    mbarrier_waits += o.mbarrier_waits;
+    mbarrier_phases += o.mbarrier_phases;
+    named_barriers += o.named_barriers;
+    elects += o.elects;
+    stmatrix += o.stmatrix;
+    setmaxnreg += o.setmaxnreg;
+    proxy_fences += o.proxy_fences;
+    tma_loads += o.tma_loads;
+    tma_load_bytes += o.tma_load_bytes;
+    tma_stores += o.tma_stores;
+    tma_store_bytes += o.tma_store_bytes;
+    wgmma_collectives += o.wgmma_collectives;
+    wgmma_flops += o.wgmma_flops;
     return *this;
   }
 };

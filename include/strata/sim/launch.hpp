@@ -3,6 +3,7 @@
 /// to completion on one of them, and the first fault aborts the launch.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <bit>
 #include <memory>
@@ -23,9 +24,11 @@
 namespace strata::sim::detail {
 
 /// Per-OS-thread simulator state, kept between launches so stacks and arenas are reused.
+/// On the heap: a Block holds the Hopper state's fixed arrays (sim/barrier_state.hpp), too big
+/// for every thread's static TLS (a dlopen-ed simulator library would feel it).
 inline Block& worker_block() {
-  thread_local Block b;
-  return b;
+  thread_local std::unique_ptr<Block> b = std::make_unique<Block>();
+  return *b;
 }
 
 /// Prepares `b` for blocks of shape `block` with `smem` bytes of dynamic shared memory.
@@ -44,6 +47,10 @@ inline bool prepare_worker(Block& b, dim3 grid, dim3 block, size_t smem, const O
   b.rq.assign(size_t(b.rq_mask) + 1, 0);
   b.ids.assign(size_t(n), 0);
   b.warps.assign(size_t((n + 31) / 32), Warp{});
+  b.reg_entry = o.entry_registers > 0 ? o.entry_registers : std::min(248, 65536 / n / 8 * 8);
+  b.mbar_seen.assign(size_t(kMaxMbarriers) * size_t(n), 0);
+  b.smem_stamps.assign((smem + 15) / 16, 0);
+  if (b.wg_stages.size() < size_t((n + 31) / 32)) b.wg_stages.resize(size_t((n + 31) / 32));
   for (int i = 0; i < n; ++i) {
     Thread& t = b.th[size_t(i)];
     t.tid = make_uint3(unsigned(i) % block.x, unsigned(i) / block.x % block.y,
@@ -57,6 +64,9 @@ inline bool prepare_worker(Block& b, dim3 grid, dim3 block, size_t smem, const O
   b.rqp = b.rq.data();
   b.idp = b.ids.data();
   b.sp = b.stacks.stacks.data();
+  b.msp = b.mbar_seen.data();
+  b.stp = b.smem_stamps.empty() ? nullptr : b.smem_stamps.data();
+  b.wsp = b.wg_stages.data();
   install_segv_handler();
   return true;
 }

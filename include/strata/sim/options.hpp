@@ -70,6 +70,10 @@ struct Options {
   /// wavefronts, bank conflicts and sectors (Counters::smem_*, gmem_*; sim/access_model.hpp).
   /// Off by default: it slows a launch several times over.
   bool access_profile = false;
+  /// Registers per thread a block owns at launch, the pool setmaxnreg redistributes
+  /// (sim/hopper_sync.hpp). 0: what ptxas gives a kernel with __launch_bounds__(threads, 1),
+  /// 65536 / threads rounded down to a multiple of 8, at most 248 (168 for FA3's 384 threads).
+  int entry_registers = 0;
   /// Set when an environment variable was malformed: every launch then fails with this text.
   std::string env_error;
 };

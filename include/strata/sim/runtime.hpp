@@ -28,6 +28,7 @@
 
 #include "strata/config.hpp"
 #include "strata/sim/access_model.hpp"
+#include "strata/sim/barrier_state.hpp"
 #include "strata/sim/context.hpp"
 #include "strata/sim/counters.hpp"
 #include "strata/sim/options.hpp"
@@ -38,7 +39,17 @@ namespace strata::sim::detail {
 
 using Site = ::strata::Site;
 
-enum class ThreadState : uint8_t { kRunnable, kAtBarrier, kAtWarp, kDone };
+/// kAtMbarrier, kAtNamedBarrier and kAtRegisters: blocked in mbarrier.try_wait, bar.sync and
+/// setmaxnreg.inc (sim/hopper_sync.hpp); `Thread::wait_obj` says which object.
+enum class ThreadState : uint8_t {
+  kRunnable,
+  kAtBarrier,
+  kAtWarp,
+  kAtMbarrier,
+  kAtNamedBarrier,
+  kAtRegisters,
+  kDone
+};
 
 /// One cp.async copy in flight: lands (zero-filled past src_bytes) at wait_group.
 struct PendingCopy {
@@ -66,9 +77,20 @@ struct alignas(64) Thread {
   uint3 tid{};
   unsigned bar_epoch = 0;
   // cold
-  void* tsan_sync = nullptr;                        // sync object of the pending warp collective
+  void* tsan_sync = nullptr;  // sync object of the pending warp collective
+  // Hopper synchronisation (sim/hopper_sync.hpp)
+  int wait_obj = -1;       // the mbarrier slot / named barrier id / warp it is blocked on
+  int64_t wait_phase = 0;  // the mbarrier phase it waits for
+  uint32_t nbar_arrived[kNamedBarriers] = {};       // 1 + the named-barrier phase it arrived in
+  uint32_t proxy_fences = 0;                        // fence.proxy.async executed
+  uint32_t wg_fences = 0, wg_fences_at_wait = 0;    // wgmma.fence executed; at the last wait
+  int wg_next_group = 0;                            // the number of the next wgmma group
+  uint64_t wg_serial = 0;                           // wgmmas issued
   std::vector<PendingCopy> cp_open;                 // issued, not yet committed
   std::vector<std::vector<PendingCopy>> cp_groups;  // committed groups, oldest first
+  std::vector<TmaStore> bulk_open;                  // TMA stores issued, not yet committed
+  std::vector<std::vector<TmaStore>> bulk_groups;   // committed bulk groups, oldest first
+  std::vector<PendingWgmma> wg_pending;             // wgmmas issued, not retired, oldest first
   void* tsan_fiber = nullptr;
   void* asan_fake_stack = nullptr;
   AccessLog alog;  // traffic build: accesses since the last tally (sim/access_model.hpp)
@@ -86,7 +108,11 @@ enum WarpKind : int {
   kShflXor,
   kVote,
   kLdmatrix,
-  kMma
+  kMma,
+  kElect,
+  kStmatrix,
+  kSetmaxnreg,
+  kWgmma
 };
 
 STRATA_SIM_NO_TSAN inline const char* warp_kind_name(int k) {
@@ -107,6 +133,14 @@ STRATA_SIM_NO_TSAN inline const char* warp_kind_name(int k) {
       return "ldmatrix";
     case kMma:
       return "mma.sync";
+    case kElect:
+      return "elect.sync";
+    case kStmatrix:
+      return "stmatrix";
+    case kSetmaxnreg:
+      return "setmaxnreg";
+    case kWgmma:
+      return "wgmma.mma_async";
   }
   return "warp op";
 }
@@ -136,9 +170,20 @@ struct LdmatrixStage {
   uint8_t shape[32];  // number of matrices | 8 if .trans
 };
 
+/// stmatrix's staging: each lane's row address and fragments, scattered by the completing lane
+/// (one buffer: no lane reads anything back, so none can start the next op before this one ends).
+struct StmatrixStage {
+  const unsigned char* addr[32];
+  uint32_t in[32][4];
+  uint8_t shape[32];  // number of matrices | 8 if .trans
+};
+
 struct Warp {
   MmaStage mma[2];
   LdmatrixStage ldsm[2];
+  StmatrixStage stsm;
+  WarpRegisters regs;
+  uint64_t wgmma_ops = 0;  // wgmmas this warp issued (the index of its next one)
   Collective open[32];
   int nopen = 0;
   unsigned present = 0;  // lanes that exist in this block
@@ -215,6 +260,23 @@ struct Block {
   DynamicSmemArena dyn;
   StackPool stacks;
   bool defer_cp_async = true;
+  // Hopper synchronisation objects (sim/barrier_state.hpp)
+  MbarrierSlot mbar[kMaxMbarriers];
+  int mbar_live = 0;
+  std::vector<int64_t> mbar_seen;  // [slot * n + thread]: the last phase each thread waited for
+  NamedBarrier nbar[kNamedBarriers];
+  std::vector<WgmmaStage> wg_stages;  // one per warp
+  WgmmaLogEntry wg_log[8][64];        // per warpgroup, by op index mod 64
+  WgmmaFootprint wg_fp[kMaxWgmmaFootprints];
+  int n_wg_fp = 0;
+  TmaLoad tma_loads[kMaxTmaLoads];
+  int n_tma_loads = 0;
+  // stmatrix's stamps, one per 16 bytes of dynamic shared memory: (writer + 1) << 32 | the
+  // writer's fence.proxy.async count at the write (0: not written by stmatrix this block)
+  std::vector<uint64_t> smem_stamps;
+  int reg_entry = 0;  // registers per thread at launch (setmaxnreg's starting point)
+  int reg_free = 0;   // the CTA pool's free registers (released by setmaxnreg.dec)
+  bool hopper_used = true;  // a Hopper op touched the state above since it was last cleared
   // raw views of the vectors above, set by prepare_worker: the fibers' bookkeeping must not go
   // through instrumented std::vector accessors (ThreadSanitizer would see races between fibers)
   Thread* tp = nullptr;
@@ -222,6 +284,9 @@ struct Block {
   int* rqp = nullptr;
   int* idp = nullptr;
   StackPool::Stack* sp = nullptr;
+  int64_t* msp = nullptr;     // mbar_seen
+  uint64_t* stp = nullptr;    // smem_stamps
+  WgmmaStage* wsp = nullptr;  // wg_stages
   // outcome
   bool faulted = false;
   bool aborted_fibers = false;
@@ -545,6 +610,18 @@ STRATA_SIM_NO_TSAN inline void thread_exit_checks(Thread& t) {
   for (const auto& g : t.cp_groups)
     for (const auto& c : g) c.land();
   t.cp_groups.clear();
+  // TMA stores still in flight complete too (their sources must not have changed)
+  if (!t.bulk_open.empty()) t.bulk_groups.push_back(std::move(t.bulk_open));
+  t.bulk_open.clear();
+  for (const auto& g : t.bulk_groups)
+    for (const auto& st : g) {
+      if (fingerprint(st.src, st.bytes) != st.print)
+        fault_at(t, st.site,
+                 "the shared source of this TMA store changed before the store read it (the "
+                 "thread exited without cp.async.bulk.wait_group.read)");
+      tma_box_store(st.src, st.map, st.at);
+    }
+  t.bulk_groups.clear();
   Warp& w = b.wp[(t.warp)];
   for (int i = 0; i < w.nopen; ++i)
     if (w.open[i].mask >> t.lane & 1u)
@@ -693,6 +770,73 @@ STRATA_SIM_NO_TSAN inline void segv_handler(int sig, siginfo_t* info, void* uctx
 }
 
 // ------------------------------------------------------------------------------ one block
+/// Where a shared-memory address lies, for messages: "dynamic shared memory byte N", ...
+STRATA_SIM_NO_TSAN inline std::string smem_where(const void* p) {
+  const auto a = reinterpret_cast<uintptr_t>(p);
+  if (a >= g_smem_lo && a < g_smem_hi)
+    return "dynamic shared memory byte " + std::to_string(a - g_smem_lo);
+  if (a >= g_static_smem_lo && a < g_static_smem_hi)
+    return "static shared memory byte " + std::to_string(a - g_static_smem_lo);
+  char buf[40];
+  std::snprintf(buf, sizeof buf, "address %p", p);
+  return buf;
+}
+
+/// What a blocked thread waits for.
+STRATA_SIM_NO_TSAN inline std::string wait_str(const Block& b, const Thread& t) {
+  switch (t.st) {
+    case ThreadState::kAtBarrier:
+      return "__syncthreads";
+    case ThreadState::kAtMbarrier: {
+      const MbarrierSlot& m = b.mbar[t.wait_obj];
+      return "mbarrier.try_wait for phase " + std::to_string(t.wait_phase) + " (parity " +
+             std::to_string(t.wait_phase & 1) + ") of the mbarrier at " + smem_where(m.addr);
+    }
+    case ThreadState::kAtNamedBarrier:
+      return "bar.sync " + std::to_string(t.wait_obj);
+    case ThreadState::kAtRegisters:
+      return "setmaxnreg.inc";
+    default:
+      return "a warp collective";
+  }
+}
+
+/// TMA loads in flight that complete transaction bytes on mbarrier slot `slot`.
+STRATA_SIM_NO_TSAN inline int tma_loads_on(const Block& b, int slot) {
+  int n = 0;
+  for (int i = 0; i < b.n_tma_loads; ++i) n += b.tma_loads[i].slot == slot;
+  return n;
+}
+
+/// The state of every synchronisation object a thread is blocked on, for deadlock reports.
+STRATA_SIM_NO_TSAN inline std::string sync_objects_dump(const Block& b) {
+  std::string s;
+  for (const MbarrierSlot& m : b.mbar) {
+    if (!m.addr || m.waiters == 0) continue;
+    s += "\n  mbarrier at " + smem_where(m.addr) + " (init at " + site_str(m.init_site) +
+         "): in phase " + std::to_string(m.phase) + ", " + std::to_string(m.pending) + " of " +
+         std::to_string(m.expected) + " arrivals pending, tx-count " + std::to_string(m.tx) +
+         " bytes, " + std::to_string(m.waiters) + " thread(s) waiting, " +
+         std::to_string(tma_loads_on(b, int(&m - b.mbar))) + " TMA load(s) in flight" +
+         (m.last_arrive.line() ? ", last arrival at " + site_str(m.last_arrive) : ", no arrival");
+  }
+  for (int id = 0; id < kNamedBarriers; ++id) {
+    const NamedBarrier& nb = b.nbar[id];
+    if (nb.count == 0) continue;
+    s += "\n  named barrier " + std::to_string(id) + ": " + std::to_string(nb.arrived) + " of " +
+         std::to_string(nb.count) + " threads arrived (first at " + site_str(nb.site) + ")";
+  }
+  for (int w = 0; w < (b.n + 31) / 32; ++w) {
+    const WarpRegisters& r = b.wp[w].regs;
+    if (r.want == 0) continue;
+    s += "\n  warp " + std::to_string(w) + " waits in setmaxnreg.inc to " + std::to_string(r.want) +
+         " registers per thread (from " + std::to_string(r.regs) + ") at " + site_str(r.site) +
+         ": the CTA pool has " + std::to_string(b.reg_free) + " free registers, it needs " +
+         std::to_string((r.want - r.regs) * 32);
+  }
+  return s;
+}
+
 STRATA_SIM_NO_TSAN inline std::string blocked_threads_dump(const Block& b) {
   std::string s;
   int shown = 0;
@@ -702,12 +846,9 @@ STRATA_SIM_NO_TSAN inline std::string blocked_threads_dump(const Block& b) {
       s += "\n  ...";
       break;
     }
-    s += "\n  " + who(t) + " waits at " +
-         (t.st == ThreadState::kAtBarrier ? std::string("__syncthreads")
-                                          : std::string("a warp collective")) +
-         " at " + site_str(t.site);
+    s += "\n  " + who(t) + " waits at " + wait_str(b, t) + " at " + site_str(t.site);
   }
-  return s;
+  return s + sync_objects_dump(b);
 }
 
 /// Runs block `bid` of the current launch on this OS thread. Returns false on a fault.
@@ -734,9 +875,24 @@ STRATA_SIM_NO_TSAN inline bool run_block(Block& b) {
   }
 #endif
   b.aborted_fibers = false;
+  if (b.hopper_used) {  // the previous block used Hopper's state: clear it
+    for (int i = 0; i < kMaxMbarriers; ++i) b.mbar[i] = MbarrierSlot{};
+    b.n_tma_loads = 0;
+    b.n_wg_fp = 0;
+    for (auto& wg : b.wg_log)
+      for (auto& e : wg) e.index = ~uint64_t(0);
+    if (b.stp) std::memset(b.stp, 0, b.smem_stamps.size() * sizeof(uint64_t));
+    b.mbar_live = 0;
+    for (auto& nb : b.nbar) nb = NamedBarrier{};
+    b.hopper_used = false;
+  }
+  b.reg_free = 0;
   for (auto& w : b.warps) {
     w.nopen = 0;
     w.exited = 0;
+    w.regs = WarpRegisters{};
+    w.regs.regs = b.reg_entry;
+    w.wgmma_ops = 0;
     w.mma[0].lanes_bf16 = w.mma[0].lanes_f16 = w.mma[1].lanes_bf16 = w.mma[1].lanes_f16 = 0;
   }
   for (int i = 0; i < b.n; ++i) {
@@ -745,8 +901,18 @@ STRATA_SIM_NO_TSAN inline bool run_block(Block& b) {
     t.site = Site{};
     t.bar_epoch = 0;
     t.mma_seq = t.ldsm_seq = 0;
+    t.wait_obj = -1;
+    t.wait_phase = 0;
+    for (auto& a : t.nbar_arrived) a = 0;
+    t.proxy_fences = 0;
     t.cp_open.clear();
     t.cp_groups.clear();
+    t.bulk_open.clear();
+    t.bulk_groups.clear();
+    t.wg_pending.clear();
+    t.wg_fences = t.wg_fences_at_wait = 0;
+    t.wg_next_group = 0;
+    t.wg_serial = 0;
     t.asan_fake_stack = nullptr;
     t.alog.n = 0;
     const auto& stk = b.sp[(i)];
@@ -778,6 +944,19 @@ STRATA_SIM_NO_TSAN inline bool run_block(Block& b) {
     b.aborted_fibers = true;
     b.fault = "deadlock: no CUDA thread can run, " + std::to_string(b.n - b.done) +
               " wait forever:" + blocked_threads_dump(b);
+  }
+  if (!b.faulted) {
+    // setmaxnreg is warpgroup-wide: every warp of a warpgroup executes the same ones
+    for (int w = 0; w + 1 < (b.n + 31) / 32 && !b.faulted; ++w) {
+      const WarpRegisters &r = b.wp[w].regs, &r1 = b.wp[w + 1].regs;
+      if (w % 4 != 3 && r.ops != r1.ops) {
+        b.faulted = true;
+        b.fault = "setmaxnreg: warp " + std::to_string(w) + " executed " + std::to_string(r.ops) +
+                  " and warp " + std::to_string(w + 1) + " of the same warpgroup " +
+                  std::to_string(r1.ops) + " (at " + site_str(r.ops ? r.site : r1.site) +
+                  "): all warps of a warpgroup must execute the same setmaxnreg";
+      }
+    }
   }
   if (!b.faulted) {
     if (const long off = b.dyn.canary_damage(); off >= 0) {

@@ -60,6 +60,7 @@ void __tsan_acquire(void* addr);
 void __tsan_release(void* addr);
 #if defined(__clang__)  // a g++ built-in under -fsanitize=thread
 void __tsan_read_range(void* addr, unsigned long size);
+void __tsan_write_range(void* addr, unsigned long size);
 #endif
 }
 #else
@@ -93,6 +94,13 @@ inline void tsan_acquire([[maybe_unused]] void* addr) {
 inline void tsan_read([[maybe_unused]] const void* p, [[maybe_unused]] size_t n) {
 #if STRATA_SIM_TSAN
   __tsan_read_range(const_cast<void*>(p), static_cast<long>(n));
+#endif
+}
+/// Tells ThreadSanitizer that the running CUDA thread writes [p, p + n) (for memory the
+/// simulator writes on its behalf, e.g. stmatrix rows, an mbarrier's init).
+inline void tsan_write([[maybe_unused]] const void* p, [[maybe_unused]] size_t n) {
+#if STRATA_SIM_TSAN
+  __tsan_write_range(const_cast<void*>(p), static_cast<long>(n));
 #endif
 }
 inline void asan_poison([[maybe_unused]] const void* p, [[maybe_unused]] size_t n) {

@@ -12,10 +12,12 @@
 /// them in COMDAT sections), so with g++ only static shared memory of non-template kernels is
 /// poisoned; with clang all of it is. Dynamic shared memory is always poisoned.
 ///
-/// Dynamic shared memory is an arena that ends 16-byte aligned right below 1 MiB of PROT_NONE
-/// address space: a kernel that reads or writes past the bytes its launch requested gets a fault
-/// naming the thread and byte offset; the (< 16-byte) slack before the guard page holds a canary
-/// checked at block end.
+/// Dynamic shared memory is an arena that starts 1024-byte aligned (the alignment of Hopper's
+/// 128-byte swizzle pattern, which TMA and wgmma compute from address bits) and ends less than
+/// 1 KiB below 1 MiB of PROT_NONE address space: a kernel that reads or writes far past the
+/// bytes its launch requested gets a fault naming the thread and byte offset; the slack before
+/// the guard page holds a canary checked at block end (a write there is a fault; under ASan a
+/// read there is one too).
 #pragma once
 
 #include <link.h>
@@ -76,6 +78,8 @@ class DynamicSmemArena {
  public:
   static constexpr size_t kCanary = 0xA5;
   static constexpr size_t kGuardBytes = size_t(1) << 20;
+  /// Alignment of the first byte (the guard page is page aligned, the data ends at a multiple).
+  static constexpr size_t kAlign = 1024;
 
   DynamicSmemArena() = default;
   DynamicSmemArena(const DynamicSmemArena&) = delete;
@@ -85,7 +89,7 @@ class DynamicSmemArena {
   /// Makes room for `bytes`; returns false if memory could not be mapped.
   bool reserve(size_t bytes) {
     const size_t page = size_t(sysconf(_SC_PAGESIZE));
-    const size_t need = (bytes + 16 + page - 1) / page * page + kGuardBytes;  // data + guard
+    const size_t need = (bytes + kAlign + page - 1) / page * page + kGuardBytes;  // data + guard
     if (need > mapped_) {
       release();
       void* p = mmap(nullptr, need, PROT_READ | PROT_WRITE,
@@ -97,7 +101,7 @@ class DynamicSmemArena {
       if (mprotect(guard_, kGuardBytes, PROT_NONE) != 0) return false;
     }
     bytes_ = bytes;
-    const size_t rounded = (bytes + 15) / 16 * 16;
+    const size_t rounded = (bytes + kAlign - 1) / kAlign * kAlign;
     data_ = guard_ - rounded;
     return true;
   }
