@@ -51,4 +51,24 @@ inline bool names_line(const std::string& msg, const char* file_basename, int li
   return msg.find(std::string(file_basename) + ":" + std::to_string(line)) != std::string::npos;
 }
 
+/// A test run under each of all_schedules() (parameter 0..4), restoring the options after.
+class ScheduleTest : public ::testing::TestWithParam<int> {
+ protected:
+  void SetUp() override { strata::sim::set_schedule(all_schedules()[size_t(GetParam())]); }
+  SimGuard guard_;
+};
+
+/// `s` is a kernel fault whose message contains `needle` and, for line > 0, names
+/// `file_basename:line` (the kernel's line the simulator reports).
+inline void expect_kernel_fault(const strata::Status& s, const char* needle,
+                                const char* file_basename, int line) {
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.code(), strata::StatusCode::kKernelFault);
+  const std::string m = s.message();
+  EXPECT_NE(m.find(needle), std::string::npos) << m;
+  if (line > 0) {
+    EXPECT_TRUE(names_line(m, file_basename, line)) << m;
+  }
+}
+
 }  // namespace strata_test

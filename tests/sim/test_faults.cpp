@@ -169,13 +169,7 @@ Status run1(void (*k)(P...), unsigned threads, size_t smem, A... a) {
 }
 
 void expect_fault(const Status& s, const char* needle, int line) {
-  ASSERT_FALSE(s.ok());
-  EXPECT_EQ(s.code(), StatusCode::kKernelFault);
-  const std::string m = s.message();
-  EXPECT_NE(m.find(needle), std::string::npos) << m;
-  if (line > 0) {
-    EXPECT_TRUE(strata_test::names_line(m, "test_faults.cpp", line)) << m;
-  }
+  strata_test::expect_kernel_fault(s, needle, "test_faults.cpp", line);
 }
 
 class Faults : public ::testing::TestWithParam<int> {

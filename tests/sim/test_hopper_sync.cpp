@@ -76,13 +76,7 @@ Status run1(void (*k)(P...), unsigned threads, size_t smem, A... a) {
   return strata::launch(k, dim3(1), dim3(threads), smem, 0, a...);
 }
 
-class HopperSync : public ::testing::TestWithParam<int> {
- protected:
-  void SetUp() override {
-    strata::sim::set_schedule(strata_test::all_schedules()[size_t(GetParam())]);
-  }
-  strata_test::SimGuard guard_;
-};
+class HopperSync : public strata_test::ScheduleTest {};
 
 TEST_P(HopperSync, WarpSpecialisedPipeline) {
   std::vector<float> in(kTiles * kTileFloats), out(2 * kTiles * kTileFloats, -1.f);
@@ -358,13 +352,7 @@ __global__ void stmatrix_misaligned(int* out) {
 // clang-format on
 
 void expect_fault(const Status& s, const char* needle, int line) {
-  ASSERT_FALSE(s.ok());
-  EXPECT_EQ(s.code(), StatusCode::kKernelFault);
-  const std::string m = s.message();
-  EXPECT_NE(m.find(needle), std::string::npos) << m;
-  if (line > 0) {
-    EXPECT_TRUE(strata_test::names_line(m, "test_hopper_sync.cpp", line)) << m;
-  }
+  strata_test::expect_kernel_fault(s, needle, "test_hopper_sync.cpp", line);
 }
 
 std::vector<int> g_out(1024);

@@ -150,13 +150,7 @@ void check_box(tma::Swizzle swz, uint32_t box_cols, uint32_t box_rows, int c0, i
   EXPECT_EQ(strata::sim::last_launch_counters().tma_load_bytes, bytes);
 }
 
-class Tma : public ::testing::TestWithParam<int> {
- protected:
-  void SetUp() override {
-    strata::sim::set_schedule(strata_test::all_schedules()[size_t(GetParam())]);
-  }
-  strata_test::SimGuard guard_;
-};
+class Tma : public strata_test::ScheduleTest {};
 
 TEST_P(Tma, LoadsTheBoxWithEverySwizzleAndZeroFillsOutOfBounds) {
   for (auto swz :
@@ -436,13 +430,7 @@ __global__ void source_changed(const tma::TensorMap* map) {
 // clang-format on
 
 void expect_fault(const Status& s, const char* needle, int line) {
-  ASSERT_FALSE(s.ok());
-  EXPECT_EQ(s.code(), StatusCode::kKernelFault);
-  const std::string m = s.message();
-  EXPECT_NE(m.find(needle), std::string::npos) << m;
-  if (line > 0) {
-    EXPECT_TRUE(strata_test::names_line(m, "test_tma.cpp", line)) << m;
-  }
+  strata_test::expect_kernel_fault(s, needle, "test_tma.cpp", line);
 }
 
 struct Fixture {

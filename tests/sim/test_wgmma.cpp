@@ -127,13 +127,7 @@ void check_gemm(uint64_t seed) {
                          << (BMn ? " B MN-major" : " B K-major");
 }
 
-class Wgmma : public ::testing::TestWithParam<int> {
- protected:
-  void SetUp() override {
-    strata::sim::set_schedule(strata_test::all_schedules()[size_t(GetParam())]);
-  }
-  strata_test::SimGuard guard_;
-};
+class Wgmma : public strata_test::ScheduleTest {};
 
 TEST_P(Wgmma, SsAndRsAgainstFp64ForTheKernelsN) {
   check_gemm<64, false, false>(1);
@@ -277,7 +271,7 @@ MARK(kStmatrixLine);
 __global__ void stmatrix_operand_without_proxy_fence(float* out) {
   STRATA_WGMMA_SETUP();
   const uint32_t r[4] = {0, 0, 0, 0};
-  arch::stmatrix<4, false>(smem + 16384 + 64 * (threadIdx.x % 32) + 1024 * (threadIdx.x / 32), r);
+  arch::stmatrix<4, false>(smem + 16384 + 64 * (threadIdx.x % 32) + 2048 * (threadIdx.x / 32), r);
   __syncthreads();  // but no fence.proxy.async
   arch::WgmmaAcc<64> acc;
   arch::wgmma_fence();
@@ -289,13 +283,7 @@ __global__ void stmatrix_operand_without_proxy_fence(float* out) {
 // clang-format on
 
 void expect_fault(const Status& s, const char* needle, int line) {
-  ASSERT_FALSE(s.ok());
-  EXPECT_EQ(s.code(), StatusCode::kKernelFault);
-  const std::string m = s.message();
-  EXPECT_NE(m.find(needle), std::string::npos) << m;
-  if (line > 0) {
-    EXPECT_TRUE(strata_test::names_line(m, "test_wgmma.cpp", line)) << m;
-  }
+  strata_test::expect_kernel_fault(s, needle, "test_wgmma.cpp", line);
 }
 
 std::vector<float> g_out(128);
