@@ -14,6 +14,7 @@
 #include <cstring>
 #include <string>
 
+#include "strata/arch/wgmma_layout.hpp"
 #include "strata/config.hpp"
 #include "strata/status.hpp"
 
@@ -47,8 +48,8 @@ constexpr int swizzle_alignment(Swizzle s) {
 }
 /// Byte offset of the dense box byte `off` in a shared buffer with swizzle `s`.
 constexpr uint32_t swizzle_offset(uint32_t off, Swizzle s) {
-  const int b = int(s);  // 0 none, 1: 32B, 2: 64B, 3: 128B
-  return b == 0 ? off : off ^ (((off >> 7) & ((1u << b) - 1)) << 4);
+  // the pattern wgmma reads (one definition of it: arch/wgmma_layout.hpp)
+  return arch::wgmma::swizzle_address(off, arch::wgmma::SmemSwizzle(int(s)));
 }
 
 /// Element types (the CU_TENSOR_MAP_DATA_TYPE_* a kernel uses; the value is the driver's).

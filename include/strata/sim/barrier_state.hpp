@@ -66,7 +66,6 @@ struct TmaLoad {
   unsigned char* dst = nullptr;
   uint32_t bytes = 0;
   int slot = 0;       ///< the mbarrier it completes transaction bytes on
-  int64_t phase = 0;  ///< that barrier's phase when it was issued
   tma::SimEncoding map{};
   TmaCoords at{};
   ::strata::Site site{};

@@ -81,11 +81,15 @@ STRATA_SIM_NO_TSAN inline void land_tma_loads(Thread& t, int i) {
   MbarrierSlot& m = b.mbar[i];
   uint64_t total = 0;
   int count = 0;
+  ::strata::Site first_site{};
   for (int k = 0; k < b.n_tma_loads; ++k)
-    if (b.tma_loads[k].slot == i) total += b.tma_loads[k].bytes, ++count;
+    if (b.tma_loads[k].slot == i) {
+      if (count++ == 0) first_site = b.tma_loads[k].site;
+      total += b.tma_loads[k].bytes;
+    }
   if (count == 0) return;
   if (int64_t(total) > m.tx)
-    detail::fault_at(t, b.tma_loads[0].site,
+    detail::fault_at(t, first_site,
                      "the " + std::to_string(count) + " TMA load(s) in flight on the mbarrier at " +
                          where(m.addr) + " deliver " + std::to_string(total) +
                          " bytes, but its phase " + std::to_string(m.phase) + " expects " +
@@ -204,7 +208,6 @@ STRATA_SIM_NO_TSAN inline void mbarrier_init(void* bar, int count, const ::strat
   m.expected = m.pending = count;
   m.init_site = s;
   for (int k = 0; k < b.n; ++k) b.msp[size_t(slot) * size_t(b.n) + size_t(k)] = -2;
-  ++b.mbar_live;
   word = detail::kMbarrierTag | uint64_t(slot);
   detail::tsan_write(bar, 8);
   std::memcpy(bar, &word, 8);
@@ -220,7 +223,6 @@ STRATA_SIM_NO_TSAN inline void mbarrier_inval(void* bar, const ::strata::Site& s
                      "mbarrier.inval on the mbarrier at " + hopper_detail::where(bar) + " while " +
                          std::to_string(b.mbar[i].waiters) + " thread(s) wait on it");
   b.mbar[i] = MbarrierSlot{};
-  --b.mbar_live;
   detail::tsan_write(bar, 8);
   std::memset(bar, 0xFF, 8);
 }

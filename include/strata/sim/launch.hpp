@@ -48,8 +48,10 @@ inline bool prepare_worker(Block& b, dim3 grid, dim3 block, size_t smem, const O
   b.ids.assign(size_t(n), 0);
   b.warps.assign(size_t((n + 31) / 32), Warp{});
   b.reg_entry = o.entry_registers > 0 ? o.entry_registers : std::min(248, 65536 / n / 8 * 8);
-  b.mbar_seen.assign(size_t(kMaxMbarriers) * size_t(n), 0);
-  b.smem_stamps.assign((smem + 15) / 16, 0);
+  // resized, not refilled, every launch: mbarrier.init sets its slot's entries, and the stamps
+  // are cleared by run_block after a block that used them (Block::hopper_used)
+  b.mbar_seen.resize(size_t(kMaxMbarriers) * size_t(n));
+  b.smem_stamps.resize((smem + 15) / 16);
   if (b.wg_stages.size() < size_t((n + 31) / 32)) b.wg_stages.resize(size_t((n + 31) / 32));
   for (int i = 0; i < n; ++i) {
     Thread& t = b.th[size_t(i)];

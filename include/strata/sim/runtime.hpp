@@ -262,7 +262,6 @@ struct Block {
   bool defer_cp_async = true;
   // Hopper synchronisation objects (sim/barrier_state.hpp)
   MbarrierSlot mbar[kMaxMbarriers];
-  int mbar_live = 0;
   std::vector<int64_t> mbar_seen;  // [slot * n + thread]: the last phase each thread waited for
   NamedBarrier nbar[kNamedBarriers];
   std::vector<WgmmaStage> wg_stages;  // one per warp
@@ -882,7 +881,6 @@ STRATA_SIM_NO_TSAN inline bool run_block(Block& b) {
     for (auto& wg : b.wg_log)
       for (auto& e : wg) e.index = ~uint64_t(0);
     if (b.stp) std::memset(b.stp, 0, b.smem_stamps.size() * sizeof(uint64_t));
-    b.mbar_live = 0;
     for (auto& nb : b.nbar) nb = NamedBarrier{};
     b.hopper_used = false;
   }

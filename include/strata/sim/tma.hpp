@@ -102,7 +102,6 @@ STRATA_SIM_NO_TSAN STRATA_SIM_NO_TRAFFIC inline void tma_load(void* dst, const v
   ld.dst = d;
   ld.bytes = uint32_t(bytes);
   ld.slot = slot;
-  ld.phase = b.mbar[slot].phase;
   ld.map = m;
   ld.at = detail::TmaCoords{};
   for (int i = 0; i < Rank; ++i) ld.at.c[i] = coord[i];
