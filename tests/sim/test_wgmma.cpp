@@ -142,6 +142,18 @@ TEST_P(Wgmma, SsAndRsAgainstFp64ForTheKernelsN) {
   EXPECT_EQ(c.wgmma_flops, uint64_t(2) * 64 * 256 * kK);
 }
 
+// The shared-window address wgmma descriptors are decoded in: in the simulator, the offset into
+// the launch's dynamic shared memory (arch::smem_u32, what kernels build descriptors from).
+__global__ void smem_addresses(uint32_t* out) {
+  STRATA_DYNAMIC_SMEM(unsigned char, smem);
+  out[threadIdx.x] = arch::smem_u32(smem + 16 * threadIdx.x);
+}
+TEST_P(Wgmma, SharedAddressesAreArenaOffsets) {
+  std::vector<uint32_t> out(32);
+  ASSERT_TRUE(strata::launch(smem_addresses, dim3(1), dim3(32), 1024, 0, out.data()).ok());
+  for (uint32_t i = 0; i < 32; ++i) EXPECT_EQ(out[i], 16 * i);
+}
+
 // ------------------------------------------------------------------------------- faults
 // clang-format off
 #define MARK(name) constexpr int name = __LINE__ + 1
@@ -215,7 +227,7 @@ __global__ void operand_changed(float* out) {
 }
 
 MARK(kTmaIntoOperandLine);
-__global__ void tma_into_operand(const strata::tma::TensorMap* map, float* out) {
+__global__ void tma_into_operand(const strata::tma::TensorMap* map, int dst, float* out) {
   STRATA_WGMMA_SETUP();
   auto* bar = reinterpret_cast<uint64_t*>(smem + 32768);
   if (threadIdx.x == 0) arch::mbarrier_init(bar, 1);
@@ -226,9 +238,10 @@ __global__ void tma_into_operand(const strata::tma::TensorMap* map, float* out) 
   arch::wgmma_commit();
   if (threadIdx.x == 0) {
     arch::mbarrier_arrive_expect_tx(bar, 8192);
-    arch::tma_load_2d(smem + 16384, map, bar, 0, 0);  // refills B's stage under the op
+    arch::tma_load_2d(smem + dst, map, bar, 0, 0);  // 16384: refills B's stage under the op
   }
   arch::wgmma_wait<0>();
+  arch::mbarrier_wait(bar, 0);
   out[threadIdx.x] = acc.r[0];
 }
 
@@ -309,9 +322,8 @@ TEST_P(Wgmma, SharedOperandChangedBeforeTheWait) {
   expect_fault(strata::launch(operand_changed, dim3(1), dim3(128), kSmem, 0, g_out.data()),
                "changed before its wgmma.wait_group", kOperandChangedLine + 8);
 }
-TEST_P(Wgmma, TmaLoadIntoAnOperandInFlight) {
-  std::vector<uint16_t> g(64 * 64);
-  alignas(64) strata::tma::TensorMap map;
+strata::tma::TensorMap* tile_map_64x64(std::vector<uint16_t>& g) {
+  alignas(64) static strata::tma::TensorMap map;
   strata::tma::Tiled t;
   t.dtype = strata::tma::DataType::kBF16;
   t.rank = 2;
@@ -322,10 +334,25 @@ TEST_P(Wgmma, TmaLoadIntoAnOperandInFlight) {
   t.box_dim[0] = 64;
   t.box_dim[1] = 64;
   t.swizzle = strata::tma::Swizzle::k128B;
-  ASSERT_TRUE(strata::tma::encode_tiled(&map, t).ok());
-  expect_fault(
-      strata::launch(tma_into_operand, dim3(1), dim3(128), kSmem + 16, 0, &map, g_out.data()),
-      "still reads it", kTmaIntoOperandLine + 11);
+  EXPECT_TRUE(strata::tma::encode_tiled(&map, t).ok());
+  return &map;
+}
+// A stage between an in-flight SS op's A (bytes 0..8191) and B (16384..24575) is not read by it:
+// a pipeline may refill it (the sm_90 forward's K stage 0 lies between Q and K stage 1).
+TEST_P(Wgmma, TmaLoadBetweenTheOperandsOfAnOpInFlight) {
+  std::vector<uint16_t> g(64 * 64, 0);
+  const strata::Status s = strata::launch(tma_into_operand, dim3(1), dim3(128), kSmem + 16, 0,
+                                          tile_map_64x64(g), 8192, g_out.data());
+  EXPECT_TRUE(s.ok()) << s.message();
+}
+TEST_P(Wgmma, TmaLoadIntoAnOperandInFlight) {
+  std::vector<uint16_t> g(64 * 64);
+  expect_fault(strata::launch(tma_into_operand, dim3(1), dim3(128), kSmem + 16, 0,
+                              tile_map_64x64(g), 16384, g_out.data()),
+               "still reads it", kTmaIntoOperandLine + 11);
+  expect_fault(strata::launch(tma_into_operand, dim3(1), dim3(128), kSmem + 16, 0,
+                              tile_map_64x64(g), 0, g_out.data()),
+               "still reads it", kTmaIntoOperandLine + 11);  // into A
 }
 TEST_P(Wgmma, WarpsOfTheWarpgroupDisagree) {
   expect_fault(strata::launch(warps_disagree, dim3(1), dim3(128), kSmem, 0, g_out.data()),

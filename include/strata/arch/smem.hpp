@@ -27,6 +27,13 @@ STRATA_EXECUTOR_BEGIN
 STRATA_DEVICE uint32_t smem_u32(const void* p) {
   return static_cast<uint32_t>(__cvta_generic_to_shared(p));
 }
+#elif STRATA_SIM
+/// In the simulator: the byte offset of `p` in the launch's dynamic shared memory, the address
+/// space its wgmma descriptors are decoded in (dynamic shared memory starts at 0 there).
+STRATA_DEVICE uint32_t smem_u32(const void* p) {
+  return static_cast<uint32_t>(static_cast<const unsigned char*>(p) -
+                               ::strata::sim::detail::g_block->dyn.data());
+}
 #endif
 
 STRATA_EXECUTOR_END

@@ -156,6 +156,8 @@ struct SimEncoding {
 };
 static_assert(sizeof(SimEncoding) <= sizeof(TensorMap), "the simulator's encoding fits the map");
 
+STRATA_EXECUTOR_BEGIN  // its body differs between the executors: one copy per executor
+
 /// Fills `*map` for `t` (after validate): the driver's cuTensorMapEncodeTiled under nvcc, Strata's
 /// encoding in the simulator.
 inline Status encode_tiled(TensorMap* map, const Tiled& t) {
@@ -212,4 +214,5 @@ inline Status encode_tiled(TensorMap* map, const Tiled& t) {
 #endif
 }
 
+STRATA_EXECUTOR_END
 }  // namespace strata::tma

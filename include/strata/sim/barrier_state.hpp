@@ -65,7 +65,7 @@ inline constexpr int kMaxTmaLoads = 256;
 struct TmaLoad {
   unsigned char* dst = nullptr;
   uint32_t bytes = 0;
-  int slot = 0;       ///< the mbarrier it completes transaction bytes on
+  int slot = 0;  ///< the mbarrier it completes transaction bytes on
   tma::SimEncoding map{};
   TmaCoords at{};
   ::strata::Site site{};
@@ -113,7 +113,7 @@ struct WgmmaStage {
   float old[32][128];  ///< what each lane's accumulators hold for the op (a pending chain's values)
   float out[32][128];
   uint64_t print = 0;  ///< the completed op's operand fingerprint and extent
-  const unsigned char *lo = nullptr, *hi = nullptr;
+  const unsigned char *lo[2] = {}, *hi[2] = {};  ///< extents of A and B (WgmmaFootprint)
 };
 
 /// The first warp's view of a warpgroup's op number `index`, which the other three must match.
@@ -125,7 +125,9 @@ struct WgmmaLogEntry {
 
 /// Shared bytes a wgmma in flight reads: a TMA load into them is a fault.
 struct WgmmaFootprint {
-  const unsigned char *lo = nullptr, *hi = nullptr;
+  /// The extents of the shared operands, [lo, hi) each: [0] A (null for RS), [1] B. Two, not
+  /// their hull: a pipeline refills a stage that lies between an in-flight op's A and B.
+  const unsigned char *lo[2] = {}, *hi[2] = {};
   const void* owner = nullptr;  ///< the lane 0 that issued it
   uint64_t serial = 0;          ///< its PendingWgmma::serial
   ::strata::Site site{};

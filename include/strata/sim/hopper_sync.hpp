@@ -174,6 +174,22 @@ STRATA_SIM_NO_TSAN inline void update(Thread& t, int i, int arrivals, int64_t tx
   }
 }
 
+/// After an arrival (mbarrier.arrive, bar.arrive) that released waiting threads, the arriving
+/// thread steps aside and they run before it goes on. Hardware may run them that early; a kernel
+/// that releases a resource before it is done with it (a stage its wgmma still reads, a buffer
+/// it still writes) then meets the waiter's next access to it, which the simulator checks.
+/// Three rounds of the run queue: a released producer passes its wait, meets its warp in
+/// elect.sync, and its elected lane issues the copy before the arriving thread resumes.
+STRATA_SIM_NO_TSAN inline void yield_to_released(Thread& t, int runnable_before) {
+  Block& b = *detail::g_block;
+  if (b.rq_count <= runnable_before) return;
+  for (int round = 0; round < 3 && b.rq_count > 0; ++round) {
+    t.st = ThreadState::kRunnable;
+    detail::rq_push(b, int(&t - b.tp));
+    detail::switch_out(t);
+  }
+}
+
 }  // namespace hopper_detail
 
 // ------------------------------------------------------------------------------- mbarrier
@@ -236,8 +252,10 @@ STRATA_SIM_NO_TSAN inline void mbarrier_arrive(void* bar, int count, uint32_t tx
   if (count < 1 || count > (1 << 20) - 1)
     detail::fault_at(t, s,
                      "mbarrier.arrive count " + std::to_string(count) + " outside [1, 2^20 - 1]");
+  const int runnable = detail::g_block->rq_count;
   hopper_detail::update(t, i, count, int64_t(tx),
                         tx ? "mbarrier.arrive.expect_tx" : "mbarrier.arrive", s);
+  hopper_detail::yield_to_released(t, runnable);
 }
 
 /// mbarrier.expect_tx: `tx` more bytes before the current phase can complete.
@@ -344,6 +362,7 @@ STRATA_SIM_NO_TSAN inline void named_barrier(int id, int count, bool sync,
   nb.warp_lanes[t.warp] |= 1u << t.lane;
   t.nbar_arrived[id] = nb.phase + 1;
   const uint32_t my_phase = nb.phase;
+  const int runnable = b.rq_count;  // before this arrival releases anyone
   detail::tsan_release(&nb.tsan[my_phase & 3]);
   if (sync) {
     t.st = ThreadState::kAtNamedBarrier;
@@ -380,6 +399,8 @@ STRATA_SIM_NO_TSAN inline void named_barrier(int id, int count, bool sync,
     detail::switch_out(t);
     t.wait_obj = -1;
     detail::tsan_acquire(&nb.tsan[my_phase & 3]);
+  } else {
+    hopper_detail::yield_to_released(t, runnable);
   }
 }
 

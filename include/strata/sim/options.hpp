@@ -74,6 +74,10 @@ struct Options {
   /// (sim/hopper_sync.hpp). 0: what ptxas gives a kernel with __launch_bounds__(threads, 1),
   /// 65536 / threads rounded down to a multiple of 8, at most 248 (168 for FA3's 384 threads).
   int entry_registers = 0;
+  /// The compute capability (major x 10 + minor) the simulated device reports to the API's
+  /// dispatch: 80 runs the sm_80 kernels, 90 the sm_90a ones where a launcher has them
+  /// (api::flash_fwd). STRATA_SIM_ARCH sets it.
+  int device_arch = 80;
   /// Set when an environment variable was malformed: every launch then fails with this text.
   std::string env_error;
 };
@@ -93,6 +97,13 @@ inline Options load_options_from_env() {
       o.env_error = std::string("STRATA_SIM_WORKERS='") + s + "' is not an integer in [1, 256]";
     else
       o.workers = unsigned(w);
+  }
+  if (const char* s = std::getenv("STRATA_SIM_ARCH"); s && *s) {
+    const std::string a = s;
+    if (a == "80" || a == "90")
+      o.device_arch = std::stoi(a);
+    else
+      o.env_error = "STRATA_SIM_ARCH='" + a + "' is not 80 or 90";
   }
   if (const char* s = std::getenv("STRATA_SIM_STACK_KB"); s && *s) {
     char* end = nullptr;

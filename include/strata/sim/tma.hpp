@@ -86,7 +86,7 @@ STRATA_SIM_NO_TSAN STRATA_SIM_NO_TRAFFIC inline void tma_load(void* dst, const v
   }
   for (int k = 0; k < b.n_wg_fp; ++k) {
     const detail::WgmmaFootprint& o = b.wg_fp[k];
-    if (d < o.hi && o.lo < d + bytes)
+    if ((d < o.hi[0] && o.lo[0] < d + bytes) || (d < o.hi[1] && o.lo[1] < d + bytes))
       detail::fault_at(t, s,
                        std::string(op) + " into " + hopper_detail::where(d) + " (" +
                            std::to_string(bytes) + " bytes) while the wgmma issued at " +

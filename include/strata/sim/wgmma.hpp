@@ -131,23 +131,26 @@ STRATA_SIM_NO_TSAN inline void for_each_operand(Thread& t, uint64_t desc, int tr
     for (int k = 0; k < 16; ++k) f(row0 + r, k, base + off[r * 16 + k]);
 }
 
-/// Fingerprint and extent of the shared operand bytes of a warp's op (A rows row0.., B).
+/// Fingerprint of the shared operand bytes of a warp's op (A rows row0.., B) and the extent of
+/// each operand (`which`: 0 A, 1 B).
 struct Footprint {
   uint64_t print = 0xcbf29ce484222325ull;
-  const unsigned char *lo = nullptr, *hi = nullptr;
-  void add(const unsigned char* p) {
+  const unsigned char *lo[2] = {}, *hi[2] = {};
+  // not seen by ThreadSanitizer, like every operand read of the emulation (wgmma_fn): the
+  // hazards of wgmma's asynchronous reads are the simulator's own checks
+  STRATA_SIM_NO_TSAN void add(const unsigned char* p, int which) {
     print = (print ^ (uint64_t(p[0]) | uint64_t(p[1]) << 8)) * 0x100000001b3ull;
-    lo = !lo || p < lo ? p : lo;
-    hi = !hi || p + 2 > hi ? p + 2 : hi;
+    lo[which] = !lo[which] || p < lo[which] ? p : lo[which];
+    hi[which] = !hi[which] || p + 2 > hi[which] ? p + 2 : hi[which];
   }
 };
 STRATA_SIM_NO_TSAN inline Footprint footprint(Thread& t, const detail::PendingWgmma& p, int n) {
   Footprint fp;
   if (p.desc_a)
     for_each_operand(t, p.desc_a, p.trans_a, p.row0, 16, "A",
-                     [&](int, int, const unsigned char* q) { fp.add(q); });
+                     [&](int, int, const unsigned char* q) STRATA_SIM_NO_TSAN { fp.add(q, 0); });
   for_each_operand(t, p.desc_b, p.trans_b, 0, n, "B",
-                   [&](int, int, const unsigned char* q) { fp.add(q); });
+                   [&](int, int, const unsigned char* q) STRATA_SIM_NO_TSAN { fp.add(q, 1); });
   return fp;
 }
 
@@ -179,8 +182,8 @@ STRATA_SIM_NO_TSAN STRATA_SIM_NO_TRAFFIC inline void wgmma_fn(Thread* lanes, uns
   D::Footprint fp;
   Block& b = *detail::g_block;
   // the async proxy reads shared memory: stmatrix writes need a fence.proxy.async since
-  auto read = [&](const unsigned char* p) {
-    fp.add(p);
+  auto read = [&](const unsigned char* p, int which) STRATA_SIM_NO_TSAN {
+    fp.add(p, which);
     const uintptr_t a = reinterpret_cast<uintptr_t>(p);
     if (b.stp) {
       const uint64_t stamp = b.stp[(a - detail::g_smem_lo) / 16];
@@ -198,7 +201,8 @@ STRATA_SIM_NO_TSAN STRATA_SIM_NO_TRAFFIC inline void wgmma_fn(Thread* lanes, uns
   };
   if (!op.rs) {
     D::for_each_operand(first, op.desc_a, op.trans_a, 16 * w, 16, "A",
-                        [&](int r, int k, const unsigned char* p) { A[r - 16 * w][k] = read(p); });
+                        [&](int r, int k, const unsigned char* p)
+                            STRATA_SIM_NO_TSAN { A[r - 16 * w][k] = read(p, 0); });
   } else {
     for (int l = 0; l < 32; ++l)  // the A-register map (arch/wgmma_layout.hpp: a_row, a_col)
       for (int v = 0; v < 8; ++v) {
@@ -208,10 +212,10 @@ STRATA_SIM_NO_TSAN STRATA_SIM_NO_TRAFFIC inline void wgmma_fn(Thread* lanes, uns
       }
   }
   D::for_each_operand(first, op.desc_b, op.trans_b, 0, n, "B",
-                      [&](int r, int k, const unsigned char* p) { B[r][k] = read(p); });
+                      [&](int r, int k, const unsigned char* p)
+                          STRATA_SIM_NO_TSAN { B[r][k] = read(p, 1); });
   st.print = fp.print;
-  st.lo = fp.lo;
-  st.hi = fp.hi;
+  for (int i = 0; i < 2; ++i) st.lo[i] = fp.lo[i], st.hi[i] = fp.hi[i];
   // C = A B^T over the warp's 16 rows, in double (exact products; independent accumulators
   // along N, so the compiler vectorises), then each lane's accumulator added and rounded once
   wgmma_detail::OffsetCache& scratch = wgmma_detail::worker_scratch();
@@ -323,7 +327,11 @@ STRATA_SIM_NO_TSAN inline void wgmma(float (&acc)[N / 2], bool bf16, uint64_t de
       detail::fault_at(t, s,
                        "more than " + std::to_string(detail::kMaxWgmmaFootprints) +
                            " wgmmas in flight in one block (the simulator's limit)");
-    b.wg_fp[b.n_wg_fp++] = detail::WgmmaFootprint{st.lo, st.hi, &t, p.serial, s};
+    detail::WgmmaFootprint& f = b.wg_fp[b.n_wg_fp++];
+    for (int i = 0; i < 2; ++i) f.lo[i] = st.lo[i], f.hi[i] = st.hi[i];
+    f.owner = &t;
+    f.serial = p.serial;
+    f.site = s;
   }
   t.wg_pending.push_back(p);
   std::memset(acc, 0xFF, sizeof(float) * (N / 2));  // NaN until the wait
