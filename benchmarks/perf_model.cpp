@@ -314,6 +314,30 @@ double issue_per_pair(const std::string& budget, const char* arch, Pass pass, in
                    : issue_per_pair<128>(budget, arch, pass, m);
 }
 
+/// Registers at entry of Strata's bf16 sm_90a forward (what ptxas reports for a kernel whose
+/// warpgroups then trade registers with setmaxnreg), from the budget.
+int registers_at_entry(const std::string& budget, int d) {
+  const std::string policy = "strata::attention::cuda_v1::VanillaAttention";
+  return registers(budget,
+                   "void strata::attention::cuda_v1::flash_fwd_sm90_kernel<__nv_bfloat16, " +
+                       std::to_string(d) + ", " + policy +
+                       ">(strata::attention::FlashFwdSm90Params, " + policy + ")",
+                   "sm_90a");
+}
+
+// The model's configuration of Strata's sm_90a forward is its kernel's.
+template <int D>
+constexpr bool sm90_config_is_the_kernels() {
+  using Tr = att::FlashFwdSm90Traits<D>;
+  constexpr cost::WgmmaFwdConfig c = cost::strata_sm90_forward_config(D);
+  return c.bm == Tr::kBlockM && c.bn == Tr::kBlockN && c.consumer_wgs == Tr::kConsumerWGs &&
+         c.threads() == Tr::kThreads && c.pv_rs &&
+         cost::wgmma_forward_tile(D, c).mma * 4096 == double(Tr::kFlopsPerTilePair) &&
+         cost::wgmma_forward_smem(D, c) + 8 * Tr::kBarriers + 1024 == int(Tr::kSmemBytes);
+}
+static_assert(sm90_config_is_the_kernels<64>() && sm90_config_is_the_kernels<96>() &&
+              sm90_config_is_the_kernels<128>());
+
 template <int D>
 void resources(const std::string& budget, const char* arch, Pass pass,
                std::vector<cost::BlockResources>& out) {
@@ -477,6 +501,50 @@ int main(int argc, char** argv) {
               cost::bound(*sm, fa2, 1, ours.dram, ours.flops));
         }
       }
+
+  // Hopper's wgmma forward: Strata's flash_fwd_sm90 beside FlashAttention-3's tile
+  // configurations, both counted from their tile shapes (cost::wgmma_forward_tile). The
+  // simulator checks Strata's tensor term: its wgmma FLOPs per tile pair are the model's
+  // (tests/kernels/test_flash_fwd_sm90.cpp, WgmmaWorkIsTheVisitedTilePairs).
+  std::printf(
+      "\nHopper forward on the wgmma path (%s: tensor at 4096 FLOP/clk/SM; smem at 128 B/clk/SM "
+      "counting every wgmma shared-memory operand, TMA write and P / O staging, an assumption: "
+      "NVIDIA publishes no figure for wgmma's operand path). No issue term (neither kernel's "
+      "SASS main loop is counted here); registers at entry: Strata's from its ptxas budget, "
+      "FlashAttention-3's the cap of its __launch_bounds__(threads, 1). Both kernels overlap "
+      "softmax and GEMMs; the model assumes perfect overlap and no latency. A ceiling, not a "
+      "prediction:\n\n"
+      "| d | causal | kernel | tile | PV | blocks/SM | tensor ms | smem ms | sfu ms | dram ms | "
+      "limit | ceiling TFLOP/s |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+      cost::kH100Wgmma.name);
+  for (const int d : {64, 96, 128})
+    for (const bool causal : {false, true}) {
+      const int64_t heads = 2048 / d;
+      const double bh = double(batch * heads);
+      const double flops = cost::attention_forward_flops(batch, T, heads, d, causal);
+      const double dram = bh * double(T) * (4.0 * d * 2 + 4);
+      for (const bool fa3 : {false, true}) {
+        const cost::WgmmaFwdConfig c =
+            fa3 ? cost::fa3_forward_config(d, causal) : cost::strata_sm90_forward_config(d);
+        const double pairs = bh * cost::tile_pairs(T, c.bm, c.bn, causal);
+        const double tiles = bh * double((T + c.bm - 1) / c.bm);
+        const cost::TileWork pair = cost::wgmma_forward_tile(d, c);
+        const cost::TileWork epi = cost::wgmma_forward_epilogue(d, c);
+        cost::TileWork work;
+        work.mma = pair.mma * pairs;
+        work.smem_wavefronts = pair.smem_wavefronts * pairs + epi.smem_wavefronts * tiles;
+        work.sfu = pair.sfu * pairs;
+        const cost::Bound b = cost::bound(cost::kH100Wgmma, work, 1, dram, flops);
+        // FlashAttention-3's registers at entry: the cap of __launch_bounds__(threads, 1)
+        const int regs = fa3 ? 65536 / c.threads() / 8 * 8 : registers_at_entry(budget, d);
+        const cost::BlockResources res{c.threads(), regs, cost::wgmma_forward_smem(d, c)};
+        std::printf(
+            "| %d | %s | %s | %d x %d | %s | %s | %.3f | %.3f | %.3f | %.3f | %s | %.0f |\n", d,
+            causal ? "yes" : "no", fa3 ? "FlashAttention-3" : "Strata sm_90a", c.bm, c.bn,
+            c.pv_rs ? "RS" : "SS", occupancy(cost::kH100Wgmma, {res}).c_str(), b.tensor_s * 1e3,
+            b.smem_s * 1e3, b.sfu_s * 1e3, b.dram_s * 1e3, b.limit, b.tflops);
+      }
+    }
 
   // The fused variants beside vanilla attention: the same kernels through each variant's policy,
   // with one more unit: the L2, which every global sector a block moves passes through (the A100

@@ -6,6 +6,8 @@
 #   bench_flash_gpu   the flash forward/backward benchmarks (CUDA events, L2 flushed)
 #   bench_decode_gpu  the paged decode benchmarks
 #   bench_variants_gpu  the fused variants (ResFormer, Gated Attention, MEA) beside vanilla
+#   flash_check_gpu   the flash forward against fp64 through the dispatch and, on an H100, the
+#                     sm_90a kernel explicitly (tests/kernels/flash_check.cpp)
 # into OUT (default build-gpu/), with Google Benchmark's shared library beside them (rpath
 # $ORIGIN), so that the folder runs on a machine without it; well under 60 MB.
 #
@@ -51,6 +53,7 @@ build layer_stack_gpu -x cu -I"$repo/tests/variants" "$repo/examples/layer_stack
 build bench_flash_gpu "$repo/benchmarks/bench_flash_gpu.cu" -lbenchmark -lpthread
 build bench_variants_gpu "$repo/benchmarks/bench_variants_gpu.cu" -lbenchmark -lpthread
 build bench_decode_gpu "$repo/benchmarks/bench_decode_gpu.cu" -lbenchmark -lpthread
+build flash_check_gpu -x cu -I"$repo/tests/kernels" "$repo/tests/kernels/flash_check.cpp"
 for p in "${pids[@]}"; do wait "$p"; done
 
 # Google Benchmark's shared library travels with the binaries.

@@ -4,7 +4,9 @@
 #   1. binaries: the bundle scripts/build_gpu.sh left in build-gpu/ (built here, carried over),
 #      or, without one, the same build on this machine with all its cores;
 #   2. correctness on the GPU: every method's stack forward and backward against fp64
-#      (layer_stack_gpu: Depth-Attention, ResFormer/SVFormer, ExoFormer, MEA, Gated Attention);
+#      (layer_stack_gpu: Depth-Attention, ResFormer/SVFormer, ExoFormer, MEA, Gated Attention),
+#      and the flash forward through the dispatch and, on an H100, the sm_90a kernel
+#      (flash_check_gpu);
 #   3. compute-sanitizer memcheck and racecheck on the same small stacks (every kernel family
 #      they launch: token-local passes, flash forward, backward preprocess, dQ, dK/dV);
 #   4. benchmarks: Strata's flash forward and backward (deterministic and fast mode) at 1k-16k
@@ -54,6 +56,7 @@ nvidia-smi --query-gpu=clocks.max.sm,clocks.max.mem,power.limit,memory.total --f
   sed 's/^/gpu_check: max SM clock, max memory clock, power limit, memory: /'
 usable() {  # the bundle's binaries exist and load here (a bundle built on another system may not)
   [ -x "$bundle/layer_stack_gpu" ] && [ -x "$bundle/bench_flash_gpu" ] &&
+    [ -x "$bundle/flash_check_gpu" ] &&
     [ -x "$bundle/bench_variants_gpu" ] && [ -x "$bundle/bench_decode_gpu" ] &&
     "$bundle/bench_variants_gpu" --benchmark_list_tests=true >/dev/null 2>&1 &&
     { ! command -v cuobjdump >/dev/null 2>&1 ||  # and hold SASS for this GPU (sm_90a for sm_90)
@@ -67,12 +70,17 @@ fi
 
 phase "correctness: every method's stack against fp64 on the GPU"
 step correctness 45 "$bundle/layer_stack_gpu"
+phase "correctness: the flash forward against fp64 (the sm_90a kernel on an H100)"
+step flash-check 60 "$bundle/flash_check_gpu"
 
 if command -v compute-sanitizer >/dev/null 2>&1; then
   phase "compute-sanitizer memcheck"
   step memcheck 70 compute-sanitizer --tool memcheck --error-exitcode 9 "$bundle/layer_stack_gpu"
   phase "compute-sanitizer racecheck"
   step racecheck 80 compute-sanitizer --tool racecheck --error-exitcode 9 "$bundle/layer_stack_gpu"
+  phase "compute-sanitizer memcheck and racecheck of the flash forward (sm_90a on an H100)"
+  step flash-memcheck 90 compute-sanitizer --tool memcheck --error-exitcode 9 "$bundle/flash_check_gpu" --quick
+  step flash-racecheck 120 compute-sanitizer --tool racecheck --error-exitcode 9 "$bundle/flash_check_gpu" --quick
 else
   echo "gpu_check: compute-sanitizer is not installed: sanitizer steps skipped"
   failed+=("sanitizer-missing")

@@ -94,4 +94,55 @@ TEST(PerfModel, TheBoundPicksTheSlowestUnit) {
   EXPECT_NEAR(d.seconds, 1.0, 1e-12);
 }
 
+TEST(PerfModel, WgmmaPeakIsTheH100Datasheets) {
+  // 989 TFLOP/s dense bf16 = 4096 FLOP/clk/SM x 132 SMs x 1.83 GHz
+  EXPECT_NEAR(kH100Wgmma.tensor_flop_per_clk * kH100Wgmma.sms * kH100Wgmma.clock_ghz * 1e-3, 989.0,
+              1.0);
+}
+
+TEST(PerfModel, FlashAttention3ConfigurationsFromItsSource) {
+  // hopper/tile_size.h: {kBlockM, kBlockN, MmaPV_is_RS}
+  const auto d64 = fa3_forward_config(64, false), d64c = fa3_forward_config(64, true);
+  EXPECT_EQ(d64.bm, 192);
+  EXPECT_EQ(d64.bn, 192);
+  EXPECT_FALSE(d64.pv_rs);
+  EXPECT_EQ(d64c.bn, 128);
+  EXPECT_TRUE(d64c.pv_rs);
+  const auto d96 = fa3_forward_config(96, false);
+  EXPECT_EQ(d96.bm, 192);
+  EXPECT_EQ(d96.bn, 144);
+  EXPECT_FALSE(d96.pv_rs);
+  const auto d128 = fa3_forward_config(128, false), d128c = fa3_forward_config(128, true);
+  EXPECT_EQ(d128.bm, 128);
+  EXPECT_EQ(d128.bn, 176);
+  EXPECT_TRUE(d128.pv_rs);
+  EXPECT_EQ(d128c.bn, 128);
+  for (int d : {64, 96, 128})
+    for (bool causal : {false, true}) {
+      const auto c = fa3_forward_config(d, causal);
+      EXPECT_EQ(c.consumer_wgs, c.bm / 64);
+      // every configuration fits an H100's shared memory (FA3 sizes its tiles to)
+      EXPECT_LE(wgmma_forward_smem(d, c), 227 * 1024) << d << " " << causal;
+    }
+}
+
+TEST(PerfModel, WgmmaWorkPerTileByHand) {
+  // Strata's d = 128: two warpgroups; S: 8 k-steps of A 2 KB + B 4 KB; P V (RS): 8 k-steps of
+  // B 4 KB; the TMA writes of K and V, 64 KB
+  const auto c = strata_sm90_forward_config(128);
+  const TileWork w = wgmma_forward_tile(128, c);
+  EXPECT_DOUBLE_EQ(w.mma, 4.0 * 128 * 128 * 128 / 4096);
+  EXPECT_DOUBLE_EQ(w.smem_wavefronts, (2 * (8 * 6144.0 + 8 * 4096.0) + 65536.0) / 128);
+  EXPECT_DOUBLE_EQ(w.sfu, 128.0 * 128 + 128);
+  // SS P V adds A (64 x 16) per k-step and P's write
+  WgmmaFwdConfig ss = c;
+  ss.pv_rs = false;
+  EXPECT_DOUBLE_EQ(wgmma_forward_tile(128, ss).smem_wavefronts - w.smem_wavefronts,
+                   2 * (8 * 2048.0 + 64.0 * 128 * 2) / 128);
+  // FA3 stages O through shared memory (a write, a read) besides Q's TMA write
+  EXPECT_DOUBLE_EQ(wgmma_forward_epilogue(128, fa3_forward_config(128, true)).smem_wavefronts,
+                   3.0 * 128 * 128 * 2 / 128);
+  EXPECT_DOUBLE_EQ(wgmma_forward_epilogue(128, c).smem_wavefronts, 128.0 * 128 * 2 / 128);
+}
+
 }  // namespace

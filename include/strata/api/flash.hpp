@@ -12,6 +12,7 @@
 #include <string>
 
 #include "strata/api/dispatch.hpp"
+#include "strata/api/flash_sm90.hpp"
 #include "strata/attention/flash_bwd.cuh"
 #include "strata/attention/flash_fwd.cuh"
 #include "strata/launch.hpp"
@@ -212,12 +213,38 @@ STRATA_EXECUTOR_BEGIN
 /// none. An empty problem (total_q = 0) launches nothing.
 /// `var` is the variant policy (attention/variant.hpp); a variant's own fields are checked by its
 /// API before it calls this.
+/// Which kernel: the sm_90a one (attention/flash_fwd_sm90.cuh) where the device runs sm_90a code
+/// (sim::Options::device_arch = 90 in the simulator), the variant loads its tiles as stored
+/// (attention::Sm90Variant) and its TMA maps describe `p` (strides, the K/V extent of a packed
+/// batch from cu_seqlens_k_host); the sm_80 one otherwise, on every device.
 template <class Variant>
 Status flash_fwd(const FlashFwdParams& p, const Variant& var, cudaStream_t stream = 0) {
   if (Status s = validate(p); !s.ok()) return s;
   if (p.total_q == 0 || p.seqlen_q == 0) return Status::Ok();
+  if constexpr (attention::Sm90Variant<Variant>::value) {
+    // refusals come before any launch: Unsupported (no sm_90a here) or InvalidArgument (the
+    // TMA path cannot describe p) fall back to the sm_80 kernel, anything else is the result
+    const Status s = detail::run_fwd_sm90(p, var, stream, FlashFwdSm90Options{});
+    if (s.code() != StatusCode::kUnsupported && s.code() != StatusCode::kInvalidArgument) return s;
+  }
   return detail::with_dtype_and_head_dim(
       p.dtype, p.d, [&]<class T, int D>() { return detail::launch_fwd<T, D>(p, var, stream); });
+}
+/// Forward on the sm_90a kernel only: the same problem and results as flash_fwd, for variants
+/// whose tiles are loaded as stored (attention::Sm90Variant). Refused with a Status, nothing
+/// written: what validate(p) refuses; a packed batch without cu_seqlens_k_host; operands whose
+/// strides no TMA map describes (InvalidArgument naming the operand); a device that does not run
+/// sm_90a code (Unsupported).
+template <class Variant>
+Status flash_fwd_sm90(const FlashFwdParams& p, const Variant& var, cudaStream_t stream = 0,
+                      const FlashFwdSm90Options& opt = {}) {
+  if (Status s = validate(p); !s.ok()) return s;
+  if (p.total_q == 0 || p.seqlen_q == 0) return Status::Ok();
+  return detail::run_fwd_sm90(p, var, stream, opt);
+}
+inline Status flash_fwd_sm90(const FlashFwdParams& p, cudaStream_t stream = 0,
+                             const FlashFwdSm90Options& opt = {}) {
+  return flash_fwd_sm90(p, attention::VanillaAttention{}, stream, opt);
 }
 inline Status flash_fwd(const FlashFwdParams& p, cudaStream_t stream = 0) {
   return flash_fwd(p, attention::VanillaAttention{}, stream);

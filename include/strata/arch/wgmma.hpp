@@ -93,6 +93,22 @@ STRATA_DEVICE void wgmma_fence_operand(WgmmaAcc<N>& acc) {
 #endif
 }
 
+/// The same for the A registers of an RS wgmma (`K` k16 steps of 4 registers), so that the code
+/// computing them (P from S) is not sunk past wgmma_fence, where ptxas would have to inject a
+/// warpgroup.arrive (C7519).
+template <int K>
+STRATA_DEVICE void wgmma_fence_operand(uint32_t (&a)[K][4]) {
+#if STRATA_DEVICE_PASS
+  STRATA_UNROLL
+  for (int k = 0; k < K; ++k) {
+    STRATA_UNROLL
+    for (int i = 0; i < 4; ++i) asm volatile("" : "+r"(a[k][i])::"memory");
+  }
+#else
+  (void)a;
+#endif
+}
+
 namespace wgmma_detail {
 /// True for __nv_bfloat16 inputs, false for __half (the two types wgmma takes here).
 template <class T>

@@ -192,6 +192,14 @@ struct VanillaAttention {
 
 STRATA_EXECUTOR_END
 
+/// Whether variant V runs on the sm_90a forward (attention/flash_fwd_sm90.cuh): TMA loads Q, K
+/// and V as stored, so a variant that overrides a tile-load hook (or needs kRawVTiles = 2) must
+/// not; its mask, logit and store_o hooks run there as in the sm_80 kernel. A derived variant is
+/// not on it until it says so: specialise to true_type for one whose loads are
+/// VanillaAttention's (OutputGate, MeaOutputAttention).
+template <class V>
+struct Sm90Variant : std::is_same<V, VanillaAttention> {};
+
 /// The compile-time conformance check of a variant policy for storage type T and head dim D:
 /// every hook present with the signature the kernels call, and the policy trivially copyable
 /// (it travels as a kernel argument).

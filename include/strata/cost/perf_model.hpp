@@ -56,6 +56,15 @@ inline constexpr SmSpec kA100{"A100-SXM4-80GB", 108,  1.41,  2048, 128, 16, 2039
 inline constexpr SmSpec kH100{
     "H100-SXM5 (mma.sync)", 132, 1.83, 2048, 128, 16, 3350, 228 * 1024, 1024, 65536, 2048, 32};
 
+/// H100 SXM5 (sm_90a) on the wgmma path: the same SM, with the tensor cores at wgmma's 4096
+/// FLOP/clk/SM (989 TFLOP/s dense bf16 / (132 SMs x 1.83 GHz), NVIDIA's H100 datasheet). wgmma
+/// reads its shared-memory operands (A of an SS op, B always) through the SM's shared memory,
+/// which the model charges at the same 128 B/clk as any other access: NVIDIA publishes no
+/// separate figure for that path, so the smem column of a wgmma row is an assumption, not a
+/// measurement.
+inline constexpr SmSpec kH100Wgmma{"H100-SXM5 (wgmma)", 132,  1.83,  4096, 128, 16, 3350,
+                                   228 * 1024,          1024, 65536, 2048, 32};
+
 /// What a block of a kernel holds on an SM.
 struct BlockResources {
   int threads;
@@ -196,6 +205,71 @@ constexpr TileWork fa2_forward_epilogue(int d, const Fa2Config& c) {
 constexpr TileWork fa2_backward_epilogue(int d, const Fa2Config& c) {
   TileWork w;
   w.smem_wavefronts = 2 * 2.0 * c.bn * d * 2 / 128;
+  return w;
+}
+
+// ----------------------------------------------------------------- wgmma forward kernels
+
+/// A warp-specialised wgmma forward (FlashAttention-3's structure, Strata's flash_fwd_sm90): a
+/// producer warp loads by TMA, `consumer_wgs` warpgroups of 64 query rows each compute S = Q K^T
+/// (SS: Q and K from shared memory) and O += P V, with P from registers (`pv_rs`) or staged
+/// through shared memory; the epilogue writes O from registers or through shared memory
+/// (`o_via_smem`: stmatrix, then a TMA store).
+struct WgmmaFwdConfig {
+  int bm, bn, consumer_wgs;
+  bool pv_rs;
+  bool o_via_smem;
+  constexpr int threads() const { return 128 * (1 + consumer_wgs); }
+};
+
+/// Strata's flash_fwd_sm90 (attention::FlashFwdSm90Traits): 128 x 128 tiles, two consumer
+/// warpgroups, P V as RS, O stored from registers, at every head dim.
+constexpr WgmmaFwdConfig strata_sm90_forward_config(int /*d*/) {
+  return WgmmaFwdConfig{128, 128, 2, true, false};
+}
+
+/// FlashAttention-3's forward tiles for 2-byte types (hopper/tile_size.h, tile_size_fwd_sm90 at
+/// Dao-AILab/flash-attention@07602adc, headdim_v = headdim, not local, no paged KV):
+/// d <= 64: 192 x 192 with P V as SS, causal 192 x 128 with RS; d <= 96: 192 x 144, SS;
+/// d <= 128: 128 x 176, causal 128 x 128, RS. kBlockM / 64 consumer warpgroups; O through shared
+/// memory and a TMA store (hopper/epilogue_fwd.hpp).
+constexpr WgmmaFwdConfig fa3_forward_config(int d, bool causal) {
+  if (d <= 64)
+    return causal ? WgmmaFwdConfig{192, 128, 3, true, true}
+                  : WgmmaFwdConfig{192, 192, 3, false, true};
+  if (d <= 96) return WgmmaFwdConfig{192, 144, 3, false, true};
+  return WgmmaFwdConfig{128, causal ? 128 : 176, 2, true, true};
+}
+
+/// Shared memory a wgmma forward block holds: Q, two stages of K and V (FA3 keeps two; Strata
+/// too) and P where P V is SS. FA3's O staging overlaps the V stages (hopper/
+/// flash_fwd_kernel_sm90.h, SharedStorage: "smem_o to overlap with smem_v"), so it adds nothing.
+constexpr int wgmma_forward_smem(int d, const WgmmaFwdConfig& c) {
+  return (c.bm + 4 * c.bn) * d * 2 + (c.pv_rs ? 0 : c.bm * c.bn * 2);
+}
+
+/// Work of one (query tile, key tile) pair of a wgmma forward. Tensor work in mma.sync-sized
+/// units (4096 FLOP; TileWork::mma): 4 bm bn d FLOP. Shared memory: per consumer warpgroup and
+/// k16 step of S, A (64 x 16) and B (bn x 16) read by the SS wgmma; per k16 step of P V, B
+/// (d x 16), plus A (64 x 16) and the write of P when P V is SS; and the TMA writes of the K and
+/// V tiles. SFU: one exp2 per score and one rescale per row.
+constexpr TileWork wgmma_forward_tile(int d, const WgmmaFwdConfig& c) {
+  TileWork w;
+  w.mma = 4.0 * c.bm * c.bn * d / 4096;
+  const double per_wg_s = double(d / 16) * (64 * 16 * 2 + c.bn * 16 * 2);
+  const double per_wg_pv = double(c.bn / 16) * (d * 16 * 2 + (c.pv_rs ? 0 : 64 * 16 * 2)) +
+                           (c.pv_rs ? 0 : 64.0 * c.bn * 2);
+  const double tma = 2.0 * c.bn * d * 2;
+  w.smem_wavefronts = (c.consumer_wgs * (per_wg_s + per_wg_pv) + tma) / 128;
+  w.sfu = double(c.bm) * c.bn + c.bm;
+  return w;
+}
+
+/// Per query tile: the TMA write of Q, and FA3's O staged through shared memory (a write by
+/// stmatrix, a read by the TMA store).
+constexpr TileWork wgmma_forward_epilogue(int d, const WgmmaFwdConfig& c) {
+  TileWork w;
+  w.smem_wavefronts = (double(c.bm) * d * 2 * (c.o_via_smem ? 3 : 1)) / 128;
   return w;
 }
 

@@ -591,3 +591,8 @@ __global__ void __launch_bounds__(Threads)
 
 STRATA_EXECUTOR_END
 }  // namespace strata::variants
+
+/// GroupNorm acts in store_o only (K' and V' are composed before the attention): the sm_90a
+/// forward runs it.
+template <>
+struct strata::attention::Sm90Variant<strata::variants::MeaOutputAttention> : std::true_type {};

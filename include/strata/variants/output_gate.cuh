@@ -78,3 +78,7 @@ struct OutputGate : attention::VanillaAttention {
 
 STRATA_EXECUTOR_END
 }  // namespace strata::variants
+
+/// The gate acts in store_o only: the sm_90a forward runs it.
+template <>
+struct strata::attention::Sm90Variant<strata::variants::OutputGate> : std::true_type {};
