@@ -224,6 +224,33 @@ struct WorkTile {
   }
 };
 
+/// What one tile of the list covers: its query rows [m0, m1) of sequence w.b, head w.h, and key
+/// tiles [n_first, n_end) (empty when its rows see no key). The producer and every consumer
+/// compute it with this one function: they must agree on which tiles have work and how many key
+/// tiles each visits, since the stages' phases and the Q barrier's count on it.
+struct TileRange {
+  WorkTile w;
+  SeqBounds sb;
+  Mask mask;
+  int m0, m1, n_first, n_end;
+  STRATA_HOST_DEVICE bool has_rows() const { return m0 < sb.tq; }
+  STRATA_HOST_DEVICE bool has_keys() const { return n_first < n_end; }
+};
+template <int BM, int BN, class Variant>
+STRATA_HOST_DEVICE TileRange tile_range(const FlashFwdSm90Params& sp, const Variant& var, int t) {
+  const FlashFwdParams& p = sp.fwd;
+  TileRange r;
+  r.w = WorkTile::of(t, sp.num_m_blocks, p.h);
+  r.sb = SeqBounds::of(p, r.w.b);
+  r.mask = var.mask(p, r.sb);
+  r.m0 = r.w.m_block * BM;
+  r.m1 = r.m0 + BM < r.sb.tq ? r.m0 + BM : r.sb.tq;
+  const int k_lo = r.mask.key_begin(r.m0), k_hi = r.mask.key_end(r.m1);
+  r.n_first = k_lo / BN;
+  r.n_end = r.has_rows() && k_hi > k_lo ? (k_hi + BN - 1) / BN : r.n_first;
+  return r;
+}
+
 /// The coordinates (c1, c2) of token `row` of head `head` in a map made by make_sm90_operand_map.
 STRATA_HOST_DEVICE void map_coords(bool heads_inner, int head, int row, int& c1, int& c2) {
   c1 = heads_inner ? head : row;
@@ -291,15 +318,12 @@ __global__ void __launch_bounds__(FlashFwdSm90Traits<D>::kThreads, 1)
     if (warp != 0) return;
     uint32_t kv = 0, q_uses = 0, tails = 0;
     for (int t = int(blockIdx.x); t < sp.num_tiles; t += int(gridDim.x)) {
-      const sm90_detail::WorkTile w = sm90_detail::WorkTile::of(t, sp.num_m_blocks, p.h);
-      const SeqBounds sb = SeqBounds::of(p, w.b);
-      const int m0 = w.m_block * BM;
-      if (m0 >= sb.tq) continue;
-      const Mask mask = var.mask(p, sb);
-      const int m1 = m0 + BM < sb.tq ? m0 + BM : sb.tq;
-      const int k_lo = mask.key_begin(m0), k_hi = mask.key_end(m1);
-      if (k_hi <= k_lo) continue;  // no keys: the consumers write empty rows, nothing is loaded
-      const int n_first = k_lo / BN, n_end = (k_hi + BN - 1) / BN;
+      const sm90_detail::TileRange tr = sm90_detail::tile_range<BM, BN>(sp, var, t);
+      // no keys: the consumers write empty rows, nothing is loaded
+      if (!tr.has_rows() || !tr.has_keys()) continue;
+      const sm90_detail::WorkTile& w = tr.w;
+      const SeqBounds& sb = tr.sb;
+      const int m0 = tr.m0, n_first = tr.n_first, n_end = tr.n_end;
       const int h_k = w.h / (p.h / p.h_k);
 
       // Key tile n into stage kv % S (the stages and their phases run on across tiles). The
@@ -392,13 +416,12 @@ __global__ void __launch_bounds__(FlashFwdSm90Traits<D>::kThreads, 1)
   uint32_t kv = 0, q_uses = 0;
 
   for (int t = int(blockIdx.x); t < sp.num_tiles; t += int(gridDim.x)) {
-    const sm90_detail::WorkTile w = sm90_detail::WorkTile::of(t, sp.num_m_blocks, p.h);
-    const SeqBounds sb = SeqBounds::of(p, w.b);
-    const int m0 = w.m_block * BM;
-    if (m0 >= sb.tq) continue;
-    const Mask mask = var.mask(p, sb);
-    const int m1 = m0 + BM < sb.tq ? m0 + BM : sb.tq;
-    const int k_lo = mask.key_begin(m0), k_hi = mask.key_end(m1);
+    const sm90_detail::TileRange tr = sm90_detail::tile_range<BM, BN>(sp, var, t);
+    if (!tr.has_rows()) continue;
+    const sm90_detail::WorkTile& w = tr.w;
+    const SeqBounds& sb = tr.sb;
+    const Mask& mask = tr.mask;
+    const int m0 = tr.m0, m1 = tr.m1;
     const int r0 = m0 + 64 * c + 16 * wwarp;  // this warp's first row (of the sequence)
 
     arch::WgmmaAcc<D> o;
@@ -406,8 +429,8 @@ __global__ void __launch_bounds__(FlashFwdSm90Traits<D>::kThreads, 1)
     for (int i = 0; i < D / 2; ++i) o.r[i] = 0.f;
     core::OnlineSoftmax row_state[2];  // rows r0 + lane/4 and r0 + lane/4 + 8
 
-    if (k_hi > k_lo) {
-      const int n_first = k_lo / BN, n_end = (k_hi + BN - 1) / BN;
+    if (tr.has_keys()) {
+      const int n_first = tr.n_first, n_end = tr.n_end;
       arch::mbarrier_wait(q_full, q_uses & 1u);
       ++q_uses;
       arch::WgmmaAcc<BN> s;
