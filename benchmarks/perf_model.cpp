@@ -316,12 +316,14 @@ double issue_per_pair(const std::string& budget, const char* arch, Pass pass, in
 
 /// Registers at entry of Strata's bf16 sm_90a forward (what ptxas reports for a kernel whose
 /// warpgroups then trade registers with setmaxnreg), from the budget.
-int registers_at_entry(const std::string& budget, int d) {
+int registers_at_entry(const std::string& budget, int d, bool backward = false) {
   const std::string policy = "strata::attention::cuda_v1::VanillaAttention";
+  const std::string kernel = backward ? "flash_bwd_sm90_kernel" : "flash_fwd_sm90_kernel";
+  const std::string params = backward ? "FlashBwdSm90Params" : "FlashFwdSm90Params";
   return registers(budget,
-                   "void strata::attention::cuda_v1::flash_fwd_sm90_kernel<__nv_bfloat16, " +
-                       std::to_string(d) + ", " + policy +
-                       ">(strata::attention::FlashFwdSm90Params, " + policy + ")",
+                   "void strata::attention::cuda_v1::" + kernel + "<__nv_bfloat16, " +
+                       std::to_string(d) + ", " + policy + ">(strata::attention::" + params + ", " +
+                       policy + ")",
                    "sm_90a");
 }
 
@@ -337,6 +339,19 @@ constexpr bool sm90_config_is_the_kernels() {
 }
 static_assert(sm90_config_is_the_kernels<64>() && sm90_config_is_the_kernels<96>() &&
               sm90_config_is_the_kernels<128>());
+
+// ... and of its sm_90a backward.
+template <int D>
+constexpr bool sm90_bwd_config_is_the_kernels() {
+  using Tr = att::FlashBwdSm90Traits<D>;
+  constexpr cost::WgmmaBwdConfig c = cost::strata_sm90_backward_config(D);
+  return c.bm == Tr::kBlockM && c.bn == Tr::kBlockN && c.consumer_wgs == Tr::kConsumerWGs &&
+         c.threads() == Tr::kThreads &&
+         cost::wgmma_backward_tile(D, c).mma * 4096 == double(Tr::kFlopsPerTilePair) &&
+         cost::wgmma_backward_smem(D, c) + 8 * Tr::kBarriers + 1024 == int(Tr::kSmemBytes);
+}
+static_assert(sm90_bwd_config_is_the_kernels<64>() && sm90_bwd_config_is_the_kernels<96>() &&
+              sm90_bwd_config_is_the_kernels<128>());
 
 template <int D>
 void resources(const std::string& budget, const char* arch, Pass pass,
@@ -543,6 +558,44 @@ int main(int argc, char** argv) {
             causal ? "yes" : "no", fa3 ? "FlashAttention-3" : "Strata sm_90a", c.bm, c.bn,
             c.pv_rs ? "RS" : "SS", occupancy(cost::kH100Wgmma, {res}).c_str(), b.tensor_s * 1e3,
             b.smem_s * 1e3, b.sfu_s * 1e3, b.dram_s * 1e3, b.limit, b.tflops);
+      }
+    }
+
+  // Hopper's wgmma backward: Strata's flash_bwd_sm90 beside FlashAttention-3's tile
+  // configurations (cost::wgmma_backward_tile); the simulator checks Strata's tensor term
+  // (tests/kernels/test_flash_bwd_sm90.cpp, WgmmaWorkIsTheVisitedTilePairs).
+  std::printf(
+      "\nHopper backward on the wgmma path (the same model and assumptions; five products per "
+      "tile pair, FLOPs by FlashAttention's convention, 2.5 x the forward's). dram: Q, K, V, O, "
+      "dO read, dQ, dK, dV written, LSE and D; the dQ accumulator's traffic (atomics or a "
+      "block's slice for Strata, FlashAttention-3's bulk reduce-add) meets in L2, which the "
+      "model does not have:\n\n"
+      "| d | causal | kernel | tile | blocks/SM | tensor ms | smem ms | sfu ms | dram ms | limit | "
+      "ceiling TFLOP/s |\n|---|---|---|---|---|---|---|---|---|---|---|\n");
+  for (const int d : {64, 96, 128})
+    for (const bool causal : {false, true}) {
+      const int64_t heads = 2048 / d;
+      const double bh = double(batch * heads);
+      const double flops = cost::attention_backward_flops(batch, T, heads, d, causal);
+      const double dram = bh * double(T) * (8.0 * d * 2 + 8);
+      for (const bool fa3 : {false, true}) {
+        const cost::WgmmaBwdConfig c =
+            fa3 ? cost::fa3_backward_config(d, causal) : cost::strata_sm90_backward_config(d);
+        const double pairs = bh * cost::tile_pairs(T, c.bm, c.bn, causal);
+        const double key_tiles = bh * double((T + c.bn - 1) / c.bn);
+        const cost::TileWork pair = cost::wgmma_backward_tile(d, c);
+        const cost::TileWork epi = cost::wgmma_backward_epilogue(d, c);
+        cost::TileWork work;
+        work.mma = pair.mma * pairs;
+        work.smem_wavefronts = pair.smem_wavefronts * pairs + epi.smem_wavefronts * key_tiles;
+        work.sfu = pair.sfu * pairs;
+        const cost::Bound b = cost::bound(cost::kH100Wgmma, work, 1, dram, flops);
+        const int regs = fa3 ? 65536 / c.threads() / 8 * 8 : registers_at_entry(budget, d, true);
+        const cost::BlockResources res{c.threads(), regs, cost::wgmma_backward_smem(d, c)};
+        std::printf("| %d | %s | %s | %d x %d | %s | %.3f | %.3f | %.3f | %.3f | %s | %.0f |\n", d,
+                    causal ? "yes" : "no", fa3 ? "FlashAttention-3" : "Strata sm_90a", c.bm, c.bn,
+                    occupancy(cost::kH100Wgmma, {res}).c_str(), b.tensor_s * 1e3, b.smem_s * 1e3,
+                    b.sfu_s * 1e3, b.dram_s * 1e3, b.limit, b.tflops);
       }
     }
 

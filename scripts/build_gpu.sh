@@ -6,8 +6,8 @@
 #   bench_flash_gpu   the flash forward/backward benchmarks (CUDA events, L2 flushed)
 #   bench_decode_gpu  the paged decode benchmarks
 #   bench_variants_gpu  the fused variants (ResFormer, Gated Attention, MEA) beside vanilla
-#   flash_check_gpu   the flash forward against fp64 through the dispatch and, on an H100, the
-#                     sm_90a kernel explicitly (tests/kernels/flash_check.cpp)
+#   flash_check_gpu   the flash forward and backward against fp64 through the dispatch and, on
+#                     an H100, the sm_90a kernels explicitly (tests/kernels/flash_check.cpp)
 # into OUT (default build-gpu/), with Google Benchmark's shared library beside them (rpath
 # $ORIGIN), so that the folder runs on a machine without it; well under 60 MB.
 #

@@ -5,7 +5,7 @@
 #      or, without one, the same build on this machine with all its cores;
 #   2. correctness on the GPU: every method's stack forward and backward against fp64
 #      (layer_stack_gpu: Depth-Attention, ResFormer/SVFormer, ExoFormer, MEA, Gated Attention),
-#      and the flash forward through the dispatch and, on an H100, the sm_90a kernel
+#      and the flash forward and backward through the dispatch and, on an H100, the sm_90a kernels
 #      (flash_check_gpu);
 #   3. compute-sanitizer memcheck and racecheck on the same small stacks (every kernel family
 #      they launch: token-local passes, flash forward, backward preprocess, dQ, dK/dV);

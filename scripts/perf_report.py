@@ -45,11 +45,11 @@ term). Its ceiling says which unit a kernel's work saturates first if everything
 perfectly; measured TFLOP/s are lower: FlashAttention-2's published H100 forward at d = 128,
 368-370 TFLOP/s at 4k-16k tokens (../shared/ANCHORS.md, from the FlashAttention-3 paper), is
 74-75% of the 495 its row shows. The H100 rows are the mma.sync path at an assumed 2048
-FLOP/clk/SM (perf_model.hpp says why). The Hopper table is the wgmma path (4096 FLOP/clk/SM):
-Strata's sm_90a forward (attention/flash_fwd_sm90.cuh) beside FlashAttention-3's tile
-configurations (hopper/tile_size.h), both counted from their tile shapes, with wgmma's
-shared-memory operand reads charged at the same 128 B/clk as any access (an assumption: NVIDIA
-publishes no figure for that path).
+FLOP/clk/SM (perf_model.hpp says why). The Hopper tables are the wgmma path (4096 FLOP/clk/SM):
+Strata's sm_90a forward and backward (attention/flash_{fwd,bwd}_sm90.cuh) beside
+FlashAttention-3's tile configurations (hopper/tile_size.h, hopper/flash_bwd_launch_template.h),
+both counted from their tile shapes, with wgmma's shared-memory operand reads charged at the same
+128 B/clk as any access (an assumption: NVIDIA publishes no figure for that path).
 
 """
 

@@ -145,4 +145,53 @@ TEST(PerfModel, WgmmaWorkPerTileByHand) {
   EXPECT_DOUBLE_EQ(wgmma_forward_epilogue(128, c).smem_wavefronts, 128.0 * 128 * 2 / 128);
 }
 
+TEST(PerfModel, FlashAttention3BackwardConfigurationsFromItsSource) {
+  // hopper/flash_bwd_launch_template.h: run_mha_bwd_dispatch<Arch, T, kBlockM, kBlockN, ...>
+  const auto d64 = fa3_backward_config(64, false);
+  EXPECT_EQ(d64.bm, 128);
+  EXPECT_EQ(d64.bn, 128);
+  EXPECT_TRUE(d64.dq_split_m);  // AtomLayoutMdQ = 2
+  const auto d96 = fa3_backward_config(96, true);
+  EXPECT_EQ(d96.bm, 64);
+  EXPECT_TRUE(d96.dp_rs);  // V_in_regs
+  const auto d128 = fa3_backward_config(128, false), d128c = fa3_backward_config(128, true);
+  EXPECT_EQ(d128.bm, 80);
+  EXPECT_TRUE(d128.dq_swap);  // dQ_swapAB
+  EXPECT_EQ(d128c.bm, 64);
+  EXPECT_FALSE(d128c.dq_swap);
+  for (int d : {64, 96, 128})
+    for (bool causal : {false, true}) {
+      const auto c = fa3_backward_config(d, causal);
+      EXPECT_EQ(c.consumer_wgs, 2);
+      EXPECT_TRUE(c.dq_via_smem);
+      EXPECT_LE(wgmma_backward_smem(d, c), 227 * 1024) << d << " " << causal;
+    }
+}
+
+TEST(PerfModel, WgmmaBackwardWorkPerTileByHand) {
+  // Strata's d = 128: two warpgroups of 64 keys, 64 queries. S^T and dP^T: 8 k-steps of A 2 KB +
+  // B 2 KB each; dV and dK: 4 k-steps of B 4 KB each; dQ: 8 k-steps of A 2 KB (both warpgroups)
+  // + B 4 KB (64 columns each); dS^T written (16 KB), Q and dO by TMA (32 KB)
+  const auto c = strata_sm90_backward_config(128);
+  const TileWork w = wgmma_backward_tile(128, c);
+  EXPECT_DOUBLE_EQ(w.mma, 10.0 * 64 * 128 * 128 / 4096);
+  const double sdp = 2 * 2 * 8 * (2048.0 + 2048.0), dkdv = 2 * 2 * 4 * 4096.0;
+  const double dq = 8 * (2 * 2048.0 + 4096.0), writes = 16384.0 + 32768.0;
+  EXPECT_DOUBLE_EQ(w.smem_wavefronts, (sdp + dkdv + dq + writes) / 128);
+  EXPECT_DOUBLE_EQ(w.sfu, 64.0 * 128);
+  // V in registers drops dP^T's A reads; FA3's fp32 dQ staging adds a write and a read
+  WgmmaBwdConfig v = c;
+  v.dp_rs = true;
+  EXPECT_DOUBLE_EQ(w.smem_wavefronts - wgmma_backward_tile(128, v).smem_wavefronts,
+                   2 * 8 * 2048.0 / 128);
+  v = c;
+  v.dq_via_smem = true;
+  EXPECT_DOUBLE_EQ(wgmma_backward_tile(128, v).smem_wavefronts - w.smem_wavefronts,
+                   2 * 64.0 * 128 * 4 / 128);
+  // per key tile: K and V by TMA; FA3 also stages dK and dV
+  EXPECT_DOUBLE_EQ(wgmma_backward_epilogue(128, c).smem_wavefronts, 2.0 * 128 * 128 * 2 / 128);
+  EXPECT_DOUBLE_EQ(wgmma_backward_epilogue(128, fa3_backward_config(128, true)).smem_wavefronts,
+                   3 * 2.0 * 128 * 128 * 2 / 128);
+}
+
 }  // namespace

@@ -1,10 +1,11 @@
-// The flash forward's correctness check that runs on both executors: compiled by nvcc for a GPU
-// (scripts/build_gpu.sh: flash_check_gpu, run by scripts/gpu_check.sh, also under
+// The flash forward's and backward's correctness check that runs on both executors: compiled by
+// nvcc for a GPU (scripts/build_gpu.sh: flash_check_gpu, run by scripts/gpu_check.sh, also under
 // compute-sanitizer) and by g++ for the simulator (ctest flash_check_sim, with STRATA_SIM_ARCH=90).
-// Each case goes through api::flash_fwd (the dispatch: the sm_90a kernel on an sm_90 device) and,
-// where the device runs sm_90a code, through api::flash_fwd_sm90 explicitly; O and LSE against the
-// fp64 reference with FlashAttention's rule (flash_harness.hpp). Prints one line per case and
-// exits 1 if any fails.
+// Each case goes through api::flash_fwd / flash_bwd (the dispatch: the sm_90a kernels on an sm_90
+// device) and, where the device runs sm_90a code, through api::flash_fwd_sm90 / flash_bwd_sm90
+// explicitly; O and LSE, then dQ, dK and dV (deterministic and fast mode) against the fp64
+// reference with FlashAttention's rule (flash_harness.hpp). Prints one line per case and exits 1
+// if any fails.
 //
 // Usage: flash_check [--quick]   (--quick: the simulator's subset)
 #include <strata/api/flash.hpp>
@@ -39,20 +40,35 @@ bool check(const Case& c, bool sm90_only) {
   return ok;
 }
 
+/// The backward after the kernel forward: dQ, dK, dV against fp64.
+template <class T, int D>
+bool check_bwd(const Case& c, bool sm90_only) {
+  Problem<T> pr(c, D);
+  const BwdErrors e = backward_errors(pr, [&](const strata::attention::FlashBwdParams& p) {
+    return sm90_only ? strata::api::flash_bwd_sm90(p) : strata::api::flash_bwd(p);
+  });
+  const bool ok = e.pass();
+  std::printf("%s %s %s: dQ %.3g (naive %.3g) dK %.3g (naive %.3g) dV %.3g (naive %.3g)%s%s\n",
+              ok ? "ok  " : "FAIL", sm90_only ? "flash_bwd_sm90" : "flash_bwd     ",
+              c.describe().c_str(), e.kernel[0], e.naive[0], e.kernel[1], e.naive[1], e.kernel[2],
+              e.naive[2], e.status.empty() ? "" : " ", e.status.c_str());
+  return ok;
+}
+
 template <class T>
-bool check_case(const Case& c, bool sm90) {
-  auto run = [&](bool only) {
+bool check_case(const Case& c, bool sm90, bool backward) {
+  auto run = [&](bool only, bool bwd) {
     switch (c.d) {
       case 96:
-        return check<T, 96>(c, only);
+        return bwd ? check_bwd<T, 96>(c, only) : check<T, 96>(c, only);
       case 128:
-        return check<T, 128>(c, only);
+        return bwd ? check_bwd<T, 128>(c, only) : check<T, 128>(c, only);
       default:
-        return check<T, 64>(c, only);
+        return bwd ? check_bwd<T, 64>(c, only) : check<T, 64>(c, only);
     }
   };
-  bool ok = run(false);
-  if (sm90) ok = run(true) && ok;
+  bool ok = run(false, backward);
+  if (sm90) ok = run(true, backward) && ok;
   return ok;
 }
 
@@ -85,8 +101,22 @@ int main(int argc, char** argv) {
   cases.push_back(v);
   bool ok = true;
   for (size_t i = 0; i < cases.size(); ++i)
-    ok = (i % 2 ? check_case<__half>(cases[i], sm90) : check_case<__nv_bfloat16>(cases[i], sm90)) &&
+    ok = (i % 2 ? check_case<__half>(cases[i], sm90, false)
+                : check_case<__nv_bfloat16>(cases[i], sm90, false)) &&
          ok;
+  // the backward: shorter sequences (its fp64 reference is the check's cost), both modes (the
+  // fast one on two cases in the simulator's subset)
+  for (Case& c : cases)
+    if (c.lens_q.size() == 2) c.lens_q.assign(2, quick ? 130 : 300);
+  for (size_t i = 0; i < cases.size(); ++i) {
+    Case c = cases[i];
+    for (bool deterministic : {true, false}) {
+      if (quick && !deterministic && i >= 2) continue;
+      c.deterministic = deterministic;
+      ok = (i % 2 ? check_case<__half>(c, sm90, true) : check_case<__nv_bfloat16>(c, sm90, true)) &&
+           ok;
+    }
+  }
   std::printf("flash_check: %s\n", ok ? "every case passed" : "FAILED");
   return ok ? 0 : 1;
 }

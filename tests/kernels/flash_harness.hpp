@@ -200,8 +200,10 @@ struct Problem {
     p.is_causal = cs.causal;
     p.window_left = cs.window_left;
     p.deterministic = cs.deterministic;
-    if (!cs.deterministic) {  // poisoned: the preprocess must zero it
-      dq_accum.assign(size_t(nq * cs.h * d) + 1, NAN);
+    // what the API asks for on this device (the fast mode's accumulator; on an sm_90 one, the
+    // sm_90 backward's slices in either mode), poisoned: the launches must zero it
+    if (const size_t accum = strata::api::flash_bwd_dq_accum_bytes(p); accum > 0) {
+      dq_accum.assign(accum / sizeof(float) + 1, NAN);
       p.dq_accum = dq_accum.data();
     }
   }
@@ -348,10 +350,10 @@ void naive_backward(const ref::AttentionConfig& c, const ref::Tensor& q, const r
     for (double& x : t->data) x = round_to<T>(x);
 }
 
-/// Forward (kernel) then backward (kernel) through the public API; errors of dQ, dK, dV.
-template <class T, int D>
-BwdErrors run_backward(const Case& cs) {
-  Problem<T> pr(cs, D);
+/// Forward (kernel, api::flash_fwd) then backward (`bwd(p)`, a launcher returning a Status);
+/// errors of dQ, dK, dV.
+template <class T, class Bwd>
+BwdErrors backward_errors(Problem<T>& pr, Bwd&& bwd) {
   ref::Tensor out64, lse64, dq64, dk64, dv64, dqn, dkn, dvn;
   ref::attention_forward(pr.c, pr.q, pr.k, pr.v, out64, lse64);
   ref::attention_backward(pr.c, pr.q, pr.k, pr.v, out64, lse64, pr.dout, dq64, dk64, dv64);
@@ -364,7 +366,7 @@ BwdErrors run_backward(const Case& cs) {
     e.status = std::string("forward: ") + st.message();
     return e;
   }
-  if (const auto st = strata::api::flash_bwd(p); !st.ok()) {
+  if (const auto st = bwd(p); !st.ok()) {
     e.status = std::string("backward: ") + st.message();
     return e;
   }
@@ -388,6 +390,14 @@ BwdErrors run_backward(const Case& cs) {
       e.naive[g] = std::max(e.naive[g], std::fabs(naive[g]->data[x] - want[g]->data[x]));
     }
   return e;
+}
+
+/// Forward then backward through the public API (api::flash_fwd, api::flash_bwd).
+template <class T, int D>
+BwdErrors run_backward(const Case& cs) {
+  Problem<T> pr(cs, D);
+  return backward_errors(pr,
+                         [](const att::FlashBwdParams& p) { return strata::api::flash_bwd(p); });
 }
 
 /// A fixed-length batch of `batch` sequences of `len` tokens.

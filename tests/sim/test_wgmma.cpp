@@ -293,6 +293,19 @@ __global__ void stmatrix_operand_without_proxy_fence(float* out) {
   arch::wgmma_wait<0>();
   out[threadIdx.x] = acc.r[0];
 }
+
+MARK(kStmatrixInFlightLine);
+__global__ void stmatrix_into_operand_in_flight(float* out) {
+  STRATA_WGMMA_SETUP();
+  arch::WgmmaAcc<64> acc;
+  arch::wgmma_fence();
+  arch::wgmma_ss<64, __nv_bfloat16>(acc, da, db, false);
+  arch::wgmma_commit();
+  const uint32_t r[4] = {0, 0, 0, 0};  // B's rows, rewritten before the wait
+  arch::stmatrix<4, false>(smem + 16384 + 64 * (threadIdx.x % 32) + 2048 * (threadIdx.x / 32), r);
+  arch::wgmma_wait<0>();
+  out[threadIdx.x] = acc.r[0];
+}
 // clang-format on
 
 void expect_fault(const Status& s, const char* needle, int line) {
@@ -370,6 +383,12 @@ TEST_P(Wgmma, StmatrixOperandWithoutProxyFence) {
   expect_fault(strata::launch(stmatrix_operand_without_proxy_fence, dim3(1), dim3(128), kSmem, 0,
                               g_out.data()),
                "fence.proxy.async is missing", kStmatrixLine + 7);
+}
+
+TEST_P(Wgmma, StmatrixIntoAnOperandInFlight) {
+  expect_fault(
+      strata::launch(stmatrix_into_operand_in_flight, dim3(1), dim3(128), kSmem, 0, g_out.data()),
+      "still reads it", kStmatrixInFlightLine + 7);
 }
 
 INSTANTIATE_TEST_SUITE_P(AllSchedules, Wgmma, ::testing::Range(0, 5));

@@ -256,12 +256,23 @@ inline size_t flash_bwd_workspace_bytes(const FlashBwdParams& p) {
   return size_t(p.h > 0 ? p.h : 0) * size_t(p.total_q > 0 ? p.total_q : 0) * sizeof(float);
 }
 
-/// Bytes of the fast mode's fp32 dQ accumulator (p.dq_accum, [total_q, h, d]); 0 when
-/// p.deterministic.
-inline size_t flash_bwd_dq_accum_bytes(const FlashBwdParams& p) {
-  if (p.deterministic || p.total_q <= 0 || p.h <= 0 || p.d <= 0) return 0;
+STRATA_EXECUTOR_BEGIN  // asks the device (arch::device_runs_sm90a)
+/// Bytes of the fp32 dQ accumulator (p.dq_accum) the backward of `p` needs on the current device:
+///  * where the device runs sm_90a code (the sm_90 backward): one [total_q, h, d] slice in the
+///    fast mode, FlashBwdSm90Options::num_splits of them (`opt`; by default
+///    attention::flash_bwd_sm90_splits, at most 8) in the deterministic mode;
+///  * elsewhere: one slice in the fast mode, 0 when p.deterministic.
+/// flash_bwd runs the sm_90 backward only when p.dq_accum is set (a deterministic caller that
+/// allocates nothing keeps the sm_80 kernels, which need no accumulator).
+inline size_t flash_bwd_dq_accum_bytes(const FlashBwdParams& p,
+                                       const FlashBwdSm90Options& opt = {}) {
+  if (p.total_q <= 0 || p.h <= 0 || p.d <= 0) return 0;
+  if (const int splits = detail::bwd_sm90_splits(p, opt); splits > 0)
+    return size_t(attention::flash_bwd_sm90_dq_accum_floats(p, splits)) * sizeof(float);
+  if (p.deterministic) return 0;
   return size_t(p.total_q) * size_t(p.h) * size_t(p.d) * sizeof(float);
 }
+STRATA_EXECUTOR_END
 
 /// Checks every field of a backward problem: the forward's, then dO, dQ, dK, dV, the workspace
 /// and total_k.
@@ -346,11 +357,40 @@ STRATA_EXECUTOR_BEGIN
 /// p.deterministic = false: the preprocess (which also zeroes p.dq_accum), the dK/dV kernel that
 /// adds dQ into p.dq_accum, and the kernel that scales and stores dQ.
 /// With a variant policy: the same one the forward ran with.
+/// Which kernels: the sm_90a backward (attention/flash_bwd_sm90.cuh; 5 products per tile pair,
+/// deterministic through per-block dQ slices) where the device runs sm_90a code, the variant
+/// loads its tiles as stored (attention::Sm90Variant), p.dq_accum is set (it needs
+/// flash_bwd_dq_accum_bytes in both modes) and its TMA maps describe `p`; the sm_80 ones
+/// otherwise, on every device.
 template <class Variant>
 Status flash_bwd(const FlashBwdParams& p, const Variant& var, cudaStream_t stream = 0) {
   if (Status s = validate(p); !s.ok()) return s;
+  if constexpr (attention::Sm90Variant<Variant>::value) {
+    if (p.dq_accum || p.total_q == 0) {
+      // as in flash_fwd: refusals come before any launch and fall back to the sm_80 kernels
+      const Status s = detail::run_bwd_sm90(p, var, stream, FlashBwdSm90Options{});
+      if (s.code() != StatusCode::kUnsupported && s.code() != StatusCode::kInvalidArgument)
+        return s;
+    }
+  }
   return detail::with_dtype_and_head_dim(
       p.dtype, p.d, [&]<class T, int D>() { return detail::launch_bwd<T, D>(p, var, stream); });
+}
+/// Backward on the sm_90a kernel only: the same problem and results as flash_bwd (dQ's last bits
+/// aside: it sums in another order), for variants whose tiles are loaded as stored
+/// (attention::Sm90Variant). p.dq_accum: flash_bwd_dq_accum_bytes(p, opt) in either mode.
+/// Refused with a Status, nothing written: what validate(p) refuses; a null dq_accum; operands
+/// whose strides no TMA map describes (InvalidArgument naming the operand); num_splits outside
+/// [0, 8]; a device that does not run sm_90a code (Unsupported).
+template <class Variant>
+Status flash_bwd_sm90(const FlashBwdParams& p, const Variant& var, cudaStream_t stream = 0,
+                      const FlashBwdSm90Options& opt = {}) {
+  if (Status s = validate(p); !s.ok()) return s;
+  return detail::run_bwd_sm90(p, var, stream, opt);
+}
+inline Status flash_bwd_sm90(const FlashBwdParams& p, cudaStream_t stream = 0,
+                             const FlashBwdSm90Options& opt = {}) {
+  return flash_bwd_sm90(p, attention::VanillaAttention{}, stream, opt);
 }
 inline Status flash_bwd(const FlashBwdParams& p, cudaStream_t stream = 0) {
   return flash_bwd(p, attention::VanillaAttention{}, stream);

@@ -1,15 +1,18 @@
 /// \file
-/// The Hopper (sm_90a) flash forward's launch plumbing, used by api::flash_fwd_sm90 and by
-/// api::flash_fwd's dispatch (api/flash.hpp): what the TMA path needs beyond validate() (the K/V
-/// extent of its tensor maps, an sm_90 device that runs sm_90a code), the tensor maps, and the
-/// launch of the persistent kernel of attention/flash_fwd_sm90.cuh. In the simulator it runs on
-/// the CPU like every kernel; sim::Options::device_arch says whether dispatch picks it.
+/// The Hopper (sm_90a) flash forward's and backward's launch plumbing, used by
+/// api::flash_fwd_sm90 / flash_bwd_sm90 and by api::flash_fwd / flash_bwd's dispatch
+/// (api/flash.hpp): what the TMA path needs beyond validate() (the K/V extent of its tensor maps,
+/// an sm_90 device that runs sm_90a code, the backward's dQ accumulator), the tensor maps, and
+/// the launches of the kernels of attention/flash_fwd_sm90.cuh and flash_bwd_sm90.cuh. In the
+/// simulator it runs on the CPU like every kernel; sim::Options::device_arch says whether dispatch
+/// picks it.
 #pragma once
 
 #include <string>
 
 #include "strata/api/dispatch.hpp"
 #include "strata/arch/sm90_device.hpp"
+#include "strata/attention/flash_bwd_sm90.cuh"
 #include "strata/attention/flash_fwd_sm90.cuh"
 #include "strata/launch.hpp"
 #include "strata/status.hpp"
@@ -39,6 +42,14 @@ inline Status flash_fwd_sm90_total_k(const attention::FlashFwdParams& p, int* to
   *total_k = p.cu_seqlens_k_host[p.b];
   return Status::Ok();
 }
+
+/// How the sm_90 backward is launched.
+struct FlashBwdSm90Options {
+  /// Deterministic mode: blocks per (KV head, sequence), each with its own dQ accumulator slice
+  /// (flash_bwd_sm90_dq_accum_bytes). 0: attention::flash_bwd_sm90_splits (enough blocks for
+  /// twice the SMs, at most 8). Ignored in the fast mode (a block per key tile, one slice).
+  int num_splits = 0;
+};
 
 namespace detail {
 STRATA_EXECUTOR_BEGIN
@@ -75,6 +86,77 @@ Status run_fwd_sm90(const attention::FlashFwdParams& p, const Variant& var, cuda
   const int num_ctas = opt.num_ctas > 0 ? opt.num_ctas : sms;
   return with_dtype_and_head_dim(p.dtype, p.d, [&]<class T, int D>() {
     return launch_fwd_sm90<T, D>(p, var, total_k, num_ctas, stream);
+  });
+}
+
+/// Splits the sm_90 backward of `p` runs with on this device (0 where it does not run sm_90a).
+inline int bwd_sm90_splits(const attention::FlashBwdParams& p, const FlashBwdSm90Options& opt) {
+  int sms = 0;
+  if (!arch::device_runs_sm90a(&sms)) return 0;
+  return opt.num_splits > 0 ? opt.num_splits : attention::flash_bwd_sm90_splits(p, sms);
+}
+
+/// The sm_90 backward's launches, `p` validated: the preprocess (D, and the variant's own
+/// backward work), the accumulator's zeroing, the backward kernel, then dQ from the slices.
+template <class T, int D, class Variant>
+Status launch_bwd_sm90(const attention::FlashBwdParams& p, const Variant& var, int splits,
+                       cudaStream_t stream) {
+  using Tr = attention::FlashBwdSm90Traits<D>;
+  attention::FlashBwdSm90Params sp;
+  if (Status s = attention::make_flash_bwd_sm90_params<D>(p, p.total_k, splits, &sp); !s.ok())
+    return s;
+  const int slices = sp.atomic_dq ? 1 : sp.num_splits;
+  if (p.total_q > 0) {
+    attention::FlashBwdParams pre = p;
+    pre.deterministic = true;  // the preprocess zeroes one slice in the fast mode: not it here
+    if (Status s =
+            launch(attention::flash_bwd_preprocess_kernel<T, D, Variant>,
+                   attention::flash_bwd_preprocess_grid<D>(pre), dim3(128), 0, stream, pre, var);
+        !s.ok())
+      return s;
+    const int64_t n = sp.dq_slice * slices;
+    const unsigned blocks = unsigned(std::min<int64_t>((n + 255) / 256, 4096));
+    if (Status s = launch(attention::flash_bwd_sm90_zero_kernel<256>, dim3(blocks), dim3(256), 0,
+                          stream, p.dq_accum, n);
+        !s.ok())
+      return s;
+  }
+  if (p.total_k > 0 && p.seqlen_k > 0)
+    if (Status s = launch(attention::flash_bwd_sm90_kernel<T, D, Variant>,
+                          attention::flash_bwd_sm90_grid(sp), dim3(Tr::kThreads), Tr::kSmemBytes,
+                          stream, sp, var);
+        !s.ok())
+      return s;
+  if (p.total_q > 0)
+    return launch(attention::flash_bwd_sm90_dq_convert_kernel<T, D, Variant>,
+                  attention::flash_bwd_dq_convert_grid(p), dim3(128), 0, stream, p, var, slices,
+                  sp.dq_slice);
+  return Status::Ok();
+}
+
+/// The sm_90a backward of validated, non-empty `p`: Unsupported where the device does not run
+/// sm_90a code, InvalidArgument (naming the field) where the TMA path cannot describe `p` or
+/// p.dq_accum is null (it needs flash_bwd_dq_accum_bytes of it, in either mode).
+template <class Variant>
+Status run_bwd_sm90(const attention::FlashBwdParams& p, const Variant& var, cudaStream_t stream,
+                    const FlashBwdSm90Options& opt) {
+  static_assert(attention::Sm90Variant<Variant>::value,
+                "this variant transforms tiles on load; the sm_90 backward loads them by TMA");
+  if (opt.num_splits < 0 || opt.num_splits > attention::kBwdSm90MaxSplits)
+    return Status::InvalidArgument(
+        "FlashBwdSm90Options::num_splits = " + std::to_string(opt.num_splits) +
+        ": must be in [0, " + std::to_string(attention::kBwdSm90MaxSplits) + "]");
+  const int splits = bwd_sm90_splits(p, opt);
+  if (splits == 0)
+    return Status::Unsupported(
+        "flash_bwd_sm90: the device does not run sm_90a code (it is not an sm_90 GPU, or this "
+        "translation unit was not compiled for sm_90a; in the simulator, device_arch is not 90)");
+  if (p.total_q > 0 && !p.dq_accum)
+    return Status::InvalidArgument(
+        "dq_accum is null: the sm_90 backward accumulates dQ there in both modes (allocate "
+        "flash_bwd_dq_accum_bytes)");
+  return with_dtype_and_head_dim(p.dtype, p.d, [&]<class T, int D>() {
+    return launch_bwd_sm90<T, D>(p, var, splits, stream);
   });
 }
 

@@ -146,11 +146,11 @@ STRATA_EXECUTOR_BEGIN  // from here on: tma::encode_tiled's executor (the driver
 /// Fills one (d, heads, tokens) or (d, tokens, heads) map of a [tokens, heads, d] operand with a
 /// box of kSpanElems columns x `box_rows` tokens of one head. The driver's stride rules decide the
 /// order; an operand neither order describes is refused, naming the field.
-template <int D>
+/// `Tr`: the kernel's traits (kSwizzle, kSpanElems), the forward's by default.
+template <int D, class Tr = FlashFwdSm90Traits<D>>
 inline Status make_sm90_operand_map(tma::TensorMap* map, bool* heads_inner, const void* base,
                                     Dtype dtype, int64_t tokens, int heads, int64_t row_stride,
                                     int64_t head_stride, int box_rows, const char* name) {
-  using Tr = FlashFwdSm90Traits<D>;
   const std::string n = name;
   if (tokens < 1) return Status::InvalidArgument(n + ": no tokens to map");
   tma::Tiled t;
@@ -259,14 +259,31 @@ STRATA_HOST_DEVICE void map_coords(bool heads_inner, int head, int row, int& c1,
 
 /// Loads the kBoxes column blocks of one [rows x D] tile of head `head` starting at token `row`
 /// into `dst` (block j at dst + j * box_bytes), completing their bytes on `bar`. Elected lane.
-template <int D>
+/// `Tr`: the kernel's traits (kBoxes, kSpanElems), the forward's by default.
+template <int D, class Tr = FlashFwdSm90Traits<D>>
 STRATA_DEVICE void load_tile(unsigned char* dst, const tma::TensorMap* map, bool heads_inner,
                              uint64_t* bar, int head, int row, uint32_t box_bytes) {
   int c1, c2;
   map_coords(heads_inner, head, row, c1, c2);
   STRATA_UNROLL
-  for (int j = 0; j < FlashFwdSm90Traits<D>::kBoxes; ++j)
-    arch::tma_load_3d(dst + j * box_bytes, map, bar, j * FlashFwdSm90Traits<D>::kSpanElems, c1, c2);
+  for (int j = 0; j < Tr::kBoxes; ++j)
+    arch::tma_load_3d(dst + j * box_bytes, map, bar, j * Tr::kSpanElems, c1, c2);
+}
+
+/// Zeroes rows [valid, rows) of a [rows x D] tile that load_tile wrote (kBoxes column blocks of
+/// `rows` rows x one swizzle span), by the 32 lanes of a warp with 16-byte stores. A row is one
+/// span in each block, whatever the swizzle permutes inside it. The caller fences the stores to
+/// the async proxy (fence_proxy_async) before a wgmma reads them.
+template <class Tr>
+STRATA_DEVICE void zero_tile_rows(unsigned char* tile, int rows, int valid, uint32_t box_bytes,
+                                  int lane) {
+  constexpr int kChunksPerRow = Tr::kSpanBytes / 16;
+  const int n = rows - valid, chunks = n * kChunksPerRow * Tr::kBoxes;
+  for (int c = lane; c < chunks; c += 32) {
+    const int blk = c / (n * kChunksPerRow), r = valid + (c / kChunksPerRow) % n;
+    arch::store16(tile + blk * box_bytes + r * Tr::kSpanBytes + (c % kChunksPerRow) * 16,
+                  uint4{0u, 0u, 0u, 0u});
+  }
 }
 
 }  // namespace sm90_detail
@@ -362,14 +379,7 @@ __global__ void __launch_bounds__(FlashFwdSm90Traits<D>::kThreads, 1)
         }
         arch::mbarrier_wait(v_tail, tails & 1u);
         ++tails;
-        // a key row is one swizzle span in each column block, whatever the swizzle permutes
-        constexpr int kChunksPerRow = Tr::kSpanBytes / 16;
-        const int rows = BN - valid, zero_chunks = rows * kChunksPerRow * Tr::kBoxes;
-        for (int c = lane; c < zero_chunks; c += 32) {
-          const int blk = c / (rows * kChunksPerRow), r = valid + (c / kChunksPerRow) % rows;
-          arch::store16(vs + blk * Tr::kKVBoxBytes + r * Tr::kSpanBytes + (c % kChunksPerRow) * 16,
-                        uint4{0u, 0u, 0u, 0u});
-        }
+        sm90_detail::zero_tile_rows<Tr>(vs, BN, valid, Tr::kKVBoxBytes, lane);
         arch::fence_proxy_async();  // the generic writes, before wgmma reads them
         __syncwarp();
         if (arch::elect_one()) arch::mbarrier_arrive(&v_full[s]);

@@ -273,6 +273,84 @@ constexpr TileWork wgmma_forward_epilogue(int d, const WgmmaFwdConfig& c) {
   return w;
 }
 
+// ---------------------------------------------------------------- wgmma backward kernels
+
+/// A warp-specialised wgmma backward (FlashAttention-3's flash_bwd_kernel_sm90, Strata's
+/// flash_bwd_sm90): a block owns a bn-key tile and streams bm-query tiles; its `consumer_wgs`
+/// warpgroups take bn / consumer_wgs keys each as wgmma's M and compute S^T = K Q^T and
+/// dP^T = V dO^T (FA3's SdP_swapAB; SS, or dP^T RS with V in registers), dV += P^T dO and
+/// dK += dS^T Q with P^T and dS^T from registers (RS), dS^T stored to shared memory, and
+/// dQ = dS K from it (SS), with dQ's rows (queries) or columns split between the warpgroups or, as
+/// dQ^T = K^T dS^T, d on M. dQ leaves from registers (Strata: atomics or the block's slice) or is
+/// staged in shared memory as fp32 for a TMA bulk reduce-add (FA3).
+struct WgmmaBwdConfig {
+  int bm, bn, consumer_wgs;
+  bool dp_rs;          ///< dP^T with V from registers (FA3's V_in_regs at d = 96)
+  bool dq_split_m;     ///< dQ's query rows split between the warpgroups (else its columns)
+  bool dq_swap;        ///< dQ^T = K^T dS^T: d on M, split between the warpgroups (FA3's dQ_swapAB)
+  bool dq_via_smem;    ///< dQ staged as fp32 in shared memory for a bulk reduce-add
+  bool dkdv_via_smem;  ///< dK and dV leave through shared memory (stmatrix, TMA store)
+  constexpr int threads() const { return 128 * (1 + consumer_wgs); }
+};
+
+/// Strata's flash_bwd_sm90 (attention::FlashBwdSm90Traits): 64 queries x 128 keys, two consumer
+/// warpgroups of 64 keys, dQ's columns split, everything leaving from registers.
+constexpr WgmmaBwdConfig strata_sm90_backward_config(int /*d*/) {
+  return WgmmaBwdConfig{64, 128, 2, false, false, false, false, false};
+}
+
+/// FlashAttention-3's backward tiles for 2-byte types (hopper/flash_bwd_launch_template.h,
+/// run_mha_bwd_hdim64/96/128 at Dao-AILab/flash-attention@07602adc, the same at upstream
+/// 0251105a; no softcap): d = 64: 128 x 128 (AtomLayoutMdQ 2: dQ's rows split); d = 96: 64 x 128
+/// with V in registers (dP RS); d = 128: 80 x 128 with dQ_swapAB, causal 64 x 128. Two MMA
+/// warpgroups, SdP_swapAB, dK / dV RS; dQ through shared memory and SM90_BULK_REDUCE_ADD, dK and
+/// dV through shared memory and a TMA store (hopper/epilogue_bwd.hpp).
+constexpr WgmmaBwdConfig fa3_backward_config(int d, bool causal) {
+  if (d <= 64) return WgmmaBwdConfig{128, 128, 2, false, true, false, true, true};
+  if (d <= 96) return WgmmaBwdConfig{64, 128, 2, true, false, false, true, true};
+  return causal ? WgmmaBwdConfig{64, 128, 2, false, false, false, true, true}
+                : WgmmaBwdConfig{80, 128, 2, false, false, true, true, true};
+}
+
+/// Shared memory a wgmma backward block holds: K and V, two stages of Q and dO, two of dS, LSE
+/// and D per stage, and (FA3) the fp32 dQ staging. FA3's dK / dV staging reuses Q / dO's.
+constexpr int wgmma_backward_smem(int d, const WgmmaBwdConfig& c) {
+  return 2 * c.bn * d * 2 + 4 * c.bm * d * 2 + 2 * c.bm * c.bn * 2 + 2 * 2 * c.bm * 4 +
+         (c.dq_via_smem ? c.bm * d * 4 : 0);
+}
+
+/// Work of one (query tile, key tile) pair of a wgmma backward: 10 bm bn d FLOP (five products).
+/// Shared memory, summed over the warpgroups (each has 64 keys as M): per k16 step of S^T and
+/// dP^T, A (64 x 16; none for dP^T from registers) and B (bm x 16); per k16 step of dV and dK,
+/// B (d x 16); per k16 step of dQ, its warpgroup's A and B; the write of dS^T, the TMA writes of
+/// Q and dO, and (FA3) dQ's fp32 staging written and read by the bulk reduce. SFU: one exp2 per
+/// score.
+constexpr TileWork wgmma_backward_tile(int d, const WgmmaBwdConfig& c) {
+  TileWork w;
+  w.mma = 10.0 * c.bm * c.bn * d / 4096;
+  const double wgs = c.consumer_wgs;
+  const double sdp = wgs * (d / 16) * ((64 + c.bm) * 32.0 + ((c.dp_rs ? 0 : 64) + c.bm) * 32.0);
+  const double dkdv = wgs * 2.0 * (c.bm / 16) * d * 32.0;
+  // dQ: per k16 step over the keys, each warpgroup reads its A and B rows
+  const double dq_per_step = c.dq_swap      ? wgs * (64 + c.bm) * 32.0       // A = K^T, B = dS^T
+                             : c.dq_split_m ? c.bm * 32.0 + wgs * d * 32.0   // A split, B whole
+                                            : wgs * c.bm * 32.0 + d * 32.0;  // A whole, B split
+  const double dq = (c.bn / 16) * dq_per_step;
+  const double writes =
+      double(c.bm) * c.bn * 2 + 2.0 * c.bm * d * 2 + (c.dq_via_smem ? 2.0 * c.bm * d * 4 : 0);
+  w.smem_wavefronts = (sdp + dkdv + dq + writes) / 128;
+  w.sfu = double(c.bm) * c.bn;
+  return w;
+}
+
+/// Per key tile: the TMA writes of K and V, and (FA3) dK and dV staged through shared memory (a
+/// write and a read of each).
+constexpr TileWork wgmma_backward_epilogue(int d, const WgmmaBwdConfig& c) {
+  TileWork w;
+  w.smem_wavefronts = (2.0 * c.bn * d * 2 * (c.dkdv_via_smem ? 3 : 1)) / 128;
+  return w;
+}
+
 /// (query tile, key tile) pairs of one head's attention over T tokens, causal or not.
 constexpr double tile_pairs(int64_t t, int bm, int bn, bool causal) {
   double pairs = 0;

@@ -80,6 +80,8 @@ struct alignas(64) Thread {
   void* tsan_sync = nullptr;  // sync object of the pending warp collective
   // Hopper synchronisation (sim/hopper_sync.hpp)
   int wait_obj = -1;       // the mbarrier slot / named barrier id / warp it is blocked on
+  // parked in wgmma.wait_group: the thread that parked before it (sim/wgmma.hpp)
+  int park_below = -1;
   int64_t wait_phase = 0;  // the mbarrier phase it waits for
   uint32_t nbar_arrived[kNamedBarriers] = {};       // 1 + the named-barrier phase it arrived in
   uint32_t proxy_fences = 0;                        // fence.proxy.async executed
@@ -234,6 +236,11 @@ struct Block {
   std::vector<int> rq;
   std::vector<int> ids;                        // scratch: threads released by a barrier
   int rq_head = 0, rq_count = 0, rq_mask = 0;  // capacity: a power of two >= n
+  // threads parked in wgmma.wait_group, runnable but out of the run queue until it is empty
+  // (rq_pop, sim/wgmma.hpp): the last to park, a stack through Thread::park_below (-1: none).
+  // Not a std::vector: ThreadSanitizer sees each fiber as a thread and a library container's
+  // accesses as races.
+  int wg_park_top = -1;
   // block-wide barrier
   int bar_arrived = 0;
   Site bar_site{};
@@ -330,8 +337,14 @@ STRATA_SIM_NO_TSAN inline void rq_push(Block& b, int i) {
   b.rqp[(b.rq_head + b.rq_count) & b.rq_mask] = i;
   ++b.rq_count;
 }
+/// The next thread to run: the run queue's first; when it is empty, the thread parked last in
+/// wgmma.wait_group (sim/wgmma.hpp), which waits for every other thread to block or finish.
 STRATA_SIM_NO_TSAN inline int rq_pop(Block& b) {
-  if (b.rq_count == 0) return -1;
+  if (b.rq_count == 0) {
+    const int parked = b.wg_park_top;
+    if (parked >= 0) b.wg_park_top = b.tp[parked].park_below;
+    return parked;
+  }
   const int i = b.rqp[b.rq_head];
   b.rq_head = (b.rq_head + 1) & b.rq_mask;
   --b.rq_count;
@@ -861,6 +874,7 @@ STRATA_SIM_NO_TSAN inline bool run_block(Block& b) {
   b.bar_accum_and = 1;
   b.bar_accum_or = 0;
   b.rq_head = b.rq_count = 0;
+  b.wg_park_top = -1;
 #if STRATA_SIM_TSAN
   b.main_tsan_fiber = __tsan_get_current_fiber();
 #endif

@@ -358,6 +358,23 @@ STRATA_SIM_NO_TSAN inline void wgmma_wait(int n, const ::strata::Site& s) {
   Block& b = *detail::g_block;
   t.wg_fences_at_wait = t.wg_fences;
   const int limit = t.wg_next_group - n;  // groups below it retire
+  // An op about to retire has been in flight until now, and on hardware it may stay in flight
+  // for as long as the rest of the block keeps running: every other thread that can run does so
+  // first (until it blocks, finishes or parks here too), and of the threads parked here the one
+  // that parked last goes on first, so the oldest op in flight stays in flight longest. What
+  // other warps do meanwhile, a TMA refill, a stmatrix or a plain store into its operands, then
+  // meets its footprint and its operands' checksum (e.g. a double buffer cut to one). Without
+  // this a warpgroup's commit and wait were one step of the schedule.
+  for (const detail::PendingWgmma& p : t.wg_pending)
+    if (p.group >= 0 && p.group < limit) {
+      if (b.rq_count > 0) {  // parked: rq_pop resumes it when nothing else can run
+        t.park_below = b.wg_park_top;
+        b.wg_park_top = int(&t - b.tp);
+        t.st = ThreadState::kRunnable;
+        detail::switch_out(t);
+      }
+      break;
+    }
   size_t kept = 0;
   for (size_t i = 0; i < t.wg_pending.size(); ++i) {
     detail::PendingWgmma& p = t.wg_pending[i];
