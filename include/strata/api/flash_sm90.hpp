@@ -46,8 +46,9 @@ inline Status flash_fwd_sm90_total_k(const attention::FlashFwdParams& p, int* to
 /// How the sm_90 backward is launched.
 struct FlashBwdSm90Options {
   /// Deterministic mode: blocks per (KV head, sequence), each with its own dQ accumulator slice
-  /// (flash_bwd_sm90_dq_accum_bytes). 0: attention::flash_bwd_sm90_splits (enough blocks for
-  /// twice the SMs, at most 8). Ignored in the fast mode (a block per key tile, one slice).
+  /// (api::flash_bwd_dq_accum_bytes(p, opt) sizes them). 0: attention::flash_bwd_sm90_splits
+  /// (enough blocks for twice the SMs, at most 8). Ignored in the fast mode (a block per key
+  /// tile, one slice).
   int num_splits = 0;
 };
 
