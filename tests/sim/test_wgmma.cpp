@@ -306,6 +306,50 @@ __global__ void stmatrix_into_operand_in_flight(float* out) {
   arch::wgmma_wait<0>();
   out[threadIdx.x] = acc.r[0];
 }
+
+// A generic 16-byte store (arch::store16: st.shared) into an operand, read by wgmma without or
+// with the writer's fence.proxy.async: the kernels' zeroing of ragged rows and ResFormer's V mix.
+MARK(kStore16Line);
+__global__ void store16_operand(bool fence, float* out) {
+  STRATA_WGMMA_SETUP();
+  for (int c = int(threadIdx.x); c < 512; c += 128) arch::store16(smem + 16384 + 16 * c, uint4{});
+  if (fence) arch::fence_proxy_async();
+  __syncthreads();
+  arch::WgmmaAcc<64> acc;
+  arch::wgmma_fence();
+  arch::wgmma_ss<64, __nv_bfloat16>(acc, da, db, false);
+  arch::wgmma_commit();
+  arch::wgmma_wait<0>();
+  out[threadIdx.x] = acc.r[0];
+}
+
+MARK(kStore16InFlightLine);
+__global__ void store16_into_operand_in_flight(float* out) {
+  STRATA_WGMMA_SETUP();
+  arch::WgmmaAcc<64> acc;
+  arch::wgmma_fence();
+  arch::wgmma_ss<64, __nv_bfloat16>(acc, da, db, false);
+  arch::wgmma_commit();
+  arch::store16(smem + 16384 + 16 * threadIdx.x, uint4{});  // B, before the wait
+  arch::wgmma_wait<0>();
+  out[threadIdx.x] = acc.r[0];
+}
+
+MARK(kStore16UnlandedLine);
+__global__ void store16_into_unlanded_tma(const strata::tma::TensorMap* map, float* out) {
+  STRATA_WGMMA_SETUP();
+  (void)da;
+  auto* bar = reinterpret_cast<uint64_t*>(smem + 32768);
+  if (threadIdx.x == 0) arch::mbarrier_init(bar, 1);
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    arch::mbarrier_arrive_expect_tx(bar, 8192);
+    arch::tma_load_2d(smem, map, bar, 0, 0);
+    arch::store16(smem + 4096, uint4{});  // before the wait: the landing would overwrite it
+    arch::mbarrier_wait(bar, 0);
+  }
+  out[threadIdx.x] = 0.f;
+}
 // clang-format on
 
 void expect_fault(const Status& s, const char* needle, int line) {
@@ -389,6 +433,27 @@ TEST_P(Wgmma, StmatrixIntoAnOperandInFlight) {
   expect_fault(
       strata::launch(stmatrix_into_operand_in_flight, dim3(1), dim3(128), kSmem, 0, g_out.data()),
       "still reads it", kStmatrixInFlightLine + 7);
+}
+
+TEST_P(Wgmma, Store16OperandWithoutProxyFence) {
+  expect_fault(strata::launch(store16_operand, dim3(1), dim3(128), kSmem, 0, false, g_out.data()),
+               "fence.proxy.async is missing", kStore16Line + 7);
+  const Status s =
+      strata::launch(store16_operand, dim3(1), dim3(128), kSmem, 0, true, g_out.data());
+  EXPECT_TRUE(s.ok()) << s.message();
+}
+
+TEST_P(Wgmma, Store16IntoAnOperandInFlight) {
+  expect_fault(
+      strata::launch(store16_into_operand_in_flight, dim3(1), dim3(128), kSmem, 0, g_out.data()),
+      "still reads it", kStore16InFlightLine + 6);
+}
+
+TEST_P(Wgmma, Store16IntoAnUnlandedTmaDestination) {
+  std::vector<uint16_t> g(64 * 64, 0);
+  expect_fault(strata::launch(store16_into_unlanded_tma, dim3(1), dim3(128), kSmem + 16, 0,
+                              tile_map_64x64(g), g_out.data()),
+               "has not landed", kStore16UnlandedLine + 9);
 }
 
 INSTANTIATE_TEST_SUITE_P(AllSchedules, Wgmma, ::testing::Range(0, 5));

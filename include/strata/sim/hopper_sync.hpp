@@ -544,46 +544,19 @@ STRATA_SIM_NO_TSAN STRATA_SIM_NO_TRAFFIC inline void stmatrix_fn(Thread* lanes, 
   for (int l = 0; l < 8 * num; ++l)
     if (reinterpret_cast<uintptr_t>(st.addr[l]) % 16)
       detail::fault_at(lanes[l], lanes[l].site, "stmatrix row address is not 16-byte aligned");
-  // A row that an asynchronous op still owns: a wgmma in flight reads it (its group not yet
-  // waited for: on hardware the wgmma may read the old or the new values), or a TMA load has not
-  // landed in it. E.g. a kernel double-buffering an operand it writes by stmatrix with one buffer.
-  {
-    const Block& b = *detail::g_block;
-    for (int l = 0; l < 8 * num; ++l) {
-      const unsigned char* a = st.addr[l];
-      for (int k = 0; k < b.n_wg_fp; ++k) {
-        const detail::WgmmaFootprint& o = b.wg_fp[k];
-        if ((a < o.hi[0] && o.lo[0] < a + 16) || (a < o.hi[1] && o.lo[1] < a + 16))
-          detail::fault_at(lanes[l], lanes[l].site,
-                           "stmatrix into " + detail::smem_where(a) +
-                               " while the wgmma issued at " + detail::site_str(o.site) +
-                               " still reads it (wait for its group before rewriting the operand)");
-      }
-      for (int k = 0; k < b.n_tma_loads; ++k) {
-        const detail::TmaLoad& o = b.tma_loads[k];
-        if (a < o.dst + o.bytes && o.dst < a + 16)
-          detail::fault_at(lanes[l], lanes[l].site,
-                           "stmatrix into " + detail::smem_where(a) +
-                               " while the TMA load issued at " + detail::site_str(o.site) +
-                               " into it has not landed");
-      }
-    }
-  }
+  // Each row as its lane addressed it: a fault where an asynchronous op still owns it (a wgmma in
+  // flight reads it, a TMA load has not landed in it; e.g. a kernel double-buffering an operand
+  // it writes by stmatrix with one buffer), else stamped for the proxy-fence check of the
+  // async-proxy readers (sim/wgmma.hpp, sim/tma.hpp).
+  for (int l = 0; l < 8 * num; ++l)
+    detail::generic_store16(lanes[l], lanes[l].site, reinterpret_cast<uintptr_t>(st.addr[l]),
+                            "stmatrix");
   const SmemCost cost = ldmatrix_cost(st.addr, num);
   SmemStats& sst = detail::g_block->ctr.smem_store;
   ++sst.requests;
   sst.bytes += 128u * unsigned(num);
   sst.wavefronts += cost.wavefronts;
   sst.conflicts += cost.conflicts;
-  // stamp the rows for the proxy-fence check of the async-proxy readers (sim/tma.hpp)
-  Block& b = *detail::g_block;
-  b.hopper_used = true;
-  for (int l = 0; l < 8 * num; ++l) {
-    const uintptr_t a = reinterpret_cast<uintptr_t>(st.addr[l]);
-    if (b.stp && a >= detail::g_smem_lo && a + 16 <= detail::g_smem_hi)
-      b.stp[(a - detail::g_smem_lo) / 16] =
-          uint64_t(&lanes[l] - b.tp + 1) << 32 | lanes[l].proxy_fences;
-  }
   for (int l = 0; l < 32; ++l) {
     for (int i = 0; i < num; ++i) {
       const uint16_t lo = uint16_t(st.in[l][i] & 0xffffu), hi = uint16_t(st.in[l][i] >> 16);

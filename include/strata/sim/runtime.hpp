@@ -794,6 +794,47 @@ STRATA_SIM_NO_TSAN inline std::string smem_where(const void* p) {
   return buf;
 }
 
+/// A generic-proxy write of the 16 bytes at `a` in dynamic shared memory by thread `t` (stmatrix,
+/// or a 16-byte st.shared through arch::store16): a fault where an asynchronous op still owns
+/// them (a wgmma in flight reads them: on hardware it may read the old or the new values; a TMA
+/// load has not landed in them: it would overwrite the store), else the stamp of the proxy-fence
+/// check (Block::smem_stamps): an async-proxy reader (wgmma, a TMA store) may read them only
+/// after the writer's next fence.proxy.async. `op` names the write in messages. Addresses outside
+/// dynamic shared memory, and host code, are not checked.
+STRATA_SIM_NO_TSAN STRATA_SIM_NO_TRAFFIC inline void generic_store16(const Thread& t, const Site& s,
+                                                                     uintptr_t a, const char* op) {
+  Block* b = g_block;
+  if (!b || !b->stp || a < g_smem_lo || a + 16 > g_smem_hi) return;
+  const auto* p = reinterpret_cast<const unsigned char*>(a);
+  for (int k = 0; k < b->n_wg_fp; ++k) {
+    const WgmmaFootprint& o = b->wg_fp[k];
+    if ((p < o.hi[0] && o.lo[0] < p + 16) || (p < o.hi[1] && o.lo[1] < p + 16))
+      fault_at(t, s,
+               std::string(op) + " into " + smem_where(p) + " while the wgmma issued at " +
+                   site_str(o.site) +
+                   " still reads it (wait for its group before rewriting the operand)");
+  }
+  for (int k = 0; k < b->n_tma_loads; ++k) {
+    const TmaLoad& o = b->tma_loads[k];
+    if (p < o.dst + o.bytes && o.dst < p + 16)
+      fault_at(t, s,
+               std::string(op) + " into " + smem_where(p) + " while the TMA load issued at " +
+                   site_str(o.site) + " into it has not landed");
+  }
+  b->hopper_used = true;  // the stamps are cleared before this slot runs another block
+  b->stp[(a - g_smem_lo) / 16] = uint64_t(&t - b->tp + 1) << 32 | t.proxy_fences;
+}
+/// An async-proxy write (a TMA load) replaces [a, a + bytes): its generic writes are gone.
+STRATA_SIM_NO_TSAN STRATA_SIM_NO_TRAFFIC inline void clear_generic_stamps(uintptr_t a, uint64_t bytes) {
+  Block* b = g_block;
+  if (!b || !b->stp || a < g_smem_lo || a + bytes > g_smem_hi) return;
+  std::memset(b->stp + (a - g_smem_lo) / 16, 0, size_t((bytes + 15) / 16) * sizeof(uint64_t));
+}
+/// arch::store16's hook: a 16-byte store at `s` by the running fiber (none in host code).
+STRATA_SIM_NO_TSAN STRATA_SIM_NO_TRAFFIC inline void on_store16(const void* p, const Site& s) {
+  if (g_cur) generic_store16(*g_cur, s, reinterpret_cast<uintptr_t>(p), "a 16-byte st.shared");
+}
+
 /// What a blocked thread waits for.
 STRATA_SIM_NO_TSAN inline std::string wait_str(const Block& b, const Thread& t) {
   switch (t.st) {

@@ -12,7 +12,8 @@
 ///
 /// A store fingerprints its shared source when issued and reads it at
 /// cp.async.bulk.wait_group.read (or when the thread exits): a source changed in between is a
-/// fault, as is a source chunk written by stmatrix with no fence.proxy.async by its writer since.
+/// fault, as is a source chunk written by stmatrix or arch::store16 with no fence.proxy.async by
+/// its writer since.
 #pragma once
 
 #include <cstdint>
@@ -107,6 +108,7 @@ STRATA_SIM_NO_TSAN STRATA_SIM_NO_TRAFFIC inline void tma_load(void* dst, const v
   for (int i = 0; i < Rank; ++i) ld.at.c[i] = coord[i];
   ld.site = s;
   std::memset(d, 0xFF, size_t(bytes));  // NaN until it lands
+  detail::clear_generic_stamps(reinterpret_cast<uintptr_t>(d), bytes);
   // ThreadSanitizer: the copy (its poisoning here, its landing later, wherever that runs)
   // happens before the completion of the phase it belongs to
   detail::tsan_release(&b.mbar[slot].tsan[b.mbar[slot].phase & 3]);
@@ -128,7 +130,8 @@ STRATA_SIM_NO_TSAN STRATA_SIM_NO_TRAFFIC inline void tma_store(const void* map, 
   uint64_t bytes = uint64_t(tma::element_bytes(tma::DataType(m.dtype)));
   for (int i = 0; i < Rank; ++i) bytes *= m.box_dim[i];
   const auto* p = static_cast<const unsigned char*>(src);
-  // the async proxy reads the source: stmatrix writes to it need a fence.proxy.async since
+  // the async proxy reads the source: generic writes to it (stmatrix, store16) need a
+  // fence.proxy.async by their writer since
   const uintptr_t a = reinterpret_cast<uintptr_t>(p);
   if (b.stp && a >= detail::g_smem_lo && a + bytes <= detail::g_smem_hi)
     for (uint64_t c = (a - detail::g_smem_lo) / 16; c < (a + bytes - detail::g_smem_lo) / 16; ++c) {
@@ -141,7 +144,7 @@ STRATA_SIM_NO_TSAN STRATA_SIM_NO_TRAFFIC inline void tma_store(const void* map, 
             std::string(op) + " reads " +
                 hopper_detail::where(reinterpret_cast<const void*>(detail::g_smem_lo + 16 * c)) +
                 ", which " + detail::who(w) +
-                " wrote with stmatrix and has not ordered for the async proxy since: "
+                " wrote (stmatrix or st.shared) and has not ordered for the async proxy since: "
                 "fence.proxy.async is missing between the write and the store");
     }
   detail::TmaStore st;

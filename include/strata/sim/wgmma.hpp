@@ -181,19 +181,21 @@ STRATA_SIM_NO_TSAN STRATA_SIM_NO_TRAFFIC inline void wgmma_fn(Thread* lanes, uns
   float A[16][16], B[256][16];
   D::Footprint fp;
   Block& b = *detail::g_block;
-  // the async proxy reads shared memory: stmatrix writes need a fence.proxy.async since
+  // the async proxy reads shared memory: generic writes (stmatrix, store16) need a
+  // fence.proxy.async by their writer since
   auto read = [&](const unsigned char* p, int which) STRATA_SIM_NO_TSAN {
     fp.add(p, which);
     const uintptr_t a = reinterpret_cast<uintptr_t>(p);
     if (b.stp) {
       const uint64_t stamp = b.stp[(a - detail::g_smem_lo) / 16];
       if (stamp && b.tp[(stamp >> 32) - 1].proxy_fences == uint32_t(stamp))
-        detail::fault_at(first, first.site,
-                         "wgmma reads " + hopper_detail::where(p) + ", which " +
-                             detail::who(b.tp[(stamp >> 32) - 1]) +
-                             " wrote with stmatrix and has not ordered for the async proxy "
-                             "since: fence.proxy.async is missing between the write and the "
-                             "wgmma");
+        detail::fault_at(
+            first, first.site,
+            "wgmma reads " + hopper_detail::where(p) + ", which " +
+                detail::who(b.tp[(stamp >> 32) - 1]) +
+                " wrote (stmatrix or st.shared) and has not ordered for the async proxy "
+                "since: fence.proxy.async is missing between the write and the "
+                "wgmma");
     }
     uint16_t v;
     std::memcpy(&v, p, 2);
