@@ -92,8 +92,10 @@ void flash_backward(benchmark::State& state, bool deterministic) {
   const bool causal = state.range(2) != 0;
   att::FlashBwdParams p = flash_params(T, d, causal);
   p.deterministic = deterministic;
-  if (const size_t accum = strata::api::flash_bwd_dq_accum_bytes(p); accum > 0)
+  if (const size_t accum = strata::api::flash_bwd_dq_accum_bytes(p); accum > 0) {
     p.dq_accum = shared_fill("dq_accum", accum / 4);
+    p.dq_accum_bytes = accum;
+  }
   if (!strata::api::flash_fwd(p).ok()) state.SkipWithError("flash_fwd failed");
   time_iterations(state, [&] { return strata::api::flash_bwd(p); });
   report_flops(state, strata::cost::attention_backward_flops(p.b, T, p.h, d, causal));

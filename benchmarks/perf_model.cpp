@@ -327,18 +327,20 @@ int registers_at_entry(const std::string& budget, int d, bool backward = false) 
                    "sm_90a");
 }
 
-// The model's configuration of Strata's sm_90a forward is its kernel's.
-template <int D>
+// The model's configuration of Strata's sm_90a forward is its kernel's (with one raw V tile and
+// with two: ResFormer).
+template <int D, int RawV>
 constexpr bool sm90_config_is_the_kernels() {
-  using Tr = att::FlashFwdSm90Traits<D>;
-  constexpr cost::WgmmaFwdConfig c = cost::strata_sm90_forward_config(D);
+  using Tr = att::FlashFwdSm90Traits<D, RawV>;
+  constexpr cost::WgmmaFwdConfig c = cost::strata_sm90_forward_config(D, RawV);
   return c.bm == Tr::kBlockM && c.bn == Tr::kBlockN && c.consumer_wgs == Tr::kConsumerWGs &&
          c.threads() == Tr::kThreads && c.pv_rs &&
          cost::wgmma_forward_tile(D, c).mma * 4096 == double(Tr::kFlopsPerTilePair) &&
          cost::wgmma_forward_smem(D, c) + 8 * Tr::kBarriers + 1024 == int(Tr::kSmemBytes);
 }
-static_assert(sm90_config_is_the_kernels<64>() && sm90_config_is_the_kernels<96>() &&
-              sm90_config_is_the_kernels<128>());
+static_assert(sm90_config_is_the_kernels<64, 1>() && sm90_config_is_the_kernels<96, 1>() &&
+              sm90_config_is_the_kernels<128, 1>() && sm90_config_is_the_kernels<64, 2>() &&
+              sm90_config_is_the_kernels<96, 2>() && sm90_config_is_the_kernels<128, 2>());
 
 // ... and of its sm_90a backward.
 template <int D>
@@ -537,10 +539,13 @@ int main(int argc, char** argv) {
       const int64_t heads = 2048 / d;
       const double bh = double(batch * heads);
       const double flops = cost::attention_forward_flops(batch, T, heads, d, causal);
-      const double dram = bh * double(T) * (4.0 * d * 2 + 4);
-      for (const bool fa3 : {false, true}) {
-        const cost::WgmmaFwdConfig c =
-            fa3 ? cost::fa3_forward_config(d, causal) : cost::strata_sm90_forward_config(d);
+      // kernel 0: Strata's; 1: Strata's with ResFormer's V' formed from two raw tiles (V_0
+      // read from DRAM too); 2: FlashAttention-3's
+      for (const int kernel : {0, 1, 2}) {
+        const bool fa3 = kernel == 2, resformer = kernel == 1;
+        const double dram = bh * double(T) * ((resformer ? 5.0 : 4.0) * d * 2 + 4);
+        const cost::WgmmaFwdConfig c = fa3 ? cost::fa3_forward_config(d, causal)
+                                           : cost::strata_sm90_forward_config(d, 1 + kernel);
         const double pairs = bh * cost::tile_pairs(T, c.bm, c.bn, causal);
         const double tiles = bh * double((T + c.bm - 1) / c.bm);
         const cost::TileWork pair = cost::wgmma_forward_tile(d, c);
@@ -555,9 +560,27 @@ int main(int argc, char** argv) {
         const cost::BlockResources res{c.threads(), regs, cost::wgmma_forward_smem(d, c)};
         std::printf(
             "| %d | %s | %s | %d x %d | %s | %s | %.3f | %.3f | %.3f | %.3f | %s | %.0f |\n", d,
-            causal ? "yes" : "no", fa3 ? "FlashAttention-3" : "Strata sm_90a", c.bm, c.bn,
-            c.pv_rs ? "RS" : "SS", occupancy(cost::kH100Wgmma, {res}).c_str(), b.tensor_s * 1e3,
-            b.smem_s * 1e3, b.sfu_s * 1e3, b.dram_s * 1e3, b.limit, b.tflops);
+            causal ? "yes" : "no",
+            fa3         ? "FlashAttention-3"
+            : resformer ? "Strata sm_90a, ResFormer V' per tile"
+                        : "Strata sm_90a",
+            c.bm, c.bn, c.pv_rs ? "RS" : "SS", occupancy(cost::kH100Wgmma, {res}).c_str(),
+            b.tensor_s * 1e3, b.smem_s * 1e3, b.sfu_s * 1e3, b.dram_s * 1e3, b.limit, b.tflops);
+        if (!resformer) continue;
+        // ResFormer's other plan: V' written once by a DRAM-bound pass, then the vanilla
+        // kernel (api::resformer_forward picks the faster of the two by this model)
+        const cost::ResFormerSm90Plans plans =
+            cost::resformer_sm90_plans(batch, T, T, int(heads), int(heads), d, causal);
+        const cost::Bound v = cost::bound(
+            cost::kH100Wgmma, cost::wgmma_forward_tile(d, cost::strata_sm90_forward_config(d)),
+            pairs, bh * double(T) * (4.0 * d * 2), flops);
+        std::printf(
+            "| %d | %s | Strata sm_90a, ResFormer V' written once | %d x %d | RS | %s | %.3f "
+            "| %.3f | %.3f | %.3f + %.3f | %s + mix pass | %.0f |\n",
+            d, causal ? "yes" : "no", c.bm, c.bn, occupancy(cost::kH100Wgmma, {res}).c_str(),
+            v.tensor_s * 1e3, v.smem_s * 1e3, v.sfu_s * 1e3, v.dram_s * 1e3,
+            (plans.materialised_s - v.seconds) * 1e3, v.limit,
+            flops / plans.materialised_s * 1e-12);
       }
     }
 

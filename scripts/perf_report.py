@@ -49,7 +49,16 @@ FLOP/clk/SM (perf_model.hpp says why). The Hopper tables are the wgmma path (409
 Strata's sm_90a forward and backward (attention/flash_{fwd,bwd}_sm90.cuh) beside
 FlashAttention-3's tile configurations (hopper/tile_size.h, hopper/flash_bwd_launch_template.h),
 both counted from their tile shapes, with wgmma's shared-memory operand reads charged at the same
-128 B/clk as any access (an assumption: NVIDIA publishes no figure for that path).
+128 B/clk as any access (an assumption: NVIDIA publishes no figure for that path). The forward
+table has ResFormer's two plans for V' = lambda_self V_l + lambda_first V_0 on the sm_90a
+kernel: "per tile" (its producer warps form each V tile in shared memory from two TMA tiles: a
+second TMA write, a read of both and a write of V' per tile pair, so it turns the kernel
+shared-memory bound) and "written once" (a DRAM-bound pass writes V', then the vanilla kernel:
+its dram column adds the pass, which runs before the attention, and 5 us of launch).
+`api::resformer_forward` takes the plan this model gives the smaller time
+(`cost::resformer_sm90_plans`, which counts the problem's own tile pairs): forming V' per tile
+repeats for every query tile, so at these 4096-token sequences writing it once wins by 12-23%,
+while short sequences keep the per-tile plan.
 
 """
 

@@ -414,7 +414,10 @@ inline Status attention_params(const StrataAttention& a, bool backward, FlashBwd
                    std::to_string(end));
   char* ws = static_cast<char*>(a.workspace.data);
   p->dsum = reinterpret_cast<float*>(ws);
-  if (accum) p->dq_accum = reinterpret_cast<float*>(ws + round16(dsum));
+  if (accum) {
+    p->dq_accum = reinterpret_cast<float*>(ws + round16(dsum));
+    p->dq_accum_bytes = size_t(accum);
+  }
   return Status::Ok();
 }
 

@@ -145,6 +145,50 @@ TEST(PerfModel, WgmmaWorkPerTileByHand) {
   EXPECT_DOUBLE_EQ(wgmma_forward_epilogue(128, c).smem_wavefronts, 128.0 * 128 * 2 / 128);
 }
 
+TEST(PerfModel, WgmmaWorkOfTwoRawVTilesByHand) {
+  // ResFormer's V formed from two raw tiles: a second TMA write of 32 KB (d = 128, 128 keys),
+  // then the mixer warps read both tiles and write V' (3 x 32 KB); two more 32 KB stages
+  const auto one = strata_sm90_forward_config(128), two = strata_sm90_forward_config(128, 2);
+  EXPECT_DOUBLE_EQ(wgmma_forward_tile(128, two).smem_wavefronts -
+                       wgmma_forward_tile(128, one).smem_wavefronts,
+                   4 * 32768.0 / 128);
+  EXPECT_DOUBLE_EQ(wgmma_forward_tile(128, two).mma, wgmma_forward_tile(128, one).mma);
+  EXPECT_EQ(wgmma_forward_smem(128, two) - wgmma_forward_smem(128, one), 2 * 32768);
+}
+
+TEST(PerfModel, TilePairsFollowTheMasksBlockSkipping) {
+  // square: the existing count; 300 queries against 1000 keys, causal bottom-right aligned:
+  // query tile [0, 128) sees keys [0, 828) -> 7 key tiles, [128, 256) -> 8, [256, 300) -> 8
+  EXPECT_DOUBLE_EQ(tile_pairs(1000, 1000, 128, 128, true, -1), tile_pairs(1000, 128, 128, true));
+  EXPECT_DOUBLE_EQ(tile_pairs(300, 1000, 128, 128, true, -1), 7 + 8 + 8);
+  EXPECT_DOUBLE_EQ(tile_pairs(300, 1000, 128, 128, false, -1), 3 * 8);
+  // a window of 100 left of the diagonal: [0, 128) sees [600, 828) -> tiles 4..6 (3),
+  // [128, 256) [728, 956) -> 5..7 (3), [256, 300) [856, 1000) -> 6..7 (2)
+  EXPECT_DOUBLE_EQ(tile_pairs(300, 1000, 128, 128, true, 100), 3 + 3 + 2);
+  // more queries than keys: the first 200 rows see no key
+  EXPECT_DOUBLE_EQ(tile_pairs(300, 100, 128, 128, true, -1), 0 + 1 + 1);
+}
+
+TEST(PerfModel, ResFormerPlansCrossOverWithTheQueryTiles) {
+  // forming V per tile repeats for every query tile: short sequences keep it, long ones write
+  // V' once (batch 4 x 16 heads: from about 1.5K tokens, causal about 2.5K: causal halves the
+  // pairs, so it crosses later); a window keeps the per-tile plan
+  for (int d : {64, 96, 128}) {
+    const auto short_seq = resformer_sm90_plans(4, 512, 512, 16, 16, d, false);
+    EXPECT_LT(short_seq.fused_s, short_seq.materialised_s) << d;
+    const auto long_seq = resformer_sm90_plans(4, 8192, 8192, 16, 16, d, false);
+    EXPECT_GT(long_seq.fused_s, long_seq.materialised_s) << d;
+    const auto causal = resformer_sm90_plans(4, 8192, 8192, 16, 16, d, true);
+    EXPECT_GT(causal.fused_s, causal.materialised_s) << d;
+    const auto mid = resformer_sm90_plans(4, 2048, 2048, 16, 16, d, false),
+               mid_causal = resformer_sm90_plans(4, 2048, 2048, 16, 16, d, true);
+    EXPECT_GT(mid.fused_s, mid.materialised_s) << d;
+    EXPECT_LT(mid_causal.fused_s, mid_causal.materialised_s) << d;
+    const auto window = resformer_sm90_plans(4, 8192, 8192, 16, 16, d, true, 256);
+    EXPECT_LT(window.fused_s, window.materialised_s) << d;
+  }
+}
+
 TEST(PerfModel, FlashAttention3BackwardConfigurationsFromItsSource) {
   // hopper/flash_bwd_launch_template.h: run_mha_bwd_dispatch<Arch, T, kBlockM, kBlockN, ...>
   const auto d64 = fa3_backward_config(64, false);

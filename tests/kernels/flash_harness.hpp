@@ -205,6 +205,7 @@ struct Problem {
     if (const size_t accum = strata::api::flash_bwd_dq_accum_bytes(p); accum > 0) {
       dq_accum.assign(accum / sizeof(float) + 1, NAN);
       p.dq_accum = dq_accum.data();
+      p.dq_accum_bytes = accum;
     }
   }
   Problem(const Problem&) = delete;

@@ -38,7 +38,8 @@ template <class T>
 BwdErrors run_sm90(Problem<T>& pr, int splits) {
   api::FlashBwdSm90Options opt;
   opt.num_splits = splits;
-  pr.dq_accum.assign(api::flash_bwd_dq_accum_bytes(pr.p, opt) / sizeof(float) + 1, NAN);
+  pr.p.dq_accum_bytes = api::flash_bwd_dq_accum_bytes(pr.p, opt);
+  pr.dq_accum.assign(pr.p.dq_accum_bytes / sizeof(float) + 1, NAN);
   pr.p.dq_accum = pr.dq_accum.data();
   return backward_errors(pr, [&](const att::FlashBwdParams& p) {
     strata::sim::reset_counters();
@@ -319,6 +320,7 @@ TEST(FlashBwdSm90, DispatchPicksTheKernelTheDeviceRuns) {
     EXPECT_EQ(api::flash_bwd_dq_accum_bytes(pr.p), 0u);  // deterministic on sm_80: none
     Vec<float> acc(size_t(pr.nq) * 2 * 64 * 8, 0.f);
     pr.p.dq_accum = acc.data();
+    pr.p.dq_accum_bytes = acc.size() * sizeof(float);
     EXPECT_EQ(api::flash_bwd_sm90(pr.p).code(), strata::StatusCode::kUnsupported);
     for (const bf16& x : pr.dq) ASSERT_TRUE(std::isnan(strata::core::to_float(x)));
     EXPECT_TRUE(backward_errors(pr, [&](const att::FlashBwdParams& p) {
@@ -339,6 +341,53 @@ TEST(FlashBwdSm90, AccumulatorBytesFollowTheModeAndSplits) {
   api::FlashBwdSm90Options opt;
   opt.num_splits = 2;
   EXPECT_EQ(api::flash_bwd_dq_accum_bytes(pr.p, opt), 2 * slice);
+}
+
+// dq_accum_bytes guards the accumulator: the sm_90 backward runs only where dq_accum holds its
+// slices. Not given (0), the fast mode's one slice is assumed: a deterministic caller keeps the
+// sm_80 kernels (which need none), a fast one runs the sm_90 kernel on its one slice; a size
+// too small is refused by flash_bwd_sm90 and falls back in flash_bwd; the fast mode's own size
+// is checked by validate.
+TEST(FlashBwdSm90, AccumulatorSizeDecidesTheKernel) {
+  Case c;
+  c.lens_q = {150, 70};
+  c.h = 2, c.h_k = 1, c.d = 64;
+  strata::sim::Counters ctr;
+  const auto run = [&](Problem<bf16>& pr) {
+    return backward_errors(pr, [&](const att::FlashBwdParams& p) {
+      strata::sim::reset_counters();
+      const strata::Status s = api::flash_bwd(p);
+      ctr = strata::sim::total_counters();
+      return s;
+    });
+  };
+  for (bool deterministic : {true, false}) {
+    c.deterministic = deterministic;
+    {
+      Problem<bf16> pr(c, 64);
+      const size_t need = pr.p.dq_accum_bytes;
+      pr.p.dq_accum_bytes = 0;  // not given
+      EXPECT_TRUE(run(pr).pass());
+      EXPECT_EQ(ctr.mma > 0, deterministic) << "deterministic " << deterministic;
+      EXPECT_EQ(ctr.wgmma_collectives > 0, !deterministic);
+      const strata::Status s = api::flash_bwd_sm90(pr.p);
+      EXPECT_EQ(s.ok(), !deterministic) << s.message();
+      pr.p.dq_accum_bytes = need - 4;  // one float short
+      const strata::Status short_by_one = api::flash_bwd_sm90(pr.p);
+      EXPECT_EQ(short_by_one.code(), strata::StatusCode::kInvalidArgument);
+      EXPECT_NE(std::string(short_by_one.message()).find("dq_accum_bytes"), std::string::npos)
+          << short_by_one.message();
+      if (deterministic) {  // flash_bwd falls back to the sm_80 kernels
+        EXPECT_TRUE(run(pr).pass());
+        EXPECT_GT(ctr.mma, 0u);
+        EXPECT_EQ(ctr.wgmma_collectives, 0u);
+      } else {  // the fast mode's own slice is too small: refused before anything runs
+        const strata::Status v = api::flash_bwd(pr.p);
+        EXPECT_NE(std::string(v.message()).find("dq_accum_bytes"), std::string::npos)
+            << v.message();
+      }
+    }
+  }
 }
 
 TEST(FlashBwdSm90, RefusalsNameTheFieldAndWriteNothing) {

@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <strata/api/flash.hpp>
+#include <strata/variants/value_residual.cuh>
 
 #include <cmath>
 #include <cstdio>
@@ -260,11 +261,189 @@ TEST(FlashFwdSm90, DispatchPicksTheKernelTheDeviceRuns) {
   }
 }
 
-// Variants that transform tiles on load stay on the sm_80 kernel.
+// Variants that transform tiles on load stay on the sm_80 kernel unless they say otherwise.
 struct LoadTransformingVariant : att::VanillaAttention {};
 static_assert(att::Sm90Variant<att::VanillaAttention>::value);
 static_assert(!att::Sm90Variant<LoadTransformingVariant>::value,
               "a derived variant may override a load hook: not on the TMA path unless it says so");
+static_assert(att::Sm90Variant<strata::variants::ValueResidual>::value &&
+              att::Sm90VTransform<strata::variants::ValueResidual, bf16>);
+
+// ---------------------------------------------------------------- ResFormer's V' on the sm_90 path
+// V'_l = lambda_self V_l + lambda_first V_0 formed by the producer's mixer warps from two TMA
+// tiles. Checked two ways: bitwise against the same kernel's vanilla run on V' formed on the host
+// with the policy's own mix (the kernel must attend to exactly that V', ragged tails included),
+// and that run against the fp64 reference on V'.
+
+/// V_0 and lambda of one ResFormer layer over a problem's keys, and the policy that reads them.
+template <class T>
+struct ResidualInputs {
+  Vec<T> v0;
+  Vec<float> ls, lf;
+  strata::variants::ValueResidual vr;
+  ResidualInputs(const Problem<T>& pr, bool per_head, uint64_t seed) {
+    Rng rng(seed);
+    v0.resize(pr.vs.size());
+    for (auto& x : v0) x = strata::core::from_float<T>(float(rng.normal()));
+    for (int i = 0; i < (per_head ? pr.p.h_k : 1); ++i) {
+      ls.push_back(float(0.6 + 0.3 * rng.normal()));
+      lf.push_back(float(0.4 + 0.3 * rng.normal()));
+    }
+    vr.v_first = v0.data();
+    vr.v_first_row_stride = pr.p.v_row_stride, vr.v_first_head_stride = pr.p.v_head_stride;
+    vr.lambda_self = ls.data(), vr.lambda_first = lf.data(), vr.per_head = per_head;
+  }
+  /// The problem's V (storage and the reference's fp64 view) replaced by V'.
+  void mix_into(Problem<T>& pr) const {
+    const int hk = pr.p.h_k, d = pr.p.d;
+    for (int64_t t = 0; t < pr.nk; ++t)
+      for (int h = 0; h < hk; ++h)
+        for (int e = 0; e < d; e += 8) {
+          const size_t at = size_t((t * hk + h) * d + e);
+          uint4 a, b;
+          std::memcpy(&a, &pr.vs[at], 16);
+          std::memcpy(&b, &v0[at], 16);
+          const uint4 m = vr.v_mix(h).template apply<T>(a, b);
+          std::memcpy(static_cast<void*>(&pr.vs[at]), &m, 16);
+          for (int i = 0; i < 8; ++i)
+            pr.v.data[at + size_t(i)] = strata::core::to_float(pr.vs[at + size_t(i)]);
+        }
+  }
+};
+
+template <class T>
+bool same_bits(const Vec<T>& a, const Vec<T>& b, size_t n, std::string* where) {
+  for (size_t i = 0; i < n; ++i)
+    if (std::memcmp(&a[i], &b[i], sizeof(T)) != 0) {
+      *where = "element " + std::to_string(i);
+      return false;
+    }
+  return true;
+}
+
+/// ResFormer's forward on the sm_90 kernel against its vanilla run on V' (bitwise) and that
+/// against fp64; `num_ctas` as expect_pass.
+template <class T>
+void expect_resformer(const Case& c, bool per_head, int num_ctas = 0) {
+  with_head_dim<T>(c, [&]<class U, int D>(const Case& x) {
+    Problem<U> pr(x, D);
+    const ResidualInputs<U> in(pr, per_head, x.seed + 99);
+    api::FlashFwdSm90Options opt;
+    opt.num_ctas = num_ctas;
+    const strata::Status st = api::flash_fwd_sm90(pr.p, in.vr, 0, opt);
+    ASSERT_TRUE(st.ok()) << st.message();
+    ASSERT_EQ(sync_device(), "");
+    const auto ctr = strata::sim::last_launch_counters();
+    EXPECT_GT(ctr.wgmma_collectives, 0u);
+    EXPECT_EQ(ctr.mma, 0u);
+    const Vec<U> o = pr.o;
+    const Vec<float> lse = pr.lse;
+    in.mix_into(pr);
+    std::fill(pr.o.begin(), pr.o.end(), strata::core::from_float<U>(NAN));
+    ASSERT_TRUE(api::flash_fwd_sm90(pr.p, 0, opt).ok());
+    std::string where;
+    EXPECT_TRUE(same_bits(o, pr.o, o.size(), &where))
+        << x.describe() << (per_head ? " headwise" : " scalar") << ": O " << where;
+    EXPECT_TRUE(same_bits(lse, pr.lse, size_t(pr.nq * x.h), &where)) << x.describe() << ": LSE";
+    const Errors e = forward_errors(pr, x, D);
+    EXPECT_TRUE(e.pass()) << x.describe() << ": O " << e.o_kernel << " (naive " << e.o_naive << ")";
+  });
+}
+
+TEST(FlashFwdSm90ResFormer, TileTable) {
+  using T128 = att::FlashFwdSm90Traits<128, 2>;
+  EXPECT_EQ(T128::kMixWarps, 3);
+  // FA3's d = 128 plan and a second raw V tile per stage: still inside an H100's 227 KiB
+  EXPECT_EQ(T128::kSmemBytes, size_t(32768 + 6 * 32768 + 8 * 13 + 1024));
+  EXPECT_LE(T128::kSmemBytes, size_t(227 * 1024));
+  using T96 = att::FlashFwdSm90Traits<96, 2>;
+  EXPECT_EQ(T96::kVAuxOff % 1024, 0u);
+}
+
+TEST(FlashFwdSm90ResFormer, HeadDimsDtypesGqaAndRaggedTiles) {
+  Case c;
+  c.lens_q = {1, 130, 0, 77};
+  c.h = 4, c.h_k = 2;
+  for (int d : {64, 96, 128}) {
+    c.d = d;
+    c.causal = d != 96;
+    expect_resformer<bf16>(c, true);
+    expect_resformer<fp16>(c, d == 64);
+  }
+}
+
+TEST(FlashFwdSm90ResFormer, PersistentBlocksWindowsAndLongKeys) {
+  Case c;
+  c.lens_q = {64, 300, 129};
+  c.lens_k = {700, 300, 5};
+  c.h = 2, c.h_k = 1, c.d = 64, c.causal = true, c.window_left = 200;
+  for (int ctas : {1, 3}) expect_resformer<bf16>(c, false, ctas);
+}
+
+// V_0's rows of the next sequence hold inf: the mixer zeroes a ragged tile's rows past the
+// sequence instead of mixing them, so the first sequence's output is bitwise a clean run's.
+TEST(FlashFwdSm90ResFormer, NextSequenceRowsOfARaggedTileDoNotLeak) {
+  Case c;
+  c.lens_q = {100, 60};
+  c.h = 2, c.h_k = 1, c.d = 64;
+  Problem<bf16> pr(c, 64);
+  ResidualInputs<bf16> in(pr, false, 5);
+  ASSERT_TRUE(api::flash_fwd_sm90(pr.p, in.vr).ok());
+  const Vec<bf16> clean = pr.o;
+  const bf16 inf = strata::core::from_float<bf16>(INFINITY);
+  for (int64_t t = 100; t < 160; ++t)
+    for (int e = 0; e < 64; ++e) in.v0[size_t(t * 64 + e)] = pr.vs[size_t(t * 64 + e)] = inf;
+  ASSERT_TRUE(api::flash_fwd_sm90(pr.p, in.vr).ok());
+  std::string where;
+  EXPECT_TRUE(same_bits(clean, pr.o, size_t(100 * 2 * 64), &where)) << where;
+}
+
+// api::flash_fwd puts ResFormer on the sm_90 kernel; a V_0 no TMA map describes falls back to
+// the sm_80 kernel, and flash_fwd_sm90 refuses it naming v_first.
+TEST(FlashFwdSm90ResFormer, DispatchAndRefusals) {
+  Case c;
+  c.lens_q = {70, 130};
+  c.h = 2, c.h_k = 1, c.d = 64, c.causal = true;
+  Problem<bf16> pr(c, 64);
+  ResidualInputs<bf16> in(pr, false, 8);
+  ASSERT_TRUE(api::flash_fwd(pr.p, in.vr).ok());
+  EXPECT_GT(strata::sim::last_launch_counters().wgmma_collectives, 0u);
+  const Vec<bf16> sm90 = pr.o;
+  in.vr.v_first_row_stride = 8;  // rows that overlap: no map describes V_0
+  in.vr.v_first_head_stride = 64;
+  strata::Status s = api::flash_fwd_sm90(pr.p, in.vr);
+  EXPECT_EQ(s.code(), strata::StatusCode::kInvalidArgument);
+  EXPECT_NE(std::string(s.message()).find("v_first (its TMA map)"), std::string::npos)
+      << s.message();
+  in.vr.v_first = nullptr;
+  s = api::flash_fwd_sm90(pr.p, in.vr);
+  EXPECT_NE(std::string(s.message()).find("v_first is null"), std::string::npos) << s.message();
+  for (size_t i = 0; i < sm90.size(); ++i) ASSERT_EQ(std::memcmp(&sm90[i], &pr.o[i], 2), 0);
+  // where the TMA path cannot describe the problem, the sm_80 kernel's mix (checked against
+  // fp64 on V')
+  in.vr.v_first = in.v0.data();
+  in.vr.v_first_row_stride = pr.p.v_row_stride, in.vr.v_first_head_stride = pr.p.v_head_stride;
+  pr.p.cu_seqlens_k_host = nullptr;  // no K/V extent for the TMA maps: the sm_80 kernel
+  std::fill(pr.o.begin(), pr.o.end(), strata::core::from_float<bf16>(NAN));
+  ASSERT_TRUE(api::flash_fwd(pr.p, in.vr).ok());
+  const auto ctr = strata::sim::last_launch_counters();
+  EXPECT_EQ(ctr.wgmma_collectives, 0u);
+  EXPECT_GT(ctr.mma, 0u);
+  in.mix_into(pr);
+  EXPECT_TRUE(forward_errors(pr, c, 64).pass());
+}
+
+TEST(FlashFwdSm90ResFormer, AllSchedules) {
+  strata_test::SimGuard guard;
+  Case c;
+  c.lens_q = {140, 0, 33};
+  c.lens_k = {140, 5, 300};
+  c.h = 2, c.h_k = 2, c.d = 64, c.causal = true;
+  for (const auto& s : strata_test::all_schedules()) {
+    strata::sim::set_schedule(s);
+    expect_resformer<bf16>(c, true, 2);
+  }
+}
 
 TEST(FlashFwdSm90, RefusalsNameTheFieldAndWriteNothing) {
   Case c;

@@ -46,6 +46,13 @@ TEST(DepthAttention, GqaDimsDtypesEmptySequenceNoNorm) {
   expect_depth<fp16>(dc);
 }
 
+// On an sm_90 device the stack's attention layers run the sm_90a kernels, forward and backward
+// (the depth pass writes q_rot, k^ and v^ first; the attention reads them as stored).
+TEST(DepthAttention, StackRunsTheSm90KernelsOnHopper) {
+  const DepthCase dc = depth_case({70, 1, 130}, 4, 2, 64, true);
+  expect_sm90_kernels([&] { expect_depth<bf16>(dc); }, dc.describe());
+}
+
 TEST(DepthAttention, AllSchedules) {
   strata_test::SimGuard guard;
   for (const auto& s : strata_test::all_schedules()) {

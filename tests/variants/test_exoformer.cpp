@@ -63,6 +63,13 @@ TEST(ExoFormer, OneLayerAndManyBlocks) {
   expect_exo<bf16>(ec);
 }
 
+// On an sm_90 device the stack's attention layers run the sm_90a kernels, forward and backward
+// (the anchor mix writes the attention's operands first; the output gate acts in store_o).
+TEST(ExoFormer, StackRunsTheSm90KernelsOnHopper) {
+  const ExoCase ec = exo_case({70, 1, 130}, 4, 2, 64, true);
+  expect_sm90_kernels([&] { expect_exo<bf16>(ec); }, ec.describe());
+}
+
 TEST(ExoFormer, AllSchedules) {
   strata_test::SimGuard guard;
   for (const auto& s : strata_test::all_schedules()) {

@@ -68,6 +68,15 @@ TEST(MeaKeyValue, GqaVirtualHeadsDimsDtypesEmptySequence) {
   expect_mea<bf16>(norope);
 }
 
+// On an sm_90 device both sites' attention runs the sm_90a kernels, forward and backward: the
+// key-value site composes K' and V' first, the output site's GroupNorm acts in store_o.
+TEST(MeaBothSites, StacksRunTheSm90KernelsOnHopper) {
+  for (bool output_site : {false, true}) {
+    const MeaCase mc = mea_case({70, 1, 40}, 4, 2, 3, 64, true, output_site);
+    expect_sm90_kernels([&] { expect_mea<bf16>(mc); }, mc.describe());
+  }
+}
+
 TEST(MeaKeyValue, AllSchedules) {
   strata_test::SimGuard guard;
   for (const auto& s : strata_test::all_schedules()) {

@@ -76,6 +76,13 @@ TEST(GatedAttention, QkNormAndRopeQwen3Order) {
   expect_gated<bf16>(gc);
 }
 
+// On an sm_90 device the gated layer runs the sm_90a kernels, forward and backward (the gate
+// acts in store_o, its backward in the preprocess).
+TEST(GatedAttention, RunsTheSm90KernelsOnHopper) {
+  const GateCase gc = gate_case(GateKind::kElementwise, {70, 1, 130}, 4, 2, 64, true);
+  expect_sm90_kernels([&] { expect_gated<bf16>(gc); }, gc.describe());
+}
+
 TEST(GatedAttention, AllSchedules) {
   strata_test::SimGuard guard;
   for (const auto& s : strata_test::all_schedules()) {

@@ -63,6 +63,17 @@ TEST(SVFormer, StackSharesLayerZerosValue) {
       stack_case(ValueResidualKind::kSVFormer, MixGranularity::kScalar, {50, 0}, 4, 1, 128, false));
 }
 
+// On an sm_90 device every layer of both stacks runs the sm_90a kernels, forward and backward:
+// ResFormer's V' mixed from two TMA tiles, the backward policies' chain rule in their stores.
+// No mma.sync anywhere (the sm_80 kernels' instruction), wgmma in every attention launch.
+TEST(ValueResidual, StacksRunTheSm90KernelsOnHopper) {
+  for (auto kind : {ValueResidualKind::kResFormer, ValueResidualKind::kSVFormer}) {
+    StackCase sc = stack_case(kind, MixGranularity::kHeadwise, {70, 1, 130}, 4, 2, 64, true);
+    sc.layers = 3;
+    expect_sm90_kernels([&] { expect_stack<bf16>(sc); }, sc.describe());
+  }
+}
+
 TEST(ValueResidual, AllSchedules) {
   strata_test::SimGuard guard;
   for (const auto& s : strata_test::all_schedules()) {
@@ -149,6 +160,7 @@ TEST(ValueResidualApi, EveryFieldIsValidatedAndNothingIsWritten) {
       {"dlambda_first", true, [](Stack& s) { s.layers[3].dlambda_first = nullptr; }},
       {"workspace", true, [](Stack& s) { s.workspace = nullptr; }},
       {"workspace is not 16-byte aligned", true, [](Stack& s) { s.workspace += 1; }},
+      {"workspace is not 16-byte aligned", false, [](Stack& s) { s.workspace += 1; }},
       {"dq", true, [](Stack& s) { s.layers[2].attn.dq = nullptr; }},
       {"dsum", true, [](Stack& s) { s.layers[0].attn.dsum = nullptr; }},
   };
@@ -175,6 +187,67 @@ TEST(ValueResidualApi, PerLayerEntryPointsValidateToo) {
   s = strata::api::svformer_backward(f.st.layers[1].attn, nullptr);
   EXPECT_NE(std::string(s.message()).find("dv_first"), std::string::npos) << s.message();
   EXPECT_TRUE(f.untouched());
+}
+
+// ResFormer's forward by its two plans: V formed per tile, or V' written once to the workspace
+// and attention run on it. Both attend to the same V' on the same kernel, so their outputs agree
+// bitwise, on the sm_90 kernels and on the sm_80 ones.
+TEST(ValueResidualApi, ForwardPlansAgreeBitwise) {
+  strata_test::SimGuard guard;
+  for (int arch : {90, 80}) {
+    strata::sim::options().device_arch = arch;
+    Case c;
+    c.lens_q = {130, 1, 77};
+    c.h = 4, c.h_k = 2, c.d = 96, c.causal = true;
+    Problem<bf16> v0(c, 96);
+    c.seed = 9;
+    Problem<bf16> pr(c, 96);
+    const std::vector<float> ls = {0.7f, 1.2f}, lf = {0.4f, -0.3f};
+    Vec<float> work(strata::api::value_residual_workspace_bytes(pr.p) / sizeof(float), NAN);
+    strata::api::ValueResidualArgs a;
+    a.v_first = v0.p.v, a.v_first_row_stride = v0.p.v_row_stride;
+    a.v_first_head_stride = v0.p.v_head_stride;
+    a.lambda_self = ls.data(), a.lambda_first = lf.data();
+    a.granularity = MixGranularity::kHeadwise;
+    a.workspace = work.data();
+    ASSERT_TRUE(strata::api::detail::resformer_forward_plan(pr.p, a, -1, 0).ok());
+    EXPECT_TRUE(strata_test::all_nan(work)) << "the per-tile plan wrote the workspace";
+    const Vec<bf16> o = pr.o;
+    const Vec<float> lse = pr.lse;
+    ASSERT_TRUE(strata::api::detail::resformer_forward_plan(pr.p, a, pr.p.total_k, 0).ok());
+    for (size_t i = 0; i < o.size(); ++i)
+      ASSERT_EQ(std::memcmp(&o[i], &pr.o[i], 2), 0) << "arch " << arch << " O element " << i;
+    for (size_t i = 0; i < size_t(pr.nq * c.h); ++i)
+      ASSERT_EQ(std::memcmp(&lse[i], &pr.lse[i], 4), 0) << "arch " << arch << " LSE " << i;
+  }
+}
+
+// Which plan resformer_forward takes: V' written once only on an sm_90 device, with a workspace
+// and a K/V extent, where the per-SM model prefers it (long sequences); per tile otherwise, the
+// workspace untouched.
+TEST(ValueResidualApi, ForwardWritesVWhereTheModelPrefersIt) {
+  strata_test::SimGuard guard;
+  strata::attention::FlashFwdParams p;
+  p.b = 2, p.h = 16, p.h_k = 16, p.d = 128;
+  p.seqlen_q = p.seqlen_k = 8192;
+  int total_k = 0;
+  strata::sim::options().device_arch = 90;
+  EXPECT_TRUE(strata::api::detail::resformer_writes_v(p, &total_k));
+  EXPECT_EQ(total_k, 2 * 8192);
+  p.is_causal = true;
+  EXPECT_TRUE(strata::api::detail::resformer_writes_v(p, &total_k));
+  p.window_left = 256;  // few query tiles per key tile: forming V per tile is cheaper
+  EXPECT_FALSE(strata::api::detail::resformer_writes_v(p, &total_k));
+  p.window_left = -1;
+  p.seqlen_q = p.seqlen_k = 512;
+  EXPECT_FALSE(strata::api::detail::resformer_writes_v(p, &total_k));
+  p.seqlen_q = p.seqlen_k = 8192;
+  const int cu[3] = {0, 8192, 16384};
+  p.cu_seqlens_k = cu;  // packed without the host copy: no extent to size V'
+  EXPECT_FALSE(strata::api::detail::resformer_writes_v(p, &total_k));
+  p.cu_seqlens_k = nullptr;
+  strata::sim::options().device_arch = 80;
+  EXPECT_FALSE(strata::api::detail::resformer_writes_v(p, &total_k));
 }
 
 }  // namespace

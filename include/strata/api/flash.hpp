@@ -262,8 +262,9 @@ STRATA_EXECUTOR_BEGIN  // asks the device (arch::device_runs_sm90a)
 ///    fast mode, FlashBwdSm90Options::num_splits of them (`opt`; by default
 ///    attention::flash_bwd_sm90_splits, at most 8) in the deterministic mode;
 ///  * elsewhere: one slice in the fast mode, 0 when p.deterministic.
-/// flash_bwd runs the sm_90 backward only when p.dq_accum is set (a deterministic caller that
-/// allocates nothing keeps the sm_80 kernels, which need no accumulator).
+/// flash_bwd runs the sm_90 backward only when p.dq_accum is set and, in the deterministic mode,
+/// p.dq_accum_bytes says it holds this many (a deterministic caller that allocates nothing, or
+/// gives no size, keeps the sm_80 kernels, which need no accumulator).
 inline size_t flash_bwd_dq_accum_bytes(const FlashBwdParams& p,
                                        const FlashBwdSm90Options& opt = {}) {
   if (p.total_q <= 0 || p.h <= 0 || p.d <= 0) return 0;
@@ -303,6 +304,11 @@ inline Status validate(const FlashBwdParams& p) {
     if (!p.deterministic && !p.dq_accum)
       return Status::InvalidArgument(
           "dq_accum (workspace of flash_bwd_dq_accum_bytes) is null with deterministic = false");
+    const size_t slice = size_t(p.total_q) * size_t(p.h) * size_t(p.d) * sizeof(float);
+    if (!p.deterministic && p.dq_accum_bytes != 0 && p.dq_accum_bytes < slice)
+      return Status::InvalidArgument("dq_accum_bytes = " + std::to_string(p.dq_accum_bytes) +
+                                     ": the fast mode accumulates dQ in total_q * h * d floats, " +
+                                     std::to_string(slice) + " bytes");
   }
   if (p.total_k > 0) {
     using detail::check_operand;
@@ -345,7 +351,8 @@ Status launch_bwd(const FlashBwdParams& p, const Variant& var, cudaStream_t stre
   }
   if (!p.deterministic && p.total_q > 0)  // after every dK/dV block has added its dQ share
     return launch(attention::flash_bwd_dq_convert_kernel<T, D, Variant>,
-                  attention::flash_bwd_dq_convert_grid(p), dim3(128), 0, stream, p, var);
+                  attention::flash_bwd_dq_convert_grid(p), dim3(128), 0, stream, p, var, 1,
+                  int64_t(0));
   return Status::Ok();
 }
 STRATA_EXECUTOR_END
@@ -359,8 +366,9 @@ STRATA_EXECUTOR_BEGIN
 /// With a variant policy: the same one the forward ran with.
 /// Which kernels: the sm_90a backward (attention/flash_bwd_sm90.cuh; 5 products per tile pair,
 /// deterministic through per-block dQ slices) where the device runs sm_90a code, the variant
-/// loads its tiles as stored (attention::Sm90Variant), p.dq_accum is set (it needs
-/// flash_bwd_dq_accum_bytes in both modes) and its TMA maps describe `p`; the sm_80 ones
+/// loads its tiles as stored (attention::Sm90Variant), p.dq_accum holds what
+/// flash_bwd_dq_accum_bytes asks for there (in both modes; p.dq_accum_bytes says so, or, left 0,
+/// the fast mode's one slice is taken as given) and its TMA maps describe `p`; the sm_80 ones
 /// otherwise, on every device.
 template <class Variant>
 Status flash_bwd(const FlashBwdParams& p, const Variant& var, cudaStream_t stream = 0) {
@@ -378,8 +386,10 @@ Status flash_bwd(const FlashBwdParams& p, const Variant& var, cudaStream_t strea
 }
 /// Backward on the sm_90a kernel only: the same problem and results as flash_bwd (dQ's last bits
 /// aside: it sums in another order), for variants whose tiles are loaded as stored
-/// (attention::Sm90Variant). p.dq_accum: flash_bwd_dq_accum_bytes(p, opt) in either mode.
-/// Refused with a Status, nothing written: what validate(p) refuses; a null dq_accum; operands
+/// (attention::Sm90Variant). p.dq_accum: flash_bwd_dq_accum_bytes(p, opt) in either mode, and
+/// p.dq_accum_bytes its size (required in the deterministic mode).
+/// Refused with a Status, nothing written: what validate(p) refuses; a null dq_accum, or one
+/// p.dq_accum_bytes says is too small (or does not say, in the deterministic mode); operands
 /// whose strides no TMA map describes (InvalidArgument naming the operand); num_splits outside
 /// [0, 8]; a device that does not run sm_90a code (Unsupported).
 template <class Variant>

@@ -59,9 +59,14 @@ STRATA_EXECUTOR_BEGIN
 template <class T, int D, class Variant>
 Status launch_fwd_sm90(const attention::FlashFwdParams& p, const Variant& var, int total_k,
                        int num_ctas, cudaStream_t stream) {
-  using Tr = attention::FlashFwdSm90Traits<D>;
+  using Tr = attention::FlashFwdSm90Traits<D, Variant::kRawVTiles>;
   attention::FlashFwdSm90Params sp;
-  if (Status s = attention::make_flash_fwd_sm90_params<D>(p, total_k, &sp); !s.ok()) return s;
+  attention::RowsOperand aux;  // a kRawVTiles = 2 variant's second raw V tile
+  if constexpr (Variant::kRawVTiles == 2) aux = var.v_aux_operand();
+  if (Status s = attention::make_flash_fwd_sm90_params<D>(
+          p, total_k, &sp, Variant::kRawVTiles == 2 ? &aux : nullptr);
+      !s.ok())
+    return s;
   return launch(attention::flash_fwd_sm90_kernel<T, D, Variant>,
                 attention::flash_fwd_sm90_grid(sp, num_ctas), dim3(Tr::kThreads), Tr::kSmemBytes,
                 stream, sp, var);
@@ -129,7 +134,7 @@ Status launch_bwd_sm90(const attention::FlashBwdParams& p, const Variant& var, i
         !s.ok())
       return s;
   if (p.total_q > 0)
-    return launch(attention::flash_bwd_sm90_dq_convert_kernel<T, D, Variant>,
+    return launch(attention::flash_bwd_dq_convert_kernel<T, D, Variant>,
                   attention::flash_bwd_dq_convert_grid(p), dim3(128), 0, stream, p, var, slices,
                   sp.dq_slice);
   return Status::Ok();
@@ -137,7 +142,8 @@ Status launch_bwd_sm90(const attention::FlashBwdParams& p, const Variant& var, i
 
 /// The sm_90a backward of validated, non-empty `p`: Unsupported where the device does not run
 /// sm_90a code, InvalidArgument (naming the field) where the TMA path cannot describe `p` or
-/// p.dq_accum is null (it needs flash_bwd_dq_accum_bytes of it, in either mode).
+/// p.dq_accum cannot hold the slices (it needs flash_bwd_dq_accum_bytes of it, in either mode:
+/// p.dq_accum_bytes says how much it holds; left 0, only the fast mode's one slice is assumed).
 template <class Variant>
 Status run_bwd_sm90(const attention::FlashBwdParams& p, const Variant& var, cudaStream_t stream,
                     const FlashBwdSm90Options& opt) {
@@ -156,6 +162,17 @@ Status run_bwd_sm90(const attention::FlashBwdParams& p, const Variant& var, cuda
     return Status::InvalidArgument(
         "dq_accum is null: the sm_90 backward accumulates dQ there in both modes (allocate "
         "flash_bwd_dq_accum_bytes)");
+  if (p.total_q > 0) {
+    const size_t need =
+        size_t(attention::flash_bwd_sm90_dq_accum_floats(p, splits)) * sizeof(float);
+    // not given: the fast mode's contract (one [total_q, h, d] slice, which is what it needs)
+    const size_t have = p.dq_accum_bytes != 0 ? p.dq_accum_bytes : p.deterministic ? 0 : need;
+    if (have < need)
+      return Status::InvalidArgument(
+          "dq_accum_bytes = " + std::to_string(p.dq_accum_bytes) + ": the sm_90 backward needs " +
+          std::to_string(need) + " bytes of dq_accum here (flash_bwd_dq_accum_bytes" +
+          (p.deterministic ? "; its deterministic mode keeps a slice per split)" : ")"));
+  }
   return with_dtype_and_head_dim(p.dtype, p.d, [&]<class T, int D>() {
     return launch_bwd_sm90<T, D>(p, var, splits, stream);
   });

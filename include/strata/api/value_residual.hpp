@@ -4,7 +4,8 @@
 /// shows the order and the fp32 accumulator (copy it into a trainer).
 ///
 /// Forward, layer 0: flash_fwd on V_0. Layers l >= 1: resformer_forward (V'_l = lambda_self V_l +
-/// lambda_first V_0 mixed as V tiles load) or, for SVFormer, flash_fwd with p.v = V_0.
+/// lambda_first V_0 mixed as V tiles load, or on Hopper for long sequences written once to the
+/// workspace first: resformer_forward says which) or, for SVFormer, flash_fwd with p.v = V_0.
 /// Backward runs L-1 .. 0 around one fp32 accumulator dv_first [total_k, h_k, d] (zeroed first by
 /// value_residual_zero): resformer_backward / svformer_backward add their layer's share of dV_0
 /// to it, and value_residual_first_backward writes dV_0 = g_0 + accumulator at layer 0.
@@ -15,6 +16,7 @@
 
 #include "strata/api/flash.hpp"
 #include "strata/core/options.hpp"
+#include "strata/cost/perf_model.hpp"
 #include "strata/variants/value_residual.cuh"
 
 namespace strata::api {
@@ -38,7 +40,10 @@ struct ValueResidualArgs {
   float* dv_first = nullptr;  ///< fp32 accumulator [total_k, h_k, d], contiguous: += lambda_first g
   float* dlambda_self = nullptr;   ///< fp32, lambda's shape: written
   float* dlambda_first = nullptr;  ///< fp32, lambda's shape: written
-  float* workspace = nullptr;      ///< value_residual_workspace_bytes()
+  /// value_residual_workspace_bytes(): the backward's (required), and the forward's where given
+  /// (optional: on an sm_90a device it lets the forward write V' once when that is cheaper than
+  /// forming it per tile, see resformer_forward).
+  float* workspace = nullptr;
 };
 
 /// Bytes of the backward workspace: the per-row dlambda partials, fp32 [total_k, h_k, 2], then
@@ -70,14 +75,14 @@ inline Status validate(const ValueResidualArgs& a, bool backward) {
     return Status::InvalidArgument("granularity: not a MixGranularity value");
   if (!a.lambda_self) return Status::InvalidArgument("lambda_self is null");
   if (!a.lambda_first) return Status::InvalidArgument("lambda_first is null");
+  if (a.workspace && !detail::aligned16(a.workspace))
+    return Status::InvalidArgument("workspace is not 16-byte aligned");
   if (!backward) return Status::Ok();
   if (!a.dv_first) return Status::InvalidArgument("dv_first (the fp32 dV_0 accumulator) is null");
   if (!a.dlambda_self) return Status::InvalidArgument("dlambda_self is null");
   if (!a.dlambda_first) return Status::InvalidArgument("dlambda_first is null");
   if (!a.workspace)
     return Status::InvalidArgument("workspace (value_residual_workspace_bytes) is null");
-  if (!detail::aligned16(a.workspace))
-    return Status::InvalidArgument("workspace is not 16-byte aligned");
   return Status::Ok();
 }
 
@@ -107,6 +112,27 @@ STRATA_EXECUTOR_END
 
 namespace detail {
 STRATA_EXECUTOR_BEGIN
+/// V'_l of p's `total_k` key rows into the workspace (value_residual_workspace_bytes' layout) by
+/// value_residual_mix_kernel; p's V then points at it (contiguous [total_k, h_k, d]).
+template <class T>
+Status mix_v_into_workspace(FlashFwdParams& p, int total_k, const variants::ValueResidual& mix,
+                            float* workspace, cudaStream_t stream) {
+  const size_t rows = size_t(total_k) * size_t(p.h_k);
+  T* mixed =
+      reinterpret_cast<T*>(reinterpret_cast<char*>(workspace) + value_residual_mixed_offset(rows));
+  const int64_t chunks = int64_t(rows) * (p.d / 8);
+  if (chunks > 0)
+    if (Status s = launch(variants::value_residual_mix_kernel<T, 256>,
+                          dim3(unsigned((chunks + 255) / 256)), dim3(256), 0, stream, mix,
+                          static_cast<const T*>(p.v), p.v_row_stride, p.v_head_stride,
+                          int64_t(total_k), p.h_k, p.d, mixed);
+        !s.ok())
+      return s;
+  p.v = mixed;
+  p.v_row_stride = int64_t(p.h_k) * p.d, p.v_head_stride = p.d;
+  return Status::Ok();
+}
+
 /// ResFormer's backward on V' (validated arguments): V' into the workspace, then attention's
 /// backward with the dK/dV store of the mix's chain rule.
 template <class T>
@@ -118,34 +144,60 @@ Status resformer_backward_on_mixed(const FlashBwdParams& attn, const ValueResidu
   g.v_self_head_stride = attn.v_head_stride;
   g.dv_first = a.dv_first, g.dlambda_rows = a.workspace;
   FlashBwdParams p = attn;
-  const size_t rows = size_t(attn.total_k) * size_t(attn.h_k);
-  T* mixed = reinterpret_cast<T*>(reinterpret_cast<char*>(a.workspace) +
-                                  value_residual_mixed_offset(rows));
-  const int64_t chunks = int64_t(rows) * (attn.d / 8);
-  if (chunks > 0)
-    if (Status s = launch(variants::value_residual_mix_kernel<T, 256>,
-                          dim3(unsigned((chunks + 255) / 256)), dim3(256), 0, stream,
-                          static_cast<const variants::ValueResidual&>(g),
-                          static_cast<const T*>(attn.v), attn.v_row_stride, attn.v_head_stride,
-                          int64_t(attn.total_k), attn.h_k, attn.d, mixed);
-        !s.ok())
-      return s;
-  p.v = mixed;
-  p.v_row_stride = int64_t(attn.h_k) * attn.d, p.v_head_stride = attn.d;
+  if (Status s = mix_v_into_workspace<T>(p, attn.total_k, g, a.workspace, stream); !s.ok())
+    return s;
   return flash_bwd(p, g, stream);
+}
+
+/// Whether ResFormer's forward of validated `attn` writes V' to the workspace first: on a
+/// device that runs the sm_90a forward, when the per-SM model gives that plan the smaller time
+/// (cost::resformer_sm90_plans: forming V per tile costs shared-memory traffic for every query
+/// tile, writing it once costs three tensors of DRAM traffic), and when the K/V extent is known
+/// (`total_k`: flash_fwd_sm90_total_k). Elsewhere the sm_80 kernel forms V per tile in its
+/// cp.async pipeline, and nothing is written.
+inline bool resformer_writes_v(const FlashFwdParams& attn, int* total_k) {
+  int sms = 0;
+  if (!arch::device_runs_sm90a(&sms) || !flash_fwd_sm90_total_k(attn, total_k).ok()) return false;
+  const cost::ResFormerSm90Plans plans =
+      cost::resformer_sm90_plans(attn.b, attn.seqlen_q, attn.seqlen_k, attn.h, attn.h_k, attn.d,
+                                 attn.is_causal, attn.window_left);
+  return plans.materialised_s < plans.fused_s;
+}
+/// ResFormer's forward of validated arguments by one plan: V formed per tile (`total_k` < 0) or
+/// V' of `total_k` key rows written to a.workspace first.
+inline Status resformer_forward_plan(const FlashFwdParams& attn, const ValueResidualArgs& a,
+                                     int total_k, cudaStream_t stream) {
+  const variants::ValueResidual mix = value_residual_policy(a);
+  if (total_k < 0) return flash_fwd(attn, mix, stream);
+  FlashFwdParams p = attn;
+  if (Status s = attn.dtype == Dtype::kBf16
+                     ? mix_v_into_workspace<__nv_bfloat16>(p, total_k, mix, a.workspace, stream)
+                     : mix_v_into_workspace<__half>(p, total_k, mix, a.workspace, stream);
+      !s.ok())
+    return s;
+  return flash_fwd(p, stream);
 }
 STRATA_EXECUTOR_END
 }  // namespace detail
 
 STRATA_EXECUTOR_BEGIN
 
-/// ResFormer layer l >= 1, forward: attention on V'_l = lambda_self V_l + lambda_first V_0.
+/// ResFormer layer l >= 1, forward: attention on V'_l = lambda_self V_l + lambda_first V_0,
+/// rounded once to the attention's dtype. Two plans, the same V' and, on one kernel, the same
+/// bits: V formed per tile as the tiles load (the sm_80 kernel's cp.async pipeline; the sm_90a
+/// kernel's producer warps, after TMA lands V_l and V_0), or V' written once to `a.workspace`
+/// (its value_residual_workspace_bytes layout) and attention run on it. The second runs where a
+/// workspace is given, the device runs the sm_90a forward and the per-SM model prefers it
+/// (long sequences: forming V per tile repeats for every query tile); the workspace is not
+/// touched otherwise.
 inline Status resformer_forward(const FlashFwdParams& attn, const ValueResidualArgs& a,
                                 cudaStream_t stream = 0) {
   if (Status s = validate(attn); !s.ok()) return s;
   if (attn.total_q == 0) return Status::Ok();
   if (Status s = validate(a, false); !s.ok()) return s;
-  return flash_fwd(attn, detail::value_residual_policy(a), stream);
+  int total_k = 0;
+  const bool write_v = a.workspace && detail::resformer_writes_v(attn, &total_k);
+  return detail::resformer_forward_plan(attn, a, write_v ? total_k : -1, stream);
 }
 
 /// ResFormer layer l >= 1, backward: dQ, dK, dV_l = lambda_self g; dv_first += lambda_first g;
@@ -213,8 +265,10 @@ struct ValueResidualStack {
   ValueResidualKind kind = ValueResidualKind::kResFormer;
   core::MixGranularity granularity = core::MixGranularity::kScalar;
   std::vector<ValueResidualLayer> layers;
-  float* dv_first = nullptr;   ///< backward: value_residual_accumulator_size(layers[0].attn) fp32
-  float* workspace = nullptr;  ///< backward, ResFormer: value_residual_workspace_bytes(layer 0)
+  float* dv_first = nullptr;  ///< backward: value_residual_accumulator_size(layers[0].attn) fp32
+  /// ResFormer: value_residual_workspace_bytes(layer 0); the backward needs it, the forward uses
+  /// it where writing V' once is the cheaper plan (resformer_forward).
+  float* workspace = nullptr;
 
   /// Layer l's attention problem as launched (SVFormer: V is layer 0's).
   FlashBwdParams layer_attn(size_t l) const {

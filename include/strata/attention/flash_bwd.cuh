@@ -458,10 +458,13 @@ __global__ void __launch_bounds__(FlashBwdTraits<D>::kThreads)
 }
 
 /// The fast mode's last step: dQ = softmax_scale * dq_accum, one row per quad of lanes through
-/// the variant's store_dq hook (the same fragment rows the dQ kernel hands it).
+/// the variant's store_dq hook (the same fragment rows the dQ kernel hands it). The sm_90
+/// backward's too, with `slices` accumulators `slice` floats apart summed in order first (its
+/// deterministic mode's per-block slices).
 template <class T, int D, class Variant = VanillaAttention>
 __global__ void __launch_bounds__(128)
-    flash_bwd_dq_convert_kernel(const FlashBwdParams p, const Variant var) {
+    flash_bwd_dq_convert_kernel(const FlashBwdParams p, const Variant var, int slices,
+                                int64_t slice) {
   static_assert(AttentionVariant<Variant, T, D>, "the variant policy misses a hook (variant.hpp)");
   const int tid = int(threadIdx.x);
   const int64_t idx = int64_t(blockIdx.x) * 32 + tid / 4;  // (row, head)
@@ -469,13 +472,18 @@ __global__ void __launch_bounds__(128)
   const int64_t row = valid ? idx / p.h : 0;
   const int h = valid ? int(idx % p.h) : 0;
   const int col0 = 2 * (tid % 4);
-  const float* acc = p.dq_accum + idx * D;
-  float dq_row[D / 4];
-  STRATA_UNROLL
-  for (int t = 0; t < D / 8; ++t) {
-    dq_row[2 * t] = valid ? acc[t * 8 + col0] * p.softmax_scale : 0.f;
-    dq_row[2 * t + 1] = valid ? acc[t * 8 + col0 + 1] * p.softmax_scale : 0.f;
+  float dq_row[D / 4] = {};
+  for (int s = 0; valid && s < slices; ++s) {
+    const float* acc = p.dq_accum + s * slice + idx * D;
+    STRATA_UNROLL
+    for (int t = 0; t < D / 8; ++t) {
+      // the first slice as it is (not 0 + it: a -0 stays -0)
+      dq_row[2 * t] = s ? dq_row[2 * t] + acc[t * 8 + col0] : acc[t * 8 + col0];
+      dq_row[2 * t + 1] = s ? dq_row[2 * t + 1] + acc[t * 8 + col0 + 1] : acc[t * 8 + col0 + 1];
+    }
   }
+  STRATA_UNROLL
+  for (int j = 0; j < D / 4; ++j) dq_row[j] *= p.softmax_scale;
   const RowSite rs{row, h, col0, valid};
   var.template store_dq<T>(dq_row, p, rs, arch::LaneGroupSum<4>{});
 }

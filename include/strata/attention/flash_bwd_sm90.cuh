@@ -718,35 +718,5 @@ __global__ void __launch_bounds__(kThreads) flash_bwd_sm90_zero_kernel(float* ac
     acc[i] = 0.f;
 }
 
-/// dQ = softmax_scale * (the sum of the accumulator's `slices` in order), one row per quad of
-/// lanes through the variant's store_dq hook (flash_bwd_dq_convert_kernel with slices).
-template <class T, int D, class Variant = VanillaAttention>
-__global__ void __launch_bounds__(128)
-    flash_bwd_sm90_dq_convert_kernel(const FlashBwdParams p, const Variant var, int slices,
-                                     int64_t slice) {
-  static_assert(AttentionVariant<Variant, T, D>, "the variant policy misses a hook (variant.hpp)");
-  const int tid = int(threadIdx.x);
-  const int64_t idx = int64_t(blockIdx.x) * 32 + tid / 4;  // (row, head)
-  const bool valid = idx < int64_t(p.total_q) * p.h;
-  const int64_t row = valid ? idx / p.h : 0;
-  const int h = valid ? int(idx % p.h) : 0;
-  const int col0 = 2 * (tid % 4);
-  float dq_row[D / 4] = {};
-  if (valid) {
-    for (int s = 0; s < slices; ++s) {
-      const float* acc = p.dq_accum + s * slice + idx * D;
-      STRATA_UNROLL
-      for (int t = 0; t < D / 8; ++t) {
-        dq_row[2 * t] += acc[t * 8 + col0];
-        dq_row[2 * t + 1] += acc[t * 8 + col0 + 1];
-      }
-    }
-  }
-  STRATA_UNROLL
-  for (int j = 0; j < D / 4; ++j) dq_row[j] *= p.softmax_scale;
-  const RowSite rs{row, h, col0, valid};
-  var.template store_dq<T>(dq_row, p, rs, arch::LaneGroupSum<4>{});
-}
-
 STRATA_EXECUTOR_END
 }  // namespace strata::attention

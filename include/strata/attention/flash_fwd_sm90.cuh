@@ -28,7 +28,9 @@
 ///   K    [kBlockN x D]  K-major (the B operand of S = Q K^T, N = keys), per stage
 ///   V    [kBlockN x D]  as stored: key rows, d contiguous = MN-major for P V (N = d, K = keys),
 ///                       kKFirst atoms (FA3's Vt), per stage
-///   mbarriers           q_full/q_empty, k_full/k_empty and v_full/v_empty per stage, v_tail
+///   Vaux [kBlockN x D]  kRawVTiles = 2: the second raw V tile, V's layout, per stage
+///   mbarriers           q_full/q_empty, k_full/k_empty and v_full/v_empty per stage, v_tail;
+///                       kRawVTiles = 2: v_raw per stage (both raw tiles landed)
 ///
 /// Keys past the end of a sequence: K rows there are masked (their scores are -inf whatever they
 /// hold), but P V multiplies the zero weights by V's rows, and a row of another sequence (TMA
@@ -37,8 +39,17 @@
 /// shared memory, fences them to the async proxy and only then arrives on the stage's v_full.
 ///
 /// Variants: the mask, logit (kTransformsLogits) and store_o hooks apply as in the sm_80 kernel.
-/// Tile-load hooks do not: TMA copies Q, K and V as stored. A variant runs here only when
-/// Sm90Variant<V> says so (VanillaAttention, and variants that override no load hook).
+/// load_q / load_k / load_v do not: TMA copies Q, K and V as stored. A variant whose V tile is
+/// formed from two raw tiles (kRawVTiles = 2: ResFormer's V' = lambda_self V_l + lambda_first
+/// V_0) gets it here too, off the consumers' critical registers: the producer warp lands both
+/// raw tiles by TMA (V in its stage, the second in a stage of its own: `Vaux` below) on one
+/// barrier (v_raw), and the producer warpgroup's other three warps, which otherwise exit, form V
+/// in place 16 bytes at a time with the variant's v_mix (both tiles have one swizzled layout, so
+/// the transform is elementwise), zero the rows past the sequence, fence their writes to the
+/// async proxy and arrive on v_full (three arrivals, one per warp) — the ragged tail's zeroing
+/// and the mix are one pass. Its cost: a second TMA write, a read of both tiles and a write of
+/// one in shared memory per (query tile, key tile) pair (docs/performance.md), and kKVBytes of
+/// shared memory per stage. A variant runs here only when Sm90Variant<V> says so.
 #pragma once
 
 #include <algorithm>
@@ -56,8 +67,8 @@
 
 namespace strata::attention {
 
-/// Tile shape and shared-memory plan of the sm_90 forward for head dimension D (a constexpr
-/// table, testable on the host).
+/// Tile shape and shared-memory plan of the sm_90 forward for head dimension D and a variant's
+/// kRawVTiles (a constexpr table, testable on the host).
 ///
 /// Two consumer warpgroups of 64 query rows (FA3's 128-row tile at d = 128) and 128-key tiles
 /// (FA3's causal d = 128 tile; its non-causal 176 is a tuning step that needs a GPU to pay off).
@@ -66,9 +77,13 @@ namespace strata::attention {
 /// producer's varlen bounds and ragged-tile zeroing spilled at 24 and 32 (the ptxas gate), and the
 /// consumers hold S (kBlockN / 2 = 64 fp32), O (D / 2) and P (kBlockN / 4 = 32 packed registers)
 /// in 232 without spills.
-template <int D>
+template <int D, int RawVTiles = 1>
 struct FlashFwdSm90Traits {
   static_assert(D == 64 || D == 96 || D == 128, "sm_90 forward: head dimension 64, 96 or 128");
+  static_assert(RawVTiles == 1 || RawVTiles == 2, "a V tile is formed from one or two raw tiles");
+  static constexpr int kRawVTiles = RawVTiles;
+  /// kRawVTiles = 2: the producer warpgroup's warps 1..3 form the V tiles (see the file comment).
+  static constexpr int kMixWarps = RawVTiles == 2 ? 3 : 0;
   static constexpr int kConsumerWGs = 2;
   static constexpr int kBlockM = 64 * kConsumerWGs;  ///< query rows per tile
   static constexpr int kBlockN = 128;                ///< keys per K/V tile (S's wgmma N)
@@ -105,11 +120,13 @@ struct FlashFwdSm90Traits {
   static constexpr uint32_t kQOff = 0;
   static constexpr uint32_t kKOff = kQOff + kQBytes;
   static constexpr uint32_t kVOff = kKOff + kStages * kKVBytes;
-  static constexpr uint32_t kBarOff = kVOff + kStages * kKVBytes;
+  static constexpr uint32_t kVAuxOff = kVOff + kStages * kKVBytes;  ///< kRawVTiles = 2 only
+  static constexpr uint32_t kBarOff = kVAuxOff + (kRawVTiles - 1) * kStages * kKVBytes;
   static_assert(kKOff % 1024 == 0 && kVOff % 1024 == 0 && kKVBytes % 1024 == 0,
                 "tiles start on the 128B swizzle's 1024-byte pattern");
-  /// mbarriers: q_full, q_empty, v_tail, then k_full, k_empty, v_full, v_empty per stage.
-  static constexpr int kBarriers = 3 + 4 * kStages;
+  /// mbarriers: q_full, q_empty, v_tail, then k_full, k_empty, v_full, v_empty per stage, and
+  /// v_raw per stage where kRawVTiles = 2.
+  static constexpr int kBarriers = 3 + (3 + kRawVTiles) * kStages;
   /// Dynamic shared memory a launch requests: the plan plus 1024 bytes to align its base (the
   /// GPU aligns dynamic shared memory to 128 bytes only).
   static constexpr size_t kSmemBytes = kBarOff + 8 * kBarriers + 1024;
@@ -128,12 +145,13 @@ struct FlashFwdSm90Traits {
 /// them (CUTLASS and FA3 pass theirs the same way).
 struct FlashFwdSm90Params {
   tma::TensorMap q_map, k_map, v_map;  // first: 64-byte aligned inside the struct
+  tma::TensorMap v_aux_map;            ///< kRawVTiles = 2: the variant's v_aux_operand
   FlashFwdParams fwd;
   int num_m_blocks = 0;  ///< query tiles of the longest sequence
   int num_tiles = 0;     ///< num_m_blocks x h x b: the persistent scheduler's work list
   /// The maps' dimension order: (d, heads, tokens) when a token's heads are adjacent (BSHD, the
   /// usual), (d, tokens, heads) when a head's tokens are (one sequence stored head-major).
-  bool q_heads_inner = true, kv_heads_inner = true;
+  bool q_heads_inner = true, kv_heads_inner = true, v_aux_heads_inner = true;
 };
 
 /// Persistent grid: one block per SM (at most one per tile).
@@ -178,10 +196,12 @@ inline Status make_sm90_operand_map(tma::TensorMap* map, bool* heads_inner, cons
 }
 
 /// The sm_90 kernel's parameters for forward problem `p` (validated by api::validate) whose K/V
-/// tensors have `total_k` rows (the TMA maps' extent: a box past it reads zeros).
+/// tensors have `total_k` rows (the TMA maps' extent: a box past it reads zeros), and for a
+/// kRawVTiles = 2 variant the second raw V tile's operand `v_aux` (total_k rows, p's dtype).
 template <int D>
 inline Status make_flash_fwd_sm90_params(const FlashFwdParams& p, int total_k,
-                                         FlashFwdSm90Params* out) {
+                                         FlashFwdSm90Params* out,
+                                         const RowsOperand* v_aux = nullptr) {
   using Tr = FlashFwdSm90Traits<D>;
   if (p.d != D) return Status::InvalidArgument("d: the sm_90 plan was compiled for another d");
   FlashFwdSm90Params s;
@@ -205,6 +225,14 @@ inline Status make_flash_fwd_sm90_params(const FlashFwdParams& p, int total_k,
   if (v_inner != s.kv_heads_inner)
     return Status::InvalidArgument(
         "v_row_stride / v_head_stride: V's heads and tokens nest the other way round from K's");
+  if (v_aux) {
+    if (!v_aux->base) return Status::InvalidArgument(std::string(v_aux->name) + " is null");
+    if (Status st = make_sm90_operand_map<D>(&s.v_aux_map, &s.v_aux_heads_inner, v_aux->base,
+                                             p.dtype, kv_rows, p.h_k, v_aux->row_stride,
+                                             v_aux->head_stride, Tr::kBlockN, v_aux->name);
+        !st.ok())
+      return st;
+  }
   s.num_m_blocks = (p.seqlen_q + Tr::kBlockM - 1) / Tr::kBlockM;
   const int64_t tiles = int64_t(s.num_m_blocks) * p.h * p.b;
   if (tiles > INT32_MAX) return Status::InvalidArgument("seqlen_q x h x b: too many tiles");
@@ -270,6 +298,26 @@ STRATA_DEVICE void load_tile(unsigned char* dst, const tma::TensorMap* map, bool
     arch::tma_load_3d(dst + j * box_bytes, map, bar, j * Tr::kSpanElems, c1, c2);
 }
 
+/// kRawVTiles = 2: forms the V tile `v` in place from it and the second raw tile `aux`, both as
+/// load_tile wrote them with the same map geometry (so 16 bytes at one offset of each are the
+/// same 8 elements, whatever the swizzle permutes), with `mix` (the variant's v_mix), and writes
+/// zeros in rows [valid, kBlockN) (another sequence's rows: see the file comment). Thread t of
+/// n; consecutive threads take consecutive 16 bytes (no bank conflicts). The caller fences the
+/// stores to the async proxy before the consumers' wgmma reads them.
+template <class T, class Tr, class Mix>
+STRATA_DEVICE void mix_v_tile(unsigned char* v, const unsigned char* aux, int valid, const Mix& mix,
+                              int t, int n) {
+  constexpr int kChunksPerRow = Tr::kSpanBytes / 16;
+  constexpr int kChunks = int(Tr::kKVBytes / 16);
+  for (int c = t; c < kChunks; c += n) {
+    unsigned char* out = v + 16 * c;
+    uint4 x = uint4{0u, 0u, 0u, 0u};
+    if ((c / kChunksPerRow) % Tr::kBlockN < valid)
+      x = mix.template apply<T>(arch::load16(out), arch::load16(aux + 16 * c));
+    arch::store16(out, x);
+  }
+}
+
 /// Zeroes rows [valid, rows) of a [rows x D] tile that load_tile wrote (kBoxes column blocks of
 /// `rows` rows x one swizzle span), by the 32 lanes of a warp with 16-byte stores. A row is one
 /// span in each block, whatever the swizzle permutes inside it. The caller fences the stores to
@@ -294,8 +342,11 @@ __global__ void __launch_bounds__(FlashFwdSm90Traits<D>::kThreads, 1)
   static_assert(AttentionVariant<Variant, T, D>, "the variant policy misses a hook (variant.hpp)");
   static_assert(Sm90Variant<Variant>::value,
                 "this variant transforms tiles on load; the sm_90 forward loads them by TMA");
+  static_assert(Sm90VTransform<Variant, T>,
+                "a kRawVTiles = 2 variant on the sm_90 forward needs v_aux_operand and v_mix");
 #if STRATA_HAS_SM90A
-  using Tr = FlashFwdSm90Traits<D>;
+  using Tr = FlashFwdSm90Traits<D, Variant::kRawVTiles>;
+  constexpr bool kMix = Tr::kRawVTiles == 2;
   namespace wg = arch::wgmma;
   constexpr int BM = Tr::kBlockM, BN = Tr::kBlockN, NC = Tr::kConsumerWGs, S = Tr::kStages;
   const FlashFwdParams& p = sp.fwd;
@@ -313,6 +364,7 @@ __global__ void __launch_bounds__(FlashFwdSm90Traits<D>::kThreads, 1)
   uint64_t* k_empty = k_full + S;
   uint64_t* v_full = k_empty + S;
   uint64_t* v_empty = v_full + S;
+  uint64_t* v_raw = v_empty + S;  // kMix only
 
   const int tid = int(threadIdx.x), warp = tid / 32, lane = tid % 32;
   const int wg_idx = tid / wg::kWarpgroupThreads;
@@ -323,8 +375,9 @@ __global__ void __launch_bounds__(FlashFwdSm90Traits<D>::kThreads, 1)
     for (int s = 0; s < S; ++s) {
       arch::mbarrier_init(&k_full[s], 1);
       arch::mbarrier_init(&k_empty[s], 4 * NC);
-      arch::mbarrier_init(&v_full[s], 1);
+      arch::mbarrier_init(&v_full[s], kMix ? Tr::kMixWarps : 1);  // the mixer warps' lane 0
       arch::mbarrier_init(&v_empty[s], 4 * NC);
+      if constexpr (kMix) arch::mbarrier_init(&v_raw[s], 1);
     }
   }
   __syncthreads();
@@ -332,7 +385,30 @@ __global__ void __launch_bounds__(FlashFwdSm90Traits<D>::kThreads, 1)
   if (wg_idx == 0) {
     // ---------------------------------------------------------------------------- producer
     arch::setmaxnreg_dec<Tr::kProducerRegs>();
-    if (warp != 0) return;
+    if constexpr (kMix) {
+      if (warp != 0) {
+        // the mixers: every key tile the producer loads, in its order (the same tile list)
+        uint32_t kv = 0;
+        for (int t = int(blockIdx.x); t < sp.num_tiles; t += int(gridDim.x)) {
+          const sm90_detail::TileRange tr = sm90_detail::tile_range<BM, BN>(sp, var, t);
+          if (!tr.has_rows() || !tr.has_keys()) continue;
+          const auto mix = var.v_mix(tr.w.h / (p.h / p.h_k));
+          for (int n = tr.n_first; n < tr.n_end; ++n, ++kv) {
+            const int s = int(kv % S);
+            arch::mbarrier_wait(&v_raw[s], (kv / S) & 1u);
+            sm90_detail::mix_v_tile<T, Tr>(smem + Tr::kVOff + s * Tr::kKVBytes,
+                                           smem + Tr::kVAuxOff + s * Tr::kKVBytes,
+                                           tr.sb.tk - n * BN, mix, tid - 32, 32 * Tr::kMixWarps);
+            arch::fence_proxy_async();  // the generic writes, before wgmma reads them
+            __syncwarp();
+            if (lane == 0) arch::mbarrier_arrive(&v_full[s]);
+          }
+        }
+        return;
+      }
+    } else if (warp != 0) {
+      return;
+    }
     uint32_t kv = 0, q_uses = 0, tails = 0;
     for (int t = int(blockIdx.x); t < sp.num_tiles; t += int(gridDim.x)) {
       const sm90_detail::TileRange tr = sm90_detail::tile_range<BM, BN>(sp, var, t);
@@ -360,6 +436,18 @@ __global__ void __launch_bounds__(FlashFwdSm90Traits<D>::kThreads, 1)
         const int s = int(kv % S);
         unsigned char* vs = smem + Tr::kVOff + s * Tr::kKVBytes;
         arch::mbarrier_wait(&v_empty[s], ((kv / S) & 1u) ^ 1u);
+        if constexpr (kMix) {  // both raw tiles on v_raw; the mixers publish V on v_full
+          if (arch::elect_one()) {
+            arch::mbarrier_arrive_expect_tx(&v_raw[s], 2 * Tr::kKVBytes);
+            sm90_detail::load_tile<D>(vs, &sp.v_map, sp.kv_heads_inner, &v_raw[s], h_k,
+                                      sb.k_begin + n * BN, Tr::kKVBoxBytes);
+            sm90_detail::load_tile<D>(smem + Tr::kVAuxOff + s * Tr::kKVBytes, &sp.v_aux_map,
+                                      sp.v_aux_heads_inner, &v_raw[s], h_k, sb.k_begin + n * BN,
+                                      Tr::kKVBoxBytes);
+          }
+          __syncwarp();
+          return;
+        }
         const int valid = sb.tk - n * BN;  // key rows of this tile inside the sequence
         if (valid >= BN) {
           if (arch::elect_one()) {

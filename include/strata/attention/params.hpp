@@ -5,6 +5,7 @@
 /// b*seqlen .. (b+1)*seqlen) or packed variable-length (cu_seqlens, B+1 int32 offsets).
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 
 namespace strata::attention {
@@ -57,7 +58,13 @@ struct FlashBwdParams : FlashFwdParams {
   /// pair). false: FlashAttention-2's fast mode (5 products, dQ summed in fp32 by atomics into
   /// dq_accum, so its last bits vary from run to run).
   bool deterministic = true;
-  float* dq_accum = nullptr;   ///< workspace [total_q, h, d], fp32, when !deterministic
+  /// fp32 workspace of the dQ accumulator, flash_bwd_dq_accum_bytes(p) of it: [total_q, h, d]
+  /// when !deterministic; on an sm_90a device the sm_90 backward's slices, in both modes.
+  float* dq_accum = nullptr;
+  /// Bytes at dq_accum, checked against what a kernel needs before it runs. 0: not given; then
+  /// dq_accum is taken to hold the fast mode's [total_q, h, d] floats only, and a deterministic
+  /// backward that would need more (the sm_90 one's slices) runs the sm_80 kernels instead.
+  size_t dq_accum_bytes = 0;
   const void* dout = nullptr;  ///< [total_q, h, d]
   void* dq = nullptr;          ///< [total_q, h, d]
   void* dk = nullptr;          ///< [total_k, h_k, d]

@@ -10,10 +10,12 @@
 ///                                                   vanilla ones are cp.async copies, a variant
 ///                                                   may mix (value residual) or expand (virtual
 ///                                                   heads)
-///               load_v_raw / transform_v            the forward's V tile from a cp.async tile and
-///               a
-///                                                   staged one (registers or a second tile),
-///                                                   formed after the wait (kRawVTiles = 2)
+///               load_v_raw / transform_v            the forward's V tile from a cp.async tile
+///                                                   and a staged one (registers or a second
+///                                                   tile), formed after the wait (kRawVTiles = 2)
+///               v_aux_operand / v_mix               the same on the sm_90 forward: the second
+///                                                   raw tile's operand (loaded by TMA beside V)
+///                                                   and the 16-byte chunkwise transform
 ///  logits       logit(x, q, k, h), logit_grad       x = softmax_scale q.k in natural units, and
 ///                                                   d logit / dx for the backward; only called
 ///                                                   when kTransformsLogits (so the vanilla path
@@ -65,6 +67,15 @@ struct RowSite {
 
 STRATA_EXECUTOR_BEGIN  // policies call device helpers
 
+/// A [rows, heads, d] operand as stored, in the attention's dtype: the second raw V tile's source
+/// of a kRawVTiles = 2 variant, from which the sm_90 forward makes a TMA map. `name` is the
+/// field a refusal names.
+struct RowsOperand {
+  const void* base = nullptr;
+  int64_t row_stride = 0, head_stride = 0;
+  const char* name = "v_aux";
+};
+
 /// Plain scaled-dot-product attention: every hook does what FlashAttention does.
 struct VanillaAttention {
   static constexpr bool kTransformsLogits = false;
@@ -79,6 +90,14 @@ struct VanillaAttention {
   /// the d = 96 stage of 6 chunks does not fit in registers). A policy with 2 overrides
   /// load_v_raw and transform_v (these defaults call VanillaAttention's load_v, not a derived
   /// one). The backward's kernels call load_v.
+  /// On the sm_90 forward (attention/flash_fwd_sm90.cuh), a policy with 2 also gives
+  /// `RowsOperand v_aux_operand() const` (host and device: the second raw tile's rows, loaded by
+  /// TMA beside V's with the same box and swizzle) and `v_mix(h_k)`, an object whose
+  /// `template <class T> uint4 apply(uint4 v, uint4 aux) const` forms 8 elements of V from 8 of
+  /// each raw tile at the same place (the transform is elementwise: the swizzle permutes both
+  /// tiles alike). Three producer warps apply it in shared memory after the TMA lands, before
+  /// the consumers' P V reads the tile: a read of both tiles and a write of one per (query tile,
+  /// key tile) pair, off the consumers' registers (docs/performance.md has its cost).
   static constexpr int kRawVTiles = 1;
 
   STRATA_HOST_DEVICE Mask mask(const FlashFwdParams& p, const SeqBounds& sb) const {
@@ -192,13 +211,24 @@ struct VanillaAttention {
 
 STRATA_EXECUTOR_END
 
-/// Whether variant V runs on the sm_90a forward (attention/flash_fwd_sm90.cuh): TMA loads Q, K
-/// and V as stored, so a variant that overrides a tile-load hook (or needs kRawVTiles = 2) must
-/// not; its mask, logit and store_o hooks run there as in the sm_80 kernel. A derived variant is
-/// not on it until it says so: specialise to true_type for one whose loads are
-/// VanillaAttention's (OutputGate, MeaOutputAttention).
+/// Whether variant V runs on the sm_90a kernels (attention/flash_fwd_sm90.cuh,
+/// flash_bwd_sm90.cuh): TMA loads Q, K, V and dO as stored, so a variant that overrides load_q /
+/// load_k / load_v / load_do must not; the forward's V may be formed from two raw tiles
+/// (kRawVTiles = 2 with v_aux_operand and v_mix, Sm90VTransform); mask, logit, store and
+/// preprocess hooks run there as in the sm_80 kernels. A derived variant is not on them until it
+/// says so: specialise to true_type for one whose loads are VanillaAttention's or that gives the
+/// sm_90 V transform (OutputGate, MeaOutputAttention, ValueResidual, ValueResidualGrad,
+/// SharedValue, FirstValue).
 template <class V>
 struct Sm90Variant : std::is_same<V, VanillaAttention> {};
+
+/// The sm_90 forward's V-transform hooks of a kRawVTiles = 2 variant (VanillaAttention's
+/// kRawVTiles documents them); a variant with kRawVTiles = 1 needs none.
+template <class V, class T>
+concept Sm90VTransform = V::kRawVTiles == 1 || requires(const V v, uint4 x, int h_k) {
+  { v.v_aux_operand() } -> std::same_as<RowsOperand>;
+  { v.v_mix(h_k).template apply<T>(x, x) } -> std::same_as<uint4>;
+};
 
 /// The compile-time conformance check of a variant policy for storage type T and head dim D:
 /// every hook present with the signature the kernels call, and the policy trivially copyable

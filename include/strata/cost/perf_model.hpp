@@ -214,18 +214,22 @@ constexpr TileWork fa2_backward_epilogue(int d, const Fa2Config& c) {
 /// producer warp loads by TMA, `consumer_wgs` warpgroups of 64 query rows each compute S = Q K^T
 /// (SS: Q and K from shared memory) and O += P V, with P from registers (`pv_rs`) or staged
 /// through shared memory; the epilogue writes O from registers or through shared memory
-/// (`o_via_smem`: stmatrix, then a TMA store).
+/// (`o_via_smem`: stmatrix, then a TMA store). `raw_v_tiles` = 2: each V tile is formed in
+/// shared memory from two TMA-landed raw tiles (ResFormer's V' = lambda_self V_l + lambda_first
+/// V_0, attention::VanillaAttention::kRawVTiles) by producer warps: a second raw tile per stage.
 struct WgmmaFwdConfig {
   int bm, bn, consumer_wgs;
   bool pv_rs;
   bool o_via_smem;
+  int raw_v_tiles = 1;
   constexpr int threads() const { return 128 * (1 + consumer_wgs); }
 };
 
 /// Strata's flash_fwd_sm90 (attention::FlashFwdSm90Traits): 128 x 128 tiles, two consumer
-/// warpgroups, P V as RS, O stored from registers, at every head dim.
-constexpr WgmmaFwdConfig strata_sm90_forward_config(int /*d*/) {
-  return WgmmaFwdConfig{128, 128, 2, true, false};
+/// warpgroups, P V as RS, O stored from registers, at every head dim; `raw_v_tiles` is the
+/// variant's (1, or 2 for ResFormer).
+constexpr WgmmaFwdConfig strata_sm90_forward_config(int /*d*/, int raw_v_tiles = 1) {
+  return WgmmaFwdConfig{128, 128, 2, true, false, raw_v_tiles};
 }
 
 /// FlashAttention-3's forward tiles for 2-byte types (hopper/tile_size.h, tile_size_fwd_sm90 at
@@ -242,25 +246,28 @@ constexpr WgmmaFwdConfig fa3_forward_config(int d, bool causal) {
 }
 
 /// Shared memory a wgmma forward block holds: Q, two stages of K and V (FA3 keeps two; Strata
-/// too) and P where P V is SS. FA3's O staging overlaps the V stages (hopper/
-/// flash_fwd_kernel_sm90.h, SharedStorage: "smem_o to overlap with smem_v"), so it adds nothing.
+/// too), the second raw V tile's two stages where raw_v_tiles = 2, and P where P V is SS. FA3's
+/// O staging overlaps the V stages (hopper/flash_fwd_kernel_sm90.h, SharedStorage: "smem_o to
+/// overlap with smem_v"), so it adds nothing.
 constexpr int wgmma_forward_smem(int d, const WgmmaFwdConfig& c) {
-  return (c.bm + 4 * c.bn) * d * 2 + (c.pv_rs ? 0 : c.bm * c.bn * 2);
+  return (c.bm + (2 + 2 * c.raw_v_tiles) * c.bn) * d * 2 + (c.pv_rs ? 0 : c.bm * c.bn * 2);
 }
 
 /// Work of one (query tile, key tile) pair of a wgmma forward. Tensor work in mma.sync-sized
 /// units (4096 FLOP; TileWork::mma): 4 bm bn d FLOP. Shared memory: per consumer warpgroup and
 /// k16 step of S, A (64 x 16) and B (bn x 16) read by the SS wgmma; per k16 step of P V, B
 /// (d x 16), plus A (64 x 16) and the write of P when P V is SS; and the TMA writes of the K and
-/// V tiles. SFU: one exp2 per score and one rescale per row.
+/// V tiles. raw_v_tiles = 2 adds the second raw tile's TMA write and the V transform's read of
+/// both tiles and write of one (4 tiles' bytes). SFU: one exp2 per score and one rescale per row.
 constexpr TileWork wgmma_forward_tile(int d, const WgmmaFwdConfig& c) {
   TileWork w;
   w.mma = 4.0 * c.bm * c.bn * d / 4096;
   const double per_wg_s = double(d / 16) * (64 * 16 * 2 + c.bn * 16 * 2);
   const double per_wg_pv = double(c.bn / 16) * (d * 16 * 2 + (c.pv_rs ? 0 : 64 * 16 * 2)) +
                            (c.pv_rs ? 0 : 64.0 * c.bn * 2);
-  const double tma = 2.0 * c.bn * d * 2;
-  w.smem_wavefronts = (c.consumer_wgs * (per_wg_s + per_wg_pv) + tma) / 128;
+  const double tma = double(1 + c.raw_v_tiles) * c.bn * d * 2;
+  const double transform = c.raw_v_tiles == 2 ? 3.0 * c.bn * d * 2 : 0;
+  w.smem_wavefronts = (c.consumer_wgs * (per_wg_s + per_wg_pv) + tma + transform) / 128;
   w.sfu = double(c.bm) * c.bn + c.bm;
   return w;
 }
@@ -359,6 +366,60 @@ constexpr double tile_pairs(int64_t t, int bm, int bn, bool causal) {
     pairs += double((keys + bn - 1) / bn);
   }
   return pairs;
+}
+
+/// Tile pairs (bm x bn) of one head of a sequence of tq queries and tk keys that a flash kernel's
+/// block skipping visits: keys [q0 + tk - tq - window_left, q1 + tk - tq) of query tile [q0, q1)
+/// (FlashAttention's bottom-right aligned causal mask and left window, attention::Mask; no
+/// window when window_left < 0).
+constexpr double tile_pairs(int64_t tq, int64_t tk, int bm, int bn, bool causal, int window_left) {
+  double pairs = 0;
+  for (int64_t m0 = 0; m0 < tq; m0 += bm) {
+    const int64_t m1 = std::min<int64_t>(tq, m0 + bm), offset = tk - tq;
+    const int64_t lo = window_left >= 0 ? std::max<int64_t>(0, m0 + offset - window_left) : 0;
+    const int64_t hi = causal ? std::min<int64_t>(tk, m1 + offset) : tk;
+    if (hi > lo) pairs += double((hi + bn - 1) / bn - lo / bn);
+  }
+  return pairs;
+}
+
+// ------------------------------------------ ResFormer's V' on the sm_90a forward: two plans
+
+/// A launch's fixed cost beside its work (the launch and the tail of a short DRAM-bound pass): an
+/// assumption of a few microseconds, as kernel launches measure on current GPUs.
+inline constexpr double kLaunchOverheadS = 5e-6;
+
+/// The model's time of ResFormer's forward on Strata's sm_90a kernel (batch sequences of tq
+/// queries and tk keys, h heads, h_k KV heads) by each plan for V' = lambda_self V_l +
+/// lambda_first V_0:
+///  fused         the kernel's mixer warps form every V tile in shared memory from two TMA tiles
+///                (raw_v_tiles = 2): a second raw tile's TMA write, a read of both and a write of
+///                V' per (query tile, key tile) pair, and V_0 read from DRAM;
+///  materialised  a pass writes V' through DRAM first (reads V_l and V_0, writes V': three
+///                [tk, h_k, d] tensors, DRAM-bound, plus kLaunchOverheadS), then the vanilla
+///                kernel runs on it.
+/// The fused plan's extra work grows with the query tiles per key tile (it forms each V tile
+/// once per query tile), the materialised plan's does not: short sequences favour the fused
+/// plan, long ones the materialised one (in this model from about 1.5-2K tokens non-causal and
+/// 2.5-4K causal, the fixed launch cost weighing more in small batches; docs/performance.md's
+/// Hopper forward table).
+struct ResFormerSm90Plans {
+  double fused_s = 0, materialised_s = 0;
+};
+constexpr ResFormerSm90Plans resformer_sm90_plans(int64_t batch, int64_t tq, int64_t tk, int h,
+                                                  int h_k, int d, bool causal, int window_left = -1,
+                                                  const SmSpec& sm = kH100Wgmma) {
+  const WgmmaFwdConfig plain = strata_sm90_forward_config(d, 1),
+                       fused = strata_sm90_forward_config(d, 2);
+  const double pairs =
+      double(batch) * h * tile_pairs(tq, tk, plain.bm, plain.bn, causal, window_left);
+  const double kv_tensor = double(batch) * tk * h_k * d * 2;  // bytes of one [tk, h_k, d] tensor
+  const double attention_dram = double(batch) * tq * h * d * 2 * 2 + 2 * kv_tensor;
+  ResFormerSm90Plans r;
+  r.fused_s = bound(sm, wgmma_forward_tile(d, fused), pairs, attention_dram + kv_tensor, 1).seconds;
+  r.materialised_s = bound(sm, wgmma_forward_tile(d, plain), pairs, attention_dram, 1).seconds +
+                     3 * kv_tensor / (sm.dram_gb_per_s * 1e9) + kLaunchOverheadS;
+  return r;
 }
 
 }  // namespace strata::cost

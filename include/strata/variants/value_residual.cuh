@@ -3,7 +3,9 @@
 ///
 ///  ValueResidual  ResFormer layer l >= 1, forward: V'_l = lambda_self V_l + lambda_first V_0,
 ///                 formed in shared memory from each tile's raw V_l (cp.async) and V_0 (staged in
-///                 registers or a second tile); V' is not written to global memory.
+///                 registers or a second tile); on the sm_90 forward from two TMA tiles by the
+///                 producer's mixer warps (v_aux_operand, v_mix); V' is not written to global
+///                 memory (api::resformer_forward may write it once instead, on long sequences).
 ///  ValueResidualGrad  its backward: value_residual_mix_kernel writes V' once into a workspace,
 ///                 attention's backward runs on it, and the dK/dV store writes dV_l = lambda_self
 ///                 g, adds dV_0 += lambda_first g to the stack's fp32 accumulator and writes
@@ -77,12 +79,29 @@ struct ValueResidual : attention::VanillaAttention {
     }
   }
 
+  /// The mix of one KV head's tiles, 8 elements at a time: lambda_self a + lambda_first b in
+  /// fp32, one rounding to T (the one transform of both forwards and of
+  /// value_residual_mix_kernel).
+  struct Mix {
+    float ls, lf;
+    template <class T>
+    STRATA_HOST_DEVICE uint4 apply(const uint4& a, const uint4& b) const {
+      return ValueResidual::mix<T>(a, b, ls, lf);
+    }
+  };
+  STRATA_HOST_DEVICE Mix v_mix(int h_k) const { return Mix{lam_self(h_k), lam_first(h_k)}; }
+  /// The sm_90 forward's second raw V tile: V_0, landed by TMA beside V_l and mixed in place by
+  /// the producer's mixer warps (attention/flash_fwd_sm90.cuh).
+  STRATA_HOST_DEVICE attention::RowsOperand v_aux_operand() const {
+    return attention::RowsOperand{v_first, v_first_row_stride, v_first_head_stride, "v_first"};
+  }
+
   /// V' = lambda_self V_l + lambda_first V_0 in place of V_l, 16 bytes at a time in cp.async's
   /// chunk order (tile_chunk: no bank conflicts); the zero rows past the sequence stay zero.
   template <int D, int Threads, bool kInRegs, int N, class T>
   STRATA_DEVICE void transform_v(T* dst, const T* aux, const uint4 (&stage)[N], int ld,
                                  const TileSite& s, int nrows, int tid) const {
-    const float ls = lam_self(s.h_k), lf = lam_first(s.h_k);
+    const Mix f = v_mix(s.h_k);
     constexpr int kChunks = D / 8;
     if constexpr (kInRegs) {
       STRATA_UNROLL
@@ -92,15 +111,15 @@ struct ValueResidual : attention::VanillaAttention {
         int r, chunk;
         attention::tile_chunk<D>(c, nrows, r, chunk);
         T* out = &dst[r * ld + chunk * 8];
-        arch::store16(out, mix<T>(arch::load16(out), stage[i], ls, lf));
+        arch::store16(out, f.template apply<T>(arch::load16(out), stage[i]));
       }
     } else {
       for (int c = tid; c < nrows * kChunks; c += Threads) {
         int r, chunk;
         attention::tile_chunk<D>(c, nrows, r, chunk);
         T* out = &dst[r * ld + chunk * 8];
-        arch::store16(out,
-                      mix<T>(arch::load16(out), arch::load16(&aux[r * ld + chunk * 8]), ls, lf));
+        arch::store16(
+            out, f.template apply<T>(arch::load16(out), arch::load16(&aux[r * ld + chunk * 8])));
       }
     }
   }
@@ -232,8 +251,7 @@ __global__ void __launch_bounds__(Threads)
   const uint4 a = arch::load16(v + row * v_row_stride + head * v_head_stride + col);
   const uint4 b =
       arch::load16(v0 + row * mix.v_first_row_stride + head * mix.v_first_head_stride + col);
-  arch::store16(v_mixed + c * 8,
-                ValueResidual::mix<T>(a, b, mix.lam_self(head), mix.lam_first(head)));
+  arch::store16(v_mixed + c * 8, mix.v_mix(head).template apply<T>(a, b));
 }
 
 /// dlambda_self / dlambda_first from the per-row partials [total_k, h_k, 2]: block x reduces the
@@ -277,3 +295,15 @@ __global__ void __launch_bounds__(Threads) fill_zero_kernel(float* x, int64_t n)
 
 STRATA_EXECUTOR_END
 }  // namespace strata::variants
+
+// On the sm_90a kernels: ValueResidual's forward forms V' from TMA-landed V_l and V_0 tiles (its
+// sm_90 hooks); the backward policies load their tiles as stored (ResFormer's backward runs on
+// the materialised V') and only store differently.
+template <>
+struct strata::attention::Sm90Variant<strata::variants::ValueResidual> : std::true_type {};
+template <>
+struct strata::attention::Sm90Variant<strata::variants::ValueResidualGrad> : std::true_type {};
+template <>
+struct strata::attention::Sm90Variant<strata::variants::SharedValue> : std::true_type {};
+template <>
+struct strata::attention::Sm90Variant<strata::variants::FirstValue> : std::true_type {};

@@ -18,7 +18,8 @@
       const strata::attention::FlashBwdParams, const strata::attention::VanillaAttention);     \
   template __global__ void                                                                     \
   strata::attention::flash_bwd_dq_convert_kernel<T, D, strata::attention::VanillaAttention>(  \
-      const strata::attention::FlashBwdParams, const strata::attention::VanillaAttention);
+      const strata::attention::FlashBwdParams, const strata::attention::VanillaAttention, int,  \
+      int64_t);
 STRATA_FLASH_BWD(__nv_bfloat16, 64)
 STRATA_FLASH_BWD(__nv_bfloat16, 96)
 STRATA_FLASH_BWD(__nv_bfloat16, 128)
