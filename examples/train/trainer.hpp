@@ -10,6 +10,7 @@
 // error over every layer's output.
 #pragma once
 
+#include <strata/api/builders.hpp>
 #include <strata/api/flash.hpp>
 
 #include <algorithm>
@@ -53,42 +54,33 @@ inline void fill(Vec<float>& x, uint64_t seed, float mean, float scale) {
 
 /// One causal self-attention layer over the packed batch: its own q, k, v (the projections, or a
 /// method's pass outputs), out, lse, the backward's dout, dq, dk, dv and workspace, and the Params
-/// that point at them (FlashAttention's varlen layout, contiguous [total, heads, d]).
+/// that point at them (FlashAttention's varlen layout, contiguous [total, heads, d], built by
+/// api::packed_params).
 struct Layer {
-  Vec<int> cu;
+  strata::api::PackedBatch batch;  // the offsets on the host (validation reads them)
+  Vec<int> cu;                     // and where the kernels read them
   Vec<bf16> q, k, v, out, dout, dq, dk, dv;
   Vec<float> lse, dsum;
   FlashBwdParams p;
 
-  explicit Layer(const Shape& s) {
-    const int T = s.total();
-    cu.assign(s.lens.size() + 1, 0);
-    int max_len = 0;
-    for (size_t i = 0; i < s.lens.size(); ++i) {
-      cu[i + 1] = cu[i] + s.lens[i];
-      max_len = std::max(max_len, s.lens[i]);
-    }
-    const size_t nq = size_t(T) * s.h * s.d, nk = size_t(T) * s.h_k * s.d;
+  explicit Layer(const Shape& s) : batch(strata::api::PackedBatch::of(s.lens)) {
+    cu.assign(batch.cu_q.begin(), batch.cu_q.end());
+    const size_t nq = size_t(batch.total_q) * s.h * s.d, nk = size_t(batch.total_k) * s.h_k * s.d;
     for (Vec<bf16>* x : {&q, &out, &dout, &dq}) x->assign(nq, bf16{});
     for (Vec<bf16>* x : {&k, &v, &dk, &dv}) x->assign(nk, bf16{});
-    lse.assign(size_t(T) * s.h, 0.f);
-    p.dtype = strata::attention::Dtype::kBf16;
-    p.b = int(s.lens.size()), p.h = s.h, p.h_k = s.h_k, p.d = s.d;
-    p.seqlen_q = p.seqlen_k = max_len, p.total_q = p.total_k = T;
-    p.cu_seqlens_q = p.cu_seqlens_k = cu.data();
-    p.cu_seqlens_q_host = p.cu_seqlens_k_host = cu.data();  // validation reads the offsets
-    p.softmax_scale = 1.f / std::sqrt(float(s.d));
-    p.is_causal = true;
-    p.q = q.data(), p.k = k.data(), p.v = v.data(), p.o = out.data(), p.lse = lse.data();
-    p.q_row_stride = p.o_row_stride = int64_t(s.h) * s.d;
-    p.k_row_stride = p.v_row_stride = int64_t(s.h_k) * s.d;
-    p.q_head_stride = p.k_head_stride = p.v_head_stride = p.o_head_stride = s.d;
-    p.dout = dout.data(), p.dq = dq.data(), p.dk = dk.data(), p.dv = dv.data();
-    p.do_row_stride = p.dq_row_stride = p.q_row_stride;
-    p.dk_row_stride = p.dv_row_stride = p.k_row_stride;
-    p.do_head_stride = p.dq_head_stride = p.dk_head_stride = p.dv_head_stride = s.d;
-    dsum.assign(strata::api::flash_bwd_workspace_bytes(p) / sizeof(float), 0.f);
-    p.dsum = dsum.data();  // deterministic backward: no dq_accum
+    lse.assign(size_t(batch.total_q) * s.h, 0.f), dsum.assign(lse.size(), 0.f);
+    p = strata::api::packed_params(batch, cu.data(), cu.data(), {.h = s.h, .h_k = s.h_k, .d = s.d},
+                                   {.q = q.data(),
+                                    .k = k.data(),
+                                    .v = v.data(),
+                                    .o = out.data(),
+                                    .lse = lse.data(),
+                                    .dout = dout.data(),
+                                    .dq = dq.data(),
+                                    .dk = dk.data(),
+                                    .dv = dv.data(),
+                                    .dsum = dsum.data()},  // deterministic backward: no dq_accum
+                                   {.causal = true});
   }
   Layer(const Layer&) = delete;  // p points into this layer's own buffers
 };
