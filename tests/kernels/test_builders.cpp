@@ -148,7 +148,7 @@ TEST(Builders, PackedEqualsHandFilled) {
   p.k_head_stride = p.v_head_stride = p.dk_head_stride = p.dv_head_stride = 64;
   p.softmax_scale = 0.125f;
   expect_same(built, p);
-  EXPECT_TRUE(api::validate(static_cast<const att::FlashFwdParams&>(built)).ok());
+  EXPECT_TRUE(api::validate_forward(built).ok());
   // lists of different lengths are refused by name, the batch untouched
   const strata::Status s = api::PackedBatch::of({5, 60}, {300}, &cross);
   EXPECT_NE(std::string(s.message()).find("lens_k"), std::string::npos) << s.message();
@@ -158,9 +158,22 @@ TEST(Builders, PackedEqualsHandFilled) {
   const FlashBwdParams pb =
       api::packed_params(bad, bad.cu_q.data(), bad.cu_k.data(), {.h = 1, .d = 64},
                          {.q = x[0], .k = x[1], .v = x[2], .o = x[3], .lse = f[0]});
-  EXPECT_NE(std::string(api::validate(static_cast<const att::FlashFwdParams&>(pb)).message())
-                .find("cu_seqlens_q"),
+  EXPECT_NE(std::string(api::validate_forward(pb).message()).find("cu_seqlens_q"),
             std::string::npos);
+}
+
+// Forward-only callers name the forward's checks: a FlashBwdParams (what the builders return)
+// without the backward's buffers passes validate_forward and is refused by validate_backward,
+// which the overloaded validate picks for its static type.
+TEST(Builders, ForwardAndBackwardChecksHaveTheirOwnNames) {
+  alignas(16) int x[4][4];
+  alignas(16) float f[4];
+  const FlashBwdParams p = api::contiguous_params(
+      2, 40, 40, {.h = 2, .d = 64}, {.q = x[0], .k = x[1], .v = x[2], .o = x[3], .lse = f});
+  EXPECT_TRUE(api::validate_forward(p).ok()) << api::validate_forward(p).message();
+  const strata::Status s = api::validate_backward(p);
+  EXPECT_NE(std::string(s.message()).find("do"), std::string::npos) << s.message();
+  EXPECT_EQ(std::string(api::validate(p).message()), std::string(s.message()));
 }
 
 // Built Params launch the same kernels on the same data as the harness's hand-filled ones: the

@@ -118,7 +118,7 @@ struct DepthStack {
       const std::string at = "layers[" + std::to_string(l) + "].";
       const DepthStackLayer& y = layers[l];
       const FlashBwdParams& a = y.attn;
-      Status s = backward ? api::validate(a) : api::validate(static_cast<const FlashFwdParams&>(a));
+      Status s = backward ? api::validate_backward(a) : api::validate_forward(a);
       if (!s.ok()) return Status(s.code(), at + "attn: " + s.message());
       const FlashBwdParams& f = layers[0].attn;
       if (!detail::same_token_attention(a, f, backward))

@@ -269,7 +269,7 @@ struct ExoStack {
     const ExoStackLayer& y = layers[l];
     const FlashBwdParams& a = y.attn;
     const Status s =
-        backward ? api::validate(a) : api::validate(static_cast<const FlashFwdParams&>(a));
+        backward ? api::validate_backward(a) : api::validate_forward(a);
     if (!s.ok()) return Status(s.code(), at + "attn: " + s.message());
     const FlashBwdParams& f = layers[0].attn;
     if (a.h != f.h || !detail::same_token_attention(a, f, backward))

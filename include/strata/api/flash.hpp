@@ -137,8 +137,9 @@ inline Status check_cu_seqlens(const int* cu, int b, int total, int max_len, con
 
 }  // namespace detail
 
-/// Checks every field of a forward problem; Ok means the launcher will run it.
-inline Status validate(const FlashFwdParams& p) {
+/// Checks every field of a forward problem; Ok means the forward's launcher will run it. A
+/// FlashBwdParams passed here gets the forward's checks only (its backward fields are not read).
+inline Status validate_forward(const FlashFwdParams& p) {
   using detail::check_operand;
   if (Status s = detail::check_dtype_and_head_dim(p.dtype, p.d); !s.ok()) return s;
   if (p.b < 1 || p.b > 65535)
@@ -219,7 +220,7 @@ STRATA_EXECUTOR_BEGIN
 /// batch from cu_seqlens_k_host); the sm_80 one otherwise, on every device.
 template <class Variant>
 Status flash_fwd(const FlashFwdParams& p, const Variant& var, cudaStream_t stream = 0) {
-  if (Status s = validate(p); !s.ok()) return s;
+  if (Status s = validate_forward(p); !s.ok()) return s;
   if (p.total_q == 0 || p.seqlen_q == 0) return Status::Ok();
   if constexpr (attention::Sm90Variant<Variant>::value) {
     // refusals come before any launch: Unsupported (no sm_90a here) or InvalidArgument (the
@@ -238,7 +239,7 @@ Status flash_fwd(const FlashFwdParams& p, const Variant& var, cudaStream_t strea
 template <class Variant>
 Status flash_fwd_sm90(const FlashFwdParams& p, const Variant& var, cudaStream_t stream = 0,
                       const FlashFwdSm90Options& opt = {}) {
-  if (Status s = validate(p); !s.ok()) return s;
+  if (Status s = validate_forward(p); !s.ok()) return s;
   if (p.total_q == 0 || p.seqlen_q == 0) return Status::Ok();
   return detail::run_fwd_sm90(p, var, stream, opt);
 }
@@ -277,8 +278,8 @@ STRATA_EXECUTOR_END
 
 /// Checks every field of a backward problem: the forward's, then dO, dQ, dK, dV, the workspace
 /// and total_k.
-inline Status validate(const FlashBwdParams& p) {
-  if (Status s = validate(static_cast<const FlashFwdParams&>(p)); !s.ok()) return s;
+inline Status validate_backward(const FlashBwdParams& p) {
+  if (Status s = validate_forward(p); !s.ok()) return s;
   if (p.total_k < 0) return Status::InvalidArgument("total_k is negative");
   if (int64_t(p.total_k) * p.h_k > kMaxRows)
     return Status::InvalidArgument("total_k * h_k = " + std::to_string(int64_t(p.total_k) * p.h_k) +
@@ -320,6 +321,16 @@ inline Status validate(const FlashBwdParams& p) {
     }
   }
   return Status::Ok();
+}
+
+/// The checks by the Params' static type: validate_forward for a FlashFwdParams,
+/// validate_backward for a FlashBwdParams (so a FlashBwdParams a forward-only caller filled gets
+/// the backward's checks here: name the one meant).
+inline Status validate(const FlashFwdParams& p) {
+  return validate_forward(p);
+}
+inline Status validate(const FlashBwdParams& p) {
+  return validate_backward(p);
 }
 
 namespace detail {
@@ -372,7 +383,7 @@ STRATA_EXECUTOR_BEGIN
 /// otherwise, on every device.
 template <class Variant>
 Status flash_bwd(const FlashBwdParams& p, const Variant& var, cudaStream_t stream = 0) {
-  if (Status s = validate(p); !s.ok()) return s;
+  if (Status s = validate_backward(p); !s.ok()) return s;
   if constexpr (attention::Sm90Variant<Variant>::value) {
     if (p.dq_accum || p.total_q == 0) {
       // as in flash_fwd: refusals come before any launch and fall back to the sm_80 kernels
@@ -395,7 +406,7 @@ Status flash_bwd(const FlashBwdParams& p, const Variant& var, cudaStream_t strea
 template <class Variant>
 Status flash_bwd_sm90(const FlashBwdParams& p, const Variant& var, cudaStream_t stream = 0,
                       const FlashBwdSm90Options& opt = {}) {
-  if (Status s = validate(p); !s.ok()) return s;
+  if (Status s = validate_backward(p); !s.ok()) return s;
   return detail::run_bwd_sm90(p, var, stream, opt);
 }
 inline Status flash_bwd_sm90(const FlashBwdParams& p, cudaStream_t stream = 0,

@@ -165,7 +165,7 @@ inline Status validate(const MeaLayerParams& y, const MeaOptions& o, bool backwa
     return Status::InvalidArgument(std::string(!y.kc_rot ? "kc_rot" : "vc") +
                                    " is null (site Output: the composition reads it)");
   const FlashBwdParams& a = y.attn;
-  Status s = backward ? validate(a) : validate(static_cast<const FlashFwdParams&>(a));
+  Status s = backward ? validate_backward(a) : validate_forward(a);
   if (!s.ok()) return Status(s.code(), std::string("attn: ") + s.message());
   if (a.h_k > variants::kMeaMaxCompositeHeads)
     return Status::InvalidArgument(

@@ -81,7 +81,7 @@ STRATA_EXECUTOR_BEGIN
 /// Forward: attn.o = Attention(q, k, v) o sigma(g); attn.lse as in flash_fwd.
 inline Status gated_forward(const FlashFwdParams& attn, const GateArgs& g,
                             cudaStream_t stream = 0) {
-  if (Status s = validate(attn); !s.ok()) return s;
+  if (Status s = validate_forward(attn); !s.ok()) return s;
   if (attn.total_q == 0) return Status::Ok();
   if (Status s = validate(g, attn, false); !s.ok()) return s;
   return flash_fwd(attn, detail::gate_policy(g), stream);
@@ -91,7 +91,7 @@ inline Status gated_forward(const FlashFwdParams& attn, const GateArgs& g,
 /// flash_bwd) and g.dgate.
 inline Status gated_backward(const FlashBwdParams& attn, const GateArgs& g,
                              cudaStream_t stream = 0) {
-  if (Status s = validate(attn); !s.ok()) return s;
+  if (Status s = validate_backward(attn); !s.ok()) return s;
   if (attn.total_q > 0)
     if (Status s = validate(g, attn, true); !s.ok()) return s;
   variants::OutputGate v = detail::gate_policy(g);

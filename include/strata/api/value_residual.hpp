@@ -192,7 +192,7 @@ STRATA_EXECUTOR_BEGIN
 /// touched otherwise.
 inline Status resformer_forward(const FlashFwdParams& attn, const ValueResidualArgs& a,
                                 cudaStream_t stream = 0) {
-  if (Status s = validate(attn); !s.ok()) return s;
+  if (Status s = validate_forward(attn); !s.ok()) return s;
   if (attn.total_q == 0) return Status::Ok();
   if (Status s = validate(a, false); !s.ok()) return s;
   int total_k = 0;
@@ -204,7 +204,7 @@ inline Status resformer_forward(const FlashFwdParams& attn, const ValueResidualA
 /// dlambda_self = sum V_l o g and dlambda_first = sum V_0 o g (written, in lambda's shape).
 inline Status resformer_backward(const FlashBwdParams& attn, const ValueResidualArgs& a,
                                  cudaStream_t stream = 0) {
-  if (Status s = validate(attn); !s.ok()) return s;
+  if (Status s = validate_backward(attn); !s.ok()) return s;
   if (Status s = validate(a, true); !s.ok()) return s;
   if (Status s = attn.dtype == Dtype::kBf16
                      ? detail::resformer_backward_on_mixed<__nv_bfloat16>(attn, a, stream)
@@ -229,7 +229,7 @@ inline Status svformer_backward(const FlashBwdParams& attn, float* dv_first,
                                 cudaStream_t stream = 0) {
   FlashBwdParams p = attn;
   if (!p.dv) p.dv = p.dk;  // validated as an operand, never written by SharedValue
-  if (Status s = validate(p); !s.ok()) return s;
+  if (Status s = validate_backward(p); !s.ok()) return s;
   if (!dv_first) return Status::InvalidArgument("dv_first (the fp32 dV_0 accumulator) is null");
   variants::SharedValue v;
   v.dv_first = dv_first;
@@ -315,9 +315,9 @@ struct ValueResidualStack {
       Status s = Status::Ok();
       if (backward) {
         if (kind == ValueResidualKind::kSVFormer && l > 0 && !p.dv) p.dv = p.dk;  // not written
-        s = api::validate(p);
+        s = api::validate_backward(p);
       } else {
-        s = api::validate(static_cast<const FlashFwdParams&>(p));
+        s = api::validate_forward(p);
       }
       if (s.ok() && l > 0 && kind == ValueResidualKind::kResFormer)
         s = api::validate(layer_args(l), backward);
