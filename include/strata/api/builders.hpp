@@ -8,8 +8,9 @@
 /// Each fills every stride, the totals and lengths, the mask and softmax_scale = 1 / sqrt(d) (as
 /// FlashAttention computes it: `d ** -0.5` in double, rounded to float), and returns
 /// FlashBwdParams, which is also the forward's FlashFwdParams: a forward-only caller passes it to
-/// flash_fwd as is and leaves the backward's buffers null. Nothing is checked here: the launchers
-/// (or api::validate) refuse bad fields by name, as for hand-filled Params.
+/// flash_fwd as is and leaves the backward's buffers null. The builders check nothing but the
+/// length lists (PackedBatch::of): the launchers (or api::validate_forward / validate_backward)
+/// refuse bad fields by name, as for hand-filled Params.
 ///
 ///   const api::PackedBatch batch = api::PackedBatch::of({17, 130, 1});
 ///   const FlashBwdParams p = api::packed_params(batch, cu_device, cu_device, {.h = 8, .h_k = 2,
