@@ -149,17 +149,18 @@ TEST(PerfModel, WgmmaWorkOfTwoRawVTilesByHand) {
   // ResFormer's V formed from two raw tiles: a second TMA write of 32 KB (d = 128, 128 keys),
   // then the mixer warps read both tiles and write V' (3 x 32 KB); two more 32 KB stages
   const auto one = strata_sm90_forward_config(128), two = strata_sm90_forward_config(128, 2);
-  EXPECT_DOUBLE_EQ(wgmma_forward_tile(128, two).smem_wavefronts -
-                       wgmma_forward_tile(128, one).smem_wavefronts,
-                   4 * 32768.0 / 128);
+  EXPECT_DOUBLE_EQ(
+      wgmma_forward_tile(128, two).smem_wavefronts - wgmma_forward_tile(128, one).smem_wavefronts,
+      4 * 32768.0 / 128);
   EXPECT_DOUBLE_EQ(wgmma_forward_tile(128, two).mma, wgmma_forward_tile(128, one).mma);
   EXPECT_EQ(wgmma_forward_smem(128, two) - wgmma_forward_smem(128, one), 2 * 32768);
 }
 
 TEST(PerfModel, TilePairsFollowTheMasksBlockSkipping) {
-  // square: the existing count; 300 queries against 1000 keys, causal bottom-right aligned:
-  // query tile [0, 128) sees keys [0, 828) -> 7 key tiles, [128, 256) -> 8, [256, 300) -> 8
-  EXPECT_DOUBLE_EQ(tile_pairs(1000, 1000, 128, 128, true, -1), tile_pairs(1000, 128, 128, true));
+  // square, causal: query tile i of 8 sees i + 1 key tiles; 300 queries against 1000 keys,
+  // causal bottom-right aligned: query tile [0, 128) sees keys [0, 828) -> 7 key tiles,
+  // [128, 256) -> 8, [256, 300) -> 8
+  EXPECT_DOUBLE_EQ(tile_pairs(1000, 1000, 128, 128, true, -1), 1 + 2 + 3 + 4 + 5 + 6 + 7 + 8);
   EXPECT_DOUBLE_EQ(tile_pairs(300, 1000, 128, 128, true, -1), 7 + 8 + 8);
   EXPECT_DOUBLE_EQ(tile_pairs(300, 1000, 128, 128, false, -1), 3 * 8);
   // a window of 100 left of the diagonal: [0, 128) sees [600, 828) -> tiles 4..6 (3),

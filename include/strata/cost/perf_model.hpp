@@ -358,16 +358,6 @@ constexpr TileWork wgmma_backward_epilogue(int d, const WgmmaBwdConfig& c) {
   return w;
 }
 
-/// (query tile, key tile) pairs of one head's attention over T tokens, causal or not.
-constexpr double tile_pairs(int64_t t, int bm, int bn, bool causal) {
-  double pairs = 0;
-  for (int64_t m0 = 0; m0 < t; m0 += bm) {
-    const int64_t keys = causal ? std::min<int64_t>(t, m0 + bm) : t;
-    pairs += double((keys + bn - 1) / bn);
-  }
-  return pairs;
-}
-
 /// Tile pairs (bm x bn) of one head of a sequence of tq queries and tk keys that a flash kernel's
 /// block skipping visits: keys [q0 + tk - tq - window_left, q1 + tk - tq) of query tile [q0, q1)
 /// (FlashAttention's bottom-right aligned causal mask and left window, attention::Mask; no
@@ -381,6 +371,10 @@ constexpr double tile_pairs(int64_t tq, int64_t tk, int bm, int bn, bool causal,
     if (hi > lo) pairs += double((hi + bn - 1) / bn - lo / bn);
   }
   return pairs;
+}
+/// (query tile, key tile) pairs of one head's attention over T tokens, causal or not.
+constexpr double tile_pairs(int64_t t, int bm, int bn, bool causal) {
+  return tile_pairs(t, t, bm, bn, causal, -1);
 }
 
 // ------------------------------------------ ResFormer's V' on the sm_90a forward: two plans
