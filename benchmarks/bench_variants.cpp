@@ -93,7 +93,8 @@ struct Layer {
         vr.dv_first = shared_fill("dv_first", n);
         vr.dlambda_self = shared_fill("dlambda_self", 1);
         vr.dlambda_first = shared_fill("dlambda_first", 1);
-        vr.workspace = shared_fill("vr_workspace", api::value_residual_workspace_bytes(p) / 4);
+        vr.workspace_bytes = api::workspace_bytes(p, vr);
+        vr.workspace = shared_fill("vr_workspace", (vr.workspace_bytes + 3) / 4);
         break;
       case kGated:
       case kGatedHead: {
@@ -103,6 +104,7 @@ struct Layer {
         gate.gate = shared_pattern("gate", ng, 9, 0.25f, -1.f);
         gate.gate_row_stride = head ? H : int64_t(H) * d, gate.gate_head_stride = head ? 1 : d;
         gate.dgate = shared_pattern("dgate", ng, 1, 0.f);
+        gate.workspace_bytes = api::workspace_bytes(p, gate);  // dO: n elements
         gate.workspace = shared_pattern("gate_workspace", n, 1, 0.f);
         break;
       }
@@ -114,9 +116,10 @@ struct Layer {
         api::MeaLayerParams& y = mea;
         y.attn = p;
         // the attention runs on the pass's outputs: q_rot, K', V' (own buffers)
-        y.attn.q = shared_pattern("q_rot", n, 1, 0.f);
-        y.attn.k = shared_pattern("k_mea", n, 1, 0.f);
-        y.attn.v = shared_pattern("v_mea", n, 1, 0.f);
+        y.attn.q = y.attn.k = y.attn.v = nullptr;
+        y.q_rot = shared_pattern("q_rot", n, 1, 0.f);
+        y.k_attn = shared_pattern("k_mea", n, 1, 0.f);
+        y.v_attn = shared_pattern("v_mea", n, 1, 0.f);
         y.h_c = Hc;
         y.q = p.q, y.kc = shared_pattern("kc", nc, 7, 0.02f),
         y.vc = shared_pattern("vc", nc, 5, 0.1f);
@@ -137,7 +140,7 @@ struct Layer {
           y.dgamma_k = shared_fill("dgamma", ng), y.dbeta_k = shared_fill("dbeta", ng);
           y.dgamma_v = shared_fill("dgamma_v", ng), y.dbeta_v = shared_fill("dbeta_v", ng);
         }
-        mea_workspace_bytes = api::mea_workspace_bytes(y, mea_options);
+        mea_workspace_bytes = api::workspace_bytes(y, mea_options);
         mea_workspace = shared_fill("mea_workspace", (mea_workspace_bytes + 15) / 4);
         break;
       }

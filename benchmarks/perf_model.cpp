@@ -128,7 +128,8 @@ strata::sim::Counters measure(int T, int d, bool causal, Pass pass,
   Tensor<bf16> v0(n, 0.05f), gate(n, 0.3f), dy(n, -0.1f), dgate(n), out(n);
   Tensor<float> lam(2, 0.5f), dlam(2), acc(n), gamma(static_cast<size_t>(d), 1.f),
       beta(static_cast<size_t>(d)), stats(2 * size_t(T));
-  Tensor<float> workspace(strata::api::value_residual_workspace_bytes(p) / sizeof(float));
+  const size_t workspace_bytes = strata::api::workspace_bytes(p, strata::api::ValueResidualArgs{});
+  Tensor<float> workspace((workspace_bytes + 3) / sizeof(float));
   const auto run = [&](const auto& var) {
     if (!strata::api::flash_fwd(p, var).ok()) std::abort();
     if (backward) {
@@ -146,7 +147,7 @@ strata::sim::Counters measure(int T, int d, bool causal, Pass pass,
       a.v_first = v0.p, a.v_first_row_stride = a.v_first_head_stride = d;
       a.lambda_self = lam.p, a.lambda_first = lam.p + 1;
       a.dv_first = acc.p, a.dlambda_self = dlam.p, a.dlambda_first = dlam.p + 1;
-      a.workspace = workspace.p;
+      a.workspace = workspace.p, a.workspace_bytes = workspace_bytes;
       if (!strata::api::resformer_forward(p, a).ok()) std::abort();
       if (backward) {
         strata::sim::reset_counters();

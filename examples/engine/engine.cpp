@@ -9,6 +9,7 @@
 #include <vector>
 
 #include <cuda_bf16.h>
+#include <strata/api/builders.hpp>  // light: Params and Status, no kernel
 
 #include "gated_bf16_d128.hpp"
 
@@ -22,12 +23,11 @@ int main() {
     v[i] = __float2bfloat16(std::sin(0.05f * float(i) + 1.f));
     g[i] = __float2bfloat16(std::cos(0.23f * float(i)));
   }
-  strata::attention::FlashFwdParams p;
-  p.q = q.data(), p.k = k.data(), p.v = v.data(), p.o = o.data(), p.lse = lse.data();
-  p.b = 1, p.h = h, p.h_k = h, p.d = d, p.seqlen_q = s, p.seqlen_k = s, p.total_q = s;
-  p.q_row_stride = p.k_row_stride = p.v_row_stride = p.o_row_stride = h * d;
-  p.q_head_stride = p.k_head_stride = p.v_head_stride = p.o_head_stride = d;
-  p.softmax_scale = 1.f / std::sqrt(float(d)), p.is_causal = true;
+  // one sequence of s tokens, contiguous [s, h, d]; scale d ** -0.5
+  const strata::attention::FlashFwdParams p = strata::api::contiguous_params(
+      1, s, s, {.h = h, .d = d},
+      {.q = q.data(), .k = k.data(), .v = v.data(), .o = o.data(), .lse = lse.data()},
+      {.causal = true});
   if (strata::Status st = engine::gated_attention_bf16_d128(p, g.data(), h * d, d, 0); !st.ok()) {
     std::printf("engine: %s\n", st.message());
     return 1;

@@ -33,7 +33,8 @@ class Depth : public StackMethod<strata::api::DepthStack> {
     }
     for (int l = 0; l < kLayers; ++l) {
       strata::api::DepthStackLayer y;
-      y.attn = attn_[l]->p;  // its q, k, v are the pass's q_rot, k^, v^
+      y.attn = attn_[l]->p;  // the attention: its q, k, v buffers receive the pass's outputs
+      y.q_rot = attn_[l]->q.data(), y.khat = attn_[l]->k.data(), y.vhat = attn_[l]->v.data();
       y.q = raw_[l]->q.data(), y.k = raw_[l]->k.data(), y.v = raw_[l]->v.data();
       y.dq = raw_[l]->dq.data(), y.dk = raw_[l]->dk.data(), y.dv = raw_[l]->dv.data();
       y.gamma_q = gamma_q_[l].data(), y.gamma_k = gamma_k_[l].data();
@@ -42,8 +43,8 @@ class Depth : public StackMethod<strata::api::DepthStack> {
       for (int j = 0; j < l; ++j) y.sources.push_back(j);  // every earlier layer (at most 8)
       stack_.layers.push_back(y);
     }
-    workspace_.assign(strata::api::depth_workspace_bytes(shape_.total(), shape_.h_k, d) / 4 + 4,
-                      0.f);
+    stack_.workspace_bytes = strata::api::workspace_bytes(stack_);
+    workspace_.assign((stack_.workspace_bytes + 3) / 4, 0.f);
     stack_.workspace = workspace_.data();
     make_teacher(200, 0.3f);
   }

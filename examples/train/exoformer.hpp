@@ -40,13 +40,15 @@ class ExoFormer : public StackMethod<strata::api::ExoStack> {
     for (int l = 0; l < kLayers; ++l) {
       layer_.push_back(std::make_unique<Layer>(shape_));  // its q, k, v receive q~, k~, v~
       gate_.emplace_back(size_t(T) * shape_.h * d), dgate_.emplace_back(size_t(T) * shape_.h * d);
-      gate_work_.emplace_back(strata::api::gated_backward_workspace_bytes(layer_[l]->p) / 2 + 8);
       for (auto* x : {&gamma_q_, &gamma_k_}) x->emplace_back(d, 1.f);
       for (auto* x : {&dgamma_q_, &dgamma_k_}) x->emplace_back(d, 0.f);
       strata::api::ExoStackLayer y;
       y.attn = layer_[l]->p;
-      y.gate.gate = gate_[l].data(), y.gate.dgate = dgate_[l].data();  // g~ and dL/dg~
+      y.mix.out = {layer_[l]->q.data(), layer_[l]->k.data(), layer_[l]->v.data(), gate_[l].data()};
+      y.gate.dgate = dgate_[l].data();  // dL/dg~
       y.gate.gate_row_stride = int64_t(shape_.h) * d, y.gate.gate_head_stride = d;
+      y.gate.workspace_bytes = strata::api::workspace_bytes(y.attn, y.gate);  // the backward's dO
+      gate_work_.emplace_back(y.gate.workspace_bytes / 2);
       y.gate.workspace = gate_work_[l].data();
       for (int s = 0; s < kStreams; ++s) {
         const size_t n = size_t(T) * heads(s) * d, nl = size_t(heads(s)) * d;
@@ -63,8 +65,8 @@ class ExoFormer : public StackMethod<strata::api::ExoStack> {
       y.mix.dgamma_q = dgamma_q_[l].data(), y.mix.dgamma_k = dgamma_k_[l].data();
       stack_.layers.push_back(y);
     }
-    stack_.workspace_bytes = strata::api::exo_workspace_bytes(T, shape_.h, d);
-    workspace_.assign(stack_.workspace_bytes / 4 + 4, 0.f);
+    stack_.workspace_bytes = strata::api::workspace_bytes(stack_);
+    workspace_.assign((stack_.workspace_bytes + 3) / 4, 0.f);
     stack_.workspace = workspace_.data();
     make_teacher(900, 0.2f);
   }

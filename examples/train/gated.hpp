@@ -29,11 +29,13 @@ class Gated : public Method {
       w_.emplace_back(size_t(kInput) * n, 0.f);  // zero: sigmoid(0) = 1/2 everywhere at init
       dw_.emplace_back(size_t(kInput) * n, 0.f);
       gate_.emplace_back(size_t(T) * n), dgate_.emplace_back(size_t(T) * n);
-      scratch_.emplace_back(strata::api::gated_backward_workspace_bytes(layer_[l]->p) / 2 + 8);
       strata::api::GateArgs g;
       g.gate = gate_[l].data(), g.gate_row_stride = n, g.gate_head_stride = shape_.d;
       g.kind = strata::core::GateKind::kElementwise;
-      g.dgate = dgate_[l].data(), g.workspace = scratch_[l].data();
+      g.dgate = dgate_[l].data();
+      g.workspace_bytes = strata::api::workspace_bytes(layer_[l]->p, g);  // the backward's dO
+      scratch_.emplace_back(g.workspace_bytes / 2);
+      g.workspace = scratch_[l].data();
       args_.push_back(g);
     }
     make_teacher(300, 0.5f);

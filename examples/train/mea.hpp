@@ -34,6 +34,7 @@ class Mea : public StackMethod<strata::api::MeaStack> {
       for (const Vec<float>& x : w_[l]) dw_[l].emplace_back(x.size(), 0.f);
       strata::api::MeaLayerParams y;
       y.attn = layer_[l]->p;  // attn.h_k: the H_kv composite heads
+      y.q_rot = layer_[l]->q.data(), y.k_attn = layer_[l]->k.data(), y.v_attn = layer_[l]->v.data();
       y.h_c = kComponents;
       y.q = q_[l].data(), y.kc = kc_[l].data(), y.vc = vc_[l].data();
       y.dq = dq_[l].data(), y.dkc = dkc_[l].data(), y.dvc = dvc_[l].data();
@@ -45,8 +46,8 @@ class Mea : public StackMethod<strata::api::MeaStack> {
       y.dgamma_v = dw_[l][4].data(), y.dbeta_v = dw_[l][5].data();
       stack_.layers.push_back(y);
     }
-    stack_.workspace_bytes = strata::api::mea_workspace_bytes(stack_.layers[0], stack_.options);
-    workspace_.assign(stack_.workspace_bytes / 4 + 4, 0.f);
+    stack_.workspace_bytes = strata::api::workspace_bytes(stack_);
+    workspace_.assign((stack_.workspace_bytes + 3) / 4, 0.f);
     stack_.workspace = workspace_.data();
     make_teacher(700, 0.3f);
   }

@@ -37,7 +37,8 @@ class ResFormer : public StackMethod<strata::api::ValueResidualStack> {
       stack_.layers.push_back(y);
     }
     dv_first_.assign(size_t(strata::api::value_residual_accumulator_size(layer_[0]->p)), 0.f);
-    workspace_.assign(strata::api::value_residual_workspace_bytes(layer_[0]->p) / 4 + 4, 0.f);
+    stack_.workspace_bytes = strata::api::workspace_bytes(stack_);
+    workspace_.assign((stack_.workspace_bytes + 3) / 4, 0.f);
     stack_.dv_first = dv_first_.data(), stack_.workspace = workspace_.data();
     make_teacher(100, 0.3f);
   }

@@ -75,7 +75,7 @@ Status need(const T* p, const char* name) {
 /// Bytes of the split-KV workspace of layer l (0 without splits).
 int64_t workspace_bytes(const DecodeStack& st, size_t l) {
   if (st.num_splits == 1) return 0;
-  return int64_t(strata::api::paged_attention_workspace_bytes(
+  return int64_t(strata::api::workspace_bytes(
       st.method == DecodeMethod::kMea ? st.mea_attention_params(l).attn : st.attention_params(l)));
 }
 

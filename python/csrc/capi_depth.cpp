@@ -107,8 +107,7 @@ Status depth_problem(const StrataAttention& a, const StrataDepth& x, bool backwa
   }
   if (Status s = depth_layer(a, x, *attn, backward, p); !s.ok()) return s;
   if (!backward) return Status::Ok();
-  const int64_t pass =
-      int64_t(strata::api::depth_workspace_bytes(attn->total_q, attn->h_k, attn->d));
+  const int64_t pass = int64_t(strata::api::detail::depth_workspace_bytes(p->local, *attn));
   if (bytes) *bytes = offset + pass;
   if (!need_workspace) return Status::Ok();
   void* ws = nullptr;

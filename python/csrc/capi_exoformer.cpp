@@ -28,14 +28,16 @@ Status rows(const StrataTensor& t, const std::string& name, bool varlen, const S
 }
 
 /// The one-layer ExoStack of (a, g, x); the attention's and gate's fields are converted by the
-/// caller (`attn`, `gate`).
+/// caller (`attn`, `gate`; `g_out` is g~, the gate logits the mix writes).
 Status exo_stack(const StrataAttention& a, const StrataExo& x, const FlashBwdParams& attn,
-                 const strata::api::GateArgs& gate, bool backward, strata::api::ExoStack* st) {
+                 const strata::api::GateArgs& gate, void* g_out, bool backward,
+                 strata::api::ExoStack* st) {
   using strata::core::MixGranularity;
   const bool varlen = given(a.cu_seqlens_q);
   st->layers.assign(1, {});
   strata::api::ExoStackLayer& y = st->layers[0];
   y.attn = attn, y.gate = gate;
+  y.mix.out = {a.q.data, a.k.data, a.v.data, g_out};  // q~, k~, v~, g~: the mix writes them
   strata::api::ExoOptions& o = st->options;
   o.dynamic = given(x.s), o.rope = x.rope != 0;
   o.rope_theta = x.rope_theta, o.norm_eps = x.norm_eps, o.anchor_eps = x.anchor_eps;
@@ -136,16 +138,16 @@ Status exo_problem(const StrataAttention& a, const StrataGate& g, const StrataEx
   if (Status s = attention_params(a, backward, &attn, &offset, need_workspace); !s.ok()) return s;
   strata::api::GateArgs gate;
   if (Status s = exo_gate(a, g, backward, &gate); !s.ok()) return s;
-  if (Status s = exo_stack(a, x, attn, gate, backward, st); !s.ok()) return s;
+  if (Status s = exo_stack(a, x, attn, gate, g.gate.data, backward, st); !s.ok()) return s;
   if (!backward) return Status::Ok();
-  const int64_t gated = int64_t(strata::api::gated_backward_workspace_bytes(attn));
-  const int64_t mix = int64_t(strata::api::exo_workspace_bytes(attn.total_q, attn.h, attn.d));
+  const int64_t gated = int64_t(strata::api::workspace_bytes(attn, gate));
+  const int64_t mix = int64_t(strata::api::workspace_bytes(*st));
   const int64_t mix_offset = round16(offset + gated);
   if (bytes) *bytes = empty_problem(attn) ? 0 : mix_offset + mix;
   if (!need_workspace || empty_problem(attn)) return Status::Ok();
   void* ws = nullptr;
   if (Status s = variant_workspace(a, offset, gated, &ws); !s.ok()) return s;
-  st->layers[0].gate.workspace = ws;
+  st->layers[0].gate.workspace = ws, st->layers[0].gate.workspace_bytes = size_t(gated);
   if (Status s = variant_workspace(a, mix_offset, mix, &ws); !s.ok()) return s;
   st->workspace = static_cast<float*>(ws), st->workspace_bytes = size_t(mix);
   return Status::Ok();

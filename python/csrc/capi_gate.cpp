@@ -61,8 +61,7 @@ int strata_gated_bwd_workspace_bytes(const StrataAttention* a, const StrataGate*
     strata::api::GateArgs args;
     if (Status s = attention_params(*a, true, &p, &offset, false); !s.ok()) return s;
     if (Status s = gate_args(*a, *g, false, &args); !s.ok()) return s;
-    *bytes =
-        empty_problem(p) ? 0 : offset + int64_t(strata::api::gated_backward_workspace_bytes(p));
+    *bytes = empty_problem(p) ? 0 : offset + int64_t(strata::api::workspace_bytes(p, args));
     return Status::Ok();
   });
 }
@@ -75,11 +74,9 @@ int strata_gated_bwd(const StrataAttention* a, const StrataGate* g) {
     if (Status s = attention_params(*a, true, &p, &offset); !s.ok()) return s;
     if (Status s = gate_args(*a, *g, true, &args); !s.ok() || empty_problem(p)) return s;
     void* ws = nullptr;
-    if (Status s = variant_workspace(*a, offset,
-                                     int64_t(strata::api::gated_backward_workspace_bytes(p)), &ws);
-        !s.ok())
-      return s;
-    args.workspace = ws;
+    const int64_t bytes = int64_t(strata::api::workspace_bytes(p, args));
+    if (Status s = variant_workspace(*a, offset, bytes, &ws); !s.ok()) return s;
+    args.workspace = ws, args.workspace_bytes = size_t(bytes);
     return strata::api::gated_backward(p, args, stream_of(*a));
   });
 }

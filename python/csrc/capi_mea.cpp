@@ -50,6 +50,7 @@ Status mea_problem(const StrataAttention& a, const StrataMea& m, bool backward, 
   if (Status s = activation(a.k, "k_attn", a.q, at.h_k, dt); !s.ok()) return s;
   if (Status s = activation(a.v, "v_attn", a.q, at.h_k, dt); !s.ok()) return s;
   y->q = m.q.data, y->kc = m.kc.data, y->vc = m.vc.data;
+  y->q_rot = a.q.data, y->k_attn = a.k.data, y->v_attn = a.v.data;  // the pass writes them
   if (Status s = matrix(m.a_k, "a_k", h_c, at.h_k); !s.ok()) return s;
   if (Status s = matrix(m.a_v, "a_v", h_c, at.h_k); !s.ok()) return s;
   y->a_k = static_cast<const float*>(m.a_k.data), y->a_v = static_cast<const float*>(m.a_v.data);
@@ -123,7 +124,7 @@ int strata_mea_bwd_workspace_bytes(const StrataAttention* a, const StrataMea* m,
     strata::api::MeaOptions o;
     int64_t offset = 0;
     if (Status s = mea_problem(*a, *m, true, false, &y, &o, &offset); !s.ok()) return s;
-    *bytes = empty_problem(y.attn) ? 0 : offset + int64_t(strata::api::mea_workspace_bytes(y, o));
+    *bytes = empty_problem(y.attn) ? 0 : offset + int64_t(strata::api::workspace_bytes(y, o));
     return Status::Ok();
   });
 }
@@ -136,7 +137,7 @@ int strata_mea_bwd(const StrataAttention* a, const StrataMea* m) {
     if (Status s = mea_problem(*a, *m, true, true, &y, &o, &offset);
         !s.ok() || empty_problem(y.attn))
       return s;
-    const int64_t bytes = int64_t(strata::api::mea_workspace_bytes(y, o));
+    const int64_t bytes = int64_t(strata::api::workspace_bytes(y, o));
     void* ws = nullptr;
     if (Status s = variant_workspace(*a, offset, bytes, &ws); !s.ok()) return s;
     return strata::api::mea_backward(y, o, ws, size_t(bytes), stream_of(*a));

@@ -55,8 +55,7 @@ int strata_resformer_bwd_workspace_bytes(const StrataAttention* a, const StrataV
     strata::api::ValueResidualArgs args;
     if (Status s = attention_params(*a, true, &p, &offset, false); !s.ok()) return s;
     if (Status s = residual_args(*a, *r, p, false, &args); !s.ok()) return s;
-    *bytes =
-        empty_problem(p) ? 0 : offset + int64_t(strata::api::value_residual_workspace_bytes(p));
+    *bytes = empty_problem(p) ? 0 : offset + int64_t(strata::api::workspace_bytes(p, args));
     return Status::Ok();
   });
 }
@@ -75,11 +74,9 @@ int strata_resformer_bwd(const StrataAttention* a, const StrataValueResidual* r)
       return strata::api::value_residual_zero(args.dlambda_first, n, stream_of(*a));
     }
     void* ws = nullptr;
-    if (Status s = variant_workspace(*a, offset,
-                                     int64_t(strata::api::value_residual_workspace_bytes(p)), &ws);
-        !s.ok())
-      return s;
-    args.workspace = static_cast<float*>(ws);
+    const int64_t bytes = int64_t(strata::api::workspace_bytes(p, args));
+    if (Status s = variant_workspace(*a, offset, bytes, &ws); !s.ok()) return s;
+    args.workspace = static_cast<float*>(ws), args.workspace_bytes = size_t(bytes);
     return strata::api::resformer_backward(p, args, stream_of(*a));
   });
 }

@@ -24,7 +24,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from . import _capi, ops
+from . import _capi, defaults, ops
 from ._args import mask_args as _mask_args
 from ._capi import StrataError
 from .decode import (DecodeBatch, depth_attention_decode, exoformer_decode, flash_attn_decode,
@@ -232,8 +232,9 @@ def _exo_call(p, anchors, anchor_gains, lambda1, lambda2, gamma_q, gamma_k, s, c
 
 
 def exoformer(p, anchors, anchor_gains, lambda1, lambda2, gamma_q: Tensor, gamma_k: Tensor,
-              s: Optional[Tensor] = None, rope: bool = True, rope_theta: float = 500000.0,
-              norm_eps: float = 1e-6, anchor_eps: float = 1e-6,
+              s: Optional[Tensor] = None, rope: bool = defaults.ROPE,
+              rope_theta: float = defaults.EXOFORMER_ROPE_THETA,
+              norm_eps: float = defaults.RMS_NORM_EPS, anchor_eps: float = defaults.RMS_NORM_EPS,
               softmax_scale: Optional[float] = None, causal: bool = False,
               window_size: tuple = (-1, -1), deterministic: bool = True,
               return_lse: bool = False):
@@ -259,8 +260,10 @@ def exoformer(p, anchors, anchor_gains, lambda1, lambda2, gamma_q: Tensor, gamma
 
 def exoformer_varlen(p, anchors, anchor_gains, lambda1, lambda2, gamma_q: Tensor,
                      gamma_k: Tensor, cu_seqlens: Tensor, max_seqlen: int,
-                     s: Optional[Tensor] = None, rope: bool = True, rope_theta: float = 500000.0,
-                     norm_eps: float = 1e-6, anchor_eps: float = 1e-6,
+                     s: Optional[Tensor] = None, rope: bool = defaults.ROPE,
+                     rope_theta: float = defaults.EXOFORMER_ROPE_THETA,
+                     norm_eps: float = defaults.RMS_NORM_EPS,
+                     anchor_eps: float = defaults.RMS_NORM_EPS,
                      softmax_scale: Optional[float] = None, causal: bool = False,
                      window_size: tuple = (-1, -1), deterministic: bool = True,
                      return_lse: bool = False):
@@ -297,8 +300,9 @@ def _depth_call(q, k, v, sources, gamma_q, gamma_k, cu, max_seqlen, rope, rope_t
 
 
 def depth_attention(q: Tensor, k: Tensor, v: Tensor, sources=(), gamma_q: Optional[Tensor] = None,
-                    gamma_k: Optional[Tensor] = None, rope: bool = True,
-                    rope_theta: float = 10000.0, eps: float = 1e-6,
+                    gamma_k: Optional[Tensor] = None, rope: bool = defaults.ROPE,
+                    rope_theta: float = defaults.DEPTH_ATTENTION_ROPE_THETA,
+                    eps: float = defaults.RMS_NORM_EPS,
                     softmax_scale: Optional[float] = None, causal: bool = False,
                     window_size: tuple = (-1, -1), deterministic: bool = True,
                     return_lse: bool = False):
@@ -324,8 +328,9 @@ def depth_attention(q: Tensor, k: Tensor, v: Tensor, sources=(), gamma_q: Option
 
 def depth_attention_varlen(q: Tensor, k: Tensor, v: Tensor, cu_seqlens: Tensor, max_seqlen: int,
                            sources=(), gamma_q: Optional[Tensor] = None,
-                           gamma_k: Optional[Tensor] = None, rope: bool = True,
-                           rope_theta: float = 10000.0, eps: float = 1e-6,
+                           gamma_k: Optional[Tensor] = None, rope: bool = defaults.ROPE,
+                           rope_theta: float = defaults.DEPTH_ATTENTION_ROPE_THETA,
+                           eps: float = defaults.RMS_NORM_EPS,
                            softmax_scale: Optional[float] = None, causal: bool = False,
                            window_size: tuple = (-1, -1), deterministic: bool = True,
                            return_lse: bool = False):
@@ -361,7 +366,8 @@ def mea(q: Tensor, kc: Tensor, vc: Tensor, a_k: Tensor, a_v: Tensor,
         gamma_k: Optional[Tensor] = None, beta_k: Optional[Tensor] = None,
         gamma_v: Optional[Tensor] = None, beta_v: Optional[Tensor] = None,
         gamma_o: Optional[Tensor] = None, beta_o: Optional[Tensor] = None, site: str = "kv",
-        rope: bool = True, rope_theta: float = 10000.0, gn_eps: float = 1e-5,
+        rope: bool = defaults.ROPE, rope_theta: float = defaults.MEA_ROPE_THETA,
+        gn_eps: float = defaults.GROUP_NORM_EPS,
         softmax_scale: Optional[float] = None, causal: bool = False,
         window_size: tuple = (-1, -1), deterministic: bool = True, return_lse: bool = False):
     """One MEA layer (Multi-head Explicit Attention: head-level linear composition and head
@@ -387,8 +393,8 @@ def mea_varlen(q: Tensor, kc: Tensor, vc: Tensor, a_k: Tensor, a_v: Tensor, cu_s
                max_seqlen: int, gamma_k: Optional[Tensor] = None,
                beta_k: Optional[Tensor] = None, gamma_v: Optional[Tensor] = None,
                beta_v: Optional[Tensor] = None, gamma_o: Optional[Tensor] = None,
-               beta_o: Optional[Tensor] = None, site: str = "kv", rope: bool = True,
-               rope_theta: float = 10000.0, gn_eps: float = 1e-5,
+               beta_o: Optional[Tensor] = None, site: str = "kv", rope: bool = defaults.ROPE,
+               rope_theta: float = defaults.MEA_ROPE_THETA, gn_eps: float = defaults.GROUP_NORM_EPS,
                softmax_scale: Optional[float] = None, causal: bool = False,
                window_size: tuple = (-1, -1), deterministic: bool = True,
                return_lse: bool = False):

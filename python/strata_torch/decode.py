@@ -22,7 +22,7 @@ from typing import NamedTuple, Optional
 import torch
 from torch import Tensor
 
-from . import ops
+from . import defaults, ops
 from ._args import mask_args
 from ._capi import StrataError
 
@@ -140,8 +140,10 @@ def gated_attention_decode(q: Tensor, k: Tensor, v: Tensor, gate: Tensor, k_cach
 
 def exoformer_decode(p, anchors, anchor_gains, lambda1, lambda2, gamma_q: Tensor, gamma_k: Tensor,
                      k_cache: Tensor, v_cache: Tensor, batch: DecodeBatch,
-                     s: Optional[Tensor] = None, rope: bool = True, rope_theta: float = 500000.0,
-                     norm_eps: float = 1e-6, anchor_eps: float = 1e-6,
+                     s: Optional[Tensor] = None, rope: bool = defaults.ROPE,
+                     rope_theta: float = defaults.EXOFORMER_ROPE_THETA,
+                     norm_eps: float = defaults.RMS_NORM_EPS,
+                     anchor_eps: float = defaults.RMS_NORM_EPS,
                      softmax_scale: Optional[float] = None, causal: bool = True,
                      window_size: tuple = (-1, -1), num_splits: int = 1,
                      return_lse: bool = False):
@@ -168,8 +170,9 @@ def exoformer_decode(p, anchors, anchor_gains, lambda1, lambda2, gamma_q: Tensor
 
 def depth_attention_decode(q: Tensor, k: Tensor, v: Tensor, k_cache: Tensor, v_cache: Tensor,
                            batch: DecodeBatch, sources=(), gamma_q: Optional[Tensor] = None,
-                           gamma_k: Optional[Tensor] = None, rope: bool = True,
-                           rope_theta: float = 10000.0, eps: float = 1e-6,
+                           gamma_k: Optional[Tensor] = None, rope: bool = defaults.ROPE,
+                           rope_theta: float = defaults.DEPTH_ATTENTION_ROPE_THETA,
+                           eps: float = defaults.RMS_NORM_EPS,
                            softmax_scale: Optional[float] = None, causal: bool = True,
                            window_size: tuple = (-1, -1), num_splits: int = 1,
                            return_lse: bool = False):
@@ -196,8 +199,8 @@ def mea_decode(q: Tensor, kc: Tensor, vc: Tensor, a_k: Tensor, a_v: Tensor, k_ca
                v_cache: Tensor, batch: DecodeBatch, gamma_k: Optional[Tensor] = None,
                beta_k: Optional[Tensor] = None, gamma_v: Optional[Tensor] = None,
                beta_v: Optional[Tensor] = None, gamma_o: Optional[Tensor] = None,
-               beta_o: Optional[Tensor] = None, site: str = "kv", rope: bool = True,
-               rope_theta: float = 10000.0, gn_eps: float = 1e-5,
+               beta_o: Optional[Tensor] = None, site: str = "kv", rope: bool = defaults.ROPE,
+               rope_theta: float = defaults.MEA_ROPE_THETA, gn_eps: float = defaults.GROUP_NORM_EPS,
                softmax_scale: Optional[float] = None, causal: bool = True,
                window_size: tuple = (-1, -1), num_splits: int = 1, return_lse: bool = False):
     """One MEA layer for the new tokens (strata_torch.mea's arguments): the cache holds the H_c

@@ -25,7 +25,7 @@ if(STRATA_TORCH_CUDA)
 endif()
 
 # One ctest per file, so that ctest -j runs them side by side.
-foreach(_file flash variants exoformer depth mea decode errors compile)
+foreach(_file flash variants exoformer depth mea decode errors compile defaults)
   if(_torch_ok)
     set(_cmd "${STRATA_PYTHON}" -m pytest -q -p no:cacheprovider
              "${CMAKE_CURRENT_SOURCE_DIR}/tests/test_${_file}.py")

@@ -278,8 +278,7 @@ std::string decode_stack(const DecodeStack& proto, const FullProblem& fp, const 
     }
     Vec<float> work;
     if (sch.num_splits > 1 && sch.graph_tokens == 0) {
-      work.assign(strata::api::paged_attention_workspace_bytes(run.attention_params(0)) / 4 + 4,
-                  NAN);
+      work.assign(strata::api::workspace_bytes(run) / 4 + 4, NAN);
       run.workspace = work.data(), run.workspace_bytes = work.size() * sizeof(float);
     }
     if (spoil) {

@@ -120,7 +120,7 @@ struct CacheRun {
     p.total_q = int(pr.nq), p.max_seqlen_q = pr.p.seqlen_q, p.h = cs.h;
     p.softmax_scale = pr.p.softmax_scale, p.is_causal = cs.causal, p.window_left = cs.window_left;
     p.num_splits = spec.num_splits;
-    workspace.assign(strata::api::paged_attention_workspace_bytes(p) / 4 + 4, NAN);
+    workspace.assign(strata::api::workspace_bytes(p) / 4 + 4, NAN);
     p.workspace = workspace.data(), p.workspace_bytes = workspace.size() * sizeof(float);
   }
 };
@@ -375,7 +375,7 @@ TEST(PagedAttentionValidation, EveryBadFieldIsNamedAndNothingIsWritten) {
       {"lse is null", [](CacheRun<T>& r) { r.p.lse = nullptr; }},
       {"max_seqlen_q = 0", [](CacheRun<T>& r) { r.p.max_seqlen_q = 0; }},
       {"workspace_bytes = 0", [](CacheRun<T>& r) { r.p.num_splits = 2, r.p.workspace_bytes = 0; }},
-      {"workspace (paged_attention_workspace_bytes) is null",
+      {"workspace is null: the call needs",
        [](CacheRun<T>& r) { r.p.num_splits = 2, r.p.workspace = nullptr; }},
   };
   const Case cs = make_case({1, 7}, {20, 33}, 4, 2, 64);

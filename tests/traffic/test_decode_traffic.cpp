@@ -125,7 +125,7 @@ void check_decode(int splits, const MeaSpec& mea = {}) {
   p.o = o.data(), p.o_row_stride = h * D, p.o_head_stride = D, p.lse = lse.data();
   p.cu_seqlens_q = cu.data(), p.total_q = B, p.max_seqlen_q = 1, p.h = h;
   p.softmax_scale = 0.125f, p.num_splits = splits;
-  std::vector<float> work(strata::api::paged_attention_workspace_bytes(p) / 4 + 1);
+  std::vector<float> work(strata::api::workspace_bytes(p) / 4 + 1);
   p.workspace = work.data(), p.workspace_bytes = work.size() * sizeof(float);
   // MEA's parameters: A^K, A^V, and the site's GroupNorm gains
   std::vector<float> a(size_t(2) * mea.h_c * mea.h_kv, 0.5f);

@@ -75,8 +75,8 @@ void check_qk_pass(int tokens, bool qk_norm) {
   };
   side(p.q, q, qy, dq, H, gq, dgq);
   side(p.k, k, ky, dk, Hk, gk, dgk);
-  std::vector<float> work(api::qk_norm_rope_workspace_bytes(p) / sizeof(float) + 1);
-  p.workspace = work.data();
+  std::vector<float> work(api::workspace_bytes(p) / sizeof(float) + 1);
+  p.workspace = work.data(), p.workspace_bytes = work.size() * sizeof(float);
   for (auto* v : {&q, &k, &qy, &ky, &dq, &dk}) watch(*v);
   for (auto* v : {&gq, &gk, &dgq, &dgk, &work}) watch(*v);
 
@@ -126,6 +126,7 @@ void check_depth_pass(int tokens) {
       int((int64_t(tokens) * Hk + sv::kDepthRowsPerBlock - 1) / sv::kDepthRowsPerBlock);
   std::vector<float> partial(size_t(blocks) * 2 * D);
   sv::DepthLayer p;
+  p.local.qk_norm = true;  // RoPE is on by default, QK-norm only when asked
   p.total = tokens, p.h = H, p.h_k = Hk, p.cu_seqlens = cu.data(), p.b = 2;
   p.q = q.data(), p.k = k.data(), p.v = v.data();
   p.q_rot = q_rot.data(), p.khat = khat.data(), p.vhat = vhat.data();
@@ -429,13 +430,13 @@ void check_mea_output_passes(int tokens, int H, int Hk, int Hc) {
   a.dtype = att::Dtype::kBf16, a.b = 2, a.h = H, a.h_k = Hk, a.d = D;
   a.total_q = a.total_k = tokens, a.seqlen_q = a.seqlen_k = tokens - tokens / 3;
   a.cu_seqlens_q = a.cu_seqlens_k = a.cu_seqlens_q_host = a.cu_seqlens_k_host = cu.data();
-  a.q = q_rot.data(), a.dq = dq_rot.data(), a.dk = dk.data(), a.dv = dv.data();
+  y.q_rot = q_rot.data(), a.dq = dq_rot.data(), a.dk = dk.data(), a.dv = dv.data();
   a.o = o.data(), a.dout = dout.data();
   y.h_c = Hc, y.q = q.data(), y.kc = kc.data(), y.vc = vc.data(), y.kc_rot = kc_rot.data();
   y.a_k = ak.data(), y.a_v = av.data(), y.da_k = dak.data(), y.da_v = dav.data();
   y.dq = dq.data(), y.dkc = dkc.data(), y.dvc = dvc.data();
   y.dgamma_o = dg.data(), y.dbeta_o = db.data();
-  std::vector<float> work(api::mea_workspace_bytes(y, opt) / sizeof(float) + 4, 0.5f);
+  std::vector<float> work(api::workspace_bytes(y, opt) / sizeof(float) + 4, 0.5f);
   for (auto* v : {&q, &kc, &vc, &q_rot, &kc_rot, &dq_rot, &dk, &dv, &o, &dout, &dq, &dkc, &dvc})
     watch(*v);
   for (auto* v : {&ak, &av, &dak, &dav, &dg, &db, &work}) watch(*v);

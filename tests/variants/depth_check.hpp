@@ -169,8 +169,6 @@ Verdict run_depth(const DepthCase& dc, const ForwardRun<strata::api::DepthStack>
   strata::api::DepthStack st;
   st.local.qk_norm = st.local.rope = dc.qk_norm_rope;
   st.local.eps = float(rc.local.norm_eps), st.local.rope_theta = float(rc.local.rope_theta);
-  Vec<float> work(strata::api::depth_workspace_bytes(int(nq), Hk, D) / 4 + 1, NAN);
-  st.workspace = work.data();
   for (int l = 0; l < L; ++l) {
     const size_t ul = size_t(l);
     for (auto* b : {&q_rot[ul], &dq_rot[ul], &dq[ul]}) b->assign(nel + 8, nan);
@@ -180,7 +178,8 @@ Verdict run_depth(const DepthCase& dc, const ForwardRun<strata::api::DepthStack>
     dgq[ul].assign(D, NAN), dgk[ul].assign(D, NAN);
     strata::api::DepthStackLayer y;
     y.attn = pr[ul]->p;
-    y.attn.q = q_rot[ul].data(), y.attn.k = khat[ul].data(), y.attn.v = vhat[ul].data();
+    y.attn.q = y.attn.k = y.attn.v = nullptr;  // the stack's to set: q_rot, khat, vhat
+    y.q_rot = q_rot[ul].data(), y.khat = khat[ul].data(), y.vhat = vhat[ul].data();
     y.attn.dq = dq_rot[ul].data(), y.attn.dk = dkhat[ul].data(), y.attn.dv = dvhat[ul].data();
     y.q = pr[ul]->qs.data(), y.k = pr[ul]->ks.data(), y.v = pr[ul]->vs.data();
     y.dq = dq[ul].data(), y.dk = dk[ul].data(), y.dv = dv[ul].data();
@@ -190,6 +189,9 @@ Verdict run_depth(const DepthCase& dc, const ForwardRun<strata::api::DepthStack>
     y.sources = rc.sources[ul];
     st.layers.push_back(y);
   }
+  st.workspace_bytes = strata::api::workspace_bytes(st);  // 0 without QK-norm
+  Vec<float> work(st.workspace_bytes / 4 + 1, NAN);
+  st.workspace = work.data();
   Verdict v;
   v.status = forward_or_train(forward, st);
   if (!v.status.empty()) return v;

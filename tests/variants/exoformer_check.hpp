@@ -277,14 +277,16 @@ struct ExoRun {
       y.mix.dgamma_q = dgq[ul].data(), y.mix.dgamma_k = dgk[ul].data();
       y.mix.s = s[ul].data(), y.mix.ds = ds[ul].data();
       y.attn = P.p;  // q~, k~, v~ into the out buffers, their gradients into P's dq, dk, dv
-      y.attn.q = out[ul][0].data(), y.attn.k = out[ul][1].data(), y.attn.v = out[ul][2].data();
+      y.attn.q = y.attn.k = y.attn.v = nullptr;  // the stack's to set: mix.out
+      for (int p = 0; p < 4; ++p) y.mix.out[size_t(p)] = out[ul][size_t(p)].data();
       dgate[ul].assign(rows(3) + 8, nan), gate_work[ul].assign(rows(3) + 8, nan);
-      y.gate.gate = out[ul][3].data(), y.gate.kind = strata::core::GateKind::kElementwise;
+      y.gate.kind = strata::core::GateKind::kElementwise;
       y.gate.gate_row_stride = int64_t(H) * D, y.gate.gate_head_stride = D;
       y.gate.dgate = dgate[ul].data(), y.gate.workspace = gate_work[ul].data();
+      y.gate.workspace_bytes = gate_work[ul].size() * sizeof(T);
       st.layers.push_back(y);
     }
-    work.assign(strata::api::exo_workspace_bytes(int(nq), H, D) / 4 + 1, NAN);
+    work.assign(strata::api::workspace_bytes(st) / 4 + 1, NAN);
     st.workspace = work.data(), st.workspace_bytes = work.size() * sizeof(float);
   }
 };

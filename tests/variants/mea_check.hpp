@@ -250,9 +250,7 @@ MeaRun run_mea_full(const MeaCase& mc, const ForwardRun<strata::api::MeaStack>& 
   st.options.site = kv ? strata::core::NormSite::kKeyValue : strata::core::NormSite::kOutput;
   st.options.gn_eps = float(rc.gn_eps), st.options.rope = mc.rope;
   st.options.rope_theta = float(rc.rope_theta);
-  const size_t wbytes = strata::api::mea_workspace_bytes(st.options.site, int(nq), H, Hk, Hc, D);
-  Vec<float> work(wbytes / 4 + 1, NAN);
-  st.workspace = work.data(), st.workspace_bytes = wbytes;
+  Vec<float> work;
   for (size_t l = 0; l < nL; ++l) {
     for (auto* b : {&q_rot[l], &dq_rot[l], &dq[l], &out[l]}) b->assign(nel + 8, nan);
     for (auto* b : {&k_attn[l], &v_attn[l], &dk_attn[l], &dv_attn[l]}) b->assign(nkv + 8, nan);
@@ -261,7 +259,9 @@ MeaRun run_mea_full(const MeaCase& mc, const ForwardRun<strata::api::MeaStack>& 
     for (auto* b : {&dg1[l], &db1[l], &dg2[l], &db2[l]}) b->assign(ng, NAN);
     strata::api::MeaLayerParams y;
     y.attn = pr[l]->p;  // attn.o, lse, dout (dL/dout) and dsum are the Problem's
-    y.attn.q = q_rot[l].data(), y.attn.dq = dq_rot[l].data();
+    y.attn.q = y.attn.k = y.attn.v = nullptr;  // the stack's to set: q_rot, k_attn, v_attn
+    y.q_rot = q_rot[l].data(), y.k_attn = k_attn[l].data(), y.v_attn = v_attn[l].data();
+    y.attn.dq = dq_rot[l].data();
     y.attn.dk = dk_attn[l].data(), y.attn.dv = dv_attn[l].data();
     y.h_c = Hc;
     y.q = pr[l]->qs.data(), y.kc = kcs[l].data(), y.vc = vcs[l].data();
@@ -269,19 +269,20 @@ MeaRun run_mea_full(const MeaCase& mc, const ForwardRun<strata::api::MeaStack>& 
     y.dq = dq[l].data(), y.dkc = dkc[l].data(), y.dvc = dvc[l].data();
     y.da_k = dak[l].data(), y.da_v = dav[l].data();
     if (kv) {
-      y.attn.k = k_attn[l].data(), y.attn.v = v_attn[l].data();
       y.gamma_k = g1[l].data(), y.beta_k = b1[l].data();
       y.gamma_v = g2[l].data(), y.beta_v = b2[l].data();
       y.dgamma_k = dg1[l].data(), y.dbeta_k = db1[l].data();
       y.dgamma_v = dg2[l].data(), y.dbeta_v = db2[l].data();
     } else {
-      y.attn.k = k_attn[l].data(), y.attn.v = v_attn[l].data();  // K', V' composed
       y.kc_rot = kc_rot[l].data(), y.out = out[l].data();
       y.gamma_o = g1[l].data(), y.beta_o = b1[l].data();
       y.dgamma_o = dg1[l].data(), y.dbeta_o = db1[l].data();
     }
     st.layers.push_back(y);
   }
+  st.workspace_bytes = strata::api::workspace_bytes(st);
+  work.assign(st.workspace_bytes / 4 + 1, NAN);
+  st.workspace = work.data();
   MeaRun run;
   Verdict& v = run.verdict;
   v.status = forward_or_train(forward, st);

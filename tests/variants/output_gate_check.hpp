@@ -109,6 +109,7 @@ Verdict run_gated(const GateCase& gc,
     ga.gate_row_stride = headwise ? H : int64_t(H) * D;
     ga.gate_head_stride = headwise ? 1 : D;
     ga.dgate = dgs.data(), ga.workspace = work.data();
+    ga.workspace_bytes = work.size() * sizeof(T);
 
     // with QK-norm + RoPE: the pass writes q_rot / k_rot, which the attention reads; the
     // attention's dq / dk go to dq_rot / dk_rot, which the pass's backward turns into dq / dk
@@ -120,6 +121,7 @@ Verdict run_gated(const GateCase& gc,
     att::FlashBwdParams ap = pr.p;
     if (qk) {
       qp.dtype = pr.p.dtype, qp.d = D;
+      qp.options.qk_norm = true;  // Qwen3's QK-norm (off unless asked), and RoPE (on)
       auto side = [&](strata::api::QkRows& s, const void* x, void* y, const void* dy, void* dx,
                       int heads, int total, const Vec<int>& cu, const float* gamma, float* dgamma) {
         s.x = x, s.y = y, s.dy = dy, s.dx = dx;
@@ -132,8 +134,8 @@ Verdict run_gated(const GateCase& gc,
            gamma_q.data(), dgamma_q.data());
       side(qp.k, pr.ks.data(), k_rot.data(), dk_rot.data(), pr.dk.data(), ac.num_kv_heads,
            int(pr.nk), pr.cuk, gamma_k.data(), dgamma_k.data());
-      qk_work.assign(strata::api::qk_norm_rope_workspace_bytes(qp) / 4 + 1, NAN);
-      qp.workspace = qk_work.data();
+      qk_work.assign(strata::api::workspace_bytes(qp) / 4 + 1, NAN);
+      qp.workspace = qk_work.data(), qp.workspace_bytes = qk_work.size() * sizeof(float);
       ap.q = q_rot.data(), ap.k = k_rot.data(), ap.dq = dq_rot.data(), ap.dk = dk_rot.data();
       if (const auto s = strata::api::qk_norm_rope_forward(qp); !s.ok())
         v.status = std::string("qk forward: ") + s.message();

@@ -99,15 +99,18 @@ TEST(DepthAttentionApi, EveryFieldIsValidatedAndNothingIsWritten) {
       {"gamma_q / gamma_k is null", false, [](Stack& s) { s.layers[0].gamma_k = nullptr; }},
       {"self-attention over layer 0's tokens", false, [](Stack& s) { s.layers[1].attn.h_k = 1; }},
       {"contiguous", false, [](Stack& s) { s.layers[2].attn.q_row_stride += 8; }},
-      {"attn: q is null", false, [](Stack& s) { s.layers[3].attn.q = nullptr; }},
+      {"layers[3].q_rot is null", false, [](Stack& s) { s.layers[3].q_rot = nullptr; }},
+      {"layers[1].vhat is null", false, [](Stack& s) { s.layers[1].vhat = nullptr; }},
+      {"layers[2].attn.k: the stack points it at layers[2].khat", false,
+       [](Stack& s) { s.layers[2].attn.k = s.layers[2].k; }},
       {"dq / dk / dv is null", true, [](Stack& s) { s.layers[1].dv = nullptr; }},
       {"dgamma_q / dgamma_k is null", true, [](Stack& s) { s.layers[3].dgamma_q = nullptr; }},
       {"dkhat_acc / dvhat_acc is null", true, [](Stack& s) { s.layers[0].dvhat_acc = nullptr; }},
-      {"workspace", true, [](Stack& s) { s.workspace = nullptr; }},
-      {"must not overwrite it", true, [](Stack& s) { s.layers[2].v = s.layers[2].attn.v; }},
-      {"must not overwrite them", true, [](Stack& s) { s.layers[1].q = s.layers[1].attn.q; }},
-      {"shared with source layer 0", false,
-       [](Stack& s) { s.layers[2].attn.v = s.layers[0].attn.v; }},
+      {"workspace is null", true, [](Stack& s) { s.workspace = nullptr; }},
+      {"workspace_bytes = 64: less than", true, [](Stack& s) { s.workspace_bytes = 64; }},
+      {"must not overwrite it", true, [](Stack& s) { s.layers[2].v = s.layers[2].vhat; }},
+      {"must not overwrite them", true, [](Stack& s) { s.layers[1].q = s.layers[1].q_rot; }},
+      {"shared with source layer 0", false, [](Stack& s) { s.layers[2].vhat = s.layers[0].vhat; }},
       {"self-attention over layer 0's tokens", false,
        [](Stack& s) { s.layers[3].attn.seqlen_k = 40; }},
   };
@@ -119,7 +122,8 @@ TEST(DepthAttentionApi, EveryFieldIsValidatedAndNothingIsWritten) {
     std::vector<std::vector<float>> accs;
     std::vector<float> g(D, 1.f), work(1024, NAN);
     Stack st;
-    st.workspace = work.data();
+    st.local.qk_norm = true;  // the norms' fields are checked
+    st.workspace = work.data(), st.workspace_bytes = work.size() * sizeof(float);
     for (int l = 0; l < L; ++l) {
       Case c = fixed_case(T, 1, H, Hk, D, true);
       c.seed = uint64_t(l + 1);
@@ -131,8 +135,9 @@ TEST(DepthAttentionApi, EveryFieldIsValidatedAndNothingIsWritten) {
       strata::api::DepthStackLayer y;
       y.attn = pr[size_t(l)]->p;
       for (int i = 0; i < 3; ++i) bufs.emplace_back(size_t(T * H * D) + 8, nan);
-      y.attn.q = bufs[bufs.size() - 3].data(), y.attn.k = bufs[bufs.size() - 2].data();
-      y.attn.v = bufs[bufs.size() - 1].data();
+      y.attn.q = y.attn.k = y.attn.v = nullptr;
+      y.q_rot = bufs[bufs.size() - 3].data(), y.khat = bufs[bufs.size() - 2].data();
+      y.vhat = bufs[bufs.size() - 1].data();
       for (int i = 0; i < 3; ++i) bufs.emplace_back(size_t(T * H * D) + 8, nan);
       y.dq = bufs[bufs.size() - 3].data(), y.dk = bufs[bufs.size() - 2].data();
       y.dv = bufs[bufs.size() - 1].data();

@@ -214,11 +214,9 @@ void expect_rejected(strata::core::NormSite site, const std::vector<Bad>& bad) {
     std::vector<std::vector<bf16>> bufs;
     std::vector<std::vector<float>> grads;
     std::vector<float> params(size_t(2 * Hc * Hk + 4 * H * D), 1.f);
-    const size_t wbytes = strata::api::mea_workspace_bytes(site, T, H, Hk, Hc, D);
-    std::vector<float> work(wbytes / 4, NAN);
+    std::vector<float> work;
     Stack st;
     st.options.site = site;
-    st.workspace = work.data(), st.workspace_bytes = wbytes;
     bufs.reserve(size_t(L) * 10);
     grads.reserve(size_t(L) * 6);
     for (int l = 0; l < L; ++l) {
@@ -234,7 +232,8 @@ void expect_rejected(strata::core::NormSite site, const std::vector<Bad>& bad) {
         bufs.emplace_back(size_t(T * heads * D) + 8, nan);
         return static_cast<void*>(bufs.back().data());
       };
-      y.attn.q = buf(H), y.attn.k = buf(Hk), y.attn.v = buf(Hk);
+      y.attn.q = y.attn.k = y.attn.v = nullptr;  // the stack's to set
+      y.q_rot = buf(H), y.k_attn = buf(Hk), y.v_attn = buf(Hk);
       y.dq = buf(H), y.dkc = buf(Hc), y.dvc = buf(Hc);
       y.q = pr[size_t(l)]->qs.data();
       y.kc = pr[size_t(l)]->ks.data(), y.vc = pr[size_t(l)]->vs.data();  // [T, 2, D]: H_c = 2
@@ -256,6 +255,9 @@ void expect_rejected(strata::core::NormSite site, const std::vector<Bad>& bad) {
       }
       st.layers.push_back(y);
     }
+    st.workspace_bytes = strata::api::workspace_bytes(st);
+    work.assign(st.workspace_bytes / 4, NAN);
+    st.workspace = work.data();
     // the unspoiled stack is valid (so every failure below is the spoiled field's)
     ASSERT_TRUE(st.validate(true).ok()) << st.validate(true).message();
     b.spoil(st);
@@ -274,7 +276,9 @@ std::vector<Bad> common_bad() {
       {"layers is empty", false, [](Stack& s) { s.layers.clear(); }},
       {"site: not a NormSite value", false,
        [](Stack& s) { s.options.site = static_cast<strata::core::NormSite>(5); }},
-      {"layers[1].attn: q is null", false, [](Stack& s) { s.layers[1].attn.q = nullptr; }},
+      {"layers[1].q_rot is null", false, [](Stack& s) { s.layers[1].q_rot = nullptr; }},
+      {"layers[2].attn.v: the stack points it at v_attn", false,
+       [](Stack& s) { s.layers[2].attn.v = s.layers[2].vc; }},
       {"layers[2].attn: dq is null", true, [](Stack& s) { s.layers[2].attn.dq = nullptr; }},
       {"attn: d = 80", false, [](Stack& s) { s.layers[0].attn.d = 80; }},
       {"attn: dtype", false,
@@ -307,8 +311,9 @@ std::vector<Bad> common_bad() {
        [](Stack& s) { s.layers[1].attn.dk = const_cast<void*>(s.layers[1].vc); }},
       {"dkc / dvc: shared with attn.dk / attn.dv", true,
        [](Stack& s) { s.layers[0].dkc = s.layers[0].attn.dv; }},
-      {"workspace (mea_workspace_bytes) is null", true, [](Stack& s) { s.workspace = nullptr; }},
-      {"less than mea_workspace_bytes", true, [](Stack& s) { s.workspace_bytes -= 4; }},
+      {"workspace is null: the call needs", true, [](Stack& s) { s.workspace = nullptr; }},
+      {"bytes the call needs (api::workspace_bytes)", true,
+       [](Stack& s) { s.workspace_bytes -= 4; }},
   };
 }
 
@@ -320,12 +325,13 @@ TEST(MeaApi, EveryFieldIsValidatedAndNothingIsWrittenKeyValue) {
       {"beta_k is null", false, [](Stack& s) { s.layers[3].beta_k = nullptr; }},
       {"gamma_v is null", false, [](Stack& s) { s.layers[0].gamma_v = nullptr; }},
       {"beta_v is null", false, [](Stack& s) { s.layers[0].beta_v = nullptr; }},
-      {"kc / vc: shared with attn", false, [](Stack& s) { s.layers[1].kc = s.layers[1].attn.k; }},
+      {"kc / vc: shared with q_rot / k_attn", false,
+       [](Stack& s) { s.layers[1].kc = s.layers[1].k_attn; }},
       {"dgamma_k is null", true, [](Stack& s) { s.layers[2].dgamma_k = nullptr; }},
       {"dbeta_k is null", true, [](Stack& s) { s.layers[3].dbeta_k = nullptr; }},
       {"dgamma_v is null", true, [](Stack& s) { s.layers[0].dgamma_v = nullptr; }},
       {"dbeta_v is null", true, [](Stack& s) { s.layers[1].dbeta_v = nullptr; }},
-      {"layers[2].attn: v is null", false, [](Stack& s) { s.layers[2].attn.v = nullptr; }},
+      {"layers[2].v_attn is null", false, [](Stack& s) { s.layers[2].v_attn = nullptr; }},
   };
   bad.insert(bad.end(), kv.begin(), kv.end());
   expect_rejected(strata::core::NormSite::kKeyValue, bad);
@@ -344,17 +350,17 @@ TEST(MeaApi, EveryFieldIsValidatedAndNothingIsWrittenOutput) {
       {"out: shared with attn.o", false, [](Stack& s) { s.layers[1].out = s.layers[1].attn.o; }},
       {"kc_rot: shared with", false,
        [](Stack& s) { s.layers[3].kc_rot = const_cast<void*>(s.layers[3].kc); }},
-      {"attn.q / out: shared with", false,
+      {"q_rot / out: shared with", false,
        [](Stack& s) { s.layers[2].out = const_cast<void*>(s.layers[2].vc); }},
       {"attn: o is null", false, [](Stack& s) { s.layers[0].attn.o = nullptr; }},
       {"contiguous", false, [](Stack& s) { s.layers[0].attn.o_row_stride += 8; }},
       {"contiguous", true, [](Stack& s) { s.layers[0].attn.do_row_stride += 8; }},
-      {"layers[2].attn: v is null", false, [](Stack& s) { s.layers[2].attn.v = nullptr; }},
+      {"layers[2].v_attn is null", false, [](Stack& s) { s.layers[2].v_attn = nullptr; }},
       {"contiguous", false, [](Stack& s) { s.layers[1].attn.k_row_stride += 8; }},
-      {"attn.k / attn.v: shared with", false,
-       [](Stack& s) { s.layers[3].attn.k = s.layers[3].kc_rot; }},
-      {"attn.k / attn.v: shared with", false,
-       [](Stack& s) { s.layers[0].attn.v = const_cast<void*>(s.layers[0].vc); }},
+      {"k_attn / v_attn: shared with", false,
+       [](Stack& s) { s.layers[3].k_attn = s.layers[3].kc_rot; }},
+      {"k_attn / v_attn: shared with", false,
+       [](Stack& s) { s.layers[0].v_attn = const_cast<void*>(s.layers[0].vc); }},
   };
   bad.insert(bad.end(), out.begin(), out.end());
   expect_rejected(strata::core::NormSite::kOutput, bad);

@@ -125,8 +125,10 @@ TEST(GatedAttentionApi, EveryFieldIsValidatedAndNothingIsWritten) {
        [](auto& g) { g.gate = static_cast<const char*>(g.gate) + 1; }},
       {"kind", false, [](auto& g) { g.kind = static_cast<GateKind>(7); }},
       {"dgate is null", true, [](auto& g) { g.dgate = nullptr; }},
-      {"workspace (gated_backward_workspace_bytes) is null", true,
+      {"workspace is null: the call needs 10240 bytes", true,
        [](auto& g) { g.workspace = nullptr; }},
+      {"workspace_bytes = 10239: less than the 10240 bytes", true,
+       [](auto& g) { g.workspace_bytes = 10239; }},
       {"workspace is not 16-byte aligned", true,
        [](auto& g) { g.workspace = static_cast<char*>(g.workspace) + 2; }},
   };
@@ -137,7 +139,7 @@ TEST(GatedAttentionApi, EveryFieldIsValidatedAndNothingIsWritten) {
     std::vector<bf16> work(gs.size() + 8, core::from_float<bf16>(NAN));
     strata::api::GateArgs g;
     g.gate = gs.data(), g.gate_row_stride = 4 * 64, g.gate_head_stride = 64;
-    g.dgate = dg.data(), g.workspace = work.data();
+    g.dgate = dg.data(), g.workspace = work.data(), g.workspace_bytes = work.size() * 2;
     b.spoil(g);
     const strata::Status s =
         b.backward ? strata::api::gated_backward(pr.p, g) : strata::api::gated_forward(pr.p, g);
@@ -154,7 +156,7 @@ TEST(QkNormRopeApi, EmptySidesAreValidatedAndStillGetTheirDgamma) {
   std::vector<float> g(64, 1.f), dgq(64, NAN), dgk(64, NAN), work(1024, NAN);
   const std::vector<int> cu = {0, 10};
   strata::api::QkNormRopeParams p;
-  p.d = 64;
+  p.d = 64, p.options.qk_norm = true;
   auto& s = p.q;
   s.x = q.data(), s.y = y.data(), s.dy = dy.data(), s.dx = dx.data();
   s.x_row_stride = s.y_row_stride = s.dy_row_stride = s.dx_row_stride = 128;
@@ -162,11 +164,18 @@ TEST(QkNormRopeApi, EmptySidesAreValidatedAndStillGetTheirDgamma) {
   s.heads = 2, s.total = 10, s.b = 1, s.cu_seqlens = cu.data(), s.gamma = g.data();
   s.dgamma = dgq.data();
   p.k.heads = 1, p.k.total = 0, p.k.gamma = g.data();
-  p.workspace = work.data();
+  p.workspace = work.data(), p.workspace_bytes = work.size() * sizeof(float);
   strata::Status st = strata::api::qk_norm_rope_backward(p);
   EXPECT_NE(std::string(st.message()).find("k.dgamma is null"), std::string::npos) << st.message();
   EXPECT_TRUE(std::isnan(dgq[0]) && std::isnan(core::to_float(dx[0])));
   p.k.dgamma = dgk.data();
+  p.workspace_bytes = 4;  // the partials of one block of q rows need 256
+  st = strata::api::qk_norm_rope_backward(p);
+  EXPECT_NE(std::string(st.message()).find("workspace_bytes = 4: less than the 256 bytes"),
+            std::string::npos)
+      << st.message();
+  EXPECT_TRUE(std::isnan(dgq[0]) && std::isnan(core::to_float(dx[0])));
+  p.workspace_bytes = work.size() * sizeof(float);
   ASSERT_TRUE(strata::api::qk_norm_rope_backward(p).ok());
   for (float x : dgk) EXPECT_EQ(x, 0.f);
   // no rows anywhere: no workspace is needed

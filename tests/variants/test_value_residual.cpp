@@ -119,10 +119,13 @@ struct ApiFixture {
     }
     ls.assign(2, 0.5f), lf.assign(2, 0.5f), dls.assign(2, NAN), dlf.assign(2, NAN);
     dv_first.assign(size_t(20 * 2 * 64), NAN);
-    work.assign(strata::api::value_residual_workspace_bytes(pr[0]->p) / sizeof(float), NAN);
+    work.assign(
+        strata::api::workspace_bytes(pr[0]->p, strata::api::ValueResidualArgs{}) / sizeof(float),
+        NAN);
     st.kind = ValueResidualKind::kResFormer;
     st.granularity = MixGranularity::kHeadwise;
     st.dv_first = dv_first.data(), st.workspace = work.data();
+    st.workspace_bytes = work.size() * sizeof(float);
     for (int l = 0; l < L; ++l) {
       strata::api::ValueResidualLayer layer;
       layer.attn = pr[size_t(l)]->p;
@@ -161,6 +164,8 @@ TEST(ValueResidualApi, EveryFieldIsValidatedAndNothingIsWritten) {
       {"workspace", true, [](Stack& s) { s.workspace = nullptr; }},
       {"workspace is not 16-byte aligned", true, [](Stack& s) { s.workspace += 1; }},
       {"workspace is not 16-byte aligned", false, [](Stack& s) { s.workspace += 1; }},
+      {"workspace_bytes = ", true, [](Stack& s) { s.workspace_bytes -= 4; }},
+      {"workspace_bytes = 16: less than", false, [](Stack& s) { s.workspace_bytes = 16; }},
       {"dq", true, [](Stack& s) { s.layers[2].attn.dq = nullptr; }},
       {"dsum", true, [](Stack& s) { s.layers[0].attn.dsum = nullptr; }},
   };
@@ -203,8 +208,9 @@ TEST(ValueResidualApi, ForwardPlansAgreeBitwise) {
     c.seed = 9;
     Problem<bf16> pr(c, 96);
     const std::vector<float> ls = {0.7f, 1.2f}, lf = {0.4f, -0.3f};
-    Vec<float> work(strata::api::value_residual_workspace_bytes(pr.p) / sizeof(float), NAN);
     strata::api::ValueResidualArgs a;
+    a.workspace_bytes = strata::api::workspace_bytes(pr.p, a);
+    Vec<float> work(a.workspace_bytes / sizeof(float), NAN);
     a.v_first = v0.p.v, a.v_first_row_stride = v0.p.v_row_stride;
     a.v_first_head_stride = v0.p.v_head_stride;
     a.lambda_self = ls.data(), a.lambda_first = lf.data();

@@ -149,8 +149,12 @@ Verdict run_stack(const StackCase& sc,
   st.kind = sc.kind, st.granularity = sc.granularity;
   // the workspace as the API sizes it (dlambda partials, then V' from a 16-byte boundary)
   Vec<float> dv_first(size_t(nkv) + 1, NAN),
-      work(strata::api::value_residual_workspace_bytes(pr[0]->p) / sizeof(float) + 4, NAN);
+      work(
+          strata::api::workspace_bytes(pr[0]->p, strata::api::ValueResidualArgs{}) / sizeof(float) +
+              4,
+          NAN);
   st.dv_first = dv_first.data(), st.workspace = work.data();
+  st.workspace_bytes = work.size() * sizeof(float);
   for (int l = 0; l < L; ++l) {
     strata::api::ValueResidualLayer layer;
     layer.attn = pr[size_t(l)]->p;

@@ -104,7 +104,7 @@ struct DecodeStack {
   float softmax_scale = 0.f;
   bool is_causal = true;
   int window_left = -1;
-  /// Key splits (ignored with a plan) and their workspace (paged_attention_workspace_bytes of any
+  /// Key splits (ignored with a plan) and their workspace (workspace_bytes(stack): that of any
   /// layer's attention_params, or the plan's; the layers run one after another and share it).
   int num_splits = 1;
   float* workspace = nullptr;
@@ -433,6 +433,12 @@ struct DecodeStack {
     return paged_attention(attention_params(l), stream);
   }
 };
+
+/// Bytes of a step's workspace: the split-KV partials of a layer's paged attention (the layers
+/// run one after another and share it); 0 with one split.
+inline size_t workspace_bytes(const DecodeStack& st) {
+  return st.layers.empty() ? 0 : api::workspace_bytes(st.attention_params(0));
+}
 STRATA_EXECUTOR_END
 
 }  // namespace strata::api

@@ -15,6 +15,8 @@
 #include <vector>
 
 #include "strata/api/flash.hpp"
+#include "strata/api/pass_output.hpp"
+#include "strata/api/workspace.hpp"
 #include "strata/variants/depth_attention.cuh"
 #include "strata/variants/value_residual.cuh"  // fill_zero_kernel
 
@@ -36,12 +38,19 @@ inline std::vector<std::vector<int>> depth_sources(int num_layers, int stride, i
 
 /// One layer of a Depth-Attention stack.
 struct DepthStackLayer {
-  /// The attention of the layer: q, k, v are the depth pass's outputs q_rot, k^, v^ (buffers of
-  /// [total, h, d] and [total, h_k, d], contiguous); dq, dk, dv the attention's gradients of them.
+  /// The attention of the layer over the depth pass's outputs: attn.q, attn.k, attn.v are the
+  /// stack's to set (to q_rot, khat, vhat; leave them null); dq, dk, dv are the attention's
+  /// gradients of them (written by its backward, read by the pass's).
   FlashBwdParams attn;
   const void* q = nullptr;  ///< raw projections
   const void* k = nullptr;
   const void* v = nullptr;
+  /// The depth pass's outputs (written by the forward, read by the attention and the backward):
+  /// q_rot [total, h, d], k^ and v^ [total, h_k, d], contiguous in attn.dtype. A later layer
+  /// reads this layer's k^, v^ as its sources.
+  void* q_rot = nullptr;
+  void* khat = nullptr;
+  void* vhat = nullptr;
   void* dq = nullptr;  ///< their gradients (written)
   void* dk = nullptr;
   void* dv = nullptr;
@@ -53,14 +62,17 @@ struct DepthStackLayer {
   std::vector<int> sources;  ///< ascending earlier layers, at most core::kMaxSources
 };
 
-/// Bytes of the backward workspace (dgamma partials) for a layer of `total` tokens, h_k KV heads.
-inline size_t depth_workspace_bytes(int total, int h_k, int d) {
-  const int64_t rows = int64_t(total > 0 ? total : 0) * (h_k > 0 ? h_k : 0);
+namespace detail {
+/// Bytes of the backward workspace: with QK-norm, the dgamma partials of a layer's (token, KV
+/// head) rows (the layers share the token layout and run one after another); else 0.
+inline size_t depth_workspace_bytes(const variants::QkNormRopeOptions& local,
+                                    const FlashFwdParams& a) {
+  if (!local.qk_norm) return 0;
+  const int64_t rows = int64_t(a.total_q > 0 ? a.total_q : 0) * (a.h_k > 0 ? a.h_k : 0);
   const int64_t blocks = (rows + variants::kDepthRowsPerBlock - 1) / variants::kDepthRowsPerBlock;
-  return size_t(blocks) * 2 * size_t(d > 0 ? d : 0) * sizeof(float);
+  return size_t(blocks) * 2 * size_t(a.d > 0 ? a.d : 0) * sizeof(float);
 }
 
-namespace detail {
 /// Layer l's sources: at most kMaxSources, strictly ascending earlier layers.
 inline Status check_depth_sources(const std::vector<int>& sources, size_t l,
                                   const std::string& at) {
@@ -108,7 +120,8 @@ STRATA_EXECUTOR_BEGIN
 struct DepthStack {
   variants::QkNormRopeOptions local;  ///< QK-norm (q before RoPE, k after) and RoPE
   std::vector<DepthStackLayer> layers;
-  float* workspace = nullptr;  ///< backward: depth_workspace_bytes(total, h_k, d)
+  float* workspace = nullptr;  ///< backward with QK-norm: workspace_bytes(stack) bytes
+  size_t workspace_bytes = 0;  ///< its size, checked
 
   /// Every field of every layer, before anything runs.
   Status validate(bool backward) const {
@@ -117,7 +130,8 @@ struct DepthStack {
     for (size_t l = 0; l < layers.size(); ++l) {
       const std::string at = "layers[" + std::to_string(l) + "].";
       const DepthStackLayer& y = layers[l];
-      const FlashBwdParams& a = y.attn;
+      FlashBwdParams a;
+      if (Status s = layer_attn(l, &a); !s.ok()) return s;
       Status s = backward ? api::validate_backward(a) : api::validate_forward(a);
       if (!s.ok()) return Status(s.code(), at + "attn: " + s.message());
       const FlashBwdParams& f = layers[0].attn;
@@ -138,18 +152,18 @@ struct DepthStack {
       if (!y.q) return Status::InvalidArgument(at + "q is null");
       if (!y.k) return Status::InvalidArgument(at + "k is null");
       if (!y.v) return Status::InvalidArgument(at + "v is null");
-      if (y.v == a.v && backward)
+      if (y.v == y.vhat && backward)
         return Status::InvalidArgument(at +
-                                       "v: the backward needs the raw v; v^ (attn.v) must "
-                                       "not overwrite it");
-      if (backward && local.qk_norm && (y.q == a.q || y.k == a.k))
+                                       "v: the backward needs the raw v; vhat must not "
+                                       "overwrite it");
+      if (backward && local.qk_norm && (y.q == y.q_rot || y.k == y.khat))
         return Status::InvalidArgument(at +
                                        "q / k: the norms' backward needs the raw q and k; "
-                                       "q_rot / k^ (attn.q / attn.k) must not overwrite them");
+                                       "q_rot / khat must not overwrite them");
       for (int j : y.sources)
         if (j >= 0 && j < int(l) &&
-            (layers[size_t(j)].attn.k == a.k || layers[size_t(j)].attn.v == a.v))
-          return Status::InvalidArgument(at + "attn.k / attn.v: shared with source layer " +
+            (layers[size_t(j)].khat == y.khat || layers[size_t(j)].vhat == y.vhat))
+          return Status::InvalidArgument(at + "khat / vhat: shared with source layer " +
                                          std::to_string(j) +
                                          ", whose k^ / v^ this layer reads while writing its own");
       if (local.qk_norm && (!y.gamma_q || !y.gamma_k))
@@ -168,8 +182,10 @@ struct DepthStack {
           return Status::InvalidArgument("layers[" + std::to_string(l) +
                                          "].dkhat_acc / dvhat_acc is null: a later layer reads "
                                          "this layer");
-      if (local.qk_norm && !workspace)
-        return Status::InvalidArgument("workspace (depth_workspace_bytes) is null");
+      if (Status s = detail::check_workspace(workspace, workspace_bytes,
+                                             detail::depth_workspace_bytes(local, layers[0].attn));
+          !s.ok())
+        return s;
     }
     return Status::Ok();
   }
@@ -183,13 +199,12 @@ struct DepthStack {
     p.cu_seqlens = a.cu_seqlens_q, p.b = a.b, p.seqlen = a.seqlen_q;
     p.local = local;
     p.q = y.q, p.k = y.k, p.v = y.v;
-    p.q_rot = const_cast<void*>(a.q), p.khat = const_cast<void*>(a.k);
-    p.vhat = const_cast<void*>(a.v);
+    p.q_rot = y.q_rot, p.khat = y.khat, p.vhat = y.vhat;
     p.gamma_q = y.gamma_q, p.gamma_k = y.gamma_k;
     p.num_sources = int(y.sources.size());
     for (size_t c = 0; c < y.sources.size() && c < size_t(core::kMaxSources); ++c) {
       const DepthStackLayer& src = layers[size_t(y.sources[c])];
-      p.src_khat[c] = src.attn.k, p.src_vhat[c] = src.attn.v;
+      p.src_khat[c] = src.khat, p.src_vhat[c] = src.vhat;
       p.src_dkhat_acc[c] = src.dkhat_acc, p.src_dvhat_acc[c] = src.dvhat_acc;
     }
     p.dq_rot = a.dq, p.dkhat = a.dk, p.dvhat = a.dv;
@@ -202,8 +217,10 @@ struct DepthStack {
   Status forward(cudaStream_t stream = 0) const {
     if (Status s = validate(false); !s.ok()) return s;
     for (size_t l = 0; l < layers.size(); ++l) {
+      FlashBwdParams a;
+      if (Status s = layer_attn(l, &a); !s.ok()) return s;
       if (Status s = launch_pass(l, false, stream); !s.ok()) return s;
-      if (Status s = flash_fwd(layers[l].attn, stream); !s.ok()) return s;
+      if (Status s = flash_fwd(a, stream); !s.ok()) return s;
     }
     return Status::Ok();
   }
@@ -220,18 +237,43 @@ struct DepthStack {
               !s.ok())
             return s;
     for (size_t l = layers.size(); l-- > 0;) {
-      if (Status s = flash_bwd(layers[l].attn, stream); !s.ok()) return s;
+      FlashBwdParams a;
+      if (Status s = layer_attn(l, &a); !s.ok()) return s;
+      if (Status s = flash_bwd(a, stream); !s.ok()) return s;
       if (Status s = launch_pass(l, true, stream); !s.ok()) return s;
     }
     return Status::Ok();
   }
 
  private:
+  /// Layer l's attention: attn with q, k, v pointed at q_rot, khat, vhat (refused by name where
+  /// attn names other buffers there).
+  Status layer_attn(size_t l, FlashBwdParams* out) const {
+    const DepthStackLayer& y = layers[l];
+    const std::string at = "layers[" + std::to_string(l) + "].";
+    const bool rows = y.attn.total_q > 0;  // no tokens: nothing is written
+    FlashBwdParams a = y.attn;
+    using detail::bind_pass_output;
+    if (Status s = bind_pass_output(a.q, y.q_rot, at + "attn.q", at + "q_rot", rows); !s.ok())
+      return s;
+    if (Status s = bind_pass_output(a.k, y.khat, at + "attn.k", at + "khat", rows); !s.ok())
+      return s;
+    if (Status s = bind_pass_output(a.v, y.vhat, at + "attn.v", at + "vhat", rows); !s.ok())
+      return s;
+    *out = a;
+    return Status::Ok();
+  }
+
   Status launch_pass(size_t l, bool backward, cudaStream_t stream) const {
     return detail::launch_depth_pass(depth_layer(l), layers[l].attn.dtype, layers[l].attn.d,
                                      backward, stream);
   }
 };
+
+/// Bytes of the stack's backward workspace (QK-norm's dgamma partials; 0 without QK-norm).
+inline size_t workspace_bytes(const DepthStack& st) {
+  return st.layers.empty() ? 0 : detail::depth_workspace_bytes(st.local, st.layers[0].attn);
+}
 
 STRATA_EXECUTOR_END
 }  // namespace strata::api

@@ -6,7 +6,8 @@
 /// turns them into dP, dlambda, ds, the gains' gradients and the stack's fp32 anchor accumulator
 /// dA^_P, which layer 0 turns into d anchor_P.
 ///
-///   ExoStack st;  st.options = ...;  st.anchors = ...;  st.layers = {...};  st.workspace = ...;
+///   ExoStack st;  st.options = ...;  st.anchors = ...;  st.layers = {...};
+///   st.workspace_bytes = api::workspace_bytes(st);  st.workspace = (that many bytes);
 ///   st.forward();   // or forward_layer(l) for l = 0 .. L-1, between the trainer's own layers
 ///   st.backward();  // or backward_layer(l) for l = L-1 .. 0
 ///
@@ -23,6 +24,8 @@
 
 #include "strata/api/flash.hpp"
 #include "strata/api/output_gate.hpp"
+#include "strata/api/pass_output.hpp"
+#include "strata/api/workspace.hpp"
 #include "strata/variants/exoformer.cuh"
 
 namespace strata::api {
@@ -31,14 +34,16 @@ using variants::ExoRows;
 using variants::ExoRowsOut;
 using variants::kExoStreams;
 
-/// The variant: lambda granularity, static or dynamic scales, RoPE, the norms' eps.
+/// The variant: lambda granularity, static or dynamic scales, RoPE, the norms' eps (defaults:
+/// the official configuration, strata/core/defaults.hpp). Its QK-norm is a step of the method
+/// (SPEC §3a step 5), always on.
 struct ExoOptions {
   core::MixGranularity granularity = core::MixGranularity::kElementwise;
   bool dynamic = true;  ///< per-token scales s (Dynamic E-ExoFormer, the official default)
-  bool rope = true;
-  float rope_theta = 500000.f;  ///< the official train.py
-  float norm_eps = 1e-6f;       ///< QK-norm
-  float anchor_eps = 1e-6f;     ///< anchor RMSNorm
+  bool rope = defaults::kRope;
+  float rope_theta = paper::kExoFormerRopeTheta;  ///< the official train.py's 5e5
+  float norm_eps = defaults::kRmsNormEps;         ///< QK-norm
+  float anchor_eps = defaults::kRmsNormEps;       ///< anchor RMSNorm
 };
 
 /// The stack-wide anchors, stream order q, k, v, g (heads h, h_k, h_k, h).
@@ -51,10 +56,12 @@ struct ExoAnchors {
   std::array<float*, kExoStreams> dgamma{};       ///< [d] fp32, written
 };
 
-/// One layer's own tensors (stream order q, k, v, g). The mixed outputs and their gradients are
-/// the buffers of ExoStackLayer.attn and ExoStackLayer.gate.
+/// One layer's own tensors (stream order q, k, v, g).
 struct ExoLayerMix {
-  std::array<ExoRows, kExoStreams> p{};             ///< the layer's projections P (T)
+  std::array<ExoRows, kExoStreams> p{};  ///< the layer's projections P (T)
+  /// The mixed outputs q~, k~ (normed, rotated), v~ and g~ (T), written by the forward, read by
+  /// the gated attention and the backward: q~, k~, v~ in attn's q, k, v strides, g~ in gate's.
+  std::array<void*, kExoStreams> out{};
   std::array<const float*, kExoStreams> lambda1{};  ///< fp32, the granularity's shape
   std::array<const float*, kExoStreams> lambda2{};
   const float* gamma_q = nullptr;  ///< [d] QK-norm gains
@@ -69,22 +76,25 @@ struct ExoLayerMix {
   float* ds = nullptr;  ///< dynamic: fp32 [total, 8], written
 };
 
-/// One layer: attn.q, attn.k, attn.v receive q~ (normed, rotated), k~ (normed, rotated), v~;
-/// gate.gate receives g~ (elementwise, [total, h, d]). Backward: attn.dq, dk, dv and gate.dgate
-/// receive the attention's gradients, which the mix pass reads.
+/// One layer: the gated attention over mix.out (attn.q, attn.k, attn.v and gate.gate are the
+/// stack's to set: leave them null; their strides are the outputs'; g~ is elementwise,
+/// [total, h, d]). Backward: attn.dq, dk, dv and gate.dgate receive the attention's gradients,
+/// which the mix pass reads.
 struct ExoStackLayer {
   FlashBwdParams attn;
   GateArgs gate;
   ExoLayerMix mix;
 };
 
+namespace detail {
 /// Bytes of the backward workspace: the mix pass's block partials (dlambda, dgamma) and their
-/// chunk sums (variants::exo_workspace_floats), shared by the layers (they run one after the
-/// other).
-inline size_t exo_workspace_bytes(int total, int h, int d) {
-  if (total <= 0 || h <= 0 || d <= 0) return 0;
-  return size_t(variants::exo_workspace_floats(total, h, d)) * sizeof(float);
+/// chunk sums (variants::exo_workspace_floats) for a layer's tokens, shared by the layers (they
+/// run one after the other).
+inline size_t exo_workspace_bytes(const FlashFwdParams& a) {
+  if (a.total_q <= 0 || a.h <= 0 || a.d <= 0) return 0;
+  return size_t(variants::exo_workspace_floats(a.total_q, a.h, a.d)) * sizeof(float);
 }
+}  // namespace detail
 
 /// Number of lambda values of one stream with `heads` heads.
 inline int64_t exo_lambda_count(core::MixGranularity g, int heads, int d) {
@@ -147,7 +157,7 @@ struct ExoStack {
   ExoOptions options;
   ExoAnchors anchors;
   std::vector<ExoStackLayer> layers;
-  float* workspace = nullptr;  ///< backward: exo_workspace_bytes(total, h, d)
+  float* workspace = nullptr;  ///< backward: workspace_bytes(stack) bytes
   size_t workspace_bytes = 0;  ///< its size, checked
 
   /// Every field of every layer, before anything runs.
@@ -186,12 +196,11 @@ struct ExoStack {
       if (L > 1 && !anchors.acc[size_t(p)])
         return Status::InvalidArgument(n + ".acc (the fp32 dA^ accumulator) is null");
     }
-    if (backward && f.total_q > 0 && !workspace)
-      return Status::InvalidArgument("workspace (exo_workspace_bytes) is null");
-    if (backward && workspace_bytes < exo_workspace_bytes(f.total_q, f.h, f.d))
-      return Status::InvalidArgument("workspace_bytes = " + std::to_string(workspace_bytes) +
-                                     ": less than exo_workspace_bytes = " +
-                                     std::to_string(exo_workspace_bytes(f.total_q, f.h, f.d)));
+    if (backward)
+      if (Status s =
+              detail::check_workspace(workspace, workspace_bytes, detail::exo_workspace_bytes(f));
+          !s.ok())
+        return s;
     for (int p = 0; backward && L > 1 && p < kExoStreams; ++p)
       for (int q = p + 1; q < kExoStreams; ++q)
         if (anchors.acc[size_t(p)] == anchors.acc[size_t(q)])
@@ -236,19 +245,38 @@ struct ExoStack {
  private:
   static int heads(const FlashFwdParams& a, int p) { return p == 1 || p == 2 ? a.h_k : a.h; }
 
-  /// The stream outputs of layer l are its attention's operands and gate logits.
+  /// The stream outputs of layer l, in its attention's operand strides and its gate's.
   static ExoRowsOut out_of(const ExoStackLayer& y, int p) {
     const FlashBwdParams& a = y.attn;
+    void* out = y.mix.out[size_t(p)];
     switch (p) {
       case 0:
-        return {const_cast<void*>(a.q), a.q_row_stride, a.q_head_stride};
+        return {out, a.q_row_stride, a.q_head_stride};
       case 1:
-        return {const_cast<void*>(a.k), a.k_row_stride, a.k_head_stride};
+        return {out, a.k_row_stride, a.k_head_stride};
       case 2:
-        return {const_cast<void*>(a.v), a.v_row_stride, a.v_head_stride};
+        return {out, a.v_row_stride, a.v_head_stride};
       default:
-        return {const_cast<void*>(y.gate.gate), y.gate.gate_row_stride, y.gate.gate_head_stride};
+        return {out, y.gate.gate_row_stride, y.gate.gate_head_stride};
     }
+  }
+  /// Layer l's gated attention: attn's q, k, v and gate.gate pointed at mix.out (refused by name
+  /// where they name other buffers; null outputs are allowed without tokens).
+  Status layer_attn(size_t l, FlashBwdParams* attn, GateArgs* gate) const {
+    const ExoStackLayer& y = layers[l];
+    const std::string at = "layers[" + std::to_string(l) + "].";
+    const bool rows = y.attn.total_q > 0;
+    FlashBwdParams a = y.attn;
+    GateArgs g = y.gate;
+    const void** in[kExoStreams] = {&a.q, &a.k, &a.v, &g.gate};
+    static const char* in_name[kExoStreams] = {"attn.q", "attn.k", "attn.v", "gate.gate"};
+    for (int p = 0; p < kExoStreams; ++p)
+      if (Status s = detail::bind_pass_output(*in[p], y.mix.out[size_t(p)], at + in_name[p],
+                                              at + "mix.out[" + stream_name(p) + "]", rows);
+          !s.ok())
+        return s;
+    *attn = a, *gate = g;
+    return Status::Ok();
   }
   static ExoRows dout_of(const ExoStackLayer& y, int p) {
     const FlashBwdParams& a = y.attn;
@@ -267,9 +295,10 @@ struct ExoStack {
   Status validate_layer(size_t l, bool backward) const {
     const std::string at = "layers[" + std::to_string(l) + "].";
     const ExoStackLayer& y = layers[l];
-    const FlashBwdParams& a = y.attn;
-    const Status s =
-        backward ? api::validate_backward(a) : api::validate_forward(a);
+    FlashBwdParams a;
+    GateArgs gate;
+    if (Status s = layer_attn(l, &a, &gate); !s.ok()) return s;
+    const Status s = backward ? api::validate_backward(a) : api::validate_forward(a);
     if (!s.ok()) return Status(s.code(), at + "attn: " + s.message());
     const FlashBwdParams& f = layers[0].attn;
     if (a.h != f.h || !detail::same_token_attention(a, f, backward))
@@ -292,7 +321,7 @@ struct ExoStack {
       return Status::InvalidArgument(at +
                                      "gate.kind: ExoFormer mixes elementwise gate logits "
                                      "[total, h, d]; a headwise gate has no anchor to mix");
-    if (Status g = api::validate(y.gate, a, backward); !g.ok())
+    if (Status g = api::validate(gate, a, backward); !g.ok())
       return Status(g.code(), at + "gate: " + g.message());
     for (int p = 0; p < kExoStreams; ++p) {
       const std::string n = at + "mix." + stream_name(p);
@@ -302,14 +331,15 @@ struct ExoStack {
           !st.ok())
         return st;
       const ExoRowsOut out = out_of(y, p);
-      if (Status st = detail::check_rows(out.ptr, n + " output (attn / gate)", out.row_stride,
-                                         out.head_stride, H, a.d);
+      const std::string out_name = at + "mix.out[" + stream_name(p) + "]";
+      if (Status st =
+              detail::check_rows(out.ptr, out_name, out.row_stride, out.head_stride, H, a.d);
           !st.ok())
         return st;
       for (int q = 0; q < kExoStreams; ++q)
         if (out.ptr == anchors.anchor[size_t(q)].ptr)
-          return Status::InvalidArgument(n + " output (attn / gate): overwrites anchors." +
-                                         stream_name(q) + ", which every layer reads");
+          return Status::InvalidArgument(out_name + ": overwrites anchors." + stream_name(q) +
+                                         ", which every layer reads");
       for (int q = 0; backward && q < kExoStreams; ++q) {
         // written before the pass (the attention's gradients) or by every layer (dP), while
         // P and the anchors are read again
@@ -387,17 +417,27 @@ struct ExoStack {
   }
 
   Status run_forward(size_t l, cudaStream_t stream) const {
-    const ExoStackLayer& y = layers[l];
-    if (y.attn.total_q > 0)
+    FlashBwdParams a;
+    GateArgs g;
+    if (Status s = layer_attn(l, &a, &g); !s.ok()) return s;
+    if (a.total_q > 0)
       if (Status s = mix(l, false, stream); !s.ok()) return s;
-    return gated_forward(y.attn, y.gate, stream);
+    return gated_forward(a, g, stream);
   }
   Status run_backward(size_t l, cudaStream_t stream) const {
-    const ExoStackLayer& y = layers[l];
-    if (Status s = gated_backward(y.attn, y.gate, stream); !s.ok()) return s;
+    FlashBwdParams a;
+    GateArgs g;
+    if (Status s = layer_attn(l, &a, &g); !s.ok()) return s;
+    if (Status s = gated_backward(a, g, stream); !s.ok()) return s;
     return mix(l, true, stream);
   }
 };
+
+/// Bytes of the stack's backward workspace (the mix pass's; each layer's gate.workspace is the
+/// gated attention's, workspace_bytes(attn, gate)).
+inline size_t workspace_bytes(const ExoStack& st) {
+  return st.layers.empty() ? 0 : detail::exo_workspace_bytes(st.layers[0].attn);
+}
 
 STRATA_EXECUTOR_END
 }  // namespace strata::api

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "strata/api/flash.hpp"
+#include "strata/api/workspace.hpp"
 #include "strata/attention/kv_append.cuh"
 #include "strata/attention/kv_cache.hpp"
 #include "strata/attention/merge_states.cuh"
@@ -256,7 +257,7 @@ inline Status validate_cache_indexing(const KvCache& c) {
 /// A100) no split; otherwise, among split counts up to min(max_splits, num_sms, key tiles) that
 /// change the tiles per split, the smallest whose wave efficiency (waves / ceil(waves)) is at
 /// least 85% of the best. `key_tiles` = ceil(longest cache / 64). Host only; the result goes into
-/// PagedAttentionParams::num_splits (with paged_attention_workspace_bytes for the workspace).
+/// PagedAttentionParams::num_splits (with workspace_bytes(params) for the workspace).
 inline int paged_attention_num_splits(int64_t blocks, int key_tiles, int num_sms,
                                       int max_splits = 128) {
   if (blocks <= 0 || key_tiles <= 1 || num_sms <= 0 || double(blocks) >= 0.8 * num_sms) return 1;
@@ -291,8 +292,9 @@ inline int paged_attention_num_splits(const PagedAttentionParams& p, int max_seq
   return paged_attention_num_splits(blocks, tiles, num_sms, max_splits);
 }
 
-/// Bytes of the workspace of a split-KV launch (num_splits > 1): fp32 partial outputs and LSE.
-inline size_t paged_attention_workspace_bytes(const PagedAttentionParams& p) {
+/// Bytes of the workspace of a split-KV launch (num_splits > 1): fp32 partial outputs and LSE;
+/// 0 with one split.
+inline size_t workspace_bytes(const PagedAttentionParams& p) {
   return attention::paged_attention_workspace_floats(p) * sizeof(float);
 }
 
@@ -356,7 +358,7 @@ inline Status plan_paged_shape(const PagedAttentionShape& shape, int num_sms,
                             : paged_attention_num_splits(blocks, key_tiles, num_sms, max_splits);
   plan->shape = shape;
   plan->num_splits = p.num_splits;
-  plan->workspace_bytes = paged_attention_workspace_bytes(p);
+  plan->workspace_bytes = workspace_bytes(p);
   return Status::Ok();
 }
 }  // namespace detail
@@ -485,17 +487,7 @@ inline Status validate_paged(const PagedAttentionParams& p, int kv_heads, const 
         !s.ok())
       return s;
   }
-  if (p.num_splits > 1) {
-    if (!p.workspace)
-      return Status::InvalidArgument("workspace (paged_attention_workspace_bytes) is null");
-    if (!detail::aligned16(p.workspace))
-      return Status::InvalidArgument("workspace is not 16-byte aligned");
-    if (p.workspace_bytes < paged_attention_workspace_bytes(p))
-      return Status::InvalidArgument("workspace_bytes = " + std::to_string(p.workspace_bytes) +
-                                     ": less than paged_attention_workspace_bytes = " +
-                                     std::to_string(paged_attention_workspace_bytes(p)));
-  }
-  return Status::Ok();
+  return check_workspace(p.workspace, p.workspace_bytes, api::workspace_bytes(p));
 }
 }  // namespace detail
 

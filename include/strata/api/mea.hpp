@@ -18,39 +18,47 @@
 /// step's staged rows within 48 KiB of shared memory.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <string>
 #include <vector>
 
 #include "strata/api/flash.hpp"
+#include "strata/api/pass_output.hpp"
+#include "strata/api/workspace.hpp"
 #include "strata/core/options.hpp"
 #include "strata/variants/mea.cuh"
 
 namespace strata::api {
 
-/// Options shared by the layers of a stack.
+/// Options shared by the layers of a stack (defaults: strata/core/defaults.hpp). The head
+/// GroupNorm is a step of the method, always on; `site` places it.
 struct MeaOptions {
   core::NormSite site = core::NormSite::kKeyValue;  ///< where the head GroupNorm sits
-  float gn_eps = 1e-5f;                             ///< GroupNorm epsilon (> 0)
+  float gn_eps = defaults::kGroupNormEps;           ///< GroupNorm epsilon (> 0)
   /// RoPE on q and on the keys: the normalised composite key (KeyValue), the component heads
   /// (Output; HLC commutes with RoPE)
-  bool rope = true;
-  float rope_theta = 10000.f;
+  bool rope = defaults::kRope;
+  float rope_theta = paper::kMeaRopeTheta;
 };
 
 /// One MEA layer. All activations are contiguous [total, heads, d] in attn.dtype.
 struct MeaLayerParams {
-  /// The attention of the layer. attn.h_k is H_kv, the composite heads; self-attention
-  /// (cu_seqlens_k = cu_seqlens_q). attn.q is the q_rot buffer the pass writes, attn.dq, dk, dv
-  /// the attention's gradients (dk, dv: [total, h_k, d]).
-  /// KeyValue: attn.k, attn.v are the k_attn, v_attn buffers [total, h_k, d] the pass writes.
-  /// Output: attn.k, attn.v are the composite K', V' buffers [total, h_k, d] the forward writes
-  /// (from kc_rot and vc) and the backward reads again (keep them between the two); attn.o
-  /// receives the attention output O before the GroupNorm (kept for the backward), attn.dout is
-  /// dL/dout.
+  /// The attention of the layer over q_rot, k_attn, v_attn (attn.q, attn.k, attn.v are the
+  /// stack's to set: leave them null). attn.h_k is H_kv, the composite heads; self-attention
+  /// (cu_seqlens_k = cu_seqlens_q); attn.dq, dk, dv the attention's gradients (dk, dv:
+  /// [total, h_k, d]). Output site: attn.o receives the attention output O before the GroupNorm
+  /// (kept for the backward), attn.dout is dL/dout.
   FlashBwdParams attn;
   int h_c = 0;  ///< component heads H_c (1 .. kMeaMaxComponentHeads; H_c < H_kv: virtual heads)
+  /// The attention's operands, written by the forward (contiguous, attn.dtype): q_rot =
+  /// RoPE(q) [total, h, d]; k_attn, v_attn [total, h_k, d]: at KeyValue the normalised composite
+  /// keys and values the pass writes, at Output the composite K', V' the forward writes from
+  /// kc_rot and vc and the backward reads again (keep them between the two).
+  void* q_rot = nullptr;
+  void* k_attn = nullptr;
+  void* v_attn = nullptr;
   const void* q = nullptr;   ///< raw queries [total, h, d]
   const void* kc = nullptr;  ///< K_c, V_c [total, h_c, d]
   const void* vc = nullptr;
@@ -115,12 +123,9 @@ inline MeaWorkspace mea_workspace(core::NormSite site, int total, int h, int h_k
 
 }  // namespace detail
 
-/// Bytes of the backward workspace of a layer (16-byte aligned pointer).
-inline size_t mea_workspace_bytes(core::NormSite site, int total, int h, int h_kv, int h_c, int d) {
-  return detail::mea_workspace(site, total, h, h_kv, h_c, d).bytes;
-}
-inline size_t mea_workspace_bytes(const MeaLayerParams& y, const MeaOptions& o) {
-  return mea_workspace_bytes(o.site, y.attn.total_q, y.attn.h, y.attn.h_k, y.h_c, y.attn.d);
+/// Bytes of the backward workspace of a layer (mea_backward(y, o, workspace, workspace_bytes)).
+inline size_t workspace_bytes(const MeaLayerParams& y, const MeaOptions& o) {
+  return detail::mea_workspace(o.site, y.attn.total_q, y.attn.h, y.attn.h_k, y.h_c, y.attn.d).bytes;
 }
 
 namespace detail {
@@ -130,6 +135,18 @@ inline bool mea_aligned(const void* p, size_t n) {
 }  // namespace detail
 
 namespace detail {
+
+/// The layer's attention: attn with q, k, v pointed at q_rot, k_attn, v_attn (refused by name
+/// where attn names other buffers; null outputs are allowed without tokens).
+inline Status mea_bind(const MeaLayerParams& y, FlashBwdParams* out) {
+  FlashBwdParams a = y.attn;
+  const bool rows = a.total_q > 0;
+  if (Status s = bind_pass_output(a.q, y.q_rot, "attn.q", "q_rot", rows); !s.ok()) return s;
+  if (Status s = bind_pass_output(a.k, y.k_attn, "attn.k", "k_attn", rows); !s.ok()) return s;
+  if (Status s = bind_pass_output(a.v, y.v_attn, "attn.v", "v_attn", rows); !s.ok()) return s;
+  *out = a;
+  return Status::Ok();
+}
 
 struct MeaPtr {
   const void* p;
@@ -164,7 +181,8 @@ inline Status validate(const MeaLayerParams& y, const MeaOptions& o, bool backwa
   if (!kv && tokens && (!y.kc_rot || !y.vc))
     return Status::InvalidArgument(std::string(!y.kc_rot ? "kc_rot" : "vc") +
                                    " is null (site Output: the composition reads it)");
-  const FlashBwdParams& a = y.attn;
+  FlashBwdParams a;
+  if (Status s = detail::mea_bind(y, &a); !s.ok()) return s;
   Status s = backward ? validate_backward(a) : validate_forward(a);
   if (!s.ok()) return Status(s.code(), std::string("attn: ") + s.message());
   if (a.h_k > variants::kMeaMaxCompositeHeads)
@@ -187,8 +205,6 @@ inline Status validate(const MeaLayerParams& y, const MeaOptions& o, bool backwa
     return Status::InvalidArgument(
         "attn: the MEA pass needs contiguous [total, heads, d] operands (row stride heads * d, "
         "head stride d)");
-  if (a.total_q > 0 && (!a.q || !a.k || !a.v))
-    return Status::InvalidArgument("attn.q / attn.k / attn.v (the pass's outputs) is null");
   if (!(o.gn_eps > 0.f) || !std::isfinite(o.gn_eps))
     return Status::InvalidArgument("gn_eps must be finite and > 0");
   if (o.rope && (!(o.rope_theta > 1.f) || !std::isfinite(o.rope_theta)))
@@ -208,7 +224,7 @@ inline Status validate(const MeaLayerParams& y, const MeaOptions& o, bool backwa
     for (const void* out : {a.q, a.k, a.v})
       if (out && (out == y.kc || out == y.vc))
         return Status::InvalidArgument(
-            "kc / vc: shared with attn.q / attn.k / attn.v, which the pass writes while other "
+            "kc / vc: shared with q_rot / k_attn / v_attn, which the pass writes while other "
             "tokens' K_c, V_c are read (and the backward recomposes K', V' from them)");
   } else {
     if (tokens)
@@ -217,12 +233,12 @@ inline Status validate(const MeaLayerParams& y, const MeaOptions& o, bool backwa
       return t;
     if (tokens && (y.kc_rot == y.kc || y.kc_rot == y.vc || y.kc_rot == y.q || y.kc_rot == a.q))
       return Status::InvalidArgument(
-          "kc_rot: shared with kc / vc / q / attn.q, which the pass reads or writes");
+          "kc_rot: shared with kc / vc / q / q_rot, which the pass reads or writes");
     for (const void* kv_out : {a.k, a.v})
       if (tokens && (kv_out == y.kc || kv_out == y.vc || kv_out == y.kc_rot || kv_out == y.q ||
                      kv_out == a.q || kv_out == y.out || kv_out == a.o))
         return Status::InvalidArgument(
-            "attn.k / attn.v: shared with kc / vc / kc_rot / q / attn.q / out / attn.o, which the "
+            "k_attn / v_attn: shared with kc / vc / kc_rot / q / q_rot / out / attn.o, which the "
             "composition reads or the forward writes");
     if (tokens && y.out == a.o)
       return Status::InvalidArgument(
@@ -230,7 +246,7 @@ inline Status validate(const MeaLayerParams& y, const MeaOptions& o, bool backwa
     if (tokens &&
         (a.q == y.kc || a.q == y.vc || y.out == y.kc_rot || y.out == y.vc || y.out == a.q))
       return Status::InvalidArgument(
-          "attn.q / out: shared with kc / vc / kc_rot / attn.q, which other tokens still read");
+          "q_rot / out: shared with kc / vc / kc_rot / q_rot, which other tokens still read");
   }
   if (backward) {
     if (tokens)
@@ -264,14 +280,9 @@ inline Status validate(const MeaLayerParams& y, const MeaOptions& o, bool backwa
     if (tokens && (y.dkc == a.dk || y.dkc == a.dv || y.dvc == a.dk || y.dvc == a.dv))
       return Status::InvalidArgument(
           "dkc / dvc: shared with attn.dk / attn.dv, which the pass reads while writing them");
-    const size_t need = mea_workspace_bytes(y, o);
-    if (need > 0 && !workspace)
-      return Status::InvalidArgument("workspace (mea_workspace_bytes) is null");
-    if (workspace_bytes < need)
-      return Status::InvalidArgument("workspace_bytes = " + std::to_string(workspace_bytes) +
-                                     ": less than mea_workspace_bytes = " + std::to_string(need));
-    if (workspace && !detail::mea_aligned(workspace, 16))
-      return Status::InvalidArgument("workspace is not 16-byte aligned");
+    if (Status t = detail::check_workspace(workspace, workspace_bytes, api::workspace_bytes(y, o));
+        !t.ok())
+      return t;
   }
   return Status::Ok();
 }
@@ -291,9 +302,9 @@ inline variants::MeaLayer mea_layer(const MeaLayerParams& y, const MeaOptions& o
   p.gamma_k = y.gamma_k, p.beta_k = y.beta_k, p.gamma_v = y.gamma_v, p.beta_v = y.beta_v;
   p.q = y.q, p.vc = y.vc;
   p.kc = kv || !backward ? y.kc : y.kc_rot;  // Output: the backward reads RoPE(K_c)
-  p.q_rot = const_cast<void*>(a.q);
-  p.k_attn = kv ? const_cast<void*>(a.k) : y.kc_rot;
-  p.v_attn = kv ? const_cast<void*>(a.v) : nullptr;
+  p.q_rot = y.q_rot;
+  p.k_attn = kv ? y.k_attn : y.kc_rot;
+  p.v_attn = kv ? y.v_attn : nullptr;
   p.dq_rot = a.dq, p.dk_attn = a.dk, p.dv_attn = a.dv;
   p.dq = y.dq, p.dkc = y.dkc, p.dvc = y.dvc;
   p.partial = static_cast<float*>(workspace);
@@ -380,7 +391,7 @@ Status mea_compose(const MeaLayerParams& y, cudaStream_t stream) {
   variants::MeaCompose c;
   c.kc_rot = y.kc_rot, c.vc = y.vc, c.a_k = y.a_k, c.a_v = y.a_v;
   c.total = a.total_q, c.h_kv = a.h_k, c.h_c = y.h_c;
-  c.k = const_cast<void*>(a.k), c.v = const_cast<void*>(a.v);
+  c.k = y.k_attn, c.v = y.v_attn;
   c.k_row_stride = a.k_row_stride, c.k_head_stride = a.k_head_stride;
   c.v_row_stride = a.v_row_stride, c.v_head_stride = a.v_head_stride;
   constexpr int kThreads = variants::kMeaComposeThreads;
@@ -399,20 +410,23 @@ STRATA_EXECUTOR_BEGIN
 /// Forward of one layer: validates, then runs the pass and the attention.
 inline Status mea_forward(const MeaLayerParams& y, const MeaOptions& o, cudaStream_t stream = 0) {
   if (Status s = validate(y, o, false); !s.ok()) return s;
+  FlashBwdParams a;
+  if (Status s = detail::mea_bind(y, &a); !s.ok()) return s;
   if (Status s = detail::mea_launch_pass(y, o, false, nullptr, stream); !s.ok()) return s;
-  if (o.site == core::NormSite::kKeyValue) return flash_fwd(y.attn, stream);
-  const Status s = y.attn.dtype == Dtype::kBf16 ? detail::mea_compose<__nv_bfloat16>(y, stream)
-                                                : detail::mea_compose<__half>(y, stream);
+  if (o.site == core::NormSite::kKeyValue) return flash_fwd(a, stream);
+  const Status s = a.dtype == Dtype::kBf16 ? detail::mea_compose<__nv_bfloat16>(y, stream)
+                                           : detail::mea_compose<__half>(y, stream);
   if (!s.ok()) return s;
-  return flash_fwd(y.attn, detail::mea_output_policy(y, o, nullptr), stream);
+  return flash_fwd(a, detail::mea_output_policy(y, o, nullptr), stream);
 }
 
 /// Backward of one layer (after its forward): validates, then runs the attention's backward and
-/// the pass's. `workspace`: mea_workspace_bytes(y, o) bytes, 16-byte aligned.
+/// the pass's. `workspace`: workspace_bytes(y, o) bytes, 16-byte aligned.
 inline Status mea_backward(const MeaLayerParams& y, const MeaOptions& o, void* workspace,
                            size_t workspace_bytes, cudaStream_t stream = 0) {
   if (Status s = validate(y, o, true, workspace, workspace_bytes); !s.ok()) return s;
-  FlashBwdParams a = y.attn;
+  FlashBwdParams a;
+  if (Status s = detail::mea_bind(y, &a); !s.ok()) return s;
   if (o.site == core::NormSite::kKeyValue) {
     if (Status s = flash_bwd(a, stream); !s.ok()) return s;
   } else {
@@ -433,8 +447,8 @@ inline Status mea_backward(const MeaLayerParams& y, const MeaOptions& o, void* w
 struct MeaStack {
   MeaOptions options;
   std::vector<MeaLayerParams> layers;
-  void* workspace = nullptr;  ///< backward: max over the layers of mea_workspace_bytes
-  size_t workspace_bytes = 0;
+  void* workspace = nullptr;   ///< backward: workspace_bytes(stack) bytes (the layers share it)
+  size_t workspace_bytes = 0;  ///< its size, checked
 
   Status validate(bool backward) const {
     if (layers.empty()) return Status::InvalidArgument("layers is empty");
@@ -460,6 +474,14 @@ struct MeaStack {
     return Status::Ok();
   }
 };
+
+/// Bytes of the stack's backward workspace: the most any layer needs (they run one after another).
+inline size_t workspace_bytes(const MeaStack& st) {
+  size_t need = 0;
+  for (const MeaLayerParams& y : st.layers)
+    need = std::max(need, api::workspace_bytes(y, st.options));
+  return need;
+}
 
 STRATA_EXECUTOR_END
 }  // namespace strata::api

@@ -5,13 +5,14 @@
 ///
 ///   gated_forward(attn, gate):   attn.o receives y' = Attention(q, k, v) o sigma(g)
 ///   gated_backward(attn, gate):  attn.dout is dL/dy'; writes dq, dk, dv and gate.dgate, using
-///                                gate.workspace (gated_backward_workspace_bytes) for the
+///                                gate.workspace (workspace_bytes(attn, gate)) for the
 ///                                attention's dO = dL/dy' o sigma(g)
 #pragma once
 
 #include <string>
 
 #include "strata/api/flash.hpp"
+#include "strata/api/workspace.hpp"
 #include "strata/core/options.hpp"
 #include "strata/variants/output_gate.cuh"
 
@@ -24,12 +25,13 @@ struct GateArgs {
   int64_t gate_row_stride = 0, gate_head_stride = 0;
   core::GateKind kind = core::GateKind::kElementwise;
   // backward only
-  void* dgate = nullptr;      ///< dL/dg, the layout of gate (written)
-  void* workspace = nullptr;  ///< gated_backward_workspace_bytes(): the attention's dO
+  void* dgate = nullptr;       ///< dL/dg, the layout of gate (written)
+  void* workspace = nullptr;   ///< workspace_bytes(attn, gate) bytes: the attention's dO
+  size_t workspace_bytes = 0;  ///< its size, checked
 };
 
 /// Bytes of the backward workspace: dO in the attention's dtype, [total_q, h, d] contiguous.
-inline size_t gated_backward_workspace_bytes(const FlashBwdParams& p) {
+inline size_t workspace_bytes(const FlashFwdParams& p, const GateArgs&) {
   return size_t(p.total_q > 0 ? p.total_q : 0) * size_t(p.h > 0 ? p.h : 0) *
          size_t(p.d > 0 ? p.d : 0) * 2;
 }
@@ -56,11 +58,7 @@ inline Status validate(const GateArgs& g, const FlashFwdParams& attn, bool backw
   if (!g.dgate) return Status::InvalidArgument("dgate is null");
   if (reinterpret_cast<uintptr_t>(g.dgate) % 2)
     return Status::InvalidArgument("dgate is not 2-byte aligned");
-  if (!g.workspace)
-    return Status::InvalidArgument("workspace (gated_backward_workspace_bytes) is null");
-  if (!detail::aligned16(g.workspace))
-    return Status::InvalidArgument("workspace is not 16-byte aligned");
-  return Status::Ok();
+  return detail::check_workspace(g.workspace, g.workspace_bytes, workspace_bytes(attn, g));
 }
 
 namespace detail {

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "strata/api/flash.hpp"
+#include "strata/api/workspace.hpp"
 #include "strata/variants/qk_norm_rope.cuh"
 
 namespace strata::api {
@@ -22,7 +23,8 @@ struct QkNormRopeParams {
   int d = 0;
   QkNormRopeOptions options;
   QkRows q, k;
-  float* workspace = nullptr;  ///< backward with qk_norm: qk_norm_rope_workspace_bytes()
+  float* workspace = nullptr;  ///< backward with qk_norm: api::workspace_bytes(params) bytes
+  size_t workspace_bytes = 0;  ///< its size, checked
 };
 
 namespace detail {
@@ -34,8 +36,9 @@ inline size_t qk_side_workspace_floats(const QkRows& s, int d) {
 }
 }  // namespace detail
 
-/// Bytes of the backward workspace (qk_norm only): a dgamma partial per 256 rows.
-inline size_t qk_norm_rope_workspace_bytes(const QkNormRopeParams& p) {
+/// Bytes of the backward workspace: a dgamma partial per 256 rows with qk_norm, else 0.
+inline size_t workspace_bytes(const QkNormRopeParams& p) {
+  if (!p.options.qk_norm) return 0;
   if (p.q.heads < 0 || p.q.total < 0 || p.k.heads < 0 || p.k.total < 0 || p.d <= 0) return 0;
   return (detail::qk_side_workspace_floats(p.q, p.d) + detail::qk_side_workspace_floats(p.k, p.d)) *
          sizeof(float);
@@ -77,8 +80,10 @@ inline Status validate(const QkNormRopeParams& p, bool backward) {
     return Status::InvalidArgument("options.rope_theta must be above 1");
   if (Status s = detail::check_side(p.q, "q", p, backward); !s.ok()) return s;
   if (Status s = detail::check_side(p.k, "k", p, backward); !s.ok()) return s;
-  if (backward && p.options.qk_norm && !p.workspace && qk_norm_rope_workspace_bytes(p) > 0)
-    return Status::InvalidArgument("workspace (qk_norm_rope_workspace_bytes) is null");
+  if (backward)
+    if (Status s = detail::check_workspace(p.workspace, p.workspace_bytes, workspace_bytes(p));
+        !s.ok())
+      return s;
   return Status::Ok();
 }
 

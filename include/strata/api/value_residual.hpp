@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "strata/api/flash.hpp"
+#include "strata/api/workspace.hpp"
 #include "strata/core/options.hpp"
 #include "strata/cost/perf_model.hpp"
 #include "strata/variants/value_residual.cuh"
@@ -40,16 +41,17 @@ struct ValueResidualArgs {
   float* dv_first = nullptr;  ///< fp32 accumulator [total_k, h_k, d], contiguous: += lambda_first g
   float* dlambda_self = nullptr;   ///< fp32, lambda's shape: written
   float* dlambda_first = nullptr;  ///< fp32, lambda's shape: written
-  /// value_residual_workspace_bytes(): the backward's (required), and the forward's where given
+  /// workspace_bytes(attn, args) bytes: the backward's (required), and the forward's where given
   /// (optional: on an sm_90a device it lets the forward write V' once when that is cheaper than
   /// forming it per tile, see resformer_forward).
   float* workspace = nullptr;
+  size_t workspace_bytes = 0;  ///< its size, checked
 };
 
-/// Bytes of the backward workspace: the per-row dlambda partials, fp32 [total_k, h_k, 2], then
-/// (from a 16-byte boundary) V'_l in the attention's dtype, [total_k, h_k, d], which the backward
+/// Bytes of the workspace: the per-row dlambda partials, fp32 [total_k, h_k, 2], then (from a
+/// 16-byte boundary) V'_l in the attention's dtype, [total_k, h_k, d], which the backward
 /// materialises once so that its kernels load V' tiles like plain V tiles.
-inline size_t value_residual_workspace_bytes(const FlashFwdParams& p) {
+inline size_t workspace_bytes(const FlashFwdParams& p, const ValueResidualArgs&) {
   const int64_t total_k =
       p.cu_seqlens_k_host ? p.cu_seqlens_k_host[p.b] : int64_t(p.b) * p.seqlen_k;
   const size_t rows = size_t(total_k > 0 ? total_k : 0) * size_t(p.h_k > 0 ? p.h_k : 0);
@@ -62,7 +64,7 @@ inline int64_t value_residual_accumulator_size(const FlashBwdParams& p) {
 }
 
 /// Checks the value-residual fields (the attention fields are checked by validate(attn)).
-inline Status validate(const ValueResidualArgs& a, bool backward) {
+inline Status validate(const ValueResidualArgs& a, const FlashFwdParams& attn, bool backward) {
   if (Status s =
           detail::check_operand(a.v_first, "v_first", a.v_first_row_stride, a.v_first_head_stride);
       !s.ok())
@@ -75,14 +77,15 @@ inline Status validate(const ValueResidualArgs& a, bool backward) {
     return Status::InvalidArgument("granularity: not a MixGranularity value");
   if (!a.lambda_self) return Status::InvalidArgument("lambda_self is null");
   if (!a.lambda_first) return Status::InvalidArgument("lambda_first is null");
-  if (a.workspace && !detail::aligned16(a.workspace))
-    return Status::InvalidArgument("workspace is not 16-byte aligned");
+  if (backward || a.workspace)  // the forward's is optional
+    if (Status s =
+            detail::check_workspace(a.workspace, a.workspace_bytes, workspace_bytes(attn, a));
+        !s.ok())
+      return s;
   if (!backward) return Status::Ok();
   if (!a.dv_first) return Status::InvalidArgument("dv_first (the fp32 dV_0 accumulator) is null");
   if (!a.dlambda_self) return Status::InvalidArgument("dlambda_self is null");
   if (!a.dlambda_first) return Status::InvalidArgument("dlambda_first is null");
-  if (!a.workspace)
-    return Status::InvalidArgument("workspace (value_residual_workspace_bytes) is null");
   return Status::Ok();
 }
 
@@ -112,7 +115,7 @@ STRATA_EXECUTOR_END
 
 namespace detail {
 STRATA_EXECUTOR_BEGIN
-/// V'_l of p's `total_k` key rows into the workspace (value_residual_workspace_bytes' layout) by
+/// V'_l of p's `total_k` key rows into the workspace (workspace_bytes(attn, args)'s layout) by
 /// value_residual_mix_kernel; p's V then points at it (contiguous [total_k, h_k, d]).
 template <class T>
 Status mix_v_into_workspace(FlashFwdParams& p, int total_k, const variants::ValueResidual& mix,
@@ -186,7 +189,7 @@ STRATA_EXECUTOR_BEGIN
 /// rounded once to the attention's dtype. Two plans, the same V' and, on one kernel, the same
 /// bits: V formed per tile as the tiles load (the sm_80 kernel's cp.async pipeline; the sm_90a
 /// kernel's producer warps, after TMA lands V_l and V_0), or V' written once to `a.workspace`
-/// (its value_residual_workspace_bytes layout) and attention run on it. The second runs where a
+/// (workspace_bytes(attn, a) bytes) and attention run on it. The second runs where a
 /// workspace is given, the device runs the sm_90a forward and the per-SM model prefers it
 /// (long sequences: forming V per tile repeats for every query tile); the workspace is not
 /// touched otherwise.
@@ -194,7 +197,7 @@ inline Status resformer_forward(const FlashFwdParams& attn, const ValueResidualA
                                 cudaStream_t stream = 0) {
   if (Status s = validate_forward(attn); !s.ok()) return s;
   if (attn.total_q == 0) return Status::Ok();
-  if (Status s = validate(a, false); !s.ok()) return s;
+  if (Status s = validate(a, attn, false); !s.ok()) return s;
   int total_k = 0;
   const bool write_v = a.workspace && detail::resformer_writes_v(attn, &total_k);
   return detail::resformer_forward_plan(attn, a, write_v ? total_k : -1, stream);
@@ -205,7 +208,7 @@ inline Status resformer_forward(const FlashFwdParams& attn, const ValueResidualA
 inline Status resformer_backward(const FlashBwdParams& attn, const ValueResidualArgs& a,
                                  cudaStream_t stream = 0) {
   if (Status s = validate_backward(attn); !s.ok()) return s;
-  if (Status s = validate(a, true); !s.ok()) return s;
+  if (Status s = validate(a, attn, true); !s.ok()) return s;
   if (Status s = attn.dtype == Dtype::kBf16
                      ? detail::resformer_backward_on_mixed<__nv_bfloat16>(attn, a, stream)
                      : detail::resformer_backward_on_mixed<__half>(attn, a, stream);
@@ -266,9 +269,10 @@ struct ValueResidualStack {
   core::MixGranularity granularity = core::MixGranularity::kScalar;
   std::vector<ValueResidualLayer> layers;
   float* dv_first = nullptr;  ///< backward: value_residual_accumulator_size(layers[0].attn) fp32
-  /// ResFormer: value_residual_workspace_bytes(layer 0); the backward needs it, the forward uses
-  /// it where writing V' once is the cheaper plan (resformer_forward).
+  /// ResFormer: workspace_bytes(stack) bytes; the backward needs it, the forward uses it where
+  /// writing V' once is the cheaper plan (resformer_forward).
   float* workspace = nullptr;
+  size_t workspace_bytes = 0;  ///< its size, checked
 
   /// Layer l's attention problem as launched (SVFormer: V is layer 0's).
   FlashBwdParams layer_attn(size_t l) const {
@@ -289,7 +293,7 @@ struct ValueResidualStack {
     a.granularity = granularity;
     a.dv_first = dv_first;
     a.dlambda_self = layers[l].dlambda_self, a.dlambda_first = layers[l].dlambda_first;
-    a.workspace = workspace;
+    a.workspace = workspace, a.workspace_bytes = workspace_bytes;
     return a;
   }
   Status check_shape() const {
@@ -320,7 +324,7 @@ struct ValueResidualStack {
         s = api::validate_forward(p);
       }
       if (s.ok() && l > 0 && kind == ValueResidualKind::kResFormer)
-        s = api::validate(layer_args(l), backward);
+        s = api::validate(layer_args(l), p, backward);
       if (!s.ok()) return Status(s.code(), "layers[" + std::to_string(l) + "]: " + s.message());
     }
     return Status::Ok();
@@ -358,6 +362,13 @@ struct ValueResidualStack {
     return Status::Ok();
   }
 };
+
+/// Bytes of a stack's workspace: a ResFormer layer's (the layers share V_0's shape, which sizes
+/// it); 0 for SVFormer and for one layer.
+inline size_t workspace_bytes(const ValueResidualStack& st) {
+  if (st.kind != ValueResidualKind::kResFormer || st.layers.size() < 2) return 0;
+  return api::workspace_bytes(st.layers[0].attn, ValueResidualArgs{});
+}
 
 STRATA_EXECUTOR_END
 }  // namespace strata::api

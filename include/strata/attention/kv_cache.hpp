@@ -168,10 +168,10 @@ struct PagedAttentionParams {
   bool is_causal = true;
   int window_left = -1;  ///< -1: unlimited
   /// Key splits per (sequence, KV head) (flash-decoding): 1 writes o and lse directly; more write
-  /// fp32 partials to `workspace` (paged_attention_workspace_bytes) that a merge combines.
+  /// fp32 partials to `workspace` (api::workspace_bytes(params)) that a merge combines.
   int num_splits = 1;
   float* workspace = nullptr;
-  size_t workspace_bytes = 0;  ///< its size, checked against paged_attention_workspace_bytes
+  size_t workspace_bytes = 0;  ///< its size, checked against api::workspace_bytes(params)
   /// Gated Attention's / ExoFormer's output gate, or null: o = O sigma(g) with logits g of the
   /// new tokens, [total_q, h, d] (kElementwise) or [total_q, h] (kHeadwise), the cache's dtype.
   /// It is applied once, to the final O: after the merge when num_splits > 1 (the partials are

@@ -20,6 +20,7 @@
 #include <cstdint>
 
 #include "strata/core/anchor_mix.hpp"
+#include "strata/core/defaults.hpp"
 #include "strata/core/numeric.hpp"
 #include "strata/core/options.hpp"
 #include "strata/core/rmsnorm.hpp"
@@ -70,8 +71,9 @@ struct ExoMix {
   const int* positions = nullptr;
   core::MixGranularity granularity = core::MixGranularity::kElementwise;
   bool dynamic = true;  ///< per-token scales s; false: s = 1 (static ExoFormer)
-  bool rope = true;
-  float rope_theta = 500000.f, norm_eps = 1e-6f, anchor_eps = 1e-6f;
+  bool rope = defaults::kRope;
+  float rope_theta = paper::kExoFormerRopeTheta;
+  float norm_eps = defaults::kRmsNormEps, anchor_eps = defaults::kRmsNormEps;
   ExoStream stream[kExoStreams];
   const float* gamma_q = nullptr;  ///< [d] QK-norm gains
   const float* gamma_k = nullptr;

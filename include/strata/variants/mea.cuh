@@ -37,6 +37,7 @@
 #include "strata/arch/sfu.hpp"
 #include "strata/arch/smem.hpp"
 #include "strata/attention/variant.hpp"
+#include "strata/core/defaults.hpp"
 #include "strata/core/group_norm.hpp"
 #include "strata/core/numeric.hpp"
 #include "strata/core/rope.hpp"
@@ -74,9 +75,9 @@ struct MeaLayer {
   /// reads kc = RoPE(K_c) as written and dk_attn, dv_attn = dK', dV', and returns
   /// dK_c = RoPE^T(sum_h A^K[c,h] dK'[h]). No GN gains, no dgamma/dbeta partials.
   bool gn = true;
-  float eps = 1e-5f;  ///< GroupNorm epsilon
-  bool rope = true;
-  float rope_theta = 10000.f;
+  float eps = defaults::kGroupNormEps;  ///< GroupNorm epsilon
+  bool rope = defaults::kRope;
+  float rope_theta = paper::kMeaRopeTheta;
   const float* a_k = nullptr;  ///< A^K, A^V [h_c, h_kv] fp32, row-major
   const float* a_v = nullptr;
   const float* gamma_k = nullptr;  ///< GN affine [h_kv, d] fp32

@@ -39,6 +39,7 @@
 #include <cstdint>
 
 #include "strata/attention/paged_attention.cuh"
+#include "strata/core/defaults.hpp"
 #include "strata/core/group_norm.hpp"
 #include "strata/core/rope.hpp"
 #include "strata/variants/qk_norm_rope.cuh"  // LaneRow
@@ -58,9 +59,9 @@ struct MeaPagedArgs {
   const float* beta_k = nullptr;
   const float* gamma_v = nullptr;
   const float* beta_v = nullptr;
-  bool rope = true;
-  float rope_theta = 10000.f;
-  float eps = 1e-5f;  ///< GroupNorm epsilon (both sites)
+  bool rope = defaults::kRope;
+  float rope_theta = paper::kMeaRopeTheta;
+  float eps = defaults::kGroupNormEps;  ///< GroupNorm epsilon (both sites)
   /// Site Output: GroupNorm of each head's final O row (gains [h, d] fp32); null at KeyValue
   const float* gamma_o = nullptr;
   const float* beta_o = nullptr;

@@ -10,6 +10,7 @@
 
 #include <cstdint>
 
+#include "strata/core/defaults.hpp"
 #include "strata/core/numeric.hpp"
 #include "strata/core/rmsnorm.hpp"
 #include "strata/core/rope.hpp"
@@ -18,12 +19,13 @@
 
 namespace strata::variants {
 
-/// Options of the pass.
+/// Options of the pass (Depth-Attention's local pass, Gated Attention's QK-norm + RoPE): the
+/// defaults of strata/core/defaults.hpp, so QK-norm runs only when asked.
 struct QkNormRopeOptions {
-  bool qk_norm = true;
-  bool rope = true;
-  float eps = 1e-6f;
-  float rope_theta = 10000.f;
+  bool qk_norm = defaults::kQkNorm;
+  bool rope = defaults::kRope;
+  float eps = defaults::kRmsNormEps;                   ///< QK-norm's RMSNorm
+  float rope_theta = paper::kDepthAttentionRopeTheta;  ///< = paper::kGatedAttentionRopeTheta
 };
 
 /// One side (q or k) of the pass: [total, heads, d] operands with (row, head) strides in
