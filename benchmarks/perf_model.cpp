@@ -165,12 +165,14 @@ strata::sim::Counters measure(int T, int d, bool causal, Pass pass,
       strata::variants::OutputGate var;
       var.gate = gate.p, var.gate_row_stride = var.gate_head_stride = d;
       var.dy = dy.p, var.dy_row_stride = var.dy_head_stride = d, var.dgate = dgate.p;
+      var.dout_ws = dout.p;  // the model's dO (the API's workspace)
       run(var);
       break;
     }
     case Method::kMea: {
       strata::variants::MeaOutputAttention var;
       var.gamma = gamma.p, var.beta = beta.p, var.out = out.p, var.dy = dy.p, var.stats = stats.p;
+      var.dout_ws = dout.p;  // the model's dO (the API's workspace)
       run(var);
       break;
     }

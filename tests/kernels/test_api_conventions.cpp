@@ -77,6 +77,37 @@ TEST(Defaults, ADefaultDepthStackNeedsNoGains) {
   EXPECT_GT(api::workspace_bytes(d.st), 0u);
 }
 
+// --- outputs typed as outputs ------------------------------------------------------------
+
+TEST(Outputs, TheStackPointsTheAttentionAtThePassOutputs) {
+  DepthOneLayer d;
+  d.st.layers[0].attn.q = d.st.layers[0].q_rot;  // the same buffer: accepted
+  EXPECT_TRUE(d.st.validate(false).ok());
+  d.st.layers[0].attn.k = d.st.layers[0].k;  // another one: refused by name
+  EXPECT_EQ(std::string(d.st.validate(false).message()),
+            "layers[0].attn.k: the stack points it at layers[0].khat, which the pass writes; "
+            "leave it null (or the same buffer)");
+  d.st.layers[0].attn.k = nullptr, d.st.layers[0].vhat = nullptr;
+  EXPECT_EQ(std::string(d.st.validate(false).message()),
+            "layers[0].vhat is null (the pass writes it)");
+}
+
+TEST(Outputs, AStackWithoutTokensNeedsNoOutputBuffers) {
+  const api::PackedBatch batch = api::PackedBatch::of({0, 0});
+  alignas(16) static uint16_t raw[64];
+  api::DepthStack st;
+  for (int l = 0; l < 2; ++l) {
+    api::DepthStackLayer y;  // raw inputs given, the pass's outputs not
+    y.attn = api::packed_params(batch, batch.cu_q.data(), batch.cu_k.data(),
+                                {.h = 4, .h_k = 2, .d = 64}, {});
+    y.q = y.k = y.v = raw;
+    y.sources = api::depth_sources(2, 1, 0)[size_t(l)];  // layer 1 reads layer 0
+    st.layers.push_back(y);
+  }
+  EXPECT_TRUE(st.validate(false).ok()) << st.validate(false).message();
+  EXPECT_TRUE(st.forward().ok());
+}
+
 // --- describe() ----------------------------------------------------------------------------
 
 TEST(Describe, TheDefaultsOfEveryMethod) {

@@ -162,7 +162,8 @@ struct DepthStack {
                                        "q_rot / khat must not overwrite them");
       for (int j : y.sources)
         if (j >= 0 && j < int(l) &&
-            (layers[size_t(j)].khat == y.khat || layers[size_t(j)].vhat == y.vhat))
+            ((y.khat && layers[size_t(j)].khat == y.khat) ||
+             (y.vhat && layers[size_t(j)].vhat == y.vhat)))
           return Status::InvalidArgument(at + "khat / vhat: shared with source layer " +
                                          std::to_string(j) +
                                          ", whose k^ / v^ this layer reads while writing its own");

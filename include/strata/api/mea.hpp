@@ -9,7 +9,7 @@
 ///   dbeta_k, dgamma_v, dbeta_v (fp32; block partials in the workspace, then a fixed-order
 ///   reduction: deterministic).
 /// Output, forward: pass (q_rot, kc_rot = RoPE(K_c)), the composition K', V' from the H_c component
-///   heads into attn.k, attn.v, then flash_fwd with MeaOutputAttention: attn.o receives the
+///   heads into k_attn, v_attn, then flash_fwd with MeaOutputAttention: attn.o receives the
 ///   attention output O and `out` = GN_o(O). Backward: attn.dout is dL/dout; flash_bwd
 ///   with the policy (GN backward in its preprocess, dO in the workspace) writes dq_rot and dK',
 ///   dV' (attn.dk, attn.dv, [total, H_kv, d]); the pass writes dq, dK_c, dV_c, dA^K, dA^V; a
@@ -320,6 +320,7 @@ inline variants::MeaOutputAttention mea_output_policy(const MeaLayerParams& y, c
     const MeaWorkspace w =
         mea_workspace(o.site, y.attn.total_q, y.attn.h, y.attn.h_k, y.h_c, y.attn.d);
     v.stats = reinterpret_cast<float*>(static_cast<char*>(workspace) + w.stats);
+    v.dout_ws = static_cast<char*>(workspace) + w.dout;  // the preprocess writes dO there
   }
   return v;
 }
@@ -384,7 +385,7 @@ inline Status mea_launch_pass(const MeaLayerParams& y, const MeaOptions& o, bool
   });
 }
 
-/// The Output site's K', V' (attn.k, attn.v) from kc_rot and vc.
+/// The Output site's K', V' (k_attn, v_attn) from kc_rot and vc.
 template <class T>
 Status mea_compose(const MeaLayerParams& y, cudaStream_t stream) {
   const FlashBwdParams& a = y.attn;
@@ -404,6 +405,16 @@ Status mea_compose(const MeaLayerParams& y, cudaStream_t stream) {
 }
 
 STRATA_EXECUTOR_END
+}  // namespace detail
+
+namespace detail {
+/// The most workspace any of the layers needs (they run one after another and share it).
+inline size_t mea_stack_workspace_bytes(const std::vector<MeaLayerParams>& layers,
+                                        const MeaOptions& o) {
+  size_t need = 0;
+  for (const MeaLayerParams& y : layers) need = std::max(need, api::workspace_bytes(y, o));
+  return need;
+}
 }  // namespace detail
 
 STRATA_EXECUTOR_BEGIN
@@ -432,9 +443,7 @@ inline Status mea_backward(const MeaLayerParams& y, const MeaOptions& o, void* w
   } else {
     const variants::MeaOutputAttention v = detail::mea_output_policy(y, o, workspace);
     if (a.total_q > 0) {  // the dQ and dK/dV kernels read the GroupNorm's dO from the workspace
-      const detail::MeaWorkspace w =
-          detail::mea_workspace(o.site, a.total_q, a.h, a.h_k, y.h_c, a.d);
-      a.dout = static_cast<char*>(workspace) + w.dout;
+      a.dout = v.dout_ws;
       a.do_row_stride = int64_t(a.h) * a.d, a.do_head_stride = a.d;
     }
     if (Status s = flash_bwd(a, v, stream); !s.ok()) return s;
@@ -452,6 +461,11 @@ struct MeaStack {
 
   Status validate(bool backward) const {
     if (layers.empty()) return Status::InvalidArgument("layers is empty");
+    if (backward)  // the stack's (each layer's check below then passes)
+      if (Status s = detail::check_workspace(workspace, workspace_bytes,
+                                             detail::mea_stack_workspace_bytes(layers, options));
+          !s.ok())
+        return s;
     for (size_t l = 0; l < layers.size(); ++l)
       if (Status s = api::validate(layers[l], options, backward, workspace, workspace_bytes);
           !s.ok())
@@ -477,10 +491,7 @@ struct MeaStack {
 
 /// Bytes of the stack's backward workspace: the most any layer needs (they run one after another).
 inline size_t workspace_bytes(const MeaStack& st) {
-  size_t need = 0;
-  for (const MeaLayerParams& y : st.layers)
-    need = std::max(need, api::workspace_bytes(y, st.options));
-  return need;
+  return detail::mea_stack_workspace_bytes(st.layers, st.options);
 }
 
 STRATA_EXECUTOR_END

@@ -97,6 +97,7 @@ inline Status gated_backward(const FlashBwdParams& attn, const GateArgs& g,
   v.dy_row_stride = attn.do_row_stride, v.dy_head_stride = attn.do_head_stride;
   FlashBwdParams p = attn;  // the dQ and dK/dV kernels read the gated dO from the workspace
   if (attn.total_q > 0) {
+    v.dout_ws = g.workspace;  // the preprocess writes it
     p.dout = g.workspace;
     p.do_row_stride = int64_t(attn.h) * attn.d, p.do_head_stride = attn.d;
   }

@@ -35,7 +35,8 @@ struct DepthLayer {
   /// [total] RoPE position of each token (device; decode: its place in the cache), or null:
   /// from cu_seqlens
   const int* positions = nullptr;
-  QkNormRopeOptions local;  ///< QK-norm and RoPE (Qwen3-style Depth-Attention: both on)
+  /// QK-norm (off unless asked; the paper's Qwen3-style model turns it on) and RoPE
+  QkNormRopeOptions local;
   // forward
   const void* q = nullptr;  ///< raw projections (T): q [total, h, d]; k, v [total, h_k, d]
   const void* k = nullptr;

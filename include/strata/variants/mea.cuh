@@ -473,11 +473,14 @@ __global__ void __launch_bounds__(Threads) mea_compose_kernel(const MeaCompose p
 struct MeaOutputAttention : attention::VanillaAttention {
   const float* gamma = nullptr;  ///< GN affine [h, d] fp32
   const float* beta = nullptr;
-  float eps = 1e-5f;
+  float eps = defaults::kGroupNormEps;
   void* out = nullptr;  ///< GN(O) [total, h, d] (T), written by the forward
   // backward
   const void* dy = nullptr;  ///< dL/dout [total, h, d] (T)
   float* stats = nullptr;    ///< [total, h, 2] fp32: mu and 1/sqrt(var + eps) of each O row
+  /// The attention's dO (T), written by the preprocess in p.dout's strides: the API's workspace,
+  /// at which it points p.dout for the dQ and dK/dV kernels that read it.
+  void* dout_ws = nullptr;
 
   /// O (rounded to T, as stored) to p.o and out = GN(O) to `out`. Every lane of the quad runs
   /// the row sums, valid row or not.
@@ -497,15 +500,14 @@ struct MeaOutputAttention : attention::VanillaAttention {
     store_fragment_row(static_cast<T*>(out), int64_t(p.h) * p.d, p.d, y, r);
   }
 
-  /// dO = GN backward of the row into p.dout (the workspace), the row's statistics into `stats`,
+  /// dO = GN backward of the row into dout_ws (the workspace), the row's statistics into `stats`,
   /// and D = rowsum(dO o O) with dO as the dQ and dK/dV kernels will read it.
   template <class T, int D>
   STRATA_HOST_DEVICE float preprocess(const attention::FlashBwdParams& p, int64_t token,
                                       int h) const {
     const T* o = static_cast<const T*>(p.o) + token * p.o_row_stride + int64_t(h) * p.o_head_stride;
     const T* d_y = static_cast<const T*>(dy) + (token * p.h + h) * D;
-    T* d_o = static_cast<T*>(const_cast<void*>(p.dout)) + token * p.do_row_stride +
-             int64_t(h) * p.do_head_stride;
+    T* d_o = static_cast<T*>(dout_ws) + token * p.do_row_stride + int64_t(h) * p.do_head_stride;
     const float* g = gamma + int64_t(h) * D;
     float mu = 0.f;
     STRATA_UNROLL_N(8)

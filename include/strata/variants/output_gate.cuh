@@ -26,6 +26,9 @@ struct OutputGate : attention::VanillaAttention {
   const void* dy = nullptr;  ///< dL/dy' (T), [total_q, h, d] with these strides
   int64_t dy_row_stride = 0, dy_head_stride = 0;
   void* dgate = nullptr;  ///< dL/dg (T), the layout of `gate`
+  /// The attention's dO = dy' o sigma(g) (T), written by the preprocess in p.dout's strides: the
+  /// API's workspace, at which it points p.dout for the dQ and dK/dV kernels that read it.
+  void* dout_ws = nullptr;
 
   template <class T>
   STRATA_HOST_DEVICE const T* gate_row(int64_t token, int h) const {
@@ -50,14 +53,13 @@ struct OutputGate : attention::VanillaAttention {
     VanillaAttention::store_o<T>(y, p, r, sum);
   }
 
-  /// p.o holds y', p.dout the dO workspace this writes; returns D of the row.
+  /// p.o holds y'; dO goes to dout_ws (p.dout's strides); returns D of the row.
   template <class T, int D>
   STRATA_HOST_DEVICE float preprocess(const attention::FlashBwdParams& p, int64_t token,
                                       int h) const {
     const T* y = static_cast<const T*>(p.o) + token * p.o_row_stride + int64_t(h) * p.o_head_stride;
     const T* d_y = static_cast<const T*>(dy) + token * dy_row_stride + int64_t(h) * dy_head_stride;
-    T* d_o = static_cast<T*>(const_cast<void*>(p.dout)) + token * p.do_row_stride +
-             int64_t(h) * p.do_head_stride;
+    T* d_o = static_cast<T*>(dout_ws) + token * p.do_row_stride + int64_t(h) * p.do_head_stride;
     const T* g = gate_row<T>(token, h);
     T* dg = static_cast<T*>(dgate) + token * gate_row_stride + int64_t(h) * gate_head_stride;
     float dsum = 0.f;
